@@ -1,0 +1,468 @@
+//! The data path benchmark: a ZooKeeper server, two heads and three cluster servers on
+//! loopback, a large file put and read back beside `cp` ×3 + `sync` and `cat` of the same
+//! bytes on the same disk, many small files by concurrent clients, and the resident memory
+//! of every FileGrid process during the large transfers.
+
+mod files;
+mod large;
+mod rss;
+mod small;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use filegrid_testkit::{Grid, GridOptions};
+
+use crate::binaries::NodeBinaries;
+use crate::error::BenchError;
+use crate::report::{Report, Row, Target, Unit};
+use large::LargeRun;
+use small::SmallRun;
+
+const MIB: u64 = 1 << 20;
+/// The resident memory every FileGrid process must stay under during large transfers.
+const RSS_LIMIT: u64 = 64 * MIB;
+
+/// Settings of a run.
+#[derive(Clone, Debug)]
+pub struct DataOptions {
+    pub runs: u32,
+    /// Size of the large file.
+    pub size: u64,
+    pub small_files: usize,
+    pub clients: usize,
+    /// Where the work directory (source file, baseline copies, FileGrid's data) is created.
+    pub dir: PathBuf,
+    pub keep_logs: bool,
+}
+
+/// What every phase of every run shares.
+#[derive(Clone)]
+pub struct Setup {
+    pub options: DataOptions,
+    /// The work directory: baseline files and (under it) the grid's data directories.
+    pub work: PathBuf,
+    /// The large source file, its size and CRC32C.
+    pub source: PathBuf,
+    pub size: u64,
+    pub crc: u32,
+    pub http: reqwest::Client,
+    /// `http://host:port` of the leader head.
+    pub leader: String,
+    pub data_dirs: Vec<PathBuf>,
+    /// (name, pid) of every FileGrid process, leader head first.
+    pub processes: Arc<Vec<(String, i32)>>,
+    /// Where the processes' logs are while the grid runs.
+    pub logs: PathBuf,
+}
+
+impl Setup {
+    pub fn file_url(&self, name: &str) -> String {
+        format!("{}/v1/files/{name}", self.leader)
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        self.processes.iter().map(|(_, p)| *p).collect()
+    }
+
+    pub fn checksum(&self) -> String {
+        filegrid_node::chunk::Checksum(self.crc).to_string()
+    }
+
+    pub fn failed(&self, what: String) -> BenchError {
+        BenchError::Unexpected {
+            what,
+            logs: self.logs.display().to_string(),
+        }
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), BenchError> {
+        let resp = self
+            .http
+            .delete(self.file_url(name))
+            .send()
+            .await
+            .map_err(|e| self.failed(format!("DELETE {name}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(self.failed(format!("DELETE {name} answered {}", resp.status())));
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(options: DataOptions, bins: NodeBinaries) -> Result<(), BenchError> {
+    let o = &options;
+    println!(
+        "FileGrid data path benchmark: {} runs; 2 heads + 3 cluster servers (replication 3, \
+         chunks 8 MiB) on loopback; {} CPUs",
+        o.runs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    std::fs::create_dir_all(&o.dir).map_err(BenchError::TempDir)?;
+    let work = tempfile::Builder::new()
+        .prefix("filegrid-bench-data-")
+        .tempdir_in(&o.dir)
+        .map_err(BenchError::TempDir)?;
+    println!(
+        "work directory (baseline files and FileGrid's data, one disk): {}",
+        work.path().display()
+    );
+    let source = work.path().join("source");
+    let (src, size) = (source.clone(), o.size);
+    let crc = tokio::task::spawn_blocking(move || files::write_random(&src, size))
+        .await
+        .map_err(|e| BenchError::Unexpected {
+            what: format!("writing the source file: {e}"),
+            logs: String::new(),
+        })??;
+    println!(
+        "large file: {} ({size} bytes); small files: {} × 4 KiB by {} clients",
+        human(size),
+        o.small_files,
+        o.clients
+    );
+
+    let grid = start_grid(&bins.node, work.path()).await?;
+    let result = measure(&options, &grid, work.path(), &source, crc).await;
+    let logs = match (&result, o.keep_logs) {
+        (Ok(_), false) => None,
+        _ => Some(save_logs(&grid)?),
+    };
+    drop(grid);
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(match (e, logs) {
+                (BenchError::Unexpected { what, .. }, Some(l)) => BenchError::Unexpected {
+                    what,
+                    logs: l.display().to_string(),
+                },
+                (e, _) => e,
+            });
+        }
+    };
+    println!();
+    report.print();
+    if let Some(l) = logs {
+        println!("\nprocess logs: {}", l.display());
+    }
+    Ok(())
+}
+
+/// Starts the grid (the testkit panics on failure: that becomes an error here).
+async fn start_grid(node: &Path, base: &Path) -> Result<Grid, BenchError> {
+    let options = GridOptions {
+        heads: 2,
+        cluster_servers: 3,
+        chunk_size: "8MiB".into(),
+        base_dir: Some(base.to_path_buf()),
+        // What an operator would run: no debug output to slow the servers down.
+        log_filter: Some("info,zookeeper_client=warn".into()),
+        ..GridOptions::default()
+    };
+    let node = node.to_path_buf();
+    tokio::task::spawn_blocking(move || Grid::start(&node, options))
+        .await
+        .map_err(|e| BenchError::Unexpected {
+            what: format!("the grid did not start: {e}"),
+            logs: String::new(),
+        })
+}
+
+async fn measure(
+    options: &DataOptions,
+    grid: &Grid,
+    work: &Path,
+    source: &Path,
+    crc: u32,
+) -> Result<Report, BenchError> {
+    let leader = tokio::task::block_in_place(|| grid.leader_url(Duration::from_secs(30)));
+    let leader_port: u16 = leader
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let mut processes = Vec::new();
+    let mut standbys = Vec::new();
+    for h in &grid.heads {
+        let entry = (h.id.clone(), h.proc.pid());
+        if h.port == leader_port {
+            processes.insert(0, entry);
+        } else {
+            standbys.push(entry);
+        }
+    }
+    processes.extend(standbys);
+    processes.extend(grid.cluster.iter().map(|c| (c.id.clone(), c.proc.pid())));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.clients)
+        .build()
+        .map_err(|e| BenchError::Unexpected {
+            what: format!("HTTP client: {e}"),
+            logs: String::new(),
+        })?;
+    let setup = Setup {
+        options: options.clone(),
+        work: work.to_path_buf(),
+        source: source.to_path_buf(),
+        size: options.size,
+        crc,
+        http,
+        leader,
+        data_dirs: large::data_dirs(grid),
+        processes: Arc::new(processes),
+        logs: grid.dir.path().to_path_buf(),
+    };
+    println!(
+        "leader {} at {}; processes sampled: {}",
+        setup.processes[0].0,
+        setup.leader,
+        setup
+            .processes
+            .iter()
+            .map(|(n, p)| format!("{n} (pid {p})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut larges = Vec::new();
+    let mut smalls = Vec::new();
+    for n in 1..=options.runs {
+        let l = large::run(&setup, n).await?;
+        print_large(&setup, n, &l);
+        larges.push(l);
+        let s = small::run(&setup, n).await?;
+        print_small(n, options.runs, &s);
+        smalls.push(s);
+    }
+    Ok(report(&setup, &larges, &smalls))
+}
+
+fn print_large(setup: &Setup, n: u32, l: &LargeRun) {
+    let runs = setup.options.runs;
+    println!(
+        "run {n}/{runs}: put {:.2} s vs cp ×3 + sync {:.2} s (ratio {:.2}); get {:.2} s vs cat {:.2} s (ratio {:.2})",
+        l.put.as_secs_f64(),
+        l.cp_sync.as_secs_f64(),
+        l.cp_sync.as_secs_f64() / l.put.as_secs_f64(),
+        l.get.as_secs_f64(),
+        l.cat.as_secs_f64(),
+        l.cat.as_secs_f64() / l.get.as_secs_f64(),
+    );
+    for (phase, peaks) in [("put", &l.put_rss), ("get", &l.get_rss)] {
+        let cells: Vec<String> = setup
+            .processes
+            .iter()
+            .zip(peaks)
+            .map(|((name, _), p)| {
+                format!(
+                    "{name} {:.1}/{:.1}",
+                    p.first_half as f64 / MIB as f64,
+                    p.last_half as f64 / MIB as f64
+                )
+            })
+            .collect();
+        println!(
+            "          VmRSS MiB during {phase}, max of first/last half: {}",
+            cells.join(", ")
+        );
+    }
+}
+
+fn print_small(n: u32, runs: u32, s: &SmallRun) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "run {n}/{runs}: 4 KiB puts {:.0}/s (p50 {:.2} ms, p99 {:.2} ms; local {:.0}/s), \
+         gets {:.0}/s (p50 {:.2} ms, p99 {:.2} ms; local {:.0}/s)",
+        s.puts.per_second,
+        ms(s.puts.p50),
+        ms(s.puts.p99),
+        s.local_puts.per_second,
+        s.gets.per_second,
+        ms(s.gets.p50),
+        ms(s.gets.p99),
+        s.local_gets.per_second,
+    );
+}
+
+fn report(setup: &Setup, larges: &[LargeRun], smalls: &[SmallRun]) -> Report {
+    let size = setup.size as f64;
+    let rate = |f: fn(&LargeRun) -> Duration| -> Vec<f64> {
+        larges.iter().map(|l| size / f(l).as_secs_f64()).collect()
+    };
+    let ratio = |base: fn(&LargeRun) -> Duration, ours: fn(&LargeRun) -> Duration| -> Vec<f64> {
+        larges
+            .iter()
+            .map(|l| base(l).as_secs_f64() / ours(l).as_secs_f64())
+            .collect()
+    };
+    let floor =
+        |limit: f64, label: &str| Target::at_least(limit, format!("{label} (median)")).on_median();
+    let file = human(setup.size);
+    let mut r = Report::new();
+    r.row(
+        Row::new(
+            format!("put {file}, 3 replicas"),
+            Unit::MebibytesPerSecond,
+            rate(|l| l.put),
+        )
+        .higher_is_better(),
+    );
+    r.row(
+        Row::new(
+            "  cp ×3 + sync (baseline)",
+            Unit::MebibytesPerSecond,
+            rate(|l| l.cp_sync),
+        )
+        .higher_is_better(),
+    );
+    r.row(
+        Row::new(
+            "  ratio baseline time / FileGrid time",
+            Unit::Ratio,
+            ratio(|l| l.cp_sync, |l| l.put),
+        )
+        .target(floor(0.7, "≥ 0.7")),
+    );
+    r.row(
+        Row::new(
+            format!("get {file}"),
+            Unit::MebibytesPerSecond,
+            rate(|l| l.get),
+        )
+        .higher_is_better(),
+    );
+    r.row(
+        Row::new(
+            "  cat of one copy (baseline)",
+            Unit::MebibytesPerSecond,
+            rate(|l| l.cat),
+        )
+        .higher_is_better(),
+    );
+    r.row(
+        Row::new(
+            "  ratio baseline time / FileGrid time",
+            Unit::Ratio,
+            ratio(|l| l.cat, |l| l.get),
+        )
+        .target(floor(0.7, "≥ 0.7")),
+    );
+
+    let clients = setup.options.clients;
+    let phase =
+        |f: fn(&SmallRun) -> small::Phase| -> Vec<small::Phase> { smalls.iter().map(f).collect() };
+    for (what, ours, local, limit, local_label) in [
+        (
+            "puts",
+            phase(|s| s.puts),
+            phase(|s| s.local_puts),
+            1000.0,
+            "3 copies, each fsynced",
+        ),
+        (
+            "gets",
+            phase(|s| s.gets),
+            phase(|s| s.local_gets),
+            5000.0,
+            "read one copy",
+        ),
+    ] {
+        r.row(
+            Row::new(
+                format!("4 KiB {what}, {clients} clients"),
+                Unit::PerSecond,
+                ours.iter().map(|p| p.per_second).collect(),
+            )
+            .target(floor(limit, &format!("≥ {limit:.0}/s"))),
+        );
+        r.row(Row::new(
+            "  p50 latency",
+            Unit::Milliseconds,
+            ours.iter().map(|p| p.p50.as_secs_f64()).collect(),
+        ));
+        r.row(Row::new(
+            "  p99 latency",
+            Unit::Milliseconds,
+            ours.iter().map(|p| p.p99.as_secs_f64()).collect(),
+        ));
+        r.row(
+            Row::new(
+                format!("  local files, {clients} threads ({local_label})"),
+                Unit::PerSecond,
+                local.iter().map(|p| p.per_second).collect(),
+            )
+            .higher_is_better(),
+        );
+    }
+
+    let limit = || Target::below(RSS_LIMIT as f64, "< 64 MiB");
+    for (phase, peaks) in [
+        ("put", larges.iter().map(|l| &l.put_rss).collect::<Vec<_>>()),
+        ("get", larges.iter().map(|l| &l.get_rss).collect()),
+    ] {
+        for (i, (name, _)) in setup.processes.iter().enumerate() {
+            let role = match i {
+                0 => format!("{name} (leader)"),
+                1 => format!("{name} (standby)"),
+                _ => name.clone(),
+            };
+            let of = |f: fn(&rss::Peak) -> u64| -> Vec<f64> {
+                peaks
+                    .iter()
+                    .filter_map(|p| p.get(i))
+                    .map(|p| f(p) as f64)
+                    .collect()
+            };
+            r.row(
+                Row::new(
+                    format!("VmRSS during {phase}: {role}"),
+                    Unit::Mebibytes,
+                    of(|p| p.max),
+                )
+                .target(limit()),
+            );
+            // The leader and one cluster server: is memory flat over the transfer?
+            if i == 0 || i == 2 {
+                r.row(Row::new(
+                    "  max in the first half",
+                    Unit::Mebibytes,
+                    of(|p| p.first_half),
+                ));
+                r.row(Row::new(
+                    "  max in the last half",
+                    Unit::Mebibytes,
+                    of(|p| p.last_half),
+                ));
+            }
+        }
+    }
+    r
+}
+
+/// Copies the processes' logs out of the grid's directory (which goes with the grid).
+fn save_logs(grid: &Grid) -> Result<PathBuf, BenchError> {
+    let dir = tempfile::Builder::new()
+        .prefix("filegrid-bench-data-logs-")
+        .tempdir()
+        .map_err(BenchError::TempDir)?
+        .keep();
+    let mut logs: Vec<&Path> = grid.heads.iter().map(|h| h.proc.log_path()).collect();
+    logs.extend(grid.cluster.iter().map(|c| c.proc.log_path()));
+    for log in logs {
+        if let Some(name) = log.file_name() {
+            let _ = std::fs::copy(log, dir.join(name));
+        }
+    }
+    Ok(dir)
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}

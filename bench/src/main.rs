@@ -1,0 +1,169 @@
+//! `filegrid-bench`: reproducible FileGrid benchmarks against real processes.
+//!
+//! `failover` starts a ZooKeeper server, three heads and a monitor on loopback and measures how
+//! long leadership takes to move in each failure mode; `data` starts ZooKeeper, two heads and
+//! three cluster servers and measures large and small transfers against local baselines (see
+//! `docs/performance.md`).
+
+mod binaries;
+mod data;
+mod error;
+mod failover;
+mod report;
+mod stats;
+mod zk_watch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::data::DataOptions;
+use crate::failover::FailoverOptions;
+
+#[derive(Parser)]
+#[command(name = "filegrid-bench", about = "FileGrid benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Election and failover times of three heads and a monitor, and their resident memory.
+    Failover(FailoverArgs),
+    /// Large and small file transfers against `cp`/`sync`/`cat` baselines, and resident memory.
+    Data(DataArgs),
+}
+
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Runs; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Size of the large file (e.g. 1GiB, 256MiB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// Number of 4 KiB files put and got per run.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    small_files: u64,
+    /// Concurrent clients for the small files.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    clients: u64,
+    /// Directory for the work files (the source, baseline copies and FileGrid's data, all on
+    /// one disk); default: the cargo target directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Use the binaries next to this one as they are, without running `cargo build` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the processes' logs (their directory is printed at the end).
+    #[arg(long)]
+    keep_logs: bool,
+}
+
+#[derive(clap::Args)]
+struct FailoverArgs {
+    /// Independent rounds (fresh processes and a fresh --zk-root each).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// ZooKeeper session timeout of the heads and the monitor.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    session_timeout: Duration,
+    /// The monitor's check interval.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    interval: Duration,
+    /// Failed checks in a row after which the monitor forces a failover.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    failure_threshold: u32,
+    /// Time allowed for one health check (the monitor's --timeout); default: 3/4 of --interval,
+    /// so a hung head's checks do not stretch the interval.
+    #[arg(long, value_parser = parse_duration)]
+    check_timeout: Option<Duration>,
+    /// The heads' --startup-grace (the node's default is 1s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    startup_grace: Duration,
+    /// Use the binaries next to this one as they are, without running `cargo build` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the processes' logs (their directory is printed at the end).
+    #[arg(long)]
+    keep_logs: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let n = s
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .as_u64();
+    if n == 0 {
+        return Err("must be greater than zero".into());
+    }
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Failover(a) => {
+            let options = FailoverOptions {
+                rounds: a.rounds,
+                session_timeout: a.session_timeout,
+                interval: a.interval,
+                failure_threshold: a.failure_threshold,
+                check_timeout: a.check_timeout.unwrap_or(a.interval * 3 / 4),
+                startup_grace: a.startup_grace,
+                keep_logs: a.keep_logs,
+            };
+            run_failover(options, !a.no_build)
+        }
+        Command::Data(a) => run_data(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("filegrid-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_failover(options: FailoverOptions, build: bool) -> Result<(), error::BenchError> {
+    options.validate()?;
+    let bins = binaries::NodeBinaries::locate(build)?;
+    runtime()?.block_on(failover::run(&options, bins))
+}
+
+fn run_data(a: DataArgs) -> Result<(), error::BenchError> {
+    let bins = binaries::NodeBinaries::locate(!a.no_build)?;
+    let options = DataOptions {
+        runs: a.runs,
+        size: a.size,
+        small_files: a.small_files as usize,
+        clients: a.clients as usize,
+        dir: match a.dir {
+            Some(d) => d,
+            None => binaries::target_dir()?,
+        },
+        keep_logs: a.keep_logs,
+    };
+    runtime()?.block_on(data::run(options, bins))
+}
+
+/// Two workers: the benchmark's clients should not take more of the machine than that.
+fn runtime() -> Result<tokio::runtime::Runtime, error::BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(error::BenchError::Runtime)
+}

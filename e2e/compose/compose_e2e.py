@@ -1,0 +1,902 @@
+#!/usr/bin/env python3
+"""End-to-end cases for the FileGrid compose stack (run through e2e/compose/run.sh).
+
+Every run starts the stack from nothing under its own compose project name (so it never touches a
+grid someone else runs), drives it only from outside (docker, compose, the filegrid CLI in the
+test-client container, HTTP), and always tears it down with `down -v`. Each case is one named
+function; a case fails by raising AssertionError (or any error) and the summary lists every case.
+Waits poll a condition until a deadline; nothing sleeps and hopes.
+
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DASHBOARD_DIR = REPO / "docker" / "grafana" / "dashboards"
+DASHBOARD_GENERATOR = REPO / "docker" / "grafana" / "generate-dashboards.py"
+BUILD_SCRIPT = REPO / "docker" / "build-images.sh"
+IMAGE_TAG = os.environ.get("FILEGRID_IMAGE_TAG", "0.1.0")
+IMAGES = [f"filegrid/{name}:{IMAGE_TAG}" for name in ("node", "zookeeper", "prometheus")]
+
+HEADS = ["head-server-1", "head-server-2"]
+HEAD_IDS = {"head-server-1": "head_server_1", "head-server-2": "head_server_2"}
+API_PORT, NODE_METRICS_PORT, CLUSTER_PORT, MONITOR_PORT = 9669, 9091, 9700, 9092
+ALWAYS_UP = ["zookeeper", *HEADS, "cluster-server", "zk-head-monitor", "prometheus", "test-client"]
+# Sizes around the default 8 MiB chunk: empty, tiny, odd, one byte past a chunk, several chunks.
+FILE_SIZES = [0, 1024, 1024 * 1024 + 7, 8 * 1024 * 1024 + 1, 20 * 1024 * 1024 + 3]
+REPLICATION = 3
+CLIENT_DIR = "/var/lib/filegrid/e2e"
+
+# Deadlines in seconds (override with FILEGRID_E2E_<NAME>).
+def _deadline(name, default):
+    return float(os.environ.get(f"FILEGRID_E2E_{name}", default))
+
+
+STACK_DEADLINE = _deadline("STACK_DEADLINE", 180)
+FAILOVER_TARGET = _deadline("FAILOVER_TARGET", 15)
+ELECTION_DEADLINE = _deadline("ELECTION_DEADLINE", 45)
+REPAIR_DEADLINE = _deadline("REPAIR_DEADLINE", 240)
+STANDBY_WINDOW = _deadline("STANDBY_WINDOW", 8)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class CommandError(AssertionError):
+    """A command the suite ran exited non-zero."""
+
+
+class GiveUp(AssertionError):
+    """Raised by a wait_for probe when waiting longer cannot help (e.g. a crash loop)."""
+
+
+def run(cmd, *, check=True, timeout=300, input_bytes=None, env=None):
+    proc = subprocess.run(
+        cmd,
+        input=input_bytes,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip() or proc.stdout.decode(errors="replace").strip()
+        raise CommandError(f"`{' '.join(cmd)}` exited {proc.returncode}: {err[-800:]}")
+    return proc
+
+
+def wait_for(what, probe, deadline, interval=1.0):
+    """Polls probe() until it returns a truthy value; fails naming `what` and the last answer.
+
+    A probe may explain why it is not done yet by returning a tuple that starts with False."""
+    end = time.monotonic() + deadline
+    last = None
+    while True:
+        try:
+            value = probe()
+            if value and not (isinstance(value, tuple) and value[0] is False):
+                return value
+            last = value
+        except GiveUp:
+            raise
+        except Exception as e:  # the condition may be unreachable for a while
+            last = f"{type(e).__name__}: {e}"
+        if time.monotonic() >= end:
+            raise AssertionError(f"{what}: not reached within {deadline:.0f}s (last: {last})")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compose_command():
+    override = os.environ.get("FILEGRID_COMPOSE")
+    if override:
+        return override.split()
+    if run(["docker", "compose", "version"], check=False).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise SystemExit("neither `docker compose` (v2) nor docker-compose is installed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus text format and PromQL
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE_RE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def parse_metrics(text):
+    """Returns {name: [(labels_text, value)]} from the Prometheus text format."""
+    out = {}
+    for line in text.splitlines():
+        m = SAMPLE_RE.match(line)
+        if not m or line.startswith("#"):
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out.setdefault(m.group(1), []).append((m.group(2) or "", value))
+    return out
+
+
+def metric_value(metrics, name):
+    samples = metrics.get(name)
+    if not samples:
+        raise AssertionError(f"metric {name} is not exported")
+    return sum(v for _, v in samples)
+
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
+                   "or", "unless", "offset", "inf", "nan"}
+
+
+def promql_metric_names(expr):
+    """Metric names a PromQL expression reads (functions, labels and keywords removed)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\$\{?\w+\}?", " ", e)
+    e = re.sub(r"(?<![A-Za-z0-9_:])\d+(\.\d+)?([eE][+-]?\d+)?", " ", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        if e[m.end():].lstrip().startswith("("):
+            continue
+        if m.group(0).lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(m.group(0))
+    return names
+
+
+def _check_promql_metric_names():
+    expr = ('histogram_quantile(0.99, sum by (le, server_id) '
+            '(rate(filegrid_health_check_seconds_bucket{job="x"}[$__rate_interval]))) '
+            '/ on(instance) group_left max(filegrid_epoch) > bool 1e3')
+    got = promql_metric_names(expr)
+    assert got == {"filegrid_health_check_seconds_bucket", "filegrid_epoch"}, got
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid under test
+# ---------------------------------------------------------------------------------------------
+
+
+class Grid:
+    def __init__(self, project):
+        self.project = project
+        self.compose = compose_command()
+        self.env = dict(os.environ)
+        self.env.update({
+            "FILEGRID_IMAGE_TAG": IMAGE_TAG,
+            "FILEGRID_HEAD1_PORT": str(free_port()),
+            "FILEGRID_HEAD2_PORT": str(free_port()),
+            "FILEGRID_PROMETHEUS_PORT": str(free_port()),
+            "FILEGRID_GRAFANA_PORT": str(free_port()),
+        })
+        self.files = {}  # remote path -> (size, sha256)
+        self.network = None
+
+    # -- compose and docker ------------------------------------------------------------------
+
+    def dc(self, *args, check=True, timeout=600):
+        cmd = [*self.compose, "-f", str(COMPOSE_FILE), "-p", self.project, *args]
+        return run(cmd, check=check, timeout=timeout, env=self.env)
+
+    def containers(self, service, include_stopped=False):
+        cmd = ["docker", "ps", "-q", "--no-trunc",
+               "--filter", f"label=com.docker.compose.project={self.project}",
+               "--filter", f"label=com.docker.compose.service={service}"]
+        if include_stopped:
+            cmd.append("-a")
+        return sorted(run(cmd).stdout.decode().split())
+
+    def container(self, service):
+        ids = self.containers(service)
+        if not ids:
+            raise AssertionError(f"no running container of {service}")
+        return ids[0]
+
+    def restarts(self, cid):
+        out = run(["docker", "inspect", "-f", "{{.RestartCount}}", cid], check=False).stdout
+        return int(out.decode().strip() or 0)
+
+    def crash_loops(self, services=None):
+        """Raises GiveUp when a container of these services keeps restarting."""
+        crashing = [f"{s}/{c[:12]} restarted {self.restarts(c)} times" for s in services or ALWAYS_UP
+                    for c in self.containers(s, include_stopped=True) if self.restarts(c) >= 3]
+        if crashing:
+            raise GiveUp("crash loop: " + "; ".join(crashing))
+
+    def healthy_count(self, service):
+        self.crash_loops([service])
+        return len([c for c in self.containers(service) if self.healthy(c)])
+
+    def state(self, cid):
+        fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}"
+        out = run(["docker", "inspect", "-f", fmt, cid], check=False).stdout.decode().split()
+        return tuple(out) if len(out) == 2 else ("gone", "none")
+
+    def healthy(self, cid):
+        status, health = self.state(cid)
+        return status == "running" and health in ("healthy", "none")
+
+    def exec(self, cid, *cmd, check=True, timeout=120, input_bytes=None):
+        flags = ["-i"] if input_bytes is not None else []
+        return run(["docker", "exec", *flags, cid, *cmd], check=check, timeout=timeout,
+                   input_bytes=input_bytes)
+
+    # -- HTTP from inside the grid network ----------------------------------------------------
+
+    def http(self, cid, host, port, path, method="GET", headers=None, body=None):
+        """One HTTP/1.0 request made from container cid (bash /dev/tcp); (status, body)."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        if body is not None:
+            extra += f"Content-Length: {len(body)}\r\n"
+        script = ('exec 3<>"/dev/tcp/$1/$2" || exit 7; '
+                  'printf "%s %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n%s\\r\\n" '
+                  '"$3" "$4" "$1" "$5" >&3; '
+                  '[ "$6" = body ] && cat >&3; cat <&3')
+        proc = self.exec(cid, "timeout", "10", "bash", "-c", script, "http", host, str(port),
+                         method, path, extra, "body" if body is not None else "none",
+                         check=False, timeout=30, input_bytes=body)
+        if proc.returncode != 0:
+            raise AssertionError(f"{method} http://{host}:{port}{path} from {cid[:12]}: no answer")
+        head, _, body = proc.stdout.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode(errors="replace").split()
+        if len(status_line) < 2:
+            raise AssertionError(f"{method} http://{host}:{port}{path}: malformed reply {head[:80]!r}")
+        return int(status_line[1]), body
+
+    def local_metrics(self, cid, port):
+        status, body = self.http(cid, "127.0.0.1", port, "/metrics")
+        assert status == 200, f"/metrics on {cid[:12]}:{port} answered {status}"
+        return parse_metrics(body.decode(errors="replace"))
+
+    def head_json(self, service, path):
+        """GET path on a head's API, from the head's own container."""
+        status, body = self.http(self.container(service), "127.0.0.1", API_PORT, path)
+        return status, (json.loads(body) if body.strip() else None)
+
+    def leader_seen_by(self, service):
+        status, doc = self.head_json(service, "/v1/leader")
+        return doc if status == 200 else None
+
+    def leader(self, services=None):
+        """The leader record every reachable head agrees on, else None."""
+        views = []
+        for s in services or HEADS:
+            if not self.containers(s):
+                continue
+            try:
+                views.append(self.leader_seen_by(s))
+            except AssertionError:
+                continue
+        views = [v for v in views if v]
+        if views and all(v["server_id"] == views[0]["server_id"] and v["epoch"] == views[0]["epoch"]
+                         for v in views):
+            return views[0]
+        return None
+
+    def leader_service(self, leader):
+        for service, sid in HEAD_IDS.items():
+            if leader["server_id"] == sid:
+                return service
+        raise AssertionError(f"leader {leader['server_id']} is not a head of this stack")
+
+    def is_leader_flags(self, services=None):
+        flags = {}
+        for s in services or HEADS:
+            cid = self.container(s)
+            flags[s] = metric_value(self.local_metrics(cid, NODE_METRICS_PORT), "filegrid_is_leader")
+        return flags
+
+    # -- the CLI in the test client ----------------------------------------------------------
+
+    def client(self):
+        return self.container("test-client")
+
+    def head_url(self):
+        leader = self.leader()
+        if leader:
+            return f"http://{leader['host']}:{leader['api_port']}"
+        for s in HEADS:
+            if self.containers(s):
+                return f"http://{s}:{API_PORT}"
+        raise AssertionError("no head is running")
+
+    def running_heads(self):
+        heads = [f"http://{s}:{API_PORT}" for s in HEADS if self.containers(s)]
+        assert heads, "no head is running"
+        return heads
+
+    def cli(self, *args, check=True, cid=None, head=None, timeout=300):
+        cid = cid or self.client()
+        head = head or self.head_url()
+        return self.exec(cid, "filegrid", "--head", head, *args, check=check, timeout=timeout)
+
+    def sha256_in(self, cid, path):
+        out = self.exec(cid, "sha256sum", path).stdout.decode().split()
+        return out[0]
+
+    def read_back_all(self, what):
+        """Reads every written file back through the CLI and compares its hash."""
+        assert self.files, "no file was written (write_files failed), so there is nothing to verify"
+        cid = self.client()
+        heads = self.running_heads()
+        bad = []
+        for i, (remote, (size, digest)) in enumerate(sorted(self.files.items())):
+            local = f"{CLIENT_DIR}/readback"
+            self.exec(cid, "rm", "-f", local)
+            # Alternate between the heads: a standby must redirect to the leader.
+            proc = self.cli("get", remote, local, check=False, head=heads[i % len(heads)])
+            if proc.returncode != 0:
+                bad.append(f"{remote}: get failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
+                continue
+            got = self.sha256_in(cid, local)
+            if got != digest:
+                bad.append(f"{remote}: sha256 {got} != written {digest}")
+        assert not bad, f"{what}: " + "; ".join(bad)
+        log(f"  {len(self.files)} files read back identical ({what})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------------
+
+CASES = []
+
+
+def case(*services):
+    """Registers a case; `services` are the ones whose logs help when it fails."""
+    def register(fn):
+        CASES.append((fn.__name__, fn, services))
+        return fn
+    return register
+
+
+@case(*ALWAYS_UP)
+def stack_healthy(g):
+    """`compose up -d` from nothing brings every service to healthy."""
+    up = g.dc("up", "-d", check=False)
+    problems = []
+    if up.returncode != 0:
+        err = [line for line in up.stderr.decode(errors="replace").splitlines()
+               if "error" in line.lower()] or up.stderr.decode(errors="replace").splitlines()[-3:]
+        problems.append("compose up failed: " + " / ".join(err)[-400:])
+        # Start what compose skipped because a dependency was unhealthy, so the other cases can
+        # still exercise what works.
+        for s in ALWAYS_UP:
+            if not g.containers(s):
+                g.dc("up", "-d", "--no-deps", s, check=False)
+    nets = run(["docker", "network", "ls", "-q", "--filter",
+                f"label=com.docker.compose.project={g.project}"]).stdout.decode().split()
+    if nets:
+        g.network = run(["docker", "network", "inspect", "-f", "{{.Name}}", nets[0]]).stdout.decode().strip()
+
+    def all_healthy():
+        bad = []
+        g.crash_loops()  # a crash loop does not heal by waiting longer
+        for s in ALWAYS_UP:
+            ids = g.containers(s, include_stopped=True)
+            if not ids:
+                bad.append(f"{s}: no container")
+            bad += [f"{s}/{c[:12]}: {' '.join(g.state(c))}" for c in ids if not g.healthy(c)]
+        return True if not bad else (False, bad)
+
+    try:
+        wait_for("every service healthy", all_healthy, STACK_DEADLINE, 2)
+    except AssertionError as e:
+        problems.append(str(e))
+    replicas = len(g.containers("cluster-server", include_stopped=True))
+    if replicas != 3:
+        problems.append(f"cluster-server has {replicas} containers, expected 3")
+    assert not problems, "; ".join(problems)
+
+
+@case(*HEADS, "zk-head-monitor")
+def single_leader(g):
+    """Exactly one head leads; every head and the CLI name the same leader."""
+    leader = wait_for("both heads agree on a leader", g.leader, ELECTION_DEADLINE)
+    flags = wait_for("one is_leader flag", lambda: (lambda f: f if sum(f.values()) == 1 else None)(
+        g.is_leader_flags()), ELECTION_DEADLINE)
+    assert flags[g.leader_service(leader)] == 1, f"is_leader flags {flags} disagree with {leader}"
+    status, heads = g.head_json(HEADS[1], "/v1/heads")
+    assert status == 200, f"/v1/heads answered {status}"
+    ids = sorted(h.get("id") or h.get("server_id") for h in heads)
+    assert ids == sorted(HEAD_IDS.values()), f"/v1/heads lists {ids}"
+    for s in HEADS:
+        cli = json.loads(g.cli("leader", "--json", head=f"http://{s}:{API_PORT}").stdout)
+        assert cli["server_id"] == leader["server_id"], f"CLI via {s} names {cli}"
+    log(f"  leader {leader['server_id']} epoch {leader['epoch']}")
+
+
+@case("head-server-1", "head-server-2", "cluster-server", "zk-head-monitor")
+def ops_endpoints(g):
+    """Every process serves /health, /ready and /metrics on its API and metrics ports."""
+    targets = [(s, p) for s in HEADS for p in (API_PORT, NODE_METRICS_PORT)]
+    targets += [("cluster-server", p) for p in (CLUSTER_PORT, NODE_METRICS_PORT)]
+    targets += [("zk-head-monitor", MONITOR_PORT)]
+    bad = []
+    for service, port in targets:
+        ids = g.containers(service)
+        if not ids:
+            bad.append(f"{service}: not running")
+        for cid in ids:
+            for path in ("/health", "/ready", "/metrics"):
+                try:
+                    status, body = g.http(cid, "127.0.0.1", port, path)
+                except AssertionError as e:
+                    bad.append(f"{service}/{cid[:12]}:{port}{path}: {e}")
+                    continue
+                if status != 200:
+                    bad.append(f"{service}/{cid[:12]}:{port}{path} -> {status}")
+                elif path == "/metrics" and b"process_resident_memory_bytes" not in body:
+                    bad.append(f"{service}/{cid[:12]}:{port}/metrics lacks process metrics")
+    assert not bad, "; ".join(bad)
+
+
+@case("test-client", *HEADS, "cluster-server")
+def write_files(g):
+    """Files of several sizes go in through the test client via both heads; ls and stat agree."""
+    cid = g.client()
+    g.exec(cid, "mkdir", "-p", CLIENT_DIR)
+    run_id = g.project[-6:]
+    heads = g.running_heads()
+    for i, size in enumerate(FILE_SIZES):
+        local = f"{CLIENT_DIR}/src-{size}"
+        g.exec(cid, "bash", "-c", f"head -c {size} /dev/urandom > {local}")
+        digest = g.sha256_in(cid, local)
+        remote = f"e2e-{run_id}/size-{size}.bin"
+        t0 = time.monotonic()
+        g.cli("put", local, remote, head=heads[i % len(heads)])  # leader and standby alike
+        log(f"  put {remote} ({size} bytes) via {heads[i % len(heads)]} in "
+            f"{time.monotonic() - t0:.2f}s")
+        g.files[remote] = (size, digest)
+    listing = g.cli("ls").stdout.decode()
+    missing = [r for r in g.files if r.rsplit("/", 1)[-1] not in listing]
+    assert not missing, f"`ls` does not list {missing}: {listing[:400]}"
+    for remote, (size, _) in g.files.items():
+        doc = json.loads(g.cli("stat", remote, "--json").stdout)
+        sizes = {doc.get(k) for k in ("size", "size_bytes", "length") if k in doc}
+        assert size in sizes, f"stat {remote} reports {doc} for a {size}-byte file"
+    g.read_back_all("just written")
+
+
+@case(*HEADS, "zk-head-monitor")
+def leader_stop_failover(g):
+    """`compose stop` of the leader: the other head leads within the failover target."""
+    before = wait_for("a leader", g.leader, ELECTION_DEADLINE)
+    old = g.leader_service(before)
+    other = next(s for s in HEADS if s != old)
+    g.stopped_head = old
+    t0 = time.monotonic()
+    g.dc("stop", old)
+    after = wait_for(f"{other} leads after {old} stopped",
+                     lambda: (lambda l: l if l and l["server_id"] == HEAD_IDS[other] else None)(
+                         g.leader_seen_by(other)), ELECTION_DEADLINE, 0.25)
+    took = time.monotonic() - t0
+    log(f"  {HEAD_IDS[other]} leads (epoch {after['epoch']}) {took:.1f}s after stopping {old}")
+    assert after["epoch"] > before["epoch"], f"epoch did not grow: {before} -> {after}"
+    assert took <= FAILOVER_TARGET, f"failover took {took:.1f}s, target {FAILOVER_TARGET:.0f}s"
+
+
+@case("test-client", *HEADS, "cluster-server")
+def files_intact_after_failover(g):
+    """Every file reads back identical through the new leader."""
+    g.read_back_all("after the leader stopped")
+
+
+@case(*HEADS, "zk-head-monitor")
+def restarted_head_stays_standby(g):
+    """The stopped head starts again and stays standby: leadership is sticky."""
+    old = getattr(g, "stopped_head", None)
+    assert old, "leader_stop_failover did not stop a head"
+    leader = wait_for("a leader", lambda: g.leader([s for s in HEADS if s != old]), ELECTION_DEADLINE)
+    g.dc("start", old)
+    wait_for(f"{old} healthy again", lambda: g.healthy(g.container(old)), STACK_DEADLINE)
+    wait_for(f"{old} agrees on the leader", lambda: g.leader() == leader, ELECTION_DEADLINE)
+    end = time.monotonic() + STANDBY_WINDOW
+    while time.monotonic() < end:
+        now = g.leader()
+        assert now == leader, f"leadership moved from {leader} to {now} after {old} came back"
+        flags = g.is_leader_flags()
+        assert flags[old] == 0, f"{old} reports is_leader=1 after restarting"
+        time.sleep(1)
+
+
+@case("test-client", "cluster-server", *HEADS)
+def cluster_server_kill_reads(g):
+    """`docker kill` of a cluster server: every file still reads back."""
+    ids = g.containers("cluster-server")
+    assert len(ids) >= REPLICATION, f"need {REPLICATION} running cluster servers, have {len(ids)}"
+    victim = random.choice(ids)
+    g.killed_cluster = victim
+    run(["docker", "kill", victim])
+    log(f"  killed cluster server cluster_{victim[:12]}")
+    g.read_back_all("with a cluster server killed")
+
+
+@case("cluster-server", *HEADS)
+def re_replication_after_scale_in(g):
+    """A fourth server replaces the killed one; every chunk is back to three live replicas."""
+    victim = getattr(g, "killed_cluster", None)
+    assert victim, "cluster_server_kill_reads did not kill a server"
+    dead_id = f"cluster_{victim[:12]}"
+    run(["docker", "rm", "-f", "-v", victim])  # its disk is lost with it
+    g.dc("up", "-d", "--no-recreate", "--scale", f"cluster-server={REPLICATION}", "cluster-server")
+    wait_for(f"{REPLICATION} healthy cluster servers",
+             lambda: g.healthy_count("cluster-server") == REPLICATION,
+             STACK_DEADLINE)
+    assert g.files, "no file was written (write_files failed), so there is nothing to re-replicate"
+    live_ids = {f"cluster_{c[:12]}" for c in g.containers("cluster-server")}
+    chunks = sum(json.loads(g.cli("stat", r, "--json").stdout)["chunks"] for r in g.files)
+    assert chunks > 0, "the written files have no chunks"
+
+    def from_leader(path):
+        leader = g.leader()
+        assert leader, "no agreed leader"
+        status, body = g.http(g.container(g.leader_service(leader)), "127.0.0.1", API_PORT, path)
+        assert status == 200, f"{path} answered {status}"
+        return json.loads(body)
+
+    def repaired():
+        servers = {s["id"]: s for s in from_leader("/v1/cluster")}
+        if servers.get(dead_id, {}).get("state") == "live":
+            return False, f"{dead_id} is still counted live"
+        # With three live servers and three replicas, every live server must hold every chunk;
+        # the new server starts empty, so this only holds once chunks were really copied.
+        lacking = {i: servers.get(i, {}).get("chunks") for i in live_ids
+                   if servers.get(i, {}).get("state") != "live"
+                   or (servers[i].get("chunks") or 0) < chunks}
+        if lacking:
+            return False, f"servers without all {chunks} chunks: {lacking}"
+        report = from_leader("/v1/repair")
+        return report.get("under_replicated") == 0 or (False, report)
+
+    t0 = time.monotonic()
+    wait_for(f"all {chunks} chunks on 3 live servers", repaired, REPAIR_DEADLINE, 2)
+    log(f"  {chunks} chunks back to {REPLICATION} replicas {time.monotonic() - t0:.0f}s after "
+        f"{dead_id} was replaced")
+    g.read_back_all("after re-replication")
+
+
+@case(*HEADS, "zk-head-monitor", "zookeeper")
+def partition_new_leader(g):
+    """Disconnecting the leader from the network elects the other head."""
+    assert g.network, "the compose network was not found"
+    before = wait_for("a leader", g.leader, ELECTION_DEADLINE)
+    old = g.leader_service(before)
+    other = next(s for s in HEADS if s != old)
+    cid = g.container(old)
+    g.partitioned = (old, cid, before)
+    run(["docker", "network", "disconnect", g.network, cid])
+    t0 = time.monotonic()
+    after = wait_for(f"{other} leads while {old} is cut off",
+                     lambda: (lambda l: l if l and l["server_id"] == HEAD_IDS[other]
+                              and l["epoch"] > before["epoch"] else None)(g.leader_seen_by(other)),
+                     ELECTION_DEADLINE, 0.5)
+    log(f"  {HEAD_IDS[other]} leads (epoch {after['epoch']}) {time.monotonic() - t0:.1f}s "
+        f"after {old} was disconnected")
+
+
+@case("test-client", *HEADS, "cluster-server")
+def partition_fencing(g):
+    """The cut-off head stops acting as leader and cannot write; the new leader can."""
+    part = getattr(g, "partitioned", None)
+    assert part, "partition_new_leader did not cut a head off"
+    old, cid, _ = part
+    wait_for(f"{old} gives up leadership",
+             lambda: metric_value(g.local_metrics(cid, NODE_METRICS_PORT), "filegrid_is_leader") == 0,
+             ELECTION_DEADLINE)
+    run_id = g.project[-6:]
+    g.exec(cid, "bash", "-c", "head -c 4096 /dev/urandom > /tmp/fenced.bin")
+    fenced_remote = f"e2e-{run_id}/fenced.bin"
+    proc = g.cli("put", "/tmp/fenced.bin", fenced_remote, check=False, cid=cid,
+                 head=f"http://127.0.0.1:{API_PORT}", timeout=60)
+    assert proc.returncode != 0, f"the cut-off head {old} accepted a write"
+    g.fenced_remote = fenced_remote
+    # Positive control: the new leader takes writes.
+    tc = g.client()
+    local = f"{CLIENT_DIR}/during-partition"
+    g.exec(tc, "bash", "-c", f"mkdir -p {CLIENT_DIR} && head -c 100000 /dev/urandom > {local}")
+    remote = f"e2e-{run_id}/during-partition.bin"
+    g.cli("put", local, remote)
+    g.files[remote] = (100000, g.sha256_in(tc, local))
+    # Epoch fencing on the data path: every live cluster server now refuses a chunk stamped
+    # with the deposed leader's epoch.
+    stale = part[2]["epoch"]
+    leader = g.leader([s for s in HEADS if s != old])
+    assert leader and leader["epoch"] > stale, f"no new leader epoch above {stale}: {leader}"
+    status, body = g.http(g.container(g.leader_service(leader)), "127.0.0.1", API_PORT, "/v1/cluster")
+    assert status == 200, f"/v1/cluster answered {status}"
+    live = [s for s in json.loads(body) if s.get("state") == "live"]
+    assert len(live) >= REPLICATION, f"only {len(live)} live cluster servers"
+    for server in live:
+        status, reply = g.http(tc, server["host"], server["port"], f"/v1/chunks/e2e-fenced-{run_id}",
+                               "PUT", {"x-filegrid-epoch": stale}, b"written by a deposed leader")
+        assert status == 409 and b"stale_epoch" in reply, (
+            f"cluster server {server['id']} answered {status} to a chunk with the old epoch "
+            f"{stale} (want 409 stale_epoch): {reply[:200]!r}")
+
+
+@case(*HEADS, "zk-head-monitor")
+def partition_heal_single_leader(g):
+    """After reconnecting there is still exactly one leader, and the fenced write never landed."""
+    part = getattr(g, "partitioned", None)
+    assert part, "partition_new_leader did not cut a head off"
+    old, cid, _ = part
+    run(["docker", "network", "connect", "--alias", old, g.network, cid])
+    wait_for(f"{old} healthy again", lambda: g.healthy(cid), STACK_DEADLINE)
+    leader = wait_for("both heads agree on one leader", g.leader, ELECTION_DEADLINE)
+    flags = wait_for("exactly one is_leader flag",
+                     lambda: (lambda f: f if sum(f.values()) == 1 else None)(g.is_leader_flags()),
+                     ELECTION_DEADLINE)
+    assert flags[g.leader_service(leader)] == 1, f"flags {flags} vs leader {leader}"
+    fenced = getattr(g, "fenced_remote", None)
+    if fenced:
+        proc = g.cli("stat", fenced, "--json", check=False)
+        assert proc.returncode != 0, f"the write through the cut-off head landed: {proc.stdout[:200]!r}"
+
+
+@case("zookeeper", *HEADS, "zk-head-monitor")
+def zookeeper_restart_recovers(g):
+    """`compose restart zookeeper`: the grid comes back with one leader and connected heads."""
+    before = g.leader()
+    g.dc("restart", "zookeeper")
+    wait_for("ZooKeeper healthy", lambda: g.healthy(g.container("zookeeper")), STACK_DEADLINE)
+    wait_for("heads reconnected to ZooKeeper",
+             lambda: all(metric_value(g.local_metrics(g.container(s), NODE_METRICS_PORT),
+                                      "filegrid_zk_connected") == 1 for s in HEADS),
+             ELECTION_DEADLINE)
+    leader = wait_for("one agreed leader", g.leader, ELECTION_DEADLINE)
+    wait_for("exactly one is_leader flag", lambda: sum(g.is_leader_flags().values()) == 1,
+             ELECTION_DEADLINE)
+    log(f"  leader after ZooKeeper restart: {leader['server_id']} epoch {leader['epoch']} "
+        f"(before: {before and before['server_id']})")
+
+
+@case("test-client", *HEADS, "cluster-server")
+def files_intact_after_zookeeper_restart(g):
+    """Every file reads back identical after ZooKeeper restarted."""
+    wait_for("test client sees a leader", lambda: g.healthy(g.client()), STACK_DEADLINE)
+    g.read_back_all("after ZooKeeper restarted")
+
+
+@case("cluster-server", *HEADS)
+def scale_cluster_servers(g):
+    """`up -d --scale cluster-server=5`: five servers, each with its own id, all live."""
+    g.dc("up", "-d", "--no-recreate", "--scale", "cluster-server=5", "cluster-server")
+    wait_for("5 healthy cluster servers", lambda: g.healthy_count("cluster-server") == 5,
+             STACK_DEADLINE, 2)
+    ids = g.containers("cluster-server")
+    expected = {f"cluster_{c[:12]}" for c in ids}
+
+    def all_registered():
+        leader = g.leader()
+        if not leader:
+            return False
+        status, body = g.http(g.container(g.leader_service(leader)), "127.0.0.1", API_PORT,
+                              "/v1/cluster")
+        text = body.decode(errors="replace")
+        missing = [i for i in expected if i not in text]
+        if status != 200 or missing:
+            return False, status, missing
+        live = metric_value(g.local_metrics(g.container(g.leader_service(leader)), NODE_METRICS_PORT),
+                            "filegrid_cluster_servers_live")
+        return live == 5 or (False, f"filegrid_cluster_servers_live={live}")
+
+    wait_for("the leader lists all 5 cluster servers as live", all_registered, ELECTION_DEADLINE, 2)
+
+
+@case("prometheus", *HEADS, "cluster-server", "zk-head-monitor")
+def prometheus_targets_up(g):
+    """Prometheus (through its published port) scrapes every node, scaled ones included."""
+    port = g.env["FILEGRID_PROMETHEUS_PORT"]
+
+    def targets():
+        g.crash_loops()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as r:
+            doc = json.load(r)
+        active = doc["data"]["activeTargets"]
+        by_job = {}
+        for t in active:
+            by_job.setdefault(t["labels"]["job"], []).append(t)
+        want = {"filegrid-head": 2, "filegrid-cluster": len(g.containers("cluster-server")),
+                "filegrid-monitor": 1, "prometheus": 1}
+        counts = {job: len(by_job.get(job, [])) for job in want}
+        down = [f"{t['labels']['job']}/{t['labels']['instance']}: {t['health']} {t['lastError']}"
+                for t in active if t["health"] != "up"]
+        return (counts == want and not down) or (False, counts, want, down[:5])
+
+    wait_for("every Prometheus target up", targets, 60, 2)
+
+
+@case(*HEADS, "cluster-server", "zk-head-monitor")
+def dashboard_metrics_exported(g):
+    """Every Grafana panel query is valid PromQL naming only metrics live nodes export."""
+    run([sys.executable, str(DASHBOARD_GENERATOR), "--check"])
+    exported = set()
+    scrapes = [(s, NODE_METRICS_PORT) for s in HEADS] + [("zk-head-monitor", MONITOR_PORT)]
+    scrapes += [("cluster-server", NODE_METRICS_PORT)]
+    unscraped = []
+    for service, port in scrapes:
+        ids = g.containers(service)
+        if not ids:
+            unscraped.append(f"{service} (not running)")
+        for cid in ids:
+            try:
+                exported |= set(g.local_metrics(cid, port))
+            except AssertionError as e:
+                unscraped.append(f"{service}/{cid[:12]} ({e})")
+    missing = []
+    invalid = []
+    panels = 0
+    prometheus = f"http://127.0.0.1:{g.env['FILEGRID_PROMETHEUS_PORT']}/api/v1/query"
+    for path in sorted(DASHBOARD_DIR.glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                panels += 1
+                expr = target["expr"]
+                for name in sorted(promql_metric_names(expr) - exported):
+                    missing.append(f"{path.stem} / {panel['title']}: {name}")
+                # Prometheus itself must accept the query (Grafana's interval variable filled in).
+                query = urllib.parse.urlencode({"query": expr.replace("$__rate_interval", "1m")})
+                try:
+                    with urllib.request.urlopen(f"{prometheus}?{query}", timeout=10) as r:
+                        ok = json.load(r).get("status") == "success"
+                except urllib.error.HTTPError as e:
+                    ok = False
+                    expr += f" -> {e.read()[:200]!r}"
+                if not ok:
+                    invalid.append(f"{path.stem} / {panel['title']}: {expr}")
+    assert panels > 0, "no dashboard panel found"
+    problems = []
+    if missing:
+        names = sorted({m.rsplit(": ", 1)[1] for m in missing})
+        problems.append(f"{len(names)} queried metrics not exported: {', '.join(names)} "
+                        f"(panels: {'; '.join(missing)})")
+    if unscraped:
+        problems.append("could not scrape " + ", ".join(unscraped))
+    if invalid:
+        problems.append("Prometheus rejects " + "; ".join(invalid))
+    assert not problems, " | ".join(problems)
+    log(f"  {panels} panel queries checked against {len(exported)} exported metrics")
+
+
+@case("test-client", *HEADS, "cluster-server")
+def no_file_lost(g):
+    """At the end every file written during the run is listed and reads back identical."""
+    listing = g.cli("ls").stdout.decode()
+    assert g.files, "no file was written, so none can be checked"
+    missing = [r for r in g.files if r.rsplit("/", 1)[-1] not in listing]
+    assert not missing, f"`ls` lost {missing}"
+    g.read_back_all("at the end")
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def ensure_images(build):
+    if build:
+        log("building images (docker/build-images.sh --skip-operator)")
+        t0 = time.monotonic()
+        if subprocess.run([str(BUILD_SCRIPT), "--skip-operator"]).returncode != 0:
+            raise SystemExit("compose e2e: building the images failed (see above); no case ran")
+        log(f"images ready in {time.monotonic() - t0:.0f}s")
+    missing = [i for i in IMAGES if run(["docker", "image", "inspect", i], check=False).returncode]
+    if missing:
+        raise SystemExit(f"images missing: {', '.join(missing)} (run docker/build-images.sh)")
+
+
+def print_logs(g, services):
+    for service in services:
+        log(f"---- logs of {service} (last 80 lines) ----")
+        proc = g.dc("logs", "--no-color", "--tail", "80", service, check=False)
+        sys.stdout.write(proc.stdout.decode(errors="replace"))
+        sys.stdout.write(proc.stderr.decode(errors="replace"))
+
+
+def unhealthy_services(g):
+    bad = []
+    for s in ALWAYS_UP:
+        ids = g.containers(s, include_stopped=True)
+        if not ids or not all(g.healthy(c) for c in ids):
+            bad.append(s)
+    return bad
+
+
+def main():
+    parser = argparse.ArgumentParser(description="FileGrid compose end-to-end suite")
+    parser.add_argument("--no-build", action="store_true", help="use the images already built")
+    parser.add_argument("--case", action="append", default=[], help="run only this case")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    args = parser.parse_args()
+    if args.list:
+        for name, fn, _ in CASES:
+            print(f"{name:38} {fn.__doc__.splitlines()[0]}")
+        return 0
+    unknown = set(args.case) - {name for name, _, _ in CASES}
+    if unknown:
+        raise SystemExit(f"unknown case(s): {', '.join(sorted(unknown))} (see --list)")
+    _check_promql_metric_names()
+
+    # A CI timeout sends SIGTERM: exit through the `finally` below so the stack is torn down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    ensure_images(not args.no_build)
+    project = f"fge2e{os.getpid()}{random.randrange(1000, 9999)}"
+    g = Grid(project)
+    log(f"compose: {' '.join(g.compose)}; project {project}; "
+        f"Prometheus on 127.0.0.1:{g.env['FILEGRID_PROMETHEUS_PORT']}")
+    results = []
+    log_services = []
+    try:
+        for name, fn, services in CASES:
+            if args.case and name not in args.case and name != "stack_healthy":
+                continue
+            log(f"CASE {name}: {fn.__doc__.splitlines()[0]}")
+            t0 = time.monotonic()
+            try:
+                fn(g)
+                results.append((name, True, time.monotonic() - t0, ""))
+                log(f"PASS {name} ({time.monotonic() - t0:.1f}s)")
+            except Exception as e:  # every failure is reported, then the next case runs
+                detail = str(e) or type(e).__name__
+                if not isinstance(e, AssertionError):
+                    detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+                results.append((name, False, time.monotonic() - t0, detail))
+                log(f"FAIL {name} ({time.monotonic() - t0:.1f}s): {detail}")
+                log_services += [s for s in services if s not in log_services]
+    finally:
+        failed = [r for r in results if not r[1]]
+        if failed:
+            extra = [s for s in unhealthy_services(g) if s not in log_services]
+            print_logs(g, log_services + extra)
+        if args.keep:
+            log(f"stack kept: {' '.join(g.compose)} -f {COMPOSE_FILE} -p {project} down -v")
+        else:
+            log("tearing down (down -v)")
+            g.dc("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+
+    print()
+    print(f"{'case':38} {'result':6} {'time':>7}")
+    for name, ok, took, detail in results:
+        line = f"{name:38} {'PASS' if ok else 'FAIL':6} {took:6.1f}s"
+        if detail:
+            line += f"  {detail.splitlines()[0][:160]}"
+        print(line)
+    passed = sum(1 for r in results if r[1])
+    print(f"\ncompose e2e took {time.monotonic() - started:.0f}s (compose: {' '.join(g.compose)})")
+    print(f"e2e: {passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+//! The `filegrid` command-line tool. It finds the grid through any head (`--head`) or through
+//! ZooKeeper (`--zk-hosts`), prints tables for people and JSON for scripts (`--json`), and exits
+//! non-zero with a one-line reason on errors.
+
+mod transfer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::head::api::{HeadView, LeaderView, list_heads};
+use crate::zk::records::{HealthStatus, LeaderRecord};
+use crate::zk::{self, Layout};
+
+#[derive(Parser, Debug)]
+#[command(name = "filegrid", version, about = "FileGrid command-line client")]
+pub struct Cli {
+    /// Any head's API address, e.g. http://127.0.0.1:9669 [default when --zk-hosts is not set]
+    #[arg(long, env = "FILEGRID_HEAD", global = true)]
+    pub head: Option<String>,
+    /// Find the grid through ZooKeeper instead of a head
+    #[arg(long, env = "FILEGRID_ZK_HOSTS", global = true, value_parser = crate::config::values::zk_hosts)]
+    pub zk_hosts: Option<String>,
+    /// Root znode of the grid
+    #[arg(long, env = "FILEGRID_ZK_ROOT", global = true, default_value = "/distributed_file_grid",
+          value_parser = crate::config::values::zk_root)]
+    pub zk_root: String,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Give up on a request after this long
+    #[arg(long, global = true, default_value = "10s", value_parser = crate::config::values::positive_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the current leader head
+    Leader,
+    /// List registered heads
+    Heads,
+    /// Health of every head, from the monitors' reports, and the cluster servers
+    Status,
+    /// Upload a local file (`-` for stdin)
+    Put { local: PathBuf, remote: String },
+    /// Download a file (`-` for stdout); written under a temporary name until verified
+    Get { remote: String, local: PathBuf },
+    /// List files under a prefix
+    Ls { prefix: Option<String> },
+    /// Delete a file
+    Rm { remote: String },
+    /// Size, checksum, chunk count and modification time of a file
+    Stat { remote: String },
+    /// Drain a cluster server before removing it
+    Decommission {
+        id: String,
+        /// Wait until the server is drained, at most this long (e.g. 10m)
+        #[arg(long, value_parser = crate::config::values::positive_duration)]
+        wait: Option<Duration>,
+    },
+}
+
+/// A failed command; printed as one line by the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot reach {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{0}")]
+    Api(String),
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] zk::ZkError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Where the CLI gets its answers.
+enum Target {
+    Head {
+        base: String,
+        http: reqwest::Client,
+    },
+    Zk {
+        client: zookeeper_client::Client,
+        layout: Layout,
+    },
+}
+
+impl Target {
+    async fn open(cli: &Cli) -> Result<Self, CliError> {
+        if let (None, Some(hosts)) = (&cli.head, &cli.zk_hosts) {
+            let connect = zookeeper_client::Client::connector()
+                .with_session_timeout(cli.timeout)
+                .connect(hosts);
+            let client = tokio::time::timeout(cli.timeout, connect)
+                .await
+                .map_err(|_| CliError::Unreachable {
+                    url: hosts.clone(),
+                    message: "ZooKeeper did not answer in time".into(),
+                })?
+                .map_err(|e| CliError::Unreachable {
+                    url: hosts.clone(),
+                    message: e.to_string(),
+                })?;
+            return Ok(Target::Zk {
+                client,
+                layout: Layout::new(cli.zk_root.clone()),
+            });
+        }
+        let base = cli
+            .head
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:9669".into());
+        let base = if base.contains("://") {
+            base
+        } else {
+            format!("http://{base}")
+        };
+        let http = reqwest::Client::builder()
+            .timeout(cli.timeout)
+            .build()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(Target::Head {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let Target::Head { base, http } = self else {
+            return Err(CliError::Usage("not a head target".into()));
+        };
+        let url = format!("{base}{path}");
+        let resp = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| CliError::Unreachable {
+                url: url.clone(),
+                message: root_cause(&e),
+            })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| CliError::Unreachable {
+            url: url.clone(),
+            message: root_cause(&e),
+        })?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(CliError::Api(format!("{status}: {msg}")));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| CliError::Api(format!("unexpected answer from {url}: {e}")))
+    }
+
+    async fn leader(&self) -> Result<LeaderView, CliError> {
+        match self {
+            Target::Head { .. } => self.get("/v1/leader").await,
+            Target::Zk { client, layout } => {
+                match zk::read::<LeaderRecord>(client, &layout.leader()).await? {
+                    Some((l, _)) => Ok(l.into()),
+                    None => Err(CliError::Api(
+                        "no leader right now (election in progress)".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The leader's API base URL: data commands talk to it directly. When the given head is
+    /// the leader its address is kept as given, so port forwards and NAT keep working.
+    async fn leader_base(&self) -> Result<String, CliError> {
+        if let Target::Head { base, .. } = self
+            && let Ok(status) = self.get::<serde_json::Value>("/v1/status").await
+            && status["role"] == "leader"
+        {
+            return Ok(base.clone());
+        }
+        let l = self.leader().await?;
+        Ok(format!("http://{}:{}", l.host, l.api_port))
+    }
+
+    async fn heads(&self) -> Result<Vec<HeadView>, CliError> {
+        match self {
+            Target::Head { .. } => self.get("/v1/heads").await,
+            Target::Zk { client, layout } => Ok(list_heads(client, layout).await?),
+        }
+    }
+}
+
+fn data_client(timeout: Duration) -> Result<reqwest::Client, CliError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout.max(Duration::from_secs(60)))
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
+    );
+}
+
+/// Runs one command; the binary maps the error to a one-line message and exit code 1.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let target = Target::open(&cli).await?;
+    match cli.command {
+        Command::Leader => {
+            let l = target.leader().await?;
+            if cli.json {
+                print_json(&l);
+            } else {
+                println!(
+                    "{} at {}:{} (epoch {})",
+                    l.server_id, l.host, l.api_port, l.epoch
+                );
+            }
+        }
+        Command::Heads => {
+            let heads = target.heads().await?;
+            if cli.json {
+                print_json(&heads);
+            } else {
+                for h in heads {
+                    println!(
+                        "{:<20} {}:{}{}{}",
+                        h.id,
+                        h.host,
+                        h.api_port,
+                        if h.is_leader { "  leader" } else { "" },
+                        if h.excluded { "  excluded" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Status => {
+            let heads = target.heads().await?;
+            let servers: Option<serde_json::Value> = match target.leader_base().await {
+                Ok(base) => {
+                    let http = data_client(cli.timeout)?;
+                    match http.get(format!("{base}/v1/cluster")).send().await {
+                        Ok(r) if r.status().is_success() => r.json().await.ok(),
+                        _ => None,
+                    }
+                }
+                Err(_) => None,
+            };
+            if cli.json {
+                print_json(&serde_json::json!({"heads": heads, "cluster_servers": servers}));
+                return Ok(());
+            }
+            let now = crate::zk::records::now_ms();
+            println!(
+                "{:<20} {:<8} {:<10} {:>8} {:>9} {:>10}  reporter",
+                "head", "role", "health", "latency", "failures", "checked"
+            );
+            for h in heads {
+                let role = if h.is_leader {
+                    "leader"
+                } else if h.excluded {
+                    "excluded"
+                } else {
+                    "standby"
+                };
+                match h.health {
+                    Some(r) => println!(
+                        "{:<20} {:<8} {:<10} {:>6}ms {:>9} {:>9}s  {}",
+                        h.id,
+                        role,
+                        match r.status {
+                            HealthStatus::Healthy => "healthy",
+                            HealthStatus::Unhealthy => "unhealthy",
+                        },
+                        r.latency_ms,
+                        r.consecutive_failures,
+                        now.saturating_sub(r.checked_at) / 1000,
+                        r.reporter
+                    ),
+                    None => println!("{:<20} {:<8} {:<10}", h.id, role, "unknown"),
+                }
+            }
+            if let Some(list) = servers.as_ref().and_then(|s| s.as_array()) {
+                println!();
+                println!(
+                    "{:<20} {:<9} {:<8} {:>8} {:>12} {:>12}",
+                    "cluster server", "state", "zone", "chunks", "used", "capacity"
+                );
+                for s in list {
+                    println!(
+                        "{:<20} {:<9} {:<8} {:>8} {:>12} {:>12}",
+                        s["id"].as_str().unwrap_or("?"),
+                        s["state"].as_str().unwrap_or("?"),
+                        s["zone"].as_str().unwrap_or("-"),
+                        s["chunks"].as_u64().unwrap_or(0),
+                        bytesize::ByteSize(s["used_bytes"].as_u64().unwrap_or(0)).to_string(),
+                        bytesize::ByteSize(s["capacity_bytes"].as_u64().unwrap_or(0)).to_string(),
+                    );
+                }
+            }
+        }
+        Command::Put { local, remote } => {
+            let base = target.leader_base().await?;
+            let r = transfer::put(&data_client(cli.timeout)?, &base, &local, &remote).await?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "stored {} ({} bytes, {})",
+                    r["path"].as_str().unwrap_or(&remote),
+                    r["size"],
+                    r["checksum"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Command::Get { remote, local } => {
+            let base = target.leader_base().await?;
+            let n = transfer::get(&data_client(cli.timeout)?, &base, &remote, &local).await?;
+            if cli.json {
+                print_json(&serde_json::json!({"path": remote, "local": local, "size": n}));
+            } else if local != std::path::Path::new("-") {
+                println!("fetched {remote} to {} ({n} bytes)", local.display());
+            }
+        }
+        Command::Ls { prefix } => {
+            let base = target.leader_base().await?;
+            let files = transfer::ls(
+                &data_client(cli.timeout)?,
+                &base,
+                prefix.as_deref().unwrap_or(""),
+            )
+            .await?;
+            if cli.json {
+                print_json(&files);
+            } else {
+                for f in files {
+                    println!(
+                        "{:>14}  {}",
+                        f["size"].as_u64().unwrap_or(0),
+                        f["path"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Command::Rm { remote } => {
+            let base = target.leader_base().await?;
+            transfer::rm(&data_client(cli.timeout)?, &base, &remote).await?;
+            if cli.json {
+                print_json(&serde_json::json!({"path": remote, "deleted": true}));
+            } else {
+                println!("deleted {remote}");
+            }
+        }
+        Command::Stat { remote } => {
+            let base = target.leader_base().await?;
+            let st = transfer::stat(&data_client(cli.timeout)?, &base, &remote).await?;
+            if cli.json {
+                print_json(&st);
+            } else {
+                println!(
+                    "{}: {} bytes, {} chunks, {}, modified {}",
+                    st["path"].as_str().unwrap_or(""),
+                    st["size"],
+                    st["chunks"],
+                    st["checksum"].as_str().unwrap_or(""),
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + Duration::from_millis(st["mtime"].as_u64().unwrap_or(0))
+                    )
+                );
+            }
+        }
+        Command::Decommission { id, wait } => {
+            let base = target.leader_base().await?;
+            let state =
+                transfer::decommission(&data_client(cli.timeout)?, &base, &id, wait).await?;
+            if cli.json {
+                print_json(&serde_json::json!({"id": id, "state": state}));
+            } else {
+                println!("{id}: {state}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! File commands of the CLI: put, get, ls, rm, stat, decommission. Transfers stream (memory
+//! stays flat) and show a progress bar on a terminal for anything over a few MiB.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::AsyncWriteExt;
+
+use super::CliError;
+
+/// Transfers smaller than this get no progress bar.
+const PROGRESS_MIN: u64 = 4 << 20;
+
+fn progress(len: Option<u64>, verb: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || len.is_some_and(|l| l < PROGRESS_MIN) {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(l) => ProgressBar::new(l),
+        None => ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{verb} {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
+    CliError::Unreachable {
+        url: url.to_string(),
+        message: super::root_cause(e),
+    }
+}
+
+/// Turns a non-success answer into a one-line error using the API's JSON message.
+async fn api_error(resp: reqwest::Response) -> CliError {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    let msg = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or(body);
+    CliError::Api(format!("{status}: {msg}"))
+}
+
+fn file_url(base: &str, remote: &str) -> String {
+    let encoded: Vec<String> = remote
+        .trim_start_matches('/')
+        .split('/')
+        .map(|seg| {
+            seg.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        })
+        .collect();
+    format!("{base}/v1/files/{}", encoded.join("/"))
+}
+
+/// Uploads `local` (or stdin for `-`) to `remote`.
+pub async fn put(
+    http: &reqwest::Client,
+    base: &str,
+    local: &Path,
+    remote: &str,
+) -> Result<serde_json::Value, CliError> {
+    let url = file_url(base, remote);
+    let (body, len) = if local == Path::new("-") {
+        let stream = tokio_util::io::ReaderStream::new(tokio::io::stdin());
+        (reqwest::Body::wrap_stream(stream), None)
+    } else {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", local.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", local.display())))?
+            .len();
+        let bar = progress(Some(len), "put");
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    bar.inc(c.len() as u64);
+                }
+            });
+        (reqwest::Body::wrap_stream(stream), Some(len))
+    };
+    let mut req = http.put(&url).timeout(Duration::from_secs(24 * 3600));
+    if let Some(l) = len {
+        req = req.header(reqwest::header::CONTENT_LENGTH, l);
+    }
+    let resp = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
+    resp.json()
+        .await
+        .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))
+}
+
+/// Downloads `remote` to `local` (or stdout for `-`), verifying the whole-file checksum.
+/// A file is written under a temporary name and renamed only when complete and verified.
+pub async fn get(
+    http: &reqwest::Client,
+    base: &str,
+    remote: &str,
+    local: &Path,
+) -> Result<u64, CliError> {
+    let url = file_url(base, remote);
+    let resp = http
+        .get(&url)
+        .timeout(Duration::from_secs(24 * 3600))
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
+    let expected = resp
+        .headers()
+        .get("x-filegrid-checksum")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let len = resp.content_length();
+    let bar = progress(len, "get");
+    let to_stdout = local == Path::new("-");
+    let tmp = local.with_file_name(format!(
+        ".{}.filegrid-part",
+        local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("download")
+    ));
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = if to_stdout {
+        Box::new(tokio::io::stdout())
+    } else {
+        Box::new(
+            tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", tmp.display())))?,
+        )
+    };
+    let mut crc = 0u32;
+    let mut total = 0u64;
+    let mut stream = resp.bytes_stream();
+    let result: Result<(), CliError> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                CliError::Api(format!(
+                    "download broke off after {total} bytes: {}",
+                    super::root_cause(&e)
+                ))
+            })?;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            total += chunk.len() as u64;
+            bar.inc(chunk.len() as u64);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", local.display())))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", local.display())))?;
+        if let Some(exp) = &expected {
+            let got = format!("crc32c:{crc:08x}");
+            if *exp != got {
+                return Err(CliError::Api(format!(
+                    "checksum mismatch: expected {exp}, got {got}"
+                )));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    bar.finish_and_clear();
+    drop(out);
+    if to_stdout {
+        return result.map(|()| total);
+    }
+    match result {
+        Ok(()) => {
+            tokio::fs::rename(&tmp, local)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", local.display())))?;
+            Ok(total)
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
+    }
+}
+
+pub async fn stat(
+    http: &reqwest::Client,
+    base: &str,
+    remote: &str,
+) -> Result<serde_json::Value, CliError> {
+    let url = file_url(base, remote);
+    let resp = http
+        .head(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        return Err(CliError::Api(if status == reqwest::StatusCode::NOT_FOUND {
+            format!("{status}: {remote} not found")
+        } else {
+            status.to_string()
+        }));
+    }
+    let h = resp.headers();
+    let text = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let num = |k: &str| text(k).parse::<u64>().unwrap_or(0);
+    Ok(serde_json::json!({
+        "path": remote.trim_start_matches('/'),
+        "size": num("content-length"),
+        "checksum": text("x-filegrid-checksum"),
+        "chunks": num("x-filegrid-chunks"),
+        "mtime": num("x-filegrid-mtime"),
+    }))
+}
+
+pub async fn rm(http: &reqwest::Client, base: &str, remote: &str) -> Result<(), CliError> {
+    let url = file_url(base, remote);
+    let resp = http
+        .delete(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
+    Ok(())
+}
+
+/// Every file under `prefix`, following cursors.
+pub async fn ls(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+) -> Result<Vec<serde_json::Value>, CliError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = http
+            .get(format!("{base}/v1/files"))
+            .query(&[("prefix", prefix), ("limit", "1000")]);
+        if let Some(c) = &cursor {
+            req = req.query(&[("cursor", c.as_str())]);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unreachable(&format!("{base}/v1/files"), &e))?;
+        if !resp.status().is_success() {
+            return Err(api_error(resp).await);
+        }
+        let page: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))?;
+        if let Some(files) = page.get("files").and_then(|f| f.as_array()) {
+            out.extend(files.iter().cloned());
+        }
+        match page.get("next_cursor").and_then(|c| c.as_str()) {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+pub async fn decommission(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    wait: Option<Duration>,
+) -> Result<String, CliError> {
+    let url = format!("{base}/v1/cluster/{id}/decommission");
+    let resp = http
+        .post(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
+    let Some(wait) = wait else {
+        return Ok("draining".into());
+    };
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let resp = http
+            .get(format!("{base}/v1/cluster"))
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        let servers: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))?;
+        let state = servers
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == id))
+            .and_then(|s| s["state"].as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        if state == "drained" {
+            return Ok(state);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::Api(format!(
+                "{id} is still {state} after {}",
+                humantime::format_duration(wait)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,319 @@
+//! Forwarding chunks to other cluster servers: the replica pipeline and replication.
+//!
+//! A chunk is sent to one server together with the list of the servers after it; each hop
+//! stores its copy while forwarding the stream to the next, so every hop carries the
+//! bytes once. Each hop answers with who stored the chunk and who failed, which the
+//! sender merges into its own answer.
+
+use std::io;
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::http::uri::Authority;
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::error::ErrorBody;
+use super::{CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER};
+
+/// Pieces of data buffered towards a downstream hop before the upload waits for it.
+const DOWNSTREAM_QUEUE: usize = 8;
+use crate::chunk::{Checksum, ChunkId, ChunkMeta};
+
+/// A server that did not store the chunk, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The server's `host:port`.
+    pub addr: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Answer to a chunk `PUT` (and to a replicate request): who holds the chunk durably now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResponse {
+    /// The chunk.
+    pub id: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its checksum, `crc32c:<hex>`.
+    pub checksum: String,
+    /// Addresses of the servers that stored the chunk durably.
+    pub stored: Vec<String>,
+    /// Servers of the pipeline that did not store it.
+    pub failed: Vec<Failure>,
+}
+
+/// Who got a chunk sent down a pipeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Addresses that stored it.
+    pub stored: Vec<String>,
+    /// Addresses that did not.
+    pub failed: Vec<Failure>,
+    /// The checksum the first hop computed, when it stored the chunk.
+    pub checksum: Option<String>,
+}
+
+/// Checks a pipeline hop: `host:port`, nothing else.
+pub fn parse_hop(hop: &str) -> Result<String, String> {
+    let hop = hop.trim();
+    match Authority::from_str(hop) {
+        Ok(a) if a.port_u16().is_some() && !hop.contains('@') => Ok(hop.to_string()),
+        _ => Err(format!("pipeline hop {hop:?} is not host:port")),
+    }
+}
+
+/// Parses a comma-separated pipeline list (empty means no downstream).
+pub fn parse_pipeline(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(parse_hop)
+        .collect()
+}
+
+/// What to send to the next hop.
+pub struct Upload<'a> {
+    /// The chunk.
+    pub id: &'a ChunkId,
+    /// Epoch to stamp the request with.
+    pub epoch: u64,
+    /// The hop to send to.
+    pub hop: &'a str,
+    /// The hops after it.
+    pub rest: &'a [String],
+    /// Length, when known (sent as Content-Length so the hop can check it).
+    pub len: Option<u64>,
+    /// Checksum, when known (the hop refuses data that does not match).
+    pub checksum: Option<Checksum>,
+}
+
+/// Streams `body` to `upload.hop` and returns who stored it. Never fails: a hop that cannot
+/// be reached or refuses the chunk is reported in `failed`, as are the hops after it.
+/// Dropping the returned future mid-body aborts the connection, so the hop stores nothing.
+pub async fn forward<S>(client: &reqwest::Client, upload: Upload<'_>, body: S) -> Outcome
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+{
+    match request(client, &upload, body).await {
+        Ok(resp) => Outcome {
+            stored: resp.stored,
+            failed: resp.failed,
+            checksum: Some(resp.checksum),
+        },
+        Err(error) => {
+            tracing::warn!(hop = upload.hop, chunk = %upload.id, %error, "pipeline hop failed");
+            let mut failed = vec![Failure {
+                addr: upload.hop.to_string(),
+                error: error.clone(),
+            }];
+            failed.extend(upload.rest.iter().map(|addr| Failure {
+                addr: addr.clone(),
+                error: format!("not reached: upstream {} failed", upload.hop),
+            }));
+            Outcome {
+                stored: Vec::new(),
+                failed,
+                checksum: None,
+            }
+        }
+    }
+}
+
+async fn request<S>(
+    client: &reqwest::Client,
+    upload: &Upload<'_>,
+    body: S,
+) -> Result<PutResponse, String>
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+{
+    let url = format!("http://{}/v1/chunks/{}", upload.hop, upload.id);
+    let mut req = client
+        .put(url)
+        .header(EPOCH_HEADER, upload.epoch)
+        .header(PIPELINE_HEADER, upload.rest.join(","))
+        .body(reqwest::Body::wrap_stream(body));
+    if let Some(len) = upload.len {
+        req = req.header(reqwest::header::CONTENT_LENGTH, len);
+    }
+    if let Some(c) = upload.checksum {
+        req = req.header(CHECKSUM_HEADER, c.to_string());
+    }
+    let resp = req.send().await.map_err(|e| describe(&e))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::CREATED {
+        resp.json::<PutResponse>()
+            .await
+            .map_err(|e| format!("bad answer: {}", describe(&e)))
+    } else {
+        let text = resp.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| format!("{}: {}", b.code, b.message))
+            .unwrap_or(text);
+        Err(format!("HTTP {status}: {detail}"))
+    }
+}
+
+/// The error with its causes, since reqwest's top-level message alone is vague.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Our own copy plus what the downstream hops reported, dropping any hop whose copy does
+/// not have our checksum.
+pub(super) fn merge(advertise: &str, meta: &ChunkMeta, downstream: Option<Outcome>) -> PutResponse {
+    let checksum = meta.checksum.to_string();
+    let mut stored = vec![advertise.to_string()];
+    let mut failed = Vec::new();
+    if let Some(outcome) = downstream {
+        match outcome.checksum {
+            Some(theirs) if theirs != checksum => {
+                failed.extend(outcome.stored.into_iter().map(|addr| Failure {
+                    addr,
+                    error: format!("stored checksum {theirs}, expected {checksum}"),
+                }));
+            }
+            _ => stored.extend(outcome.stored),
+        }
+        failed.extend(outcome.failed);
+    }
+    PutResponse {
+        id: meta.id.to_string(),
+        len: meta.len,
+        checksum,
+        stored,
+        failed,
+    }
+}
+
+/// The next hop of a pipeline write: a request streaming from a bounded queue.
+pub(super) struct Downstream {
+    hop: String,
+    rest: Vec<String>,
+    tx: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    task: JoinHandle<Outcome>,
+    timeout: Duration,
+    error: Option<String>,
+}
+
+impl Downstream {
+    /// Starts streaming to `upload.hop`; feed it with [`Downstream::send`].
+    pub(super) fn start(client: &reqwest::Client, timeout: Duration, upload: Upload<'_>) -> Self {
+        let (tx, rx) = mpsc::channel(DOWNSTREAM_QUEUE);
+        let body = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let client = client.clone();
+        let (id, hop, rest) = (
+            upload.id.clone(),
+            upload.hop.to_string(),
+            upload.rest.to_vec(),
+        );
+        let (epoch, len, checksum) = (upload.epoch, upload.len, upload.checksum);
+        let task = {
+            let (hop, rest) = (hop.clone(), rest.clone());
+            tokio::spawn(async move {
+                let upload = Upload {
+                    id: &id,
+                    epoch,
+                    hop: &hop,
+                    rest: &rest,
+                    len,
+                    checksum,
+                };
+                forward(&client, upload, body).await
+            })
+        };
+        Self {
+            hop,
+            rest,
+            tx: Some(tx),
+            task,
+            timeout,
+            error: None,
+        }
+    }
+
+    /// Queues `data` for the hop; a hop that stopped taking data is given up, not waited for.
+    pub(super) async fn send(&mut self, data: Bytes) {
+        let Some(tx) = &self.tx else { return };
+        match tokio::time::timeout(self.timeout, tx.send(Ok(data))).await {
+            Ok(Ok(())) => {}
+            // The request ended early; its outcome says why.
+            Ok(Err(_)) => self.tx = None,
+            Err(_) => {
+                self.tx = None;
+                self.task.abort();
+                self.error = Some(format!("took no data for {:?}", self.timeout));
+            }
+        }
+    }
+
+    /// Ends the stream cleanly and waits for the hop's answer.
+    pub(super) async fn finish(mut self) -> Outcome {
+        drop(self.tx.take());
+        if let Some(error) = self.error.take() {
+            return self.failed(error);
+        }
+        match tokio::time::timeout(self.timeout, &mut self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => self.failed(format!("forwarding task failed: {e}")),
+            Err(_) => {
+                self.task.abort();
+                self.failed(format!("no answer within {:?}", self.timeout))
+            }
+        }
+    }
+
+    fn failed(&self, error: String) -> Outcome {
+        let mut failed = vec![Failure {
+            addr: self.hop.clone(),
+            error,
+        }];
+        failed.extend(self.rest.iter().map(|addr| Failure {
+            addr: addr.clone(),
+            error: format!("not reached: upstream {} failed", self.hop),
+        }));
+        Outcome {
+            stored: Vec::new(),
+            failed,
+            checksum: None,
+        }
+    }
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        // An upload that is dropped before `finish` was aborted: break the hop's connection
+        // so it stores nothing. After `finish` the task is done and this is a no-op.
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_lists() {
+        assert_eq!(parse_pipeline(""), Ok(vec![]));
+        assert_eq!(
+            parse_pipeline("127.0.0.1:9700, cluster-2.grid:9700"),
+            Ok(vec!["127.0.0.1:9700".into(), "cluster-2.grid:9700".into()])
+        );
+        for bad in ["host", "http://h:1", "h:1/x", "u@h:1", "h:port"] {
+            assert!(parse_pipeline(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

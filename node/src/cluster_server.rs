@@ -1,0 +1,274 @@
+//! The cluster server process: the chunk store and its HTTP API ([`crate::cluster`]) plus the
+//! coordination around them: registration in `cluster_servers/`, learning new epochs from
+//! ZooKeeper (so a deposed leader is refused even before the new one calls), and heartbeats
+//! with usage to the leader head.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::Client;
+
+use crate::chunk::{ChunkStore, ScrubConfig, StoreConfig};
+use crate::cluster::{self, ApiOptions, EpochFence};
+use crate::config::ClusterConfig;
+use crate::files::servers::Heartbeat;
+use crate::http::{self, Readiness};
+use crate::metrics::{self, ZkMetrics};
+use crate::zk::records::{self, ClusterRecord, EpochRecord, LeaderRecord};
+use crate::zk::{self, Layout, ZkError};
+
+/// Runs a cluster server until SIGTERM/SIGINT.
+pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
+    let (store, report) = ChunkStore::open(StoreConfig {
+        data_dir: cfg.data_dir.clone(),
+        capacity: cfg.capacity,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("setting `data_dir` ({}): {e}", cfg.data_dir.display()))?;
+    tracing::info!(server_id = %cfg.server_id, chunks = report.chunks, bytes = report.bytes,
+        temp_files_removed = report.temp_files_removed, quarantined = report.quarantined.len(),
+        data_dir = %cfg.data_dir.display(), "opened chunk store");
+
+    let registry = metrics::new_registry();
+    let zk_metrics = ZkMetrics::new(&registry);
+    let listener = http::bind("listen", cfg.listen).await?;
+    let port = listener.local_addr().context("listen address")?.port();
+    let metrics_listener = match cfg.metrics_listen {
+        Some(a) => Some(http::bind("metrics_listen", a).await?),
+        None => None,
+    };
+    let fence = EpochFence::new(0);
+    let ready = Readiness::default();
+    let stop = CancellationToken::new();
+    tokio::spawn(crate::signals::cancel_on_signal(stop.clone()));
+
+    let mut options = ApiOptions::new(format!("{}:{port}", cfg.advertise_host));
+    options.readiness = ready.clone();
+    options.scrub = Some(ScrubConfig {
+        rate_bytes_per_sec: cfg.scrub_rate,
+        pause_between_passes: Duration::from_secs(60),
+    });
+    let api = cluster::ClusterApi::new(store.clone(), fence.clone(), &registry, options)
+        .context("starting the chunk API")?;
+    let app = api.router().merge(http::metrics_router(registry.clone()));
+    {
+        let api = api.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => api.refresh_metrics(),
+                }
+            }
+        });
+    }
+    let server = tokio::spawn(http::serve(listener, app, stop.clone()));
+    if let Some(l) = metrics_listener {
+        tokio::spawn(http::serve(
+            l,
+            http::ops_router(registry.clone(), ready.clone()),
+            stop.clone(),
+        ));
+    }
+    let node = Arc::new(Node {
+        cfg,
+        port,
+        store,
+        fence,
+        zk: zk_metrics,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("building the heartbeat HTTP client")?,
+    });
+    let coordination = tokio::spawn(node.clone().coordinate(stop.clone(), ready));
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "chunk API stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "chunk API task failed"),
+    }
+    stop.cancel();
+    let _ = coordination.await;
+    tracing::info!(server_id = %node.cfg.server_id, "cluster server stopped");
+    Ok(())
+}
+
+struct Node {
+    cfg: ClusterConfig,
+    port: u16,
+    store: Arc<ChunkStore>,
+    fence: EpochFence,
+    zk: ZkMetrics,
+    http: reqwest::Client,
+}
+
+impl Node {
+    fn layout(&self) -> Layout {
+        Layout::new(self.cfg.common.zk_root.clone())
+    }
+
+    /// Registration, epoch watch and heartbeats, session after session.
+    async fn coordinate(self: Arc<Self>, stop: CancellationToken, ready: Readiness) {
+        loop {
+            let client = match zk::connect(
+                &self.cfg.common.zk_hosts,
+                self.cfg.common.session_timeout,
+                &stop,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            self.zk.connected.set(1);
+            let result = tokio::select! {
+                _ = stop.cancelled() => None,
+                e = self.serve_session(&client, &ready) => Some(e),
+            };
+            ready.set(false);
+            self.zk.connected.set(0);
+            match result {
+                None => {
+                    // Bounded: with ZooKeeper gone, session expiry removes the node anyway.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        client.delete(&self.layout().cluster_server(&self.cfg.server_id), None),
+                    )
+                    .await;
+                    return;
+                }
+                Some(e) => {
+                    self.zk.session_expirations.inc();
+                    tracing::warn!(server_id = %self.cfg.server_id, error = %e, "ZooKeeper session lost; registering again");
+                }
+            }
+        }
+    }
+
+    async fn serve_session(&self, client: &Client, ready: &Readiness) -> ZkError {
+        loop {
+            match self.register(client).await {
+                Ok(()) => break,
+                Err(e) if e.is_session_lost() => return e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register cluster server; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        // Know the current epoch before taking any request, so a deposed leader is refused
+        // from the first request on.
+        if let Ok(Some((e, _))) = zk::read::<EpochRecord>(client, &self.layout().epoch()).await {
+            self.fence.observe(e.epoch);
+        }
+        ready.set(true);
+        tokio::select! {
+            e = self.follow_epoch(client) => e,
+            e = self.heartbeats(client) => e,
+        }
+    }
+
+    async fn register(&self, client: &Client) -> Result<(), ZkError> {
+        let layout = self.layout();
+        zk::ensure_layout(client, &layout).await?;
+        let usage = self.store.usage().ok();
+        let record = ClusterRecord {
+            v: records::RECORD_VERSION,
+            id: self.cfg.server_id.clone(),
+            host: self.cfg.advertise_host.clone(),
+            port: self.port,
+            zone: self.cfg.zone.clone(),
+            capacity_bytes: usage.map(|u| u.capacity_bytes).unwrap_or(0),
+            used_bytes: usage.map(|u| u.used_bytes).unwrap_or(0),
+            started_at: records::now_ms(),
+        };
+        let path = layout.cluster_server(&self.cfg.server_id);
+        let data = records::encode(&record);
+        zk::register_ephemeral(
+            client,
+            &path,
+            &data,
+            self.cfg.common.session_timeout * 2,
+            |_| false,
+        )
+        .await?;
+        tracing::info!(server_id = %self.cfg.server_id, zone = ?self.cfg.zone, "registered cluster server");
+        Ok(())
+    }
+
+    /// Raises the fence to every new epoch as soon as ZooKeeper has it.
+    async fn follow_epoch(&self, client: &Client) -> ZkError {
+        let path = self.layout().epoch();
+        loop {
+            match client.get_and_watch_data(&path).await {
+                Ok((data, _, watch)) => {
+                    if let Ok(e) = records::decode::<EpochRecord>(&path, &data) {
+                        let before = self.fence.current();
+                        self.fence.observe(e.epoch);
+                        if e.epoch > before {
+                            tracing::info!(server_id = %self.cfg.server_id, epoch = e.epoch, "new leader epoch");
+                        }
+                    }
+                    let _ = watch.changed().await;
+                }
+                Err(e) => {
+                    let e = ZkError::from(e);
+                    if e.is_session_lost() {
+                        return e;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Tells the leader head this server's usage every `heartbeat_interval`.
+    async fn heartbeats(&self, client: &Client) -> ZkError {
+        let layout = self.layout();
+        let mut tick = tokio::time::interval(self.cfg.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let leader = match zk::read::<LeaderRecord>(client, &layout.leader()).await {
+                Ok(Some((l, _))) => l,
+                Ok(None) => continue,
+                Err(e) if e.is_session_lost() => return e,
+                Err(_) => continue,
+            };
+            let Ok(usage) = self.store.usage() else {
+                continue;
+            };
+            let hb = Heartbeat {
+                id: self.cfg.server_id.clone(),
+                host: self.cfg.advertise_host.clone(),
+                port: self.port,
+                zone: self.cfg.zone.clone(),
+                capacity_bytes: usage.capacity_bytes,
+                used_bytes: usage.used_bytes,
+                free_bytes: usage.free_bytes,
+                chunks: usage.chunks,
+            };
+            let url = format!("http://{}:{}/v1/heartbeat", leader.host, leader.api_port);
+            match self.http.post(&url).json(&hb).send().await {
+                Ok(r) if r.status().is_success() => {
+                    if let Ok(v) = r.json::<serde_json::Value>().await
+                        && let Some(e) = v.get("epoch").and_then(|e| e.as_u64())
+                    {
+                        self.fence.observe(e);
+                    }
+                }
+                Ok(r) => {
+                    tracing::debug!(status = %r.status(), leader = %leader.server_id, "heartbeat refused")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, leader = %leader.server_id, "heartbeat failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! HTTP routes of the data path on a head: the file API, heartbeats from cluster servers, the
+//! cluster view and decommissioning. Every route here is leader-only: a standby answers with a
+//! redirect to the leader (see [`crate::head::api::not_leader_response`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::path::FilePath;
+use super::repair::PassReport;
+use super::servers::Heartbeat;
+use super::{DataError, DataPlane, namespace, read, write};
+use crate::fencing::FencedOp;
+use crate::head::api::{ApiState, not_leader_response};
+use crate::http::ApiError;
+use crate::ids::ServerId;
+use crate::zk::records::{self, ClusterStateRecord, DrainState};
+
+#[derive(Clone)]
+pub struct FilesState {
+    pub api: ApiState,
+    pub dp: Arc<DataPlane>,
+    pub report: Arc<Mutex<PassReport>>,
+}
+
+pub fn router(state: FilesState) -> Router {
+    Router::new()
+        .route(
+            "/v1/files/{*path}",
+            get(get_file)
+                .head(head_file)
+                .put(put_file)
+                .delete(delete_file),
+        )
+        .route("/v1/files", get(list_files))
+        .route("/v1/heartbeat", post(heartbeat))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/cluster/{id}/decommission", post(decommission))
+        .route("/v1/repair", get(repair_report))
+        .with_state(state)
+}
+
+fn gate(s: &FilesState, uri: &axum::http::Uri) -> Option<Response> {
+    not_leader_response(&s.api, uri)
+}
+
+fn parse_path(raw: &str) -> Result<FilePath, ApiError> {
+    FilePath::parse(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("bad path {raw:?}: {e}"),
+        )
+    })
+}
+
+/// The validated path of a leader-only file call, or the answer to give instead.
+fn leader_path(
+    s: &FilesState,
+    uri: &axum::http::Uri,
+    raw: &str,
+) -> Result<FilePath, Box<Response>> {
+    if let Some(r) = gate(s, uri) {
+        return Err(Box::new(r));
+    }
+    parse_path(raw).map_err(|e| Box::new(e.into_response()))
+}
+
+fn fail(e: DataError) -> Response {
+    ApiError::from(e).into_response()
+}
+
+async fn put_file(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = match leader_path(&s, &uri, &raw) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let content_length = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "unreadable Content-Length",
+                )
+                .into_response();
+            }
+        },
+    };
+    match write::upload(&s.dp, path.clone(), body, content_length).await {
+        Ok(meta) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({
+                "path": path.as_str(),
+                "size": meta.size,
+                "checksum": meta.checksum,
+                "chunks": meta.chunk_count,
+                "mtime": meta.mtime,
+                "epoch": meta.epoch,
+            })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(path = %path, error = %e, "upload failed");
+            fail(e)
+        }
+    }
+}
+
+/// Headers describing a file (HEAD and GET).
+fn describe(meta: &super::manifest::FileMeta) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put("x-filegrid-checksum", meta.checksum.clone());
+    put("x-filegrid-chunks", meta.chunk_count.to_string());
+    put("x-filegrid-mtime", meta.mtime.to_string());
+    put("etag", format!("\"{}\"", meta.file_id));
+    put("accept-ranges", "bytes".into());
+    put(
+        "last-modified",
+        httpdate::fmt_http_date(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.mtime),
+        ),
+    );
+    h
+}
+
+async fn lookup(s: &FilesState, path: &FilePath) -> Result<super::manifest::FileMeta, Response> {
+    let client =
+        s.dp.election
+            .client()
+            .ok_or_else(|| fail(DataError::Unavailable("not connected to ZooKeeper".into())))?;
+    namespace::lookup(&client, s.dp.election.layout(), path)
+        .await
+        .map(|(m, _)| m)
+        .map_err(|e| fail(e.into()))
+}
+
+async fn head_file(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    Path(raw): Path<String>,
+) -> Response {
+    let path = match leader_path(&s, &uri, &raw) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match lookup(&s, &path).await {
+        Ok(meta) => {
+            let mut h = describe(&meta);
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+            (StatusCode::OK, h).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn get_file(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = match leader_path(&s, &uri, &raw) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let meta = match lookup(&s, &path).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = match read::parse_range(range_header, meta.size) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut resp = fail(e);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.size)) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return resp;
+        }
+    };
+    let mut h = describe(&meta);
+    let status = match range {
+        Some(r) => {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size))
+            {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+            StatusCode::OK
+        }
+    };
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    (status, h, read::download(s.dp.clone(), meta, range)).into_response()
+}
+
+async fn delete_file(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    Path(raw): Path<String>,
+) -> Response {
+    let path = match leader_path(&s, &uri, &raw) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match namespace::remove(&s.dp.election, &path).await {
+        Ok(meta) => {
+            s.dp.repairs.forget_file(&meta.file_id);
+            tracing::info!(path = %path, "deleted file");
+            axum::Json(serde_json::json!({"path": path.as_str(), "deleted": true})).into_response()
+        }
+        Err(e) => fail(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_files(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(r) = gate(&s, &uri) {
+        return r;
+    }
+    let Ok(Query(q)) = q else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "bad query: expected prefix, limit, cursor",
+        )
+        .into_response();
+    };
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "limit must be between 1 and 10000",
+        )
+        .into_response();
+    }
+    let prefix = q.prefix.trim_start_matches('/');
+    let Some(client) = s.dp.election.client() else {
+        return fail(DataError::Unavailable("not connected to ZooKeeper".into()));
+    };
+    match namespace::list(
+        &client,
+        s.dp.election.layout(),
+        prefix,
+        limit,
+        q.cursor.as_deref(),
+    )
+    .await
+    {
+        Ok((files, next)) => {
+            axum::Json(serde_json::json!({"files": files, "next_cursor": next})).into_response()
+        }
+        Err(e) => fail(e.into()),
+    }
+}
+
+async fn heartbeat(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    body: Result<axum::Json<Heartbeat>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let start = Instant::now();
+    let m = &s.dp.metrics;
+    m.heartbeat_received.inc();
+    if let Some(r) = gate(&s, &uri) {
+        m.heartbeat_errors.inc();
+        return r;
+    }
+    let Ok(axum::Json(hb)) = body else {
+        m.heartbeat_errors.inc();
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "malformed heartbeat",
+        )
+        .into_response();
+    };
+    let known = s.dp.membership.heartbeat(&hb);
+    m.heartbeat_seconds.observe(start.elapsed().as_secs_f64());
+    if !known {
+        m.heartbeat_errors.inc();
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "not_registered",
+            format!("{} is not registered in ZooKeeper", hb.id),
+        )
+        .into_response();
+    }
+    let epoch = s.dp.election.current_token().map(|t| t.epoch).unwrap_or(0);
+    axum::Json(serde_json::json!({"epoch": epoch})).into_response()
+}
+
+async fn cluster(State(s): State<FilesState>, OriginalUri(uri): OriginalUri) -> Response {
+    if let Some(r) = gate(&s, &uri) {
+        return r;
+    }
+    axum::Json(s.dp.membership.views(s.dp.config.dead_after)).into_response()
+}
+
+async fn decommission(
+    State(s): State<FilesState>,
+    OriginalUri(uri): OriginalUri,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = gate(&s, &uri) {
+        return r;
+    }
+    let Ok(id) = ServerId::new(id.clone()) else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("bad server id {id:?}"),
+        )
+        .into_response();
+    };
+    let Some(server) = s.dp.membership.get(&id) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no cluster server {id}"),
+        )
+        .into_response();
+    };
+    let state = match server.drain {
+        Some(d) => d,
+        None => {
+            let rec = ClusterStateRecord {
+                v: 1,
+                state: DrainState::Draining,
+                since: records::now_ms(),
+            };
+            let layout = s.dp.election.layout();
+            let op = FencedOp::Create {
+                path: layout.cluster_state(&id),
+                data: records::encode(&rec),
+                options: crate::zk::persistent(),
+            };
+            match s.dp.election.fenced_write(&[op]).await {
+                Ok(_) | Err(crate::fencing::FenceError::Operation { .. }) => {}
+                Err(e) => {
+                    return fail(DataError::Unavailable(format!(
+                        "cannot record decommission: {e}"
+                    )));
+                }
+            }
+            s.dp.membership.set_drain(&id, Some(DrainState::Draining));
+            s.dp.repairs.wake();
+            tracing::info!(server_id = %id, "decommissioning cluster server: draining its chunks");
+            DrainState::Draining
+        }
+    };
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"id": id, "state": state})),
+    )
+        .into_response()
+}
+
+async fn repair_report(State(s): State<FilesState>, OriginalUri(uri): OriginalUri) -> Response {
+    if let Some(r) = gate(&s, &uri) {
+        return r;
+    }
+    let rep = s.report.lock().map(|r| r.clone()).unwrap_or_default();
+    axum::Json(rep).into_response()
+}

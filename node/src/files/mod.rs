@@ -1,0 +1,124 @@
+//! The head's data path: the file API, chunk placement, the write pipeline, verified reads,
+//! and the leader's repair work. Metadata lives in ZooKeeper (`namespace`), bytes on cluster
+//! servers (see [`crate::cluster`]). See `docs/data-path.md`.
+
+pub mod api;
+pub mod manifest;
+pub mod namespace;
+pub mod path;
+pub mod placement;
+pub mod read;
+pub mod repair;
+pub mod servers;
+pub mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+use crate::election::Election;
+use crate::http::ApiError;
+use crate::metrics::DataMetrics;
+use namespace::NsError;
+use servers::Membership;
+
+/// Data-path settings of a head.
+#[derive(Clone, Debug)]
+pub struct DataConfig {
+    pub replication_factor: u32,
+    pub min_write_replicas: u32,
+    pub chunk_size: u64,
+    pub dead_after: Duration,
+    /// Orphaned chunks are deleted once unreferenced this long.
+    pub orphan_grace: Duration,
+    /// Bytes per second that repairs may copy.
+    pub repair_rate: u64,
+    /// Largest file accepted.
+    pub max_file_size: u64,
+}
+
+/// Everything the data path shares.
+pub struct DataPlane {
+    pub election: Arc<Election>,
+    pub membership: Arc<Membership>,
+    pub config: DataConfig,
+    pub metrics: DataMetrics,
+    pub http: reqwest::Client,
+    pub repairs: repair::Queue,
+}
+
+impl DataPlane {
+    pub fn new(
+        election: Arc<Election>,
+        config: DataConfig,
+        metrics: DataMetrics,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(3))
+            .read_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(16)
+            .build()?;
+        Ok(Arc::new(Self {
+            election,
+            membership: Arc::new(Membership::default()),
+            config,
+            metrics,
+            http,
+            repairs: repair::Queue::default(),
+        }))
+    }
+
+    /// The address of a cluster server, if known.
+    pub fn addr_of(&self, id: &crate::ids::ServerId) -> Option<String> {
+        self.membership.get(id).map(|s| s.addr())
+    }
+}
+
+/// Why a file operation failed; each maps to one HTTP status and error code.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    BadRange(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    StorageFull(String),
+}
+
+impl From<NsError> for DataError {
+    fn from(e: NsError) -> Self {
+        match e {
+            NsError::NotFound(p) => DataError::NotFound(format!("{p} not found")),
+            NsError::Conflict(m) => DataError::Conflict(m),
+            NsError::Fence(f) => DataError::Unavailable(format!(
+                "leadership changed during the request ({f}); retry"
+            )),
+            NsError::Zk(z) => DataError::Unavailable(format!("metadata store unavailable: {z}")),
+        }
+    }
+}
+
+impl From<DataError> for ApiError {
+    fn from(e: DataError) -> Self {
+        let (status, code) = match &e {
+            DataError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            DataError::BadRange(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range"),
+            DataError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            DataError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            DataError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            DataError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            DataError::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}

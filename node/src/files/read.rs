@@ -1,0 +1,237 @@
+//! Downloads: chunks are fetched one replica at a time, verified against the manifest's
+//! checksum before a byte is passed on, and a failing replica (error, timeout, missing chunk,
+//! checksum mismatch) is skipped for the next one. A replica that served bad data is rewritten
+//! from a good copy (read repair). Two chunks are in memory per download at most.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::manifest::{ChunkRef, FileMeta};
+use super::{DataError, DataPlane};
+use crate::chunk::Checksum;
+use crate::ids::ServerId;
+
+/// Chunks fetched ahead of the one being sent.
+const PREFETCH: usize = 2;
+
+/// A byte range `start..end` (end exclusive) of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Parses a `Range` header (`bytes=a-b`, `bytes=a-`, `bytes=-n`; one range) for a file of
+/// `size` bytes. `Ok(None)` means no header.
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, DataError> {
+    let Some(h) = header else { return Ok(None) };
+    let bad = || {
+        DataError::BadRange(format!(
+            "unsupported or malformed Range {h:?} (file is {size} bytes)"
+        ))
+    };
+    let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Err(DataError::BadRange(format!(
+            "multiple ranges are not supported: {h:?}"
+        )));
+    }
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        ByteRange {
+            start: size.saturating_sub(n),
+            end: size,
+        }
+    } else {
+        let start: u64 = a.parse().map_err(|_| bad())?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            let last: u64 = b.parse().map_err(|_| bad())?;
+            if last < start {
+                return Err(bad());
+            }
+            (last + 1).min(size)
+        };
+        ByteRange { start, end }
+    };
+    if range.start >= size {
+        return Err(bad());
+    }
+    Ok(Some(range))
+}
+
+/// Streams `range` of the file (all of it when `None`).
+pub fn download(dp: Arc<DataPlane>, meta: FileMeta, range: Option<ByteRange>) -> Body {
+    let range = range.unwrap_or(ByteRange {
+        start: 0,
+        end: meta.size,
+    });
+    let chunk_size = meta.chunk_size.max(1);
+    let first = (range.start / chunk_size) as usize;
+    let last = if range.end == 0 {
+        0
+    } else {
+        ((range.end - 1) / chunk_size) as usize + 1
+    };
+    let wanted: Vec<(u64, ChunkRef)> = meta
+        .chunks
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(last.saturating_sub(first))
+        .map(|(i, c)| (i as u64 * chunk_size, c.clone()))
+        .collect();
+    let stream = futures::stream::iter(wanted)
+        .map(move |(offset, chunk)| {
+            let dp = dp.clone();
+            async move {
+                let data = fetch(&dp, &chunk).await?;
+                // Cut to the requested range.
+                let from = range.start.saturating_sub(offset).min(data.len() as u64) as usize;
+                let to = (range.end - offset).min(data.len() as u64) as usize;
+                let part = data.slice(from..to);
+                dp.metrics.bytes_out.inc_by(part.len() as u64);
+                Ok::<Bytes, std::io::Error>(part)
+            }
+        })
+        .buffered(PREFETCH);
+    Body::from_stream(stream)
+}
+
+/// Fetches and verifies one chunk, trying its replicas in turn (live ones first).
+pub async fn fetch(dp: &Arc<DataPlane>, chunk: &ChunkRef) -> Result<Bytes, std::io::Error> {
+    let expected: Option<Checksum> = chunk.checksum.parse().ok();
+    let mut replicas = chunk.replicas.clone();
+    // Registered servers first; the others may still answer (e.g. just restarted).
+    replicas.sort_by_key(|r| !dp.membership.get(r).is_some_and(|s| s.is_up()));
+    let mut bad: Vec<ServerId> = Vec::new();
+    let mut errors = Vec::new();
+    for r in replicas {
+        let Some(addr) = dp.addr_of(&r) else {
+            errors.push(format!("{r}: unknown server"));
+            continue;
+        };
+        match get_chunk(dp, &addr, &chunk.id, chunk.len).await {
+            Ok(data) => {
+                let ok_len = data.len() as u64 == chunk.len;
+                let ok_sum = expected.is_none_or(|e| Checksum::of(&data) == e);
+                if ok_len && ok_sum {
+                    if !bad.is_empty() {
+                        dp.repairs.read_repair(&chunk.id, &r, &bad);
+                    }
+                    return Ok(data);
+                }
+                dp.metrics
+                    .replica_failures
+                    .with_label_values(&["read"])
+                    .inc();
+                tracing::warn!(chunk = %chunk.id, server = %r, "replica returned bad data; trying another");
+                errors.push(format!("{r}: checksum or length mismatch"));
+                bad.push(r);
+            }
+            Err((e, corrupt)) => {
+                dp.metrics
+                    .replica_failures
+                    .with_label_values(&["read"])
+                    .inc();
+                tracing::warn!(chunk = %chunk.id, server = %r, error = %e, "replica read failed; trying another");
+                errors.push(format!("{r}: {e}"));
+                if corrupt {
+                    bad.push(r);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no replica of chunk {} could be read: {}",
+        chunk.id,
+        errors.join("; ")
+    )))
+}
+
+/// GETs a whole chunk; the flag says whether the failure means the copy is bad or missing
+/// (worth rewriting) rather than the server being unreachable.
+async fn get_chunk(
+    dp: &DataPlane,
+    addr: &str,
+    id: &str,
+    len: u64,
+) -> Result<Bytes, (String, bool)> {
+    let resp = dp
+        .http
+        .get(format!("http://{addr}/v1/chunks/{id}"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| (e.to_string(), false))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let corrupt = status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+            || status == reqwest::StatusCode::INTERNAL_SERVER_ERROR;
+        return Err((format!("HTTP {status}"), corrupt));
+    }
+    // Into one buffer of the expected size (no doubling as it grows). A server that detects
+    // corruption mid-stream aborts the body.
+    let mut buf = bytes::BytesMut::with_capacity(len as usize);
+    let mut body = resp.bytes_stream();
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| (e.to_string(), true))?;
+        if (buf.len() + piece.len()) as u64 > len {
+            return Err(("longer than the manifest says".into(), true));
+        }
+        buf.extend_from_slice(&piece);
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |h: &str| parse_range(Some(h), 100);
+        assert_eq!(
+            r("bytes=0-9").unwrap(),
+            Some(ByteRange { start: 0, end: 10 })
+        );
+        assert_eq!(
+            r("bytes=90-").unwrap(),
+            Some(ByteRange {
+                start: 90,
+                end: 100
+            })
+        );
+        assert_eq!(
+            r("bytes=-5").unwrap(),
+            Some(ByteRange {
+                start: 95,
+                end: 100
+            })
+        );
+        assert_eq!(
+            r("bytes=50-500").unwrap(),
+            Some(ByteRange {
+                start: 50,
+                end: 100
+            })
+        );
+        assert!(r("bytes=100-").is_err());
+        assert!(r("bytes=9-3").is_err());
+        assert!(r("bytes=a-b").is_err());
+        assert!(r("items=0-1").is_err());
+        assert!(r("bytes=0-1,4-5").is_err());
+        assert_eq!(parse_range(None, 100).unwrap(), None);
+    }
+}

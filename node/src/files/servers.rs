@@ -1,0 +1,282 @@
+//! The leader's view of the cluster servers: registrations in ZooKeeper (watched), heartbeats
+//! (usage, freshness) and decommissioning state.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use zookeeper_client::Client;
+
+use super::placement::Candidate;
+use crate::ids::ServerId;
+use crate::zk::records::{ClusterRecord, ClusterStateRecord, DrainState};
+use crate::zk::{self, Layout, ZkError};
+
+/// What a cluster server reports every heartbeat.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub id: ServerId,
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub chunks: u64,
+}
+
+/// State of a server as the API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    Live,
+    Dead,
+    Draining,
+    Drained,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    pub id: ServerId,
+    pub host: String,
+    pub port: u16,
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub chunks: u64,
+    pub registered: bool,
+    /// When the registration vanished (None while registered).
+    pub gone_since: Option<Instant>,
+    pub last_heartbeat: Option<Instant>,
+    pub drain: Option<DrainState>,
+}
+
+impl ServerInfo {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Able to take and serve chunks right now.
+    pub fn is_up(&self) -> bool {
+        self.registered
+    }
+
+    /// Gone longer than `dead_after`: its chunks must be copied elsewhere.
+    pub fn is_dead(&self, dead_after: Duration) -> bool {
+        !self.registered && self.gone_since.is_some_and(|t| t.elapsed() >= dead_after)
+    }
+
+    pub fn state(&self, dead_after: Duration) -> ServerState {
+        match self.drain {
+            Some(DrainState::Drained) => ServerState::Drained,
+            Some(DrainState::Draining) => ServerState::Draining,
+            None if self.is_dead(dead_after) || !self.registered => ServerState::Dead,
+            None => ServerState::Live,
+        }
+    }
+}
+
+/// One row of `GET /v1/cluster`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: ServerId,
+    pub host: String,
+    pub port: u16,
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub state: ServerState,
+    pub chunks: u64,
+}
+
+#[derive(Default)]
+pub struct Membership {
+    servers: RwLock<BTreeMap<ServerId, ServerInfo>>,
+}
+
+impl Membership {
+    /// Applies the current registrations and drain states read from ZooKeeper.
+    pub fn apply_registrations(
+        &self,
+        regs: Vec<ClusterRecord>,
+        drains: BTreeMap<ServerId, DrainState>,
+    ) {
+        let Ok(mut servers) = self.servers.write() else {
+            return;
+        };
+        let now = Instant::now();
+        for s in servers.values_mut() {
+            if s.registered && !regs.iter().any(|r| r.id == s.id) {
+                s.registered = false;
+                s.gone_since = Some(now);
+                tracing::warn!(server_id = %s.id, "cluster server registration vanished");
+            }
+            s.drain = drains.get(&s.id).copied();
+        }
+        for r in regs {
+            let e = servers.entry(r.id.clone()).or_insert_with(|| {
+                tracing::info!(server_id = %r.id, host = %r.host, port = r.port, zone = ?r.zone, "cluster server joined");
+                ServerInfo {
+                    id: r.id.clone(),
+                    host: r.host.clone(),
+                    port: r.port,
+                    zone: r.zone.clone(),
+                    capacity_bytes: r.capacity_bytes,
+                    used_bytes: r.used_bytes,
+                    free_bytes: r.capacity_bytes.saturating_sub(r.used_bytes),
+                    chunks: 0,
+                    registered: true,
+                    gone_since: None,
+                    last_heartbeat: None,
+                    drain: None,
+                }
+            });
+            if !e.registered {
+                tracing::info!(server_id = %r.id, "cluster server registered again");
+            }
+            e.host = r.host;
+            e.port = r.port;
+            e.zone = r.zone;
+            e.registered = true;
+            e.gone_since = None;
+            e.drain = drains.get(&e.id).copied();
+        }
+    }
+
+    /// Records a heartbeat; `false` if the server is not registered.
+    pub fn heartbeat(&self, hb: &Heartbeat) -> bool {
+        let Ok(mut servers) = self.servers.write() else {
+            return false;
+        };
+        let Some(s) = servers.get_mut(&hb.id) else {
+            return false;
+        };
+        s.capacity_bytes = hb.capacity_bytes;
+        s.used_bytes = hb.used_bytes;
+        s.free_bytes = hb.free_bytes;
+        s.chunks = hb.chunks;
+        s.last_heartbeat = Some(Instant::now());
+        true
+    }
+
+    pub fn get(&self, id: &ServerId) -> Option<ServerInfo> {
+        self.servers.read().ok()?.get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<ServerInfo> {
+        self.servers
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Servers that may receive new replicas: up and not being drained.
+    pub fn placement_candidates(&self) -> Vec<Candidate> {
+        self.all()
+            .into_iter()
+            .filter(|s| s.is_up() && s.drain.is_none())
+            .map(|s| Candidate {
+                id: s.id,
+                zone: s.zone,
+                free_bytes: s.free_bytes,
+            })
+            .collect()
+    }
+
+    pub fn views(&self, dead_after: Duration) -> Vec<ServerView> {
+        self.all()
+            .into_iter()
+            .map(|s| ServerView {
+                state: s.state(dead_after),
+                id: s.id,
+                host: s.host,
+                port: s.port,
+                zone: s.zone,
+                capacity_bytes: s.capacity_bytes,
+                used_bytes: s.used_bytes,
+                chunks: s.chunks,
+            })
+            .collect()
+    }
+
+    /// `(registered, heartbeating within `within`)` counts, for the gauges.
+    pub fn counts(&self, within: Duration) -> (usize, usize) {
+        let all = self.all();
+        let up = all.iter().filter(|s| s.is_up()).count();
+        let beating = all
+            .iter()
+            .filter(|s| s.is_up() && s.last_heartbeat.is_some_and(|t| t.elapsed() < within))
+            .count();
+        (up, beating)
+    }
+
+    pub fn set_drain(&self, id: &ServerId, state: Option<DrainState>) {
+        if let Ok(mut servers) = self.servers.write()
+            && let Some(s) = servers.get_mut(id)
+        {
+            s.drain = state;
+        }
+    }
+}
+
+/// Keeps `membership` in step with `cluster_servers/` (child watch) and `cluster_state/`.
+pub async fn watch_registrations(
+    client: Client,
+    layout: Layout,
+    membership: std::sync::Arc<Membership>,
+) -> ZkError {
+    loop {
+        let (names, _, watch) = match client
+            .get_and_watch_children(&layout.cluster_servers())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let e = ZkError::from(e);
+                if e.is_session_lost() {
+                    return e;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut regs = Vec::new();
+        for name in names {
+            let Ok(id) = ServerId::new(name) else {
+                continue;
+            };
+            match zk::read::<ClusterRecord>(&client, &layout.cluster_server(&id)).await {
+                Ok(Some((r, _))) => regs.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(server_id = %id, error = %e, "unreadable cluster server registration")
+                }
+            }
+        }
+        let drains = read_drains(&client, &layout).await.unwrap_or_default();
+        membership.apply_registrations(regs, drains);
+        // Re-read at least every few seconds so drain-state changes and dead timers are seen.
+        let _ = tokio::time::timeout(Duration::from_secs(2), watch.changed()).await;
+    }
+}
+
+pub async fn read_drains(
+    client: &Client,
+    layout: &Layout,
+) -> Result<BTreeMap<ServerId, DrainState>, ZkError> {
+    let mut out = BTreeMap::new();
+    for name in client.list_children(&layout.cluster_state_dir()).await? {
+        let Ok(id) = ServerId::new(name) else {
+            continue;
+        };
+        if let Some((r, _)) =
+            zk::read::<ClusterStateRecord>(client, &layout.cluster_state(&id)).await?
+        {
+            out.insert(id, r.state);
+        }
+    }
+    Ok(out)
+}

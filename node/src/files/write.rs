@@ -1,0 +1,290 @@
+//! Uploads: the body is cut into chunks as it streams in; each chunk goes down a replica
+//! pipeline (first server forwards to the next) and is acknowledged only once every server of
+//! the pipeline has it durably. A replica that fails is replaced by another live server. The
+//! file becomes visible only when its manifest is committed through the fenced write.
+//!
+//! At most [`IN_FLIGHT`] chunks are in memory per upload (one being filled, the others on their
+//! way), so memory stays flat whatever the file size.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use super::manifest::{ChunkRef, FileMeta};
+use super::path::FilePath;
+use super::{DataError, DataPlane, namespace, placement};
+use crate::chunk::Checksum;
+use crate::cluster::{CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER, PutResponse};
+use crate::ids::ServerId;
+use crate::zk::records;
+
+/// Chunks of one upload in memory at once.
+const IN_FLIGHT: usize = 3;
+
+/// Stores the body as the file at `path`; returns the committed manifest.
+pub async fn upload(
+    dp: &Arc<DataPlane>,
+    path: FilePath,
+    body: Body,
+    content_length: Option<u64>,
+) -> Result<FileMeta, DataError> {
+    let token = dp
+        .election
+        .current_token()
+        .ok_or_else(|| DataError::Unavailable("this head is no longer the leader; retry".into()))?;
+    if let Some(n) = content_length
+        && n > dp.config.max_file_size
+    {
+        return Err(DataError::TooLarge(format!(
+            "{n} bytes is more than the largest file accepted ({} bytes)",
+            dp.config.max_file_size
+        )));
+    }
+    let chunk_size = dp.config.chunk_size as usize;
+    let file_id = format!("{:032x}", rand::random::<u128>());
+    let mut whole = crc32c_state();
+    let mut total: u64 = 0;
+    let mut buf = BytesMut::with_capacity(chunk_size);
+    let mut pending = FuturesOrdered::new();
+    let mut chunks: Vec<ChunkRef> = Vec::new();
+    let mut index: u64 = 0;
+    let mut frames = body.into_data_stream();
+
+    loop {
+        let frame = frames.next().await;
+        let done = match frame {
+            None => true,
+            Some(Ok(data)) => {
+                total += data.len() as u64;
+                if total > dp.config.max_file_size {
+                    return Err(DataError::TooLarge(format!(
+                        "the body is larger than the largest file accepted ({} bytes)",
+                        dp.config.max_file_size
+                    )));
+                }
+                whole = crc32c::crc32c_append(whole, &data);
+                dp.metrics.bytes_in.inc_by(data.len() as u64);
+                buf.extend_from_slice(&data);
+                false
+            }
+            Some(Err(e)) => {
+                return Err(DataError::BadRequest(format!(
+                    "the request body broke off after {total} bytes: {e}; nothing was stored"
+                )));
+            }
+        };
+        while buf.len() >= chunk_size || (done && !buf.is_empty()) {
+            let n = buf.len().min(chunk_size);
+            let data = buf.split_to(n).freeze();
+            let id = format!("{file_id}-{index}");
+            index += 1;
+            pending.push_back(store_chunk(dp.clone(), token.epoch, id, data));
+            if pending.len() >= IN_FLIGHT
+                && let Some(r) = pending.next().await
+            {
+                chunks.push(r?);
+            }
+        }
+        if done {
+            break;
+        }
+        if buf.capacity() < chunk_size {
+            buf.reserve(chunk_size - buf.len());
+        }
+    }
+    while let Some(r) = pending.next().await {
+        chunks.push(r?);
+    }
+    if let Some(n) = content_length
+        && n != total
+    {
+        return Err(DataError::BadRequest(format!(
+            "Content-Length said {n} bytes but the body had {total}; nothing was stored"
+        )));
+    }
+    let meta = FileMeta {
+        file_id,
+        size: total,
+        checksum: Checksum(whole).to_string(),
+        chunk_size: dp.config.chunk_size,
+        chunk_count: chunks.len() as u64,
+        mtime: records::now_ms(),
+        epoch: token.epoch,
+        chunks,
+        parts: 0,
+    };
+    let previous = namespace::commit(&dp.election, &path, meta.clone()).await?;
+    if let Some(prev) = previous {
+        dp.repairs.forget_file(&prev.file_id);
+    }
+    for c in &meta.chunks {
+        if (c.replicas.len() as u32) < dp.config.replication_factor {
+            dp.repairs
+                .under_replicated(path.as_str(), &meta.file_id, &c.id);
+        }
+    }
+    tracing::info!(path = %path, size = meta.size, chunks = meta.chunk_count, epoch = meta.epoch, "stored file");
+    Ok(meta)
+}
+
+fn crc32c_state() -> u32 {
+    0
+}
+
+/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`).
+async fn store_chunk(
+    dp: Arc<DataPlane>,
+    epoch: u64,
+    id: String,
+    data: Bytes,
+) -> Result<ChunkRef, DataError> {
+    let checksum = Checksum::of(&data);
+    let rf = dp.config.replication_factor as usize;
+    let min = dp.config.min_write_replicas as usize;
+    let mut stored: Vec<ServerId> = Vec::new();
+    let mut tried: Vec<ServerId> = Vec::new();
+    let mut full = 0usize;
+    let mut last_error = String::new();
+    // The first attempt is a pipeline over all replicas; later attempts replace the ones
+    // that failed (pipeline recovery), until enough servers hold the chunk or none are left.
+    for _attempt in 0..4 {
+        let want = rf - stored.len();
+        let candidates = dp.membership.placement_candidates();
+        let targets = placement::choose(
+            &candidates,
+            want,
+            &tried,
+            data.len() as u64,
+            &mut rand::rng(),
+        );
+        if targets.is_empty() {
+            if candidates.iter().all(|c| tried.contains(&c.id))
+                || candidates.iter().any(|c| c.free_bytes >= data.len() as u64)
+            {
+                break;
+            }
+            full += 1;
+            break;
+        }
+        tried.extend(targets.iter().cloned());
+        let addrs: Vec<(ServerId, String)> = targets
+            .iter()
+            .filter_map(|t| dp.addr_of(t).map(|a| (t.clone(), a)))
+            .collect();
+        let Some(((_, first), rest)) = addrs.split_first() else {
+            break;
+        };
+        let pipeline: Vec<&str> = rest.iter().map(|(_, a)| a.as_str()).collect();
+        match send(&dp, epoch, &id, &checksum, first, &pipeline, data.clone()).await {
+            Ok(resp) => {
+                for (sid, addr) in &addrs {
+                    if resp.stored.contains(addr) && !stored.contains(sid) {
+                        stored.push(sid.clone());
+                    }
+                }
+                for f in &resp.failed {
+                    dp.metrics
+                        .replica_failures
+                        .with_label_values(&["write"])
+                        .inc();
+                    if f.error.contains("storage_full") || f.error.contains("507") {
+                        full += 1;
+                    }
+                    last_error = format!("{}: {}", f.addr, f.error);
+                }
+            }
+            Err(SendError {
+                message,
+                full: is_full,
+            }) => {
+                dp.metrics
+                    .replica_failures
+                    .with_label_values(&["write"])
+                    .inc();
+                if is_full {
+                    full += 1;
+                }
+                tracing::warn!(chunk = %id, server = %first, error = %message, "chunk pipeline failed at its first hop");
+                last_error = format!("{first}: {message}");
+            }
+        }
+        if stored.len() >= rf {
+            break;
+        }
+    }
+    if stored.len() < min {
+        let msg = format!(
+            "only {} of the {min} required cluster servers could store chunk {id} ({} live){}",
+            stored.len(),
+            dp.membership.placement_candidates().len(),
+            if last_error.is_empty() {
+                String::new()
+            } else {
+                format!("; last error: {last_error}")
+            }
+        );
+        // Full disks among the refusals make it a capacity problem (507), not an outage.
+        return Err(if full > 0 {
+            DataError::StorageFull(msg)
+        } else {
+            DataError::Unavailable(msg)
+        });
+    }
+    if stored.len() < rf {
+        tracing::warn!(chunk = %id, replicas = stored.len(), replication_factor = rf,
+            "chunk acknowledged under-replicated; it will be repaired in the background");
+    }
+    Ok(ChunkRef {
+        id,
+        len: data.len() as u64,
+        checksum: checksum.to_string(),
+        replicas: stored,
+    })
+}
+
+struct SendError {
+    message: String,
+    full: bool,
+}
+
+/// PUTs a chunk to `first` with the rest of the pipeline in a header.
+async fn send(
+    dp: &DataPlane,
+    epoch: u64,
+    id: &str,
+    checksum: &Checksum,
+    first: &str,
+    rest: &[&str],
+    data: Bytes,
+) -> Result<PutResponse, SendError> {
+    let err = |message: String, full: bool| SendError { message, full };
+    let mut req = dp
+        .http
+        .put(format!("http://{first}/v1/chunks/{id}"))
+        .header(EPOCH_HEADER, epoch.to_string())
+        .header(CHECKSUM_HEADER, checksum.to_string())
+        .header(reqwest::header::CONTENT_LENGTH, data.len().to_string());
+    if !rest.is_empty() {
+        req = req.header(PIPELINE_HEADER, rest.join(","));
+    }
+    let resp = req
+        .body(data)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string(), false))?;
+    let status = resp.status();
+    if status.is_success() {
+        resp.json::<PutResponse>()
+            .await
+            .map_err(|e| err(format!("unreadable answer: {e}"), false))
+    } else {
+        let body = resp.text().await.unwrap_or_default();
+        Err(err(
+            format!("{status}: {body}"),
+            status == reqwest::StatusCode::INSUFFICIENT_STORAGE,
+        ))
+    }
+}

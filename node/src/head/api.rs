@@ -1,0 +1,224 @@
+//! The head's coordination API: `/v1/leader`, `/v1/heads`, `/v1/status`, `/v1/cluster` and
+//! the fence probe. The file API is added beside it by the data path.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use zookeeper_client::Client;
+
+use crate::election::{Election, Role};
+use crate::fencing::{FenceError, FencedOp};
+use crate::http::ApiError;
+use crate::ids::ServerId;
+use crate::zk::records::{self, FenceProbeRecord, HeadRecord, HealthReport, LeaderRecord};
+use crate::zk::{self, ZkError};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub election: Arc<Election>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/leader", get(leader))
+        .route("/v1/heads", get(heads))
+        .route("/v1/status", get(status))
+        .route("/v1/admin/fenced-write", post(fenced_write))
+        .with_state(state)
+}
+
+/// The leader as public JSON (what `filegrid leader` prints).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct LeaderView {
+    pub server_id: ServerId,
+    pub host: String,
+    pub api_port: u16,
+    pub epoch: u64,
+    pub elected_at: u64,
+}
+
+impl From<LeaderRecord> for LeaderView {
+    fn from(l: LeaderRecord) -> Self {
+        Self {
+            server_id: l.server_id,
+            host: l.host,
+            api_port: l.api_port,
+            epoch: l.epoch,
+            elected_at: l.elected_at,
+        }
+    }
+}
+
+fn client(s: &ApiState) -> Result<Client, ApiError> {
+    s.election.client().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "zk_unavailable",
+            "not connected to ZooKeeper",
+        )
+    })
+}
+
+fn zk_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "zk_unavailable",
+        format!("ZooKeeper: {e}"),
+    )
+}
+
+/// The leader, read fresh from ZooKeeper (any head answers).
+async fn leader(State(s): State<ApiState>) -> Result<axum::Json<LeaderView>, ApiError> {
+    let c = client(&s)?;
+    match zk::read::<LeaderRecord>(&c, &s.election.layout().leader()).await {
+        Ok(Some((l, _))) => Ok(axum::Json(l.into())),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "no head leads right now (an election is in progress)",
+        )),
+        Err(e) => Err(zk_error(e)),
+    }
+}
+
+/// One registered head with what the monitors last said about it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct HeadView {
+    pub id: String,
+    pub host: String,
+    pub api_port: u16,
+    pub is_leader: bool,
+    pub excluded: bool,
+    pub registered_by: Option<String>,
+    pub health: Option<HealthReport>,
+}
+
+async fn heads(State(s): State<ApiState>) -> Result<axum::Json<Vec<HeadView>>, ApiError> {
+    let c = client(&s)?;
+    list_heads(&c, s.election.layout())
+        .await
+        .map(axum::Json)
+        .map_err(zk_error)
+}
+
+/// Registered heads, their leadership, exclusion and latest health report.
+pub async fn list_heads(c: &Client, layout: &zk::Layout) -> Result<Vec<HeadView>, ZkError> {
+    let leader = zk::read::<LeaderRecord>(c, &layout.leader()).await?;
+    let excluded = c.list_children(&layout.excluded_dir()).await?;
+    let mut names = c.list_children(&layout.head_servers()).await?;
+    names.sort_by(|a, b| crate::ids::natural_cmp(a, b));
+    let mut out = Vec::new();
+    for name in names {
+        let Ok(id) = ServerId::new(name.clone()) else {
+            continue;
+        };
+        let Some((rec, _)) = zk::read::<HeadRecord>(c, &layout.head(&id)).await? else {
+            continue;
+        };
+        let health = zk::read::<HealthReport>(c, &layout.health_report(&id))
+            .await?
+            .map(|(r, _)| r);
+        out.push(HeadView {
+            is_leader: leader.as_ref().is_some_and(|(l, _)| l.server_id == id),
+            excluded: excluded.contains(&name),
+            id: name,
+            host: rec.host,
+            api_port: rec.api_port,
+            registered_by: rec.registered_by,
+            health,
+        });
+    }
+    Ok(out)
+}
+
+async fn status(State(s): State<ApiState>) -> impl IntoResponse {
+    axum::Json(s.election.status().borrow().clone())
+}
+
+/// Leader-only calls: `None` on the leader; otherwise the answer to give instead, a redirect
+/// to the leader from a standby, or 503 when no leader is known.
+pub fn not_leader_response(s: &ApiState, uri: &axum::http::Uri) -> Option<Response> {
+    let st = s.election.status().borrow().clone();
+    match (st.role, st.leader) {
+        (Role::Leader, _) => None,
+        (Role::Standby, Some(l)) => {
+            let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let location = format!("http://{}:{}{}", l.host, l.api_port, pq);
+            Some(
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, location.clone())],
+                    axum::Json(serde_json::json!({
+                        "code": "not_leader",
+                        "message": format!("{} leads; retry at {location}", l.server_id),
+                        "leader": l.server_id,
+                    })),
+                )
+                    .into_response(),
+            )
+        }
+        (role, _) => Some(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                format!("this head is {role:?} and knows no leader; retry shortly").to_lowercase(),
+            )
+            .into_response(),
+        ),
+    }
+}
+
+/// Writes `fence_probe` through the fence with this head's most recent leadership token,
+/// current or not: a way to check from outside that a deposed leader cannot write.
+async fn fenced_write(State(s): State<ApiState>) -> Response {
+    let Some(token) = s.election.last_token() else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "never_leader",
+            "this head has not led since it started",
+        )
+        .into_response();
+    };
+    let path = s.election.layout().fence_probe();
+    let data = records::encode(&FenceProbeRecord {
+        v: records::RECORD_VERSION,
+        writer: token.server_id.clone(),
+        epoch: token.epoch,
+        written_at: records::now_ms(),
+    });
+    let c = match client(&s) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let exists = match c.check_stat(&path).await {
+        Ok(stat) => stat.is_some(),
+        Err(e) => return zk_error(e).into_response(),
+    };
+    let op = if exists {
+        FencedOp::SetData {
+            path,
+            data,
+            version: None,
+        }
+    } else {
+        FencedOp::Create {
+            path,
+            data,
+            options: zk::persistent(),
+        }
+    };
+    match s.election.write_with(&token, &[op]).await {
+        Ok(_) => {
+            axum::Json(serde_json::json!({"accepted": true, "epoch": token.epoch})).into_response()
+        }
+        Err(e @ FenceError::Deposed { .. }) => {
+            ApiError::new(StatusCode::CONFLICT, "deposed", e.to_string()).into_response()
+        }
+        Err(e) => zk_error(e).into_response(),
+    }
+}

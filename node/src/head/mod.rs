@@ -1,0 +1,163 @@
+//! The head server process: election, coordination API, and (with the data path) the file API.
+
+pub mod api;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HeadConfig;
+use crate::election::{Election, HeadIdentity, Role};
+use crate::files::{self, DataConfig, DataPlane, repair::PassReport};
+use crate::http::{self, Readiness};
+use crate::metrics::{self, DataMetrics, HeadMetrics, HttpMetrics};
+use crate::zk::Layout;
+
+/// Runs a head until SIGTERM/SIGINT; leadership is released before the API stops.
+pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
+    let registry = metrics::new_registry();
+    let head_metrics = HeadMetrics::new(&registry);
+    let http_metrics = HttpMetrics::new(&registry);
+    let api_listener = http::bind("listen", cfg.listen).await?;
+    let api_port = api_listener.local_addr().context("listen address")?.port();
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(http::bind("metrics_listen", addr).await?),
+        None => None,
+    };
+    let metrics_port = match &metrics_listener {
+        Some(l) => Some(l.local_addr().context("metrics listen address")?.port()),
+        None => None,
+    };
+    let election = Election::new(
+        HeadIdentity {
+            server_id: cfg.server_id.clone(),
+            host: cfg.advertise_host.clone(),
+            api_port,
+            metrics_port,
+        },
+        Layout::new(cfg.common.zk_root.clone()),
+        cfg.common.zk_hosts.clone(),
+        cfg.common.session_timeout,
+        cfg.preempt,
+        cfg.startup_grace,
+        head_metrics,
+    );
+    tracing::info!(server_id = %cfg.server_id, listen = %cfg.listen, advertise_host = %cfg.advertise_host,
+        zk_hosts = %cfg.common.zk_hosts, zk_root = %cfg.common.zk_root, preempt = cfg.preempt, "starting head");
+
+    let data_plane = DataPlane::new(
+        election.clone(),
+        DataConfig {
+            replication_factor: cfg.replication_factor,
+            min_write_replicas: cfg.min_write_replicas,
+            chunk_size: cfg.chunk_size,
+            dead_after: cfg.dead_after,
+            orphan_grace: cfg.orphan_grace,
+            repair_rate: cfg.repair_rate,
+            max_file_size: cfg.max_file_size,
+        },
+        DataMetrics::new(&registry),
+    )
+    .context("building the cluster HTTP client")?;
+    let repair_report = Arc::new(std::sync::Mutex::new(PassReport::default()));
+    let api_state = api::ApiState {
+        election: election.clone(),
+    };
+
+    let ready = Readiness::default();
+    let ops = http::ops_router(registry.clone(), ready.clone());
+    let app = Router::new()
+        .merge(api::router(api_state.clone()))
+        .merge(files::api::router(files::api::FilesState {
+            api: api_state,
+            dp: data_plane.clone(),
+            report: repair_report.clone(),
+        }))
+        .merge(ops.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            http::track,
+        ));
+
+    let stop_election = CancellationToken::new();
+    let stop_http = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(http::serve(api_listener, app, stop_http.clone()));
+    if let Some(l) = metrics_listener {
+        servers.spawn(http::serve(l, ops, stop_http.clone()));
+    }
+    tokio::spawn(track_readiness(election.clone(), ready));
+    tokio::spawn(watch_cluster(data_plane.clone(), stop_http.clone()));
+    tokio::spawn(cluster_gauges(data_plane.clone(), stop_http.clone()));
+    tokio::spawn(files::repair::run(
+        data_plane.clone(),
+        stop_http.clone(),
+        repair_report,
+    ));
+    tokio::spawn(crate::signals::cancel_on_signal(stop_election.clone()));
+
+    election.run(stop_election).await;
+    stop_http.cancel();
+    while let Some(r) = servers.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "HTTP server ended with an error");
+        }
+    }
+    tracing::info!(server_id = %cfg.server_id, "head stopped");
+    Ok(())
+}
+
+/// Ready while connected and registered (leading, standing by, or waiting for an election).
+async fn track_readiness(election: Arc<Election>, ready: Readiness) {
+    let mut status = election.status();
+    loop {
+        let r = {
+            let s = status.borrow_and_update();
+            s.zk_connected && matches!(s.role, Role::Leader | Role::Standby | Role::Candidate)
+        };
+        ready.set(r);
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the data plane's view of cluster servers current, across ZooKeeper sessions.
+async fn watch_cluster(dp: Arc<DataPlane>, stop: CancellationToken) {
+    loop {
+        let client = loop {
+            if let Some(c) = dp.election.client() {
+                break c;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            }
+        };
+        let layout = dp.election.layout().clone();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            e = files::servers::watch_registrations(client, layout, dp.membership.clone()) => {
+                tracing::debug!(error = %e, "cluster membership watch ended; restarting");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Keeps `filegrid_cluster_servers_live` and `heartbeat_active_connections` current.
+async fn cluster_gauges(dp: Arc<DataPlane>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let (up, beating) = dp.membership.counts(dp.config.dead_after);
+                dp.metrics.servers_live.set(up as i64);
+                dp.metrics.heartbeat_active.set(beating as i64);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Entry points of the binaries: resolve settings (exit 2 naming the bad one), set up logs,
+//! start the runtime, run the role.
+
+use std::process::ExitCode;
+
+use crate::config::{ClusterArgs, ConfigError, HeadArgs, LogFormat, MonitorArgs};
+
+fn start<C>(
+    resolved: Result<C, ConfigError>,
+    log_format: impl Fn(&C) -> LogFormat,
+    role: impl FnOnce(C) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>,
+) -> ExitCode {
+    let cfg = match resolved {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(log_format(&cfg));
+    return_large_buffers_to_the_os();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(role(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn head(args: HeadArgs) -> ExitCode {
+    start(
+        args.resolve(),
+        |c| c.common.log_format,
+        |c| Box::pin(crate::head::run(c)),
+    )
+}
+
+pub fn monitor(args: MonitorArgs) -> ExitCode {
+    start(
+        args.resolve(),
+        |c| c.common.log_format,
+        |c| Box::pin(crate::monitor::run(c)),
+    )
+}
+
+pub fn cluster(args: ClusterArgs) -> ExitCode {
+    start(
+        args.resolve(),
+        |c| c.common.log_format,
+        |c| Box::pin(crate::cluster_server::run(c)),
+    )
+}
+
+/// Chunks pass through the processes as multi-MiB buffers. glibc's malloc would keep freed ones
+/// in its heaps (its mmap threshold grows with every large free) and resident memory would
+/// settle far above what is in use; a fixed threshold makes large buffers mmap'd and returned to
+/// the system when freed, and two arenas keep worker threads from each holding a heap.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; called once at start-up
+    // before the runtime's threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}

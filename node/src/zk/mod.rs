@@ -1,0 +1,182 @@
+//! ZooKeeper access shared by every role: connecting, the grid's znode layout, and the records
+//! stored in it.
+
+pub mod layout;
+pub mod records;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
+
+pub use layout::Layout;
+pub use zookeeper_client as client;
+
+/// Errors talking to ZooKeeper or reading what it holds.
+#[derive(Debug, thiserror::Error)]
+pub enum ZkError {
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] zookeeper_client::Error),
+    #[error("znode {path} holds an unreadable record: {message}")]
+    BadRecord { path: String, message: String },
+    #[error("shutting down")]
+    Shutdown,
+}
+
+impl ZkError {
+    /// The session is gone for good; a new one is needed.
+    pub fn is_session_lost(&self) -> bool {
+        matches!(
+            self,
+            ZkError::Zk(
+                zookeeper_client::Error::SessionExpired | zookeeper_client::Error::ClientClosed
+            )
+        )
+    }
+}
+
+/// Options for persistent nodes readable and writable by anyone (FileGrid relies on the
+/// network boundary of the ensemble, like the original system).
+pub fn persistent() -> CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(Acls::anyone_all())
+}
+
+pub fn ephemeral() -> CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+/// The session id as the hex string stored in records.
+pub fn session_id(client: &Client) -> String {
+    client.session_id().to_string()
+}
+
+/// Connects, retrying with capped backoff until ZooKeeper answers or `cancel` fires.
+pub async fn connect(
+    hosts: &str,
+    session_timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Client, ZkError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = Client::connector()
+            .with_session_timeout(session_timeout)
+            .connect(hosts);
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(ZkError::Shutdown),
+            result = attempt => match result {
+                Ok(client) => {
+                    tracing::info!(session = %client.session_id(), zk_hosts = hosts, "connected to ZooKeeper");
+                    return Ok(client);
+                }
+                Err(e) => tracing::warn!(zk_hosts = hosts, error = %e, "cannot connect to ZooKeeper; retrying"),
+            },
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(ZkError::Shutdown),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Creates the grid's persistent directories and the epoch counter if they are missing.
+pub async fn ensure_layout(client: &Client, layout: &Layout) -> Result<(), ZkError> {
+    for dir in layout.directories() {
+        client.mkdir(&dir, &persistent()).await?;
+    }
+    let epoch = records::EpochRecord {
+        v: records::RECORD_VERSION,
+        epoch: 0,
+    };
+    match client
+        .create(&layout.epoch(), &records::encode(&epoch), &persistent())
+        .await
+    {
+        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads and decodes a record, `None` if the node does not exist.
+pub async fn read<T: for<'de> serde::Deserialize<'de>>(
+    client: &Client,
+    path: &str,
+) -> Result<Option<(T, zookeeper_client::Stat)>, ZkError> {
+    match client.get_data(path).await {
+        Ok((data, stat)) => Ok(Some((records::decode(path, &data)?, stat))),
+        Err(zookeeper_client::Error::NoNode) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates or overwrites a persistent record.
+pub async fn upsert<T: serde::Serialize>(
+    client: &Client,
+    path: &str,
+    value: &T,
+) -> Result<(), ZkError> {
+    let data = records::encode(value);
+    match client.set_data(path, &data, None).await {
+        Ok(_) => Ok(()),
+        Err(zookeeper_client::Error::NoNode) => {
+            match client.create(path, &data, &persistent()).await {
+                Ok(_) => Ok(()),
+                Err(zookeeper_client::Error::NodeExists) => {
+                    client.set_data(path, &data, None).await?;
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the ephemeral registration `path` for this session. If the node is held by another
+/// session it is removed when `is_own_dead_session(owner)` says that session was ours and is
+/// gone; otherwise this waits (up to `wait`, then looks again) for it to disappear: a previous
+/// run whose session has not expired yet, or a second process with the same id.
+pub async fn register_ephemeral(
+    client: &Client,
+    path: &str,
+    data: &[u8],
+    wait: Duration,
+    is_own_dead_session: impl Fn(i64) -> bool,
+) -> Result<(), ZkError> {
+    loop {
+        match client.create(path, data, &ephemeral()).await {
+            Ok(_) => return Ok(()),
+            Err(zookeeper_client::Error::NodeExists) => {
+                let (stat, watcher) = client.check_and_watch_stat(path).await?;
+                match stat {
+                    Some(s) if s.ephemeral_owner == client.session_id().0 => return Ok(()),
+                    Some(s) if is_own_dead_session(s.ephemeral_owner) => {
+                        tracing::info!(
+                            path,
+                            owner = format!("{:#x}", s.ephemeral_owner),
+                            "removing the registration left by this process's expired session"
+                        );
+                        match client.delete(path, Some(s.version)).await {
+                            Ok(())
+                            | Err(
+                                zookeeper_client::Error::NoNode
+                                | zookeeper_client::Error::BadVersion,
+                            ) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Some(s) => {
+                        tracing::warn!(
+                            path,
+                            owner = format!("{:#x}", s.ephemeral_owner),
+                            "id still registered by another session (a previous run, or a second process with the same id); waiting for it to go"
+                        );
+                        let _ = tokio::time::timeout(wait, watcher.changed()).await;
+                    }
+                    None => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

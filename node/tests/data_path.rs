@@ -1,0 +1,778 @@
+//! The data path end to end: real ZooKeeper, real heads and cluster servers on 127.0.0.1,
+//! files with random contents compared by hash.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
+use rand::RngCore;
+use serde_json::Value;
+
+const CHUNK: usize = 256 * 1024;
+
+fn node_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+fn put(base: &str, path: &str, data: Vec<u8>) -> reqwest::blocking::Response {
+    http()
+        .put(format!("{base}/v1/files/{path}"))
+        .body(data)
+        .send()
+        .unwrap()
+}
+
+fn get(base: &str, path: &str) -> (u16, Vec<u8>) {
+    let r = http()
+        .get(format!("{base}/v1/files/{path}"))
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.bytes().map(|b| b.to_vec()).unwrap_or_default())
+}
+
+fn hash(b: &[u8]) -> blake3::Hash {
+    blake3::hash(b)
+}
+
+/// The chunk ids and replica servers of a file, read from ZooKeeper through a head's API.
+fn manifest(grid: &Grid, path: &str) -> Vec<(String, Vec<String>)> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = zookeeper_client::Client::connect(&grid.zk.hosts())
+            .await
+            .unwrap();
+        let (data, _) = c
+            .get_data(&format!("/distributed_file_grid/files/{path}"))
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&data).unwrap();
+        v["file"]["chunks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_string(),
+                    c["replicas"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_str().unwrap().to_string())
+                        .collect(),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn round_trips_of_every_size_and_ranges_at_chunk_boundaries() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    for size in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7] {
+        let data = random(size);
+        let r = put(&base, &format!("sizes/f{size}"), data.clone());
+        assert_eq!(r.status(), 201, "put of {size} bytes");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["size"], size);
+        let (status, back) = get(&base, &format!("sizes/f{size}"));
+        assert_eq!(status, 200);
+        assert_eq!(hash(&back), hash(&data), "{size} bytes round trip");
+        // Any head answers: the standby path is covered by the redirect test.
+        let head = http()
+            .head(format!("{base}/v1/files/sizes/f{size}"))
+            .send()
+            .unwrap();
+        assert_eq!(head.headers()["content-length"], size.to_string().as_str());
+        let chunks = size.div_ceil(CHUNK);
+        assert_eq!(
+            head.headers()["x-filegrid-chunks"],
+            chunks.to_string().as_str()
+        );
+    }
+    let data = random(3 * CHUNK + 7);
+    assert_eq!(put(&base, "ranges/f", data.clone()).status(), 201);
+    for (a, b) in [
+        (0, 0),
+        (CHUNK - 1, CHUNK),
+        (CHUNK, CHUNK),
+        (CHUNK - 3, 2 * CHUNK + 3),
+        (3 * CHUNK, 3 * CHUNK + 6),
+        (5, 3 * CHUNK + 6),
+    ] {
+        let r = http()
+            .get(format!("{base}/v1/files/ranges/f"))
+            .header("Range", format!("bytes={a}-{b}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 206, "range {a}-{b}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {a}-{b}/{}", data.len()).as_str()
+        );
+        assert_eq!(r.bytes().unwrap().as_ref(), &data[a..=b], "range {a}-{b}");
+    }
+    // The leader's gauges count the cluster servers and their heartbeats.
+    wait_until_sync(
+        Duration::from_secs(10),
+        "live and heartbeating gauges at 3",
+        || {
+            let m = http()
+                .get(format!("{base}/metrics"))
+                .send()
+                .ok()?
+                .text()
+                .ok()?;
+            (m.contains("\nfilegrid_cluster_servers_live 3\n")
+                && m.contains("\nheartbeat_active_connections 3\n"))
+            .then_some(())
+        },
+    );
+    let suffix = http()
+        .get(format!("{base}/v1/files/ranges/f"))
+        .header("Range", "bytes=-10")
+        .send()
+        .unwrap();
+    assert_eq!(suffix.bytes().unwrap().as_ref(), &data[data.len() - 10..]);
+}
+
+#[test]
+fn a_200_mib_file_round_trips_streamed() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            chunk_size: "8MiB".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    let size: u64 = 200 << 20;
+    // Generated and hashed as it streams: the test holds no copy of the file.
+    let mut sent = blake3::Hasher::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64_compat(7);
+    let mut remaining = size;
+    let mut body = Vec::new();
+    while remaining > 0 {
+        let n = remaining.min(1 << 20) as usize;
+        let mut buf = vec![0u8; n];
+        rng.fill_bytes(&mut buf);
+        sent.update(&buf);
+        body.push(Ok::<_, std::io::Error>(buf));
+        remaining -= n as u64;
+    }
+    let sent = sent.finalize();
+    let r = http()
+        .put(format!("{base}/v1/files/big/200m"))
+        .header("content-length", size)
+        .body(reqwest::blocking::Body::sized(IterReader::new(body), size))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let mut resp = http()
+        .get(format!("{base}/v1/files/big/200m"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = resp.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        got.update(&buf[..n]);
+    }
+    assert_eq!(total, size);
+    assert_eq!(got.finalize(), sent);
+}
+
+/// Reads a list of buffers as one stream.
+struct IterReader {
+    parts: std::collections::VecDeque<Vec<u8>>,
+    pos: usize,
+}
+
+impl IterReader {
+    fn new(parts: Vec<Result<Vec<u8>, std::io::Error>>) -> Self {
+        Self {
+            parts: parts.into_iter().map(|p| p.unwrap()).collect(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for IterReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let Some(front) = self.parts.front() else {
+            return Ok(0);
+        };
+        let n = out.len().min(front.len() - self.pos);
+        out[..n].copy_from_slice(&front[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == front.len() {
+            self.parts.pop_front();
+            self.pos = 0;
+        }
+        Ok(n)
+    }
+}
+
+trait SeedCompat {
+    fn seed_from_u64_compat(seed: u64) -> Self;
+}
+
+impl SeedCompat for rand::rngs::StdRng {
+    fn seed_from_u64_compat(seed: u64) -> Self {
+        <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed)
+    }
+}
+
+#[test]
+fn a_flipped_byte_on_disk_is_read_around_and_repaired() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    let data = random(2 * CHUNK);
+    assert_eq!(put(&base, "bitrot/f", data.clone()).status(), 201);
+    let chunks = manifest(&grid, "bitrot/f");
+    let (chunk_id, replicas) = &chunks[0];
+    let victim = grid
+        .cluster
+        .iter()
+        .position(|c| c.id == replicas[0])
+        .unwrap();
+    let file = grid.chunk_file(victim, chunk_id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+
+    // Every read is right, whichever replica the head tries first.
+    for _ in 0..3 {
+        let (status, back) = get(&base, "bitrot/f");
+        assert_eq!(status, 200);
+        assert_eq!(hash(&back), hash(&data));
+    }
+    // The bad copy is rewritten from a good one.
+    let good = data[..CHUNK].to_vec();
+    wait_until_sync(
+        Duration::from_secs(20),
+        "the bad replica to be repaired",
+        || {
+            let r = http()
+                .get(format!("{}/v1/chunks/{chunk_id}", grid.cluster_url(victim)))
+                .send()
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            let b = r.bytes().ok()?;
+            (b.as_ref() == good.as_slice()).then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_dead_cluster_server_is_replaced_and_no_file_is_lost() {
+    let mut grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            session_timeout: "2s".into(),
+            dead_after: "2s".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    let mut files = Vec::new();
+    for i in 0..6 {
+        let data = random(CHUNK * (i % 3) + 1000 * i);
+        assert_eq!(
+            put(&base, &format!("dead/f{i}"), data.clone()).status(),
+            201
+        );
+        files.push((format!("dead/f{i}"), hash(&data)));
+    }
+    let victim = 1;
+    let victim_id = grid.cluster[victim].id.clone();
+    let killed = Instant::now();
+    grid.cluster[victim].proc.kill9();
+    // session timeout (2s) + dead_after (2s) + a pass + copying; generous margin.
+    wait_until_sync(
+        Duration::from_secs(40),
+        "every chunk back to 3 replicas",
+        || {
+            for (path, _) in &files {
+                for (_, reps) in manifest(&grid, path) {
+                    if reps.len() != 3 || reps.contains(&victim_id) {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        },
+    );
+    eprintln!("re-replication done {:?} after kill -9", killed.elapsed());
+    for (path, h) in &files {
+        let (status, back) = get(&base, path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(hash(&back), *h, "{path}");
+    }
+    let report: Value = http()
+        .get(format!("{base}/v1/repair"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(report["copies_made"].as_u64().is_some());
+}
+
+#[test]
+fn too_few_cluster_servers_is_a_clear_503_and_nothing_is_visible() {
+    let mut grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 2,
+            session_timeout: "2s".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    // Two servers: acknowledged with 2 of 3 replicas (min_write_replicas = 2).
+    assert_eq!(put(&base, "few/ok", random(CHUNK + 5)).status(), 201);
+    grid.cluster[1].proc.kill9();
+    wait_until_sync(
+        Duration::from_secs(20),
+        "the leader to see one server",
+        || {
+            let r: Value = http()
+                .get(format!("{base}/v1/cluster"))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let live = r
+                .as_array()?
+                .iter()
+                .filter(|s| s["state"] == "live")
+                .count();
+            (live == 1).then_some(())
+        },
+    );
+    let r = put(&base, "few/no", random(3 * CHUNK));
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("required cluster servers"),
+        "{body}"
+    );
+    assert_eq!(
+        get(&base, "few/no").0,
+        404,
+        "nothing half-written is visible"
+    );
+    let list: Value = http()
+        .get(format!("{base}/v1/files?prefix=few/"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let paths: Vec<&str> = list["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["few/ok"]);
+}
+
+#[test]
+fn a_full_server_is_avoided_and_a_full_grid_says_507() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            capacities: vec![Some("600KiB".into()), None, None, None],
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    // Far more than the small server can hold: writes go elsewhere.
+    for i in 0..6 {
+        let data = random(2 * CHUNK);
+        assert_eq!(
+            put(&base, &format!("full/f{i}"), data.clone()).status(),
+            201
+        );
+        assert_eq!(hash(&get(&base, &format!("full/f{i}")).1), hash(&data));
+    }
+    let r: Value = http()
+        .get(format!("{}/v1/chunks", grid.cluster_url(0)))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let used = r["usage"]["used_bytes"].as_u64().unwrap();
+    assert!(
+        used <= 600 * 1024,
+        "the small server stayed within its capacity: {used}"
+    );
+
+    let tiny = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 2,
+            capacities: vec![Some("300KiB".into()), Some("300KiB".into())],
+            ..Default::default()
+        },
+    );
+    let tbase = tiny.leader_url(Duration::from_secs(20));
+    let r = put(&tbase, "full/big", random(4 * CHUNK));
+    assert_eq!(r.status(), 507, "{:?}", r.text());
+    assert_eq!(get(&tbase, "full/big").0, 404);
+}
+
+#[test]
+fn malformed_requests_get_4xx_and_store_nothing() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    let data = random(CHUNK + 10);
+    assert_eq!(put(&base, "ok/f", data.clone()).status(), 201);
+    // Bad paths.
+    // Sent over a raw socket: HTTP client libraries normalise dot segments away.
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    for bad in [
+        "a//b",
+        "a/../b",
+        "./x",
+        "x/",
+        "a/%2E%2E/b",
+        &"y".repeat(300),
+    ] {
+        let answer = raw(
+            port,
+            &format!(
+                "PUT /v1/files/{bad} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+            ),
+        );
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad:?}: {answer}");
+        assert!(answer.contains("bad_path"), "{bad:?}: {answer}");
+    }
+    // Bad ranges.
+    for range in ["bytes=9999999-", "bytes=5-1", "pages=1-2", "bytes=0-1,3-4"] {
+        let r = http()
+            .get(format!("{base}/v1/files/ok/f"))
+            .header("Range", range)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 416, "{range}");
+    }
+    // A file where a directory is, and under a file.
+    assert_eq!(put(&base, "ok", random(10)).status(), 409);
+    assert_eq!(put(&base, "ok/f/g", random(10)).status(), 409);
+    assert_eq!(get(&base, "missing/file").0, 404);
+    // A body shorter than its Content-Length: the connection is cut mid-upload.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "PUT /v1/files/cut/f HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        .unwrap();
+        s.write_all(&random(300_000)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(
+            !answer.starts_with("HTTP/1.1 201"),
+            "a truncated upload must not succeed: {answer}"
+        );
+    }
+    assert_eq!(
+        get(&base, "cut/f").0,
+        404,
+        "nothing stored for the truncated upload"
+    );
+    // Bad listing arguments.
+    assert_eq!(
+        http()
+            .get(format!("{base}/v1/files?limit=0"))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    // The good file is untouched.
+    assert_eq!(hash(&get(&base, "ok/f").1), hash(&data));
+}
+
+/// Sends `request` as is and returns the whole answer.
+fn raw(port: u16, request: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn listing_paginates_in_order_and_delete_removes() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    let names = ["a/1", "a/2", "a/b/3", "a.c", "b", "a/b/c/4"];
+    for n in names {
+        assert_eq!(put(&base, n, random(10)).status(), 201);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/files?limit=2");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = http().get(url).send().unwrap().json().unwrap();
+        for f in page["files"].as_array().unwrap() {
+            seen.push(f["path"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a/1", "a/2", "a/b/3", "a/b/c/4", "a.c", "b"]);
+    let pre: Value = http()
+        .get(format!("{base}/v1/files?prefix=a/b"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(pre["files"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        http()
+            .delete(format!("{base}/v1/files/a/b/c/4"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(get(&base, "a/b/c/4").0, 404);
+    assert_eq!(
+        http()
+            .delete(format!("{base}/v1/files/a/b/c/4"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // The emptied directory went with the file: a file may now take its name.
+    assert_eq!(put(&base, "a/b/c", random(3)).status(), 201);
+}
+
+#[test]
+fn decommission_drains_a_server_and_orphans_are_collected() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            orphan_grace: "1s".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    let mut files = Vec::new();
+    for i in 0..5 {
+        let data = random(CHUNK * 2 + i);
+        assert_eq!(put(&base, &format!("dec/f{i}"), data.clone()).status(), 201);
+        files.push((format!("dec/f{i}"), hash(&data)));
+    }
+    // Overwrite one file: its old chunks become orphans.
+    let old_chunks = manifest(&grid, "dec/f0");
+    let new = random(CHUNK);
+    assert_eq!(put(&base, "dec/f0", new.clone()).status(), 201);
+    files[0].1 = hash(&new);
+
+    let target = grid.cluster[2].id.clone();
+    let r = http()
+        .post(format!("{base}/v1/cluster/{target}/decommission"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_until_sync(Duration::from_secs(60), "the server to be drained", || {
+        let v: Value = http()
+            .get(format!("{base}/v1/cluster"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        let s = v
+            .as_array()?
+            .iter()
+            .find(|s| s["id"] == target.as_str())?
+            .clone();
+        (s["state"] == "drained").then_some(())
+    });
+    for (path, h) in &files {
+        for (_, reps) in manifest(&grid, path) {
+            assert_eq!(reps.len(), 3, "{path}");
+            assert!(
+                !reps.contains(&target),
+                "{path} still on the drained server"
+            );
+        }
+        assert_eq!(hash(&get(&base, path).1), *h);
+    }
+    // The replaced file's chunks disappear from every server after the grace period.
+    wait_until_sync(
+        Duration::from_secs(60),
+        "orphaned chunks to be collected",
+        || {
+            for (chunk, _) in &old_chunks {
+                for i in 0..grid.cluster.len() {
+                    if grid.chunk_file(i, chunk).exists() {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        },
+    );
+}
+
+#[test]
+fn a_leader_crash_during_uploads_loses_no_acknowledged_file() {
+    let mut grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            session_timeout: "2s".into(),
+            ..Default::default()
+        },
+    );
+    let first = grid.leader_url(Duration::from_secs(20));
+    let leader = (0..2).find(|&i| grid.head_url(i) == first).unwrap();
+    let other = 1 - leader;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader = {
+        let acked = acked.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut outcomes = (0, 0);
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let data = random(CHUNK * (1 + i % 3) + i);
+                let r = http()
+                    .put(format!("{first}/v1/files/crash/f{i}"))
+                    .body(data.clone())
+                    .send();
+                match r {
+                    Ok(r) if r.status() == 201 => {
+                        outcomes.0 += 1;
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((format!("crash/f{i}"), hash(&data)));
+                    }
+                    _ => outcomes.1 += 1,
+                }
+            }
+            outcomes
+        })
+    };
+    wait_until_sync(
+        Duration::from_secs(30),
+        "a few acknowledged uploads",
+        || (acked.lock().unwrap().len() >= 3).then_some(()),
+    );
+    grid.heads[leader].proc.kill9();
+    let new = wait_until_sync(Duration::from_secs(10), "the other head to lead", || {
+        let body = filegrid_testkit::grid::http_get(grid.heads[other].port, "/v1/leader")?;
+        body.contains(&grid.heads[other].id)
+            .then(|| grid.head_url(other))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = uploader.join().unwrap();
+    assert!(failed >= 1, "uploads to the dead leader fail");
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), ok);
+    for (path, h) in &acked {
+        let (status, back) = get(&new, path);
+        assert_eq!(status, 200, "{path} was acknowledged");
+        assert_eq!(hash(&back), *h, "{path}");
+    }
+}
+
+#[test]
+fn a_paused_leaders_late_writes_are_rejected_by_epoch() {
+    use std::io::Write;
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            session_timeout: "2s".into(),
+            ..Default::default()
+        },
+    );
+    let old = grid.leader_url(Duration::from_secs(20));
+    let leader = (0..2).find(|&i| grid.head_url(i) == old).unwrap();
+    let other = 1 - leader;
+    let port = grid.heads[leader].port;
+    let data = random(3 * CHUNK);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "PUT /v1/files/late/f HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .unwrap();
+    // The first chunk is stored under the old epoch; then the leader freezes.
+    s.write_all(&data[..CHUNK + 100]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    grid.heads[leader].proc.pause();
+    let new = wait_until_sync(Duration::from_secs(15), "the other head to lead", || {
+        let body = filegrid_testkit::grid::http_get(grid.heads[other].port, "/v1/leader")?;
+        body.contains(&grid.heads[other].id)
+            .then(|| grid.head_url(other))
+    });
+    grid.heads[leader].proc.resume();
+    s.write_all(&data[CHUNK + 100..]).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        !answer.starts_with("HTTP/1.1 201"),
+        "the deposed leader's upload must fail: {answer}"
+    );
+    eprintln!("deposed leader answered: {answer}");
+    assert_eq!(get(&new, "late/f").0, 404, "nothing of it is visible");
+    // The cluster servers refused its chunks by epoch.
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("stale_epoch"),
+        "refused by the cluster servers' epoch fence: {answer}"
+    );
+}

@@ -1,0 +1,160 @@
+//! The node's TOML files, one per role, and the hash that rolls pods when one changes.
+//!
+//! Each file holds only its role's keys (the node rejects unknown ones). Per-pod values —
+//! server id, advertised address, monitor id, zone — come from the environment instead.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use toml::Value;
+
+use crate::validate::ValidGrid;
+
+/// Where the config map is mounted in every FileGrid container.
+pub const CONFIG_DIR: &str = "/etc/filegrid";
+/// Where each cluster server's volume is mounted.
+pub const DATA_DIR: &str = "/var/lib/filegrid";
+pub const HEAD_API_PORT: i32 = 9669;
+pub const CLUSTER_PORT: i32 = 9700;
+pub const MONITOR_METRICS_PORT: i32 = 9092;
+/// Extra metrics listener of heads and cluster servers.
+pub const METRICS_PORT: i32 = 9091;
+
+/// One FileGrid process role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Head,
+    Cluster,
+    Monitor,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Head, Role::Cluster, Role::Monitor];
+
+    /// Subcommand of `filegrid-node` and label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Head => "head",
+            Role::Cluster => "cluster",
+            Role::Monitor => "monitor",
+        }
+    }
+
+    /// Key of this role's file in the config map.
+    pub fn file_name(self) -> String {
+        format!("{}.toml", self.as_str())
+    }
+
+    /// Absolute path of this role's file inside the container.
+    pub fn config_path(self) -> String {
+        format!("{CONFIG_DIR}/{}", self.file_name())
+    }
+}
+
+/// The settings of one role, sorted by key.
+pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
+    let spec = &grid.spec;
+    let mut s = BTreeMap::new();
+    let mut put = |k: &str, v: Value| {
+        s.insert(k.to_string(), v);
+    };
+    put("zk_hosts", Value::String(spec.zookeeper.connect.clone()));
+    put("zk_root", Value::String(grid.zk_root.clone()));
+    put(
+        "session_timeout",
+        Value::String(spec.zookeeper.session_timeout.clone()),
+    );
+    put(
+        "log_format",
+        Value::String(spec.log_format.as_str().to_string()),
+    );
+    let extra = match role {
+        Role::Head => {
+            put("listen", Value::String(format!("0.0.0.0:{HEAD_API_PORT}")));
+            put(
+                "metrics_listen",
+                Value::String(format!("0.0.0.0:{METRICS_PORT}")),
+            );
+            put("preempt", Value::Boolean(spec.heads.preempt));
+            put(
+                "replication_factor",
+                Value::Integer(spec.replication_factor.into()),
+            );
+            put(
+                "min_write_replicas",
+                Value::Integer(grid.min_write_replicas.into()),
+            );
+            put("chunk_size", Value::String(spec.chunk_size.clone()));
+            put("dead_after", Value::String(spec.dead_after.clone()));
+            &spec.extra_config.head
+        }
+        Role::Cluster => {
+            put("listen", Value::String(format!("0.0.0.0:{CLUSTER_PORT}")));
+            put(
+                "metrics_listen",
+                Value::String(format!("0.0.0.0:{METRICS_PORT}")),
+            );
+            put("data_dir", Value::String(DATA_DIR.to_string()));
+            if let Some(capacity) = &spec.cluster.capacity {
+                put("capacity", Value::String(capacity.clone()));
+            }
+            &spec.extra_config.cluster
+        }
+        Role::Monitor => {
+            put(
+                "metrics_listen",
+                Value::String(format!("0.0.0.0:{MONITOR_METRICS_PORT}")),
+            );
+            put("interval", Value::String(spec.monitor.interval.clone()));
+            put("timeout", Value::String(spec.monitor.timeout.clone()));
+            put(
+                "failure_threshold",
+                Value::Integer(spec.monitor.failure_threshold.into()),
+            );
+            &spec.extra_config.monitor
+        }
+    };
+    for (k, v) in extra {
+        s.insert(k.clone(), extra_value(v));
+    }
+    s
+}
+
+/// `true`/`false` and integers keep their type; anything else is a string.
+fn extra_value(raw: &str) -> Value {
+    match raw {
+        "true" => Value::Boolean(true),
+        "false" => Value::Boolean(false),
+        _ => raw
+            .parse::<i64>()
+            .map(Value::Integer)
+            .unwrap_or_else(|_| Value::String(raw.to_string())),
+    }
+}
+
+/// The TOML text of one role's file.
+pub fn render(grid: &ValidGrid, role: Role) -> String {
+    let table: toml::Table = role_settings(grid, role).into_iter().collect();
+    // A flat table of strings, integers and booleans always serializes.
+    toml::to_string(&table).unwrap_or_default()
+}
+
+/// Hex SHA-256 of one role's file: goes on that role's pod template so a change rolls the pods.
+pub fn config_hash(grid: &ValidGrid, role: Role) -> String {
+    let digest = Sha256::digest(render(grid, role).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_values_keep_booleans_and_integers() {
+        assert_eq!(extra_value("true"), Value::Boolean(true));
+        assert_eq!(extra_value("false"), Value::Boolean(false));
+        assert_eq!(extra_value("64"), Value::Integer(64));
+        assert_eq!(extra_value("8MiB"), Value::String("8MiB".to_string()));
+        assert_eq!(extra_value("True"), Value::String("True".to_string()));
+    }
+}

@@ -1,0 +1,15 @@
+//! FileGrid's Kubernetes operator: the `FileGrid` resource, pure builders of its children,
+//! and the controller that applies them.
+
+pub mod builders;
+pub mod config;
+pub mod crd;
+pub mod head_api;
+pub mod install;
+pub mod metrics;
+pub mod reconciler;
+pub mod render;
+pub mod run;
+pub mod status;
+pub mod validate;
+pub mod zone;

@@ -1,0 +1,464 @@
+//! The reconcile loop: validate, apply every child with server-side apply, scale the
+//! cluster down only through decommissioning, prune what no longer belongs, report status.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::builders::{self, FIELD_MANAGER, names};
+use crate::config::HEAD_API_PORT;
+use crate::crd::{FileGrid, FileGridStatus};
+use crate::head_api::{HeadApi, HeadApiError, Leader, ServerState};
+use crate::metrics::Metrics;
+use crate::status::{self, Observed};
+use crate::validate::{ValidGrid, validate};
+use crate::zone;
+
+/// How often a healthy grid is looked at again (leader and epoch change without a Kubernetes event).
+pub const STEADY_REQUEUE: Duration = Duration::from_secs(30);
+/// How often a grid that is converging (rolling out, draining) is looked at again.
+pub const BUSY_REQUEUE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("head API: {0}")]
+    HeadApi(#[from] HeadApiError),
+    #[error("encoding an object: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Label of the failure metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::HeadApi(_) => "head_api",
+            Error::Encode(_) => "encode",
+        }
+    }
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub head_api: Arc<dyn HeadApi>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per grid, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, head_api: Arc<dyn HeadApi>, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder::new(client.clone(), FIELD_MANAGER.into());
+        Self {
+            client,
+            head_api,
+            recorder,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures_of(&self, key: &str) -> u32 {
+        self.failures
+            .lock()
+            .map(|m| m.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn set_failures(&self, key: &str, n: Option<u32>) {
+        if let Ok(mut m) = self.failures.lock() {
+            match n {
+                Some(n) => m.insert(key.to_string(), n),
+                None => m.remove(key),
+            };
+        }
+    }
+}
+
+/// `http://<grid>-head.<namespace>.svc:9669`.
+pub fn client_service_url(grid: &ValidGrid) -> String {
+    format!(
+        "http://{}.{}.svc:{HEAD_API_PORT}",
+        names::head(grid),
+        grid.namespace
+    )
+}
+
+fn key(fg: &FileGrid) -> String {
+    format!("{}/{}", fg.namespace().unwrap_or_default(), fg.name_any())
+}
+
+/// Entry point for the controller: times and counts the reconcile.
+pub async fn reconcile(fg: Arc<FileGrid>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciliations.inc();
+    let timer = ctx.metrics.duration.start_timer();
+    let result = reconcile_grid(&fg, &ctx).await;
+    timer.observe_duration();
+    match &result {
+        Ok(_) => ctx.set_failures(&key(&fg), None),
+        Err(e) => {
+            ctx.metrics.failures.with_label_values(&[e.kind()]).inc();
+            // Best effort: the error itself is what the controller retries on.
+            let message = e.to_string();
+            if let Err(patch_err) = patch_degraded(&fg, &ctx, "ReconcileError", &message).await {
+                warn!(grid = %key(&fg), error = %patch_err, "could not record the failure in status");
+            }
+        }
+    }
+    result
+}
+
+/// Transient errors back off exponentially per grid: 5s, 10s, ... up to 5 minutes.
+pub fn error_policy(fg: Arc<FileGrid>, error: &Error, ctx: Arc<Context>) -> Action {
+    let k = key(&fg);
+    let n = ctx.failures_of(&k).saturating_add(1);
+    ctx.set_failures(&k, Some(n));
+    let delay = backoff(n);
+    warn!(grid = %k, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Delay before retry number `n` (1-based).
+pub fn backoff(n: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << n.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
+    let grid = match validate(fg) {
+        Ok(g) => g,
+        Err(invalid) => return refuse(fg, ctx, &invalid.to_string()).await,
+    };
+    let ns = grid.namespace.as_str();
+    let client = &ctx.client;
+
+    apply(client, ns, &builders::config_map(&grid)).await?;
+    apply(client, ns, &builders::head_headless_service(&grid)).await?;
+    apply(client, ns, &builders::head_client_service(&grid)).await?;
+    apply(client, ns, &builders::cluster_headless_service(&grid)).await?;
+    if grid.spec.monitor.enabled {
+        apply(client, ns, &builders::monitor_service(&grid)).await?;
+    }
+    let heads = apply(client, ns, &builders::head_stateful_set(&grid)).await?;
+
+    let base = client_service_url(&grid);
+    let mut leader = None;
+    let current = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get_opt(&names::cluster(&grid))
+        .await?
+        .and_then(|s| s.spec.replicas);
+    let desired = grid.spec.cluster.replicas;
+    let mut decommissioning = vec![];
+    let replicas = match current {
+        Some(current) if desired < current => {
+            let l = ctx.head_api.leader(&base).await?;
+            decommissioning = drain(&grid, ctx, &l, desired, current).await?;
+            leader = Some(l);
+            if decommissioning.is_empty() {
+                desired
+            } else {
+                current
+            }
+        }
+        _ => desired,
+    };
+    let cluster = apply(client, ns, &builders::cluster_stateful_set(&grid, replicas)).await?;
+    let monitor = if grid.spec.monitor.enabled {
+        Some(apply(client, ns, &builders::monitor_deployment(&grid)).await?)
+    } else {
+        None
+    };
+    apply(client, ns, &builders::head_pdb(&grid)).await?;
+    apply(client, ns, &builders::cluster_pdb(&grid)).await?;
+    let service_monitors = service_monitor_api(client, ns).await?;
+    if let Some(api) = &service_monitors
+        && grid.spec.metrics.service_monitor.enabled
+    {
+        let sm = builders::service_monitor(&grid);
+        api.patch(
+            &grid.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&sm),
+        )
+        .await?;
+    } else if grid.spec.metrics.service_monitor.enabled {
+        publish(
+            ctx,
+            fg,
+            EventType::Warning,
+            "ServiceMonitorUnavailable",
+            "the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed",
+        )
+        .await;
+    }
+    if let Some(key) = &grid.spec.zone_topology_key {
+        zone::annotate_pods(client, &grid, key, &ctx.recorder, &fg.object_ref(&())).await?;
+    }
+    prune(client, &grid, service_monitors.as_ref()).await?;
+
+    let leader = match leader {
+        Some(l) => Some(l),
+        None => match ctx.head_api.leader(&base).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                info!(grid = %grid.name, error = %e, "leader not known");
+                None
+            }
+        },
+    };
+    let observed = Observed {
+        generation: grid.generation,
+        desired_heads: grid.spec.heads.replicas,
+        ready_heads: ready(&heads),
+        desired_cluster: desired,
+        ready_cluster: ready(&cluster),
+        min_write_replicas: grid.min_write_replicas,
+        rolled_out: rolled_out(&heads)
+            && rolled_out(&cluster)
+            && monitor.as_ref().is_none_or(deployment_rolled_out),
+        leader,
+        decommissioning,
+    };
+    let new_status = status::reconciled(&observed, fg.status.as_ref());
+    // Converging or unavailable grids are looked at often: leader changes raise no Kubernetes event.
+    let busy = !new_status.decommissioning.is_empty()
+        || new_status.conditions.iter().any(|c| {
+            (c.type_ == status::PROGRESSING && c.status == "True")
+                || (c.type_ == status::AVAILABLE && c.status != "True")
+        });
+    patch_status(fg, ctx, &new_status).await?;
+    Ok(Action::requeue(if busy {
+        BUSY_REQUEUE
+    } else {
+        STEADY_REQUEUE
+    }))
+}
+
+/// Ask the leader to decommission every server above the new size; returns those not yet drained.
+async fn drain(
+    grid: &ValidGrid,
+    ctx: &Context,
+    leader: &Leader,
+    desired: i32,
+    current: i32,
+) -> Result<Vec<String>, Error> {
+    let servers = ctx.head_api.cluster_servers(leader).await?;
+    let mut waiting = vec![];
+    for ordinal in desired..current {
+        let id = names::cluster_pod(grid, ordinal);
+        let state = servers.iter().find(|s| s.id == id).map(|s| s.state);
+        match state {
+            Some(ServerState::Drained) => continue,
+            Some(ServerState::Draining) => {}
+            _ => {
+                info!(grid = %grid.name, server = %id, "decommissioning before scale-down");
+                ctx.head_api.decommission(leader, &id).await?;
+            }
+        }
+        waiting.push(id);
+    }
+    Ok(waiting)
+}
+
+fn ready(s: &StatefulSet) -> i32 {
+    s.status
+        .as_ref()
+        .and_then(|st| st.ready_replicas)
+        .unwrap_or(0)
+}
+
+fn rolled_out(s: &StatefulSet) -> bool {
+    let Some(st) = &s.status else { return false };
+    let want = s.spec.replicas.unwrap_or(1);
+    st.observed_generation >= s.metadata.generation
+        && st.updated_replicas.unwrap_or(0) >= want
+        && st.current_revision == st.update_revision
+}
+
+fn deployment_rolled_out(d: &Deployment) -> bool {
+    let Some(st) = &d.status else { return false };
+    st.observed_generation >= d.metadata.generation
+        && st.updated_replicas.unwrap_or(0) >= d.spec.replicas.unwrap_or(1)
+}
+
+/// Server-side apply under the operator's field manager; returns the object as stored.
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+/// The ServiceMonitor API when prometheus-operator's CRD is installed.
+async fn service_monitor_api(
+    client: &Client,
+    ns: &str,
+) -> Result<Option<Api<DynamicObject>>, Error> {
+    match client
+        .list_api_group_resources(builders::SERVICE_MONITOR_API_VERSION)
+        .await
+    {
+        Ok(list) if list.resources.iter().any(|r| r.kind == "ServiceMonitor") => Ok(Some(
+            Api::namespaced_with(client.clone(), ns, &builders::service_monitor_resource()),
+        )),
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Delete children of this grid (by label and owner) whose names the spec no longer produces.
+async fn prune(
+    client: &Client,
+    grid: &ValidGrid,
+    service_monitors: Option<&Api<DynamicObject>>,
+) -> Result<(), Error> {
+    let ns = grid.namespace.as_str();
+    let mut services = BTreeSet::from([
+        names::head_headless(grid),
+        names::head(grid),
+        names::cluster_headless(grid),
+    ]);
+    let mut deployments = BTreeSet::new();
+    if grid.spec.monitor.enabled {
+        services.insert(names::monitor(grid));
+        deployments.insert(names::monitor(grid));
+    }
+    prune_kind(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        grid,
+        &BTreeSet::from([names::config_map(grid)]),
+    )
+    .await?;
+    prune_kind(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        grid,
+        &services,
+    )
+    .await?;
+    prune_kind(
+        &Api::<StatefulSet>::namespaced(client.clone(), ns),
+        grid,
+        &BTreeSet::from([names::head(grid), names::cluster(grid)]),
+    )
+    .await?;
+    prune_kind(
+        &Api::<Deployment>::namespaced(client.clone(), ns),
+        grid,
+        &deployments,
+    )
+    .await?;
+    prune_kind(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+        grid,
+        &BTreeSet::from([names::head(grid), names::cluster(grid)]),
+    )
+    .await?;
+    if let Some(api) = service_monitors {
+        let keep = if grid.spec.metrics.service_monitor.enabled {
+            BTreeSet::from([grid.name.clone()])
+        } else {
+            BTreeSet::new()
+        };
+        prune_kind(api, grid, &keep).await?;
+    }
+    Ok(())
+}
+
+async fn prune_kind<K>(api: &Api<K>, grid: &ValidGrid, keep: &BTreeSet<String>) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let list = api
+        .list(&ListParams::default().labels(&builders::instance_selector(grid)))
+        .await?;
+    for obj in list {
+        let owned = obj.owner_references().iter().any(|o| o.uid == grid.uid);
+        if owned && !keep.contains(&obj.name_any()) {
+            info!(grid = %grid.name, child = %obj.name_any(), "deleting child that no longer belongs");
+            api.delete(&obj.name_any(), &DeleteParams::background())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// An invalid spec: report it once per generation and wait for the user to change it.
+async fn refuse(fg: &FileGrid, ctx: &Context, message: &str) -> Result<Action, Error> {
+    let generation = fg.metadata.generation;
+    if !status::already_degraded(fg.status.as_ref(), generation, message) {
+        warn!(grid = %key(fg), %message, "invalid FileGrid");
+        publish(ctx, fg, EventType::Warning, "InvalidSpec", message).await;
+        patch_degraded(fg, ctx, "InvalidSpec", message).await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn patch_degraded(
+    fg: &FileGrid,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let s = status::degraded(fg.metadata.generation, fg.status.as_ref(), reason, message);
+    patch_status(fg, ctx, &s).await
+}
+
+async fn patch_status(fg: &FileGrid, ctx: &Context, status: &FileGridStatus) -> Result<(), Error> {
+    if fg.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<FileGrid> =
+        Api::namespaced(ctx.client.clone(), &fg.namespace().unwrap_or_default());
+    let body = json!({"apiVersion": "filegrid.io/v1alpha1", "kind": "FileGrid", "status": status});
+    api.patch_status(
+        &fg.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Events are best effort: a failure to record one must not fail the reconcile.
+async fn publish(ctx: &Context, fg: &FileGrid, type_: EventType, reason: &str, note: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &fg.object_ref(&())).await {
+        warn!(grid = %key(fg), error = %e, "could not publish event");
+    }
+}

@@ -1,0 +1,476 @@
+//! Builders from YAML fixtures: selectors, ports, probes, owner references, PDBs, config hash.
+
+use std::collections::BTreeMap;
+
+use filegrid_operator::builders::{self, CONFIG_HASH_ANNOTATION, names};
+use filegrid_operator::config::{self, Role};
+use filegrid_operator::crd::FileGrid;
+use filegrid_operator::validate::{ValidGrid, validate};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, Probe, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+fn fixture(name: &str) -> ValidGrid {
+    let path = format!("{}/tests/fixtures/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    let fg: FileGrid = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    validate(&fg).unwrap()
+}
+
+fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn pod_labels(t: &PodTemplateSpec) -> BTreeMap<String, String> {
+    t.metadata.as_ref().unwrap().labels.clone().unwrap()
+}
+
+fn container_port(c: &Container, name: &str) -> i32 {
+    c.ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .unwrap()
+        .container_port
+}
+
+fn probe_port(p: &Option<Probe>) -> (String, String) {
+    let get = p.as_ref().unwrap().http_get.as_ref().unwrap();
+    let IntOrString::String(port) = &get.port else {
+        panic!("probe port should be named")
+    };
+    (get.path.clone().unwrap(), port.clone())
+}
+
+fn service_selects(svc: &Service, t: &PodTemplateSpec) -> bool {
+    matches(
+        svc.spec.as_ref().unwrap().selector.as_ref().unwrap(),
+        &pod_labels(t),
+    )
+}
+
+#[test]
+fn selectors_and_services_match_pod_labels() {
+    for name in ["minimal", "zones", "no-monitor-rf2"] {
+        let g = fixture(name);
+        let head = builders::head_stateful_set(&g);
+        let cluster = builders::cluster_stateful_set(&g, g.spec.cluster.replicas);
+        for sts in [&head, &cluster] {
+            let sel = sts.spec.selector.match_labels.as_ref().unwrap();
+            assert!(
+                matches(sel, &pod_labels(&sts.spec.template)),
+                "{name}: selector of {:?}",
+                sts.metadata.name
+            );
+        }
+        assert!(service_selects(
+            &builders::head_headless_service(&g),
+            &head.spec.template
+        ));
+        assert!(service_selects(
+            &builders::head_client_service(&g),
+            &head.spec.template
+        ));
+        assert!(service_selects(
+            &builders::cluster_headless_service(&g),
+            &cluster.spec.template
+        ));
+        // A head selector must not pick cluster pods and vice versa.
+        assert!(!service_selects(
+            &builders::head_client_service(&g),
+            &cluster.spec.template
+        ));
+        assert!(!service_selects(
+            &builders::cluster_headless_service(&g),
+            &head.spec.template
+        ));
+        assert_eq!(
+            head.spec.service_name.as_deref(),
+            Some(names::head_headless(&g).as_str())
+        );
+        assert_eq!(
+            cluster.spec.service_name.as_deref(),
+            Some(names::cluster_headless(&g).as_str())
+        );
+        let pdb = builders::cluster_pdb(&g);
+        let pdb_sel = pdb
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .clone()
+            .unwrap();
+        assert!(matches(&pdb_sel, &pod_labels(&cluster.spec.template)));
+        assert!(!matches(&pdb_sel, &pod_labels(&head.spec.template)));
+        if g.spec.monitor.enabled {
+            let m = builders::monitor_deployment(&g);
+            assert!(matches(
+                m.spec.selector.match_labels.as_ref().unwrap(),
+                &pod_labels(&m.spec.template)
+            ));
+            assert!(service_selects(
+                &builders::monitor_service(&g),
+                &m.spec.template
+            ));
+        }
+    }
+}
+
+#[test]
+fn ports_probes_and_commands_follow_the_node_contract() {
+    let g = fixture("minimal");
+    let head = builders::head_stateful_set(&g);
+    let c = &head.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        c.command.as_ref().unwrap(),
+        &[
+            "/usr/local/bin/filegrid-node",
+            "head",
+            "--config",
+            "/etc/filegrid/head.toml"
+        ]
+    );
+    assert_eq!(container_port(c, "api"), 9669);
+    assert_eq!(container_port(c, "metrics"), 9091);
+    assert_eq!(
+        probe_port(&c.liveness_probe),
+        ("/health".to_string(), "api".to_string())
+    );
+    assert_eq!(
+        probe_port(&c.readiness_probe),
+        ("/ready".to_string(), "api".to_string())
+    );
+    let env: Vec<(String, String)> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.value_from
+                    .as_ref()
+                    .unwrap()
+                    .field_ref
+                    .as_ref()
+                    .unwrap()
+                    .field_path
+                    .clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("FILEGRID_SERVER_ID".into(), "metadata.name".into()),
+            ("FILEGRID_ADVERTISE_HOST".into(), "status.podIP".into())
+        ]
+    );
+    let toml = config::render(&g, Role::Head);
+    assert!(toml.contains("listen = \"0.0.0.0:9669\""), "{toml}");
+    assert!(toml.contains("metrics_listen = \"0.0.0.0:9091\""), "{toml}");
+
+    let cluster = builders::cluster_stateful_set(&g, 3);
+    let pod = cluster.spec.template.spec.as_ref().unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.command.as_ref().unwrap()[1], "cluster");
+    assert_eq!(container_port(c, "chunks"), 9700);
+    assert_eq!(
+        probe_port(&c.readiness_probe),
+        ("/ready".to_string(), "chunks".to_string())
+    );
+    let data = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "data")
+        .unwrap();
+    assert_eq!(data.mount_path, "/var/lib/filegrid");
+    assert!(config::render(&g, Role::Cluster).contains("data_dir = \"/var/lib/filegrid\""));
+    let claim = &cluster.spec.volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_user,
+        Some(10001)
+    );
+
+    let monitor = builders::monitor_deployment(&g);
+    let c = &monitor.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        c.command.as_ref().unwrap()[1..],
+        ["monitor", "--config", "/etc/filegrid/monitor.toml"]
+    );
+    assert_eq!(container_port(c, "metrics"), 9092);
+    assert_eq!(
+        probe_port(&c.liveness_probe),
+        ("/health".to_string(), "metrics".to_string())
+    );
+    assert!(config::render(&g, Role::Monitor).contains("metrics_listen = \"0.0.0.0:9092\""));
+    // Service target ports are names that exist on the containers.
+    for svc in [
+        builders::head_client_service(&g),
+        builders::head_headless_service(&g),
+    ] {
+        for p in svc.spec.unwrap().ports.unwrap() {
+            let IntOrString::String(target) = p.target_port.unwrap() else {
+                panic!()
+            };
+            let c = &head.spec.template.spec.as_ref().unwrap().containers[0];
+            assert_eq!(container_port(c, &target), p.port);
+        }
+    }
+}
+
+#[test]
+fn each_role_file_holds_only_that_roles_keys() {
+    let g = fixture("zones");
+    let shared = ["zk_hosts", "zk_root", "session_timeout", "log_format"];
+    let allowed: [(Role, &[&str]); 3] = [
+        (
+            Role::Head,
+            &[
+                "listen",
+                "metrics_listen",
+                "preempt",
+                "replication_factor",
+                "min_write_replicas",
+                "chunk_size",
+                "dead_after",
+            ],
+        ),
+        (
+            Role::Cluster,
+            &["listen", "metrics_listen", "data_dir", "capacity"],
+        ),
+        (
+            Role::Monitor,
+            &["metrics_listen", "interval", "timeout", "failure_threshold"],
+        ),
+    ];
+    for (role, keys) in allowed {
+        let text = config::render(&g, role);
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        for k in parsed.keys() {
+            assert!(
+                shared.contains(&k.as_str()) || keys.contains(&k.as_str()),
+                "{k} in {role:?}: {text}"
+            );
+        }
+        assert_eq!(parsed["zk_root"].as_str(), Some("/filegrid/storage/files"));
+    }
+    let head: toml::Table = toml::from_str(&config::render(&g, Role::Head)).unwrap();
+    assert_eq!(head["replication_factor"].as_integer(), Some(3));
+    assert_eq!(head["min_write_replicas"].as_integer(), Some(2));
+    assert_eq!(head["chunk_size"].as_str(), Some("16MiB"));
+    assert_eq!(head["dead_after"].as_str(), Some("60s"));
+    let cluster: toml::Table = toml::from_str(&config::render(&g, Role::Cluster)).unwrap();
+    assert_eq!(cluster["capacity"].as_str(), Some("90GiB"));
+}
+
+#[test]
+fn default_zk_root_and_extra_config_types() {
+    let g = fixture("minimal");
+    assert_eq!(g.zk_root, "/filegrid/team-a/demo");
+    let g = fixture("no-monitor-rf2");
+    let cluster: toml::Table = toml::from_str(&config::render(&g, Role::Cluster)).unwrap();
+    assert_eq!(cluster["heartbeat_interval"].as_str(), Some("1s"));
+    assert_eq!(cluster["scrub_rate"].as_integer(), Some(33554432));
+    assert!(!config::render(&g, Role::Head).contains("scrub_rate"));
+    let head: toml::Table = toml::from_str(&config::render(&g, Role::Head)).unwrap();
+    assert_eq!(head["startup_grace"].as_str(), Some("5s"));
+    assert_eq!(head["preempt"].as_bool(), Some(true));
+}
+
+#[test]
+fn every_child_has_an_owner_reference_and_instance_labels() {
+    let g = fixture("zones");
+    let children = filegrid_operator::render::children(&g).unwrap();
+    assert_eq!(
+        children.len(),
+        11,
+        "config map, 4 services, 2 stateful sets, 2 PDBs, monitor, service monitor"
+    );
+    for obj in children {
+        let owners = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(|o| o.as_array())
+            .unwrap();
+        assert_eq!(owners.len(), 1, "{obj}");
+        assert_eq!(owners[0]["uid"], "6f1c2b7e-0000-4000-8000-000000000002");
+        assert_eq!(owners[0]["kind"], "FileGrid");
+        assert_eq!(owners[0]["controller"], true);
+        assert_eq!(obj.pointer("/metadata/namespace").unwrap(), "storage");
+        assert_eq!(
+            obj.pointer("/metadata/labels/app.kubernetes.io~1instance")
+                .unwrap(),
+            "files"
+        );
+        assert_eq!(
+            obj.pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+                .unwrap(),
+            "filegrid-operator"
+        );
+    }
+}
+
+#[test]
+fn pdb_numbers() {
+    use builders::cluster_max_unavailable as n;
+    assert_eq!(n(3, 3), 1);
+    assert_eq!(n(3, 6), 1);
+    assert_eq!(n(5, 5), 3);
+    assert_eq!(n(5, 4), 2);
+    assert_eq!(n(4, 10), 2);
+    assert_eq!(n(1, 1), 1);
+    assert_eq!(n(2, 2), 1);
+    let g = fixture("minimal");
+    let head = builders::head_pdb(&g).spec.unwrap();
+    assert_eq!(head.max_unavailable, Some(IntOrString::Int(1)));
+    let cluster = builders::cluster_pdb(&g).spec.unwrap();
+    assert_eq!(cluster.max_unavailable, Some(IntOrString::Int(1)));
+}
+
+fn hash_of(t: &PodTemplateSpec) -> String {
+    t.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION].clone()
+}
+
+#[test]
+fn config_hash_changes_exactly_when_the_roles_config_does() {
+    let base = fixture("minimal");
+    let head_hash = |g: &ValidGrid| hash_of(&builders::head_stateful_set(g).spec.template);
+    let cluster_hash = |g: &ValidGrid| hash_of(&builders::cluster_stateful_set(g, 3).spec.template);
+    let monitor_hash = |g: &ValidGrid| hash_of(&builders::monitor_deployment(g).spec.template);
+    assert_eq!(head_hash(&base), config::config_hash(&base, Role::Head));
+
+    // Not config: replicas, resources, image. No hash changes.
+    let mut g = base.clone();
+    g.spec.heads.replicas = 5;
+    g.spec.cluster.replicas = 7;
+    g.spec.image = "filegrid/node:0.2.0".to_string();
+    assert_eq!(
+        (head_hash(&g), cluster_hash(&g), monitor_hash(&g)),
+        (head_hash(&base), cluster_hash(&base), monitor_hash(&base))
+    );
+
+    // A head-only setting: only the head hash changes.
+    let mut g = base.clone();
+    g.spec.chunk_size = "4MiB".to_string();
+    assert_ne!(head_hash(&g), head_hash(&base));
+    assert_eq!(cluster_hash(&g), cluster_hash(&base));
+    assert_eq!(monitor_hash(&g), monitor_hash(&base));
+
+    // A monitor-only setting.
+    let mut g = base.clone();
+    g.spec.monitor.interval = "20s".to_string();
+    assert_eq!(head_hash(&g), head_hash(&base));
+    assert_ne!(monitor_hash(&g), monitor_hash(&base));
+
+    // A shared setting changes every role.
+    let mut g = base.clone();
+    g.spec.zookeeper.session_timeout = "9s".to_string();
+    assert_ne!(head_hash(&g), head_hash(&base));
+    assert_ne!(cluster_hash(&g), cluster_hash(&base));
+    assert_ne!(monitor_hash(&g), monitor_hash(&base));
+}
+
+#[test]
+fn zones_come_from_a_downward_api_file_the_operator_fills() {
+    let g = fixture("zones");
+    let sts = builders::cluster_stateful_set(&g, 6);
+    let pod = sts.spec.template.spec.as_ref().unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.name, "wait-for-zone");
+    let podinfo = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "podinfo")
+        .unwrap();
+    let item = &podinfo
+        .downward_api
+        .as_ref()
+        .unwrap()
+        .items
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        item.field_ref.as_ref().unwrap().field_path,
+        "metadata.annotations['filegrid.io/zone']"
+    );
+    let cmd = pod.containers[0].command.as_ref().unwrap().join(" ");
+    assert!(
+        cmd.contains("export FILEGRID_ZONE=\"$(cat /etc/podinfo/zone)\""),
+        "{cmd}"
+    );
+    assert!(
+        cmd.contains(
+            "exec /usr/local/bin/filegrid-node cluster --config /etc/filegrid/cluster.toml"
+        ),
+        "{cmd}"
+    );
+    // Without a topology key there is no wait and the node binary runs directly.
+    let plain = builders::cluster_stateful_set(&fixture("minimal"), 3);
+    let pod = plain.spec.template.spec.unwrap();
+    assert!(pod.init_containers.is_none());
+    assert_eq!(
+        pod.containers[0].command.as_ref().unwrap()[0],
+        "/usr/local/bin/filegrid-node"
+    );
+    // Scheduling from the spec reaches the pods.
+    assert_eq!(
+        sts.spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .tolerations
+            .as_ref()
+            .unwrap()[0]
+            .key
+            .as_deref(),
+        Some("dedicated")
+    );
+}
+
+#[test]
+fn service_monitor_scrapes_the_metrics_port_of_this_grid() {
+    let g = fixture("zones");
+    let sm = builders::service_monitor(&g);
+    assert_eq!(
+        sm.types.as_ref().unwrap().api_version,
+        "monitoring.coreos.com/v1"
+    );
+    assert_eq!(
+        sm.metadata.labels.as_ref().unwrap()["release"],
+        "prometheus"
+    );
+    assert_eq!(sm.data["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm.data["spec"]["endpoints"][0]["interval"], "15s");
+    assert_eq!(
+        sm.data["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "files"
+    );
+    // Every service of the grid exposes a port named "metrics" carrying the instance labels.
+    for svc in [
+        builders::head_headless_service(&g),
+        builders::cluster_headless_service(&g),
+        builders::monitor_service(&g),
+    ] {
+        assert!(
+            svc.spec
+                .unwrap()
+                .ports
+                .unwrap()
+                .iter()
+                .any(|p| p.name.as_deref() == Some("metrics"))
+        );
+        assert_eq!(
+            svc.metadata.labels.unwrap()["app.kubernetes.io/instance"],
+            "files"
+        );
+    }
+}

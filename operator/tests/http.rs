@@ -1,0 +1,159 @@
+//! The real head API client and the operator's own HTTP endpoints, over real sockets.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use filegrid_operator::head_api::{HeadApi, HeadApiError, HttpHeadApi, ServerState};
+use filegrid_operator::metrics::Metrics;
+use filegrid_operator::run::http_router;
+use serde_json::json;
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+type Calls = Arc<Mutex<Vec<String>>>;
+
+/// A head that leads (port from the listener) and records decommission calls.
+async fn leader_head(calls: Calls) -> (String, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = Router::new()
+        .route(
+            "/v1/leader",
+            get(move || async move {
+                Json(json!({"server_id": "head-0", "host": "127.0.0.1", "api_port": port, "epoch": 7, "elected_at": 1767225600000u64}))
+            }),
+        )
+        .route(
+            "/v1/cluster",
+            get(|| async {
+                Json(json!([
+                    {"id": "c-0", "host": "10.0.0.1", "port": 9700, "zone": null, "capacity_bytes": 10, "used_bytes": 1, "state": "live"},
+                    {"id": "c-1", "host": "10.0.0.2", "port": 9700, "zone": "a", "capacity_bytes": 10, "used_bytes": 0, "state": "drained"},
+                    {"id": "c-2", "host": "10.0.0.3", "port": 9700, "zone": "a", "capacity_bytes": 10, "used_bytes": 0, "state": "rebalancing"}
+                ]))
+            }),
+        )
+        .route(
+            "/v1/cluster/{id}/decommission",
+            post(|State(calls): State<Calls>, Path(id): Path<String>| async move {
+                calls.lock().unwrap().push(id.clone());
+                (StatusCode::ACCEPTED, Json(json!({"id": id, "state": "draining"})))
+            }),
+        )
+        .with_state(calls);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://127.0.0.1:{port}"), port)
+}
+
+#[tokio::test]
+async fn head_api_reads_leader_and_cluster_and_decommissions_on_the_leader() {
+    let calls: Calls = Arc::default();
+    let (leader_url, port) = leader_head(calls.clone()).await;
+    // A standby answers with a redirect to the leader, as heads do for leader-only calls.
+    let target = leader_url.clone();
+    let standby = serve(Router::new().route(
+        "/v1/leader",
+        get(move || {
+            let target = target.clone();
+            async move {
+                let mut h = HeaderMap::new();
+                h.insert(
+                    header::LOCATION,
+                    format!("{target}/v1/leader").parse().unwrap(),
+                );
+                (StatusCode::TEMPORARY_REDIRECT, h).into_response()
+            }
+        }),
+    ))
+    .await;
+    let api = HttpHeadApi::new().unwrap();
+    let leader = api.leader(&standby).await.unwrap();
+    assert_eq!(
+        (leader.server_id.as_str(), leader.api_port, leader.epoch),
+        ("head-0", port, 7)
+    );
+    let servers = api.cluster_servers(&leader).await.unwrap();
+    let states: Vec<_> = servers.iter().map(|s| (s.id.as_str(), s.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("c-0", ServerState::Live),
+            ("c-1", ServerState::Drained),
+            ("c-2", ServerState::Unknown)
+        ]
+    );
+    api.decommission(&leader, "c-0").await.unwrap();
+    assert_eq!(*calls.lock().unwrap(), ["c-0"]);
+}
+
+#[tokio::test]
+async fn no_leader_is_a_typed_error() {
+    let head = serve(Router::new().route(
+        "/v1/leader",
+        get(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"code": "no_leader", "message": "no leader"})),
+            )
+        }),
+    ))
+    .await;
+    let err = HttpHeadApi::new().unwrap().leader(&head).await.unwrap_err();
+    assert!(matches!(err, HeadApiError::NoLeader), "{err}");
+}
+
+#[tokio::test]
+async fn decommission_failure_carries_status_and_body() {
+    let calls: Calls = Arc::default();
+    let (_, port) = leader_head(calls).await;
+    let leader = filegrid_operator::head_api::Leader {
+        server_id: "head-0".into(),
+        host: "127.0.0.1".into(),
+        api_port: port,
+        epoch: 1,
+    };
+    // Unknown route on the leader: 404 must surface as an error, not as success.
+    let api = HttpHeadApi::new().unwrap();
+    let err = api.decommission(&leader, "a/b").await.unwrap_err();
+    assert!(
+        matches!(err, HeadApiError::Status { status: 404, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn operator_serves_health_and_metrics() {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    metrics.reconciliations.inc();
+    metrics.failures.with_label_values(&["kube"]).inc();
+    let base = serve(http_router(metrics)).await;
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("filegrid_operator_reconciliations_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("filegrid_operator_reconcile_failures_total{error=\"kube\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("filegrid_operator_reconcile_duration_seconds_bucket"),
+        "{text}"
+    );
+}

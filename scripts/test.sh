@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every FileGrid test suite that can run on this machine and says which could not.
+#   unit + integration tests (real ZooKeeper, real processes), operator manifest validation,
+#   the compose end-to-end suite (when a Docker engine answers), the Kubernetes suite (when
+#   KUBECONFIG is set).
+# Environment: FILEGRID_E2E_COMPOSE=auto|1|0 (default auto), FILEGRID_E2E_K8S=auto|1|0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_zookeeper
+
+results=()
+run_suite() {
+    local name=$1; shift
+    echo "==> $name" >&2
+    local start=$SECONDS
+    if "$@"; then
+        results+=("PASS     $name ($((SECONDS - start))s)")
+    else
+        results+=("FAIL     $name ($((SECONDS - start))s)")
+        failed=1
+    fi
+}
+failed=0
+
+if cargo nextest --version >/dev/null 2>&1; then
+    run_suite "cargo tests (nextest)" cargo nextest run --workspace --no-fail-fast
+else
+    run_suite "cargo tests" cargo test --workspace --no-fail-fast
+fi
+
+# Tests that need root (they mount a small tmpfs to fill a real disk).
+if [ "$(id -u)" = 0 ] && cargo nextest --version >/dev/null 2>&1; then
+    run_suite "root-only tests (real full disk)" cargo nextest run --workspace --run-ignored ignored-only
+else
+    results+=("NOT RUN  root-only tests (real full disk): need root and cargo-nextest")
+fi
+
+run_suite "operator manifests" scripts/validate-manifests.sh
+
+case "${FILEGRID_E2E_COMPOSE:-auto}" in
+    0) results+=("NOT RUN  compose e2e (FILEGRID_E2E_COMPOSE=0)") ;;
+    *)
+        if docker info >/dev/null 2>&1; then
+            run_suite "compose e2e" e2e/compose/run.sh
+        elif [ "${FILEGRID_E2E_COMPOSE:-auto}" = 1 ]; then
+            results+=("FAIL     compose e2e (no Docker engine answers)"); failed=1
+        else
+            results+=("NOT RUN  compose e2e (no Docker engine answers)")
+        fi ;;
+esac
+
+case "${FILEGRID_E2E_K8S:-auto}" in
+    0) results+=("NOT RUN  kubernetes e2e (FILEGRID_E2E_K8S=0)") ;;
+    *)
+        if [ -n "${KUBECONFIG:-}" ]; then
+            run_suite "kubernetes e2e" e2e/k8s/run.sh
+        else
+            results+=("NOT RUN  kubernetes e2e (no KUBECONFIG)")
+        fi ;;
+esac
+
+echo
+echo "FileGrid test summary:"
+printf '  %s\n' "${results[@]}"
+exit $failed

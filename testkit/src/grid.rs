@@ -1,0 +1,268 @@
+//! A whole FileGrid on loopback: a ZooKeeper server, heads and cluster servers as real
+//! processes, with knobs for the settings tests and benchmarks vary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Proc, ZkServer, free_port, wait_until_sync};
+
+/// Settings of a [`Grid`].
+#[derive(Clone, Debug)]
+pub struct GridOptions {
+    pub heads: usize,
+    pub cluster_servers: usize,
+    pub chunk_size: String,
+    pub session_timeout: String,
+    pub dead_after: String,
+    pub orphan_grace: String,
+    pub replication_factor: u32,
+    pub min_write_replicas: u32,
+    /// `--capacity` per cluster server (by index), if any.
+    pub capacities: Vec<Option<String>>,
+    pub extra_head_args: Vec<String>,
+    /// Extra arguments for every cluster server.
+    pub extra_cluster_args: Vec<String>,
+    /// Directory to create the grid's temp dir (logs, data dirs) in; `$TMPDIR` when `None`.
+    /// Benchmarks put it next to the files they compare against, on the same disk.
+    pub base_dir: Option<PathBuf>,
+    /// `RUST_LOG` of the FileGrid processes; the testkit's debug default when `None`.
+    pub log_filter: Option<String>,
+}
+
+impl Default for GridOptions {
+    fn default() -> Self {
+        Self {
+            heads: 1,
+            cluster_servers: 3,
+            chunk_size: "256KiB".into(),
+            session_timeout: "4s".into(),
+            dead_after: "3s".into(),
+            orphan_grace: "10m".into(),
+            replication_factor: 3,
+            min_write_replicas: 2,
+            capacities: Vec::new(),
+            extra_head_args: Vec::new(),
+            extra_cluster_args: Vec::new(),
+            base_dir: None,
+            log_filter: None,
+        }
+    }
+}
+
+pub struct Head {
+    pub id: String,
+    pub port: u16,
+    pub proc: Proc,
+}
+
+pub struct ClusterServer {
+    pub id: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub proc: Proc,
+}
+
+pub struct Grid {
+    pub zk: ZkServer,
+    pub dir: tempfile::TempDir,
+    pub heads: Vec<Head>,
+    pub cluster: Vec<ClusterServer>,
+    pub options: GridOptions,
+    node_bin: PathBuf,
+}
+
+impl Grid {
+    /// Starts ZooKeeper, the heads and the cluster servers, and waits until a leader sees
+    /// every cluster server.
+    pub fn start(node_bin: &Path, options: GridOptions) -> Self {
+        let zk = ZkServer::start();
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("filegrid-grid-");
+        let dir = match &options.base_dir {
+            Some(base) => builder.tempdir_in(base),
+            None => builder.tempdir(),
+        }
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut grid = Grid {
+            zk,
+            dir,
+            heads: Vec::new(),
+            cluster: Vec::new(),
+            options: options.clone(),
+            node_bin: node_bin.to_path_buf(),
+        };
+        for i in 1..=options.heads {
+            grid.start_head(&format!("head_server_{i}"));
+        }
+        for i in 1..=options.cluster_servers {
+            grid.start_cluster_server(&format!("cluster_server_{i}"));
+        }
+        grid.wait_cluster_live(options.cluster_servers, Duration::from_secs(30));
+        grid
+    }
+
+    pub fn start_head(&mut self, id: &str) {
+        let port = free_port();
+        let o = &self.options;
+        let mut args: Vec<String> = vec![
+            "head".into(),
+            "--server-id".into(),
+            id.into(),
+            "--zk-hosts".into(),
+            self.zk.hosts(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--session-timeout".into(),
+            o.session_timeout.clone(),
+            "--chunk-size".into(),
+            o.chunk_size.clone(),
+            "--dead-after".into(),
+            o.dead_after.clone(),
+            "--orphan-grace".into(),
+            o.orphan_grace.clone(),
+            "--replication-factor".into(),
+            o.replication_factor.to_string(),
+            "--min-write-replicas".into(),
+            o.min_write_replicas.to_string(),
+            "--startup-grace".into(),
+            "0s".into(),
+        ];
+        args.extend(o.extra_head_args.iter().cloned());
+        let proc = self.spawn(id, &args);
+        self.heads.push(Head {
+            id: id.into(),
+            port,
+            proc,
+        });
+    }
+
+    pub fn start_cluster_server(&mut self, id: &str) {
+        let index = self.cluster.len();
+        let port = free_port();
+        let data_dir = self.dir.path().join(id);
+        self.spawn_cluster_server(id, port, data_dir, index);
+    }
+
+    fn spawn_cluster_server(&mut self, id: &str, port: u16, data_dir: PathBuf, index: usize) {
+        let mut args: Vec<String> = vec![
+            "cluster".into(),
+            "--server-id".into(),
+            id.into(),
+            "--zk-hosts".into(),
+            self.zk.hosts(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--session-timeout".into(),
+            self.options.session_timeout.clone(),
+            "--heartbeat-interval".into(),
+            "500ms".into(),
+        ];
+        if let Some(Some(c)) = self.options.capacities.get(index) {
+            args.push("--capacity".into());
+            args.push(c.clone());
+        }
+        args.extend(self.options.extra_cluster_args.iter().cloned());
+        let proc = self.spawn(id, &args);
+        let server = ClusterServer {
+            id: id.into(),
+            port,
+            data_dir,
+            proc,
+        };
+        if index < self.cluster.len() {
+            self.cluster[index] = server;
+        } else {
+            self.cluster.push(server);
+        }
+    }
+
+    fn spawn(&self, id: &str, args: &[String]) -> Proc {
+        match &self.options.log_filter {
+            Some(filter) => Proc::spawn_with(
+                id,
+                &self.node_bin,
+                args,
+                self.dir.path(),
+                &[("RUST_LOG", filter.as_str())],
+                std::process::Stdio::null(),
+            ),
+            None => Proc::spawn(id, &self.node_bin, args, self.dir.path()),
+        }
+    }
+
+    /// Restarts a stopped cluster server on the same port and data.
+    pub fn restart_cluster_server(&mut self, index: usize) {
+        let (id, port, dir) = {
+            let c = &self.cluster[index];
+            (c.id.clone(), c.port, c.data_dir.clone())
+        };
+        self.spawn_cluster_server(&id, port, dir, index);
+    }
+
+    /// `http://127.0.0.1:<port>` of head `i`.
+    pub fn head_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.heads[i].port)
+    }
+
+    pub fn cluster_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.cluster[i].port)
+    }
+
+    /// The leader's URL, asking any head that answers.
+    pub fn leader_url(&self, timeout: Duration) -> String {
+        wait_until_sync(timeout, "a leader", || {
+            self.heads.iter().find_map(|h| {
+                let body = http_get(h.port, "/v1/leader")?;
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                Some(format!(
+                    "http://{}:{}",
+                    v["host"].as_str()?,
+                    v["api_port"].as_u64()?
+                ))
+            })
+        })
+    }
+
+    /// Waits until the leader lists `n` cluster servers as live.
+    pub fn wait_cluster_live(&self, n: usize, timeout: Duration) {
+        wait_until_sync(timeout, &format!("{n} live cluster servers"), || {
+            let leader = self.leader_url(timeout);
+            let port: u16 = leader.rsplit(':').next()?.parse().ok()?;
+            let body = http_get(port, "/v1/cluster")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let live = v
+                .as_array()?
+                .iter()
+                .filter(|s| s["state"] == "live")
+                .count();
+            (live >= n).then_some(())
+        })
+    }
+
+    /// Path of a chunk's file on a cluster server's disk.
+    pub fn chunk_file(&self, server: usize, chunk_id: &str) -> PathBuf {
+        self.cluster[server].data_dir.join("chunks").join(chunk_id)
+    }
+}
+
+/// A plain blocking HTTP GET on loopback; `None` unless 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    // Bodies of these small JSON answers come with Content-Length (no chunked encoding).
+    Some(body.to_string())
+}
