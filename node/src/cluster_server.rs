@@ -17,7 +17,7 @@ use crate::files::servers::Heartbeat;
 use crate::http::{self, Readiness};
 use crate::metrics::{self, ZkMetrics};
 use crate::zk::records::{self, ClusterRecord, EpochRecord, LeaderRecord};
-use crate::zk::{self, Layout, ZkError};
+use crate::zk::{self, Layout, SessionEnd, SessionRole, ZkError};
 
 /// Runs a cluster server until SIGTERM/SIGINT.
 pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
@@ -80,13 +80,14 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
         store,
         fence,
         zk: zk_metrics,
+        ready,
         http: reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()
             .context("building the heartbeat HTTP client")?,
     });
-    let coordination = tokio::spawn(node.clone().coordinate(stop.clone(), ready));
+    let coordination = tokio::spawn(node.clone().coordinate(stop.clone()));
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "chunk API stopped with an error"),
@@ -104,6 +105,7 @@ struct Node {
     store: Arc<ChunkStore>,
     fence: EpochFence,
     zk: ZkMetrics,
+    ready: Readiness,
     http: reqwest::Client,
 }
 
@@ -113,44 +115,19 @@ impl Node {
     }
 
     /// Registration, epoch watch and heartbeats, session after session.
-    async fn coordinate(self: Arc<Self>, stop: CancellationToken, ready: Readiness) {
-        loop {
-            let client = match zk::connect(
-                &self.cfg.common.zk_hosts,
-                self.cfg.common.session_timeout,
-                &stop,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(_) => return,
-            };
-            self.zk.connected.set(1);
-            let result = tokio::select! {
-                _ = stop.cancelled() => None,
-                e = self.serve_session(&client, &ready) => Some(e),
-            };
-            ready.set(false);
-            self.zk.connected.set(0);
-            match result {
-                None => {
-                    // Bounded: with ZooKeeper gone, session expiry removes the node anyway.
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(3),
-                        client.delete(&self.layout().cluster_server(&self.cfg.server_id), None),
-                    )
-                    .await;
-                    return;
-                }
-                Some(e) => {
-                    self.zk.session_expirations.inc();
-                    tracing::warn!(server_id = %self.cfg.server_id, error = %e, "ZooKeeper session lost; registering again");
-                }
-            }
-        }
+    async fn coordinate(self: Arc<Self>, stop: CancellationToken) {
+        let common = &self.cfg.common;
+        zk::run_sessions(
+            &common.zk_hosts,
+            common.session_timeout,
+            &self.zk,
+            &stop,
+            &*self,
+        )
+        .await;
     }
 
-    async fn serve_session(&self, client: &Client, ready: &Readiness) -> ZkError {
+    async fn serve_session(&self, client: &Client) -> ZkError {
         loop {
             match self.register(client).await {
                 Ok(()) => break,
@@ -166,7 +143,7 @@ impl Node {
         if let Ok(Some((e, _))) = zk::read::<EpochRecord>(client, &self.layout().epoch()).await {
             self.fence.observe(e.epoch);
         }
-        ready.set(true);
+        self.ready.set(true);
         tokio::select! {
             e = self.follow_epoch(client) => e,
             e = self.heartbeats(client) => e,
@@ -270,5 +247,30 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// The cluster server's part in each ZooKeeper session; [`zk::run_sessions`] does the
+/// reconnecting.
+impl SessionRole for Node {
+    async fn serve(&self, client: &Client, stop: &CancellationToken) -> SessionEnd {
+        zk::until_stopped(stop, self.serve_session(client)).await
+    }
+
+    async fn stop(&self, client: &Client) {
+        // Out of service from here on; probes and the gauge say so during the cleanup.
+        self.ready.set(false);
+        self.zk.connected.set(0);
+        // Bounded: with ZooKeeper gone, session expiry removes the node anyway.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(3),
+            client.delete(&self.layout().cluster_server(&self.cfg.server_id), None),
+        )
+        .await;
+    }
+
+    fn lost(&self, _client: &Client, error: &ZkError) {
+        self.ready.set(false);
+        tracing::warn!(server_id = %self.cfg.server_id, error = %error, "ZooKeeper session lost; registering again");
     }
 }

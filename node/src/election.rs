@@ -31,7 +31,7 @@ use crate::fencing::{self, FenceError, FencedOp, LeaderToken};
 use crate::ids::ServerId;
 use crate::metrics::HeadMetrics;
 use crate::zk::records::{self, EpochRecord, HeadRecord, LeaderRecord};
-use crate::zk::{self, Layout, ZkError};
+use crate::zk::{self, Layout, SessionEnd, SessionRole, ZkError};
 
 /// What a head is doing right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -98,12 +98,6 @@ pub struct Election {
     /// outlive them on the server for a while (e.g. after a ZooKeeper restart); they are ours
     /// and dead, so we remove them instead of waiting.
     old_sessions: std::sync::Mutex<Vec<i64>>,
-}
-
-/// Why a session's work ended.
-enum SessionEnd {
-    Shutdown,
-    Expired,
 }
 
 /// What to wait for before the next election round.
@@ -244,78 +238,44 @@ impl Election {
     /// Takes part in elections until `shutdown` fires, then releases leadership and the
     /// registration before returning.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            self.update(|s| {
-                s.role = Role::Starting;
-                s.zk_connected = false;
-            });
-            let client = match zk::connect(&self.zk_hosts, self.session_timeout, &shutdown).await {
-                Ok(c) => c,
-                Err(_) => return,
-            };
-            self.client.send_replace(Some(client.clone()));
-            self.metrics.zk.connected.set(1);
-            let sid = zk::session_id(&client);
-            self.update(|s| {
-                s.session_id = Some(sid.clone());
-                s.zk_connected = true;
-            });
-            match self.serve_session(&client, &shutdown).await {
-                SessionEnd::Shutdown => {
-                    // Bounded: with ZooKeeper gone the release cannot complete, and the
-                    // session's expiry does the same job.
-                    let limit = self.session_timeout.min(Duration::from_secs(5));
-                    if tokio::time::timeout(limit, self.release(&client))
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(server_id = %self.me.server_id,
-                            "could not release leadership in time; ZooKeeper will expire the session");
-                    }
-                    self.client.send_replace(None);
-                    return;
-                }
-                SessionEnd::Expired => {
-                    self.metrics.zk.session_expirations.inc();
-                    self.metrics.zk.connected.set(0);
-                    self.metrics.is_leader.set(0);
-                    let was = self.status.borrow().role;
-                    tracing::warn!(server_id = %self.me.server_id, session = %sid, previous_role = ?was,
-                        "ZooKeeper session expired; registering again with a new session");
-                    if let Ok(mut old) = self.old_sessions.lock() {
-                        old.push(client.session_id().0);
-                    }
-                    self.client.send_replace(None);
-                }
-            }
-        }
+        zk::run_sessions(
+            &self.zk_hosts,
+            self.session_timeout,
+            &self.metrics.zk,
+            &shutdown,
+            &*self,
+        )
+        .await;
     }
 
     fn is_old_session(&self, id: i64) -> bool {
         self.old_sessions.lock().is_ok_and(|o| o.contains(&id))
     }
 
+    /// Registers, then runs election rounds. `shutdown` is looked at only between steps, so a
+    /// claim is never cut off after it may have committed (its leader node would then outlive
+    /// the release).
     async fn serve_session(&self, client: &Client, shutdown: &CancellationToken) -> SessionEnd {
         let mut states = client.state_watcher();
         loop {
             let wait = match self.register(client).await {
                 Ok(()) => break,
-                Err(e) if e.is_session_lost() => return SessionEnd::Expired,
-                Err(ZkError::Shutdown) => return SessionEnd::Shutdown,
+                Err(e) if e.is_session_lost() => return SessionEnd::Lost(e),
+                Err(ZkError::Shutdown) => return SessionEnd::Stopped,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register head; retrying");
                     Wait::retry_after(Duration::from_millis(500))
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                _ = shutdown.cancelled() => return SessionEnd::Stopped,
                 _ = wait.event() => {}
             }
         }
         loop {
             let wait = match self.round(client).await {
                 Ok(w) => w,
-                Err(e) if e.is_session_lost() => return SessionEnd::Expired,
+                Err(e) if e.is_session_lost() => return SessionEnd::Lost(e),
                 Err(e) => {
                     tracing::debug!(error = %e, "election round interrupted");
                     Wait::retry_after(Duration::from_millis(200))
@@ -323,7 +283,7 @@ impl Election {
             };
             let claim_on_timeout = wait.claim_on_timeout;
             tokio::select! {
-                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                _ = shutdown.cancelled() => return SessionEnd::Stopped,
                 timed_out = wait.event() => {
                     if timed_out && claim_on_timeout {
                         tracing::warn!(server_id = %self.me.server_id,
@@ -336,10 +296,10 @@ impl Election {
                         self.on_disconnect();
                         loop {
                             tokio::select! {
-                                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                                _ = shutdown.cancelled() => return SessionEnd::Stopped,
                                 s = states.changed() => match s {
                                     SessionState::SyncConnected | SessionState::ConnectedReadOnly => break,
-                                    s if s.is_terminated() => return SessionEnd::Expired,
+                                    s if s.is_terminated() => return SessionEnd::Lost(ZkClientError::SessionExpired.into()),
                                     _ => {}
                                 },
                             }
@@ -348,7 +308,7 @@ impl Election {
                         self.update(|s| s.zk_connected = true);
                         tracing::info!(server_id = %self.me.server_id, "ZooKeeper connection restored with the same session");
                     }
-                    s if s.is_terminated() => return SessionEnd::Expired,
+                    s if s.is_terminated() => return SessionEnd::Lost(ZkClientError::SessionExpired.into()),
                     _ => {}
                 },
             }
@@ -698,5 +658,49 @@ impl Election {
 
     fn update(&self, f: impl FnOnce(&mut HeadStatus)) {
         self.status.send_modify(f);
+    }
+}
+
+/// The election's part in each ZooKeeper session; [`zk::run_sessions`] does the reconnecting.
+impl SessionRole for Election {
+    async fn serve(&self, client: &Client, shutdown: &CancellationToken) -> SessionEnd {
+        self.client.send_replace(Some(client.clone()));
+        let sid = zk::session_id(client);
+        self.update(|s| {
+            s.session_id = Some(sid);
+            s.zk_connected = true;
+        });
+        self.serve_session(client, shutdown).await
+    }
+
+    async fn stop(&self, client: &Client) {
+        // Bounded: with ZooKeeper gone the release cannot complete, and the session's expiry
+        // does the same job.
+        let limit = self.session_timeout.min(Duration::from_secs(5));
+        if tokio::time::timeout(limit, self.release(client))
+            .await
+            .is_err()
+        {
+            tracing::warn!(server_id = %self.me.server_id,
+                "could not release leadership in time; ZooKeeper will expire the session");
+        }
+        self.client.send_replace(None);
+    }
+
+    /// Leadership ended with the session; remember it as ours so that its leftover nodes are
+    /// removed rather than waited out.
+    fn lost(&self, client: &Client, _error: &ZkError) {
+        self.metrics.is_leader.set(0);
+        let was = self.status.borrow().role;
+        tracing::warn!(server_id = %self.me.server_id, session = %client.session_id(), previous_role = ?was,
+            "ZooKeeper session expired; registering again with a new session");
+        if let Ok(mut old) = self.old_sessions.lock() {
+            old.push(client.session_id().0);
+        }
+        self.client.send_replace(None);
+        self.update(|s| {
+            s.role = Role::Starting;
+            s.zk_connected = false;
+        });
     }
 }

@@ -24,7 +24,7 @@ use crate::http::{self, Readiness};
 use crate::ids::ServerId;
 use crate::metrics::{self, MonitorMetrics};
 use crate::zk::records::{self, HeadRecord, HealthReport, HealthStatus, MonitorRecord};
-use crate::zk::{self, Layout, ZkError};
+use crate::zk::{self, Layout, SessionEnd, SessionRole, ZkError};
 
 /// What this monitor knows about one head.
 #[derive(Clone, Debug)]
@@ -114,45 +114,15 @@ impl Monitor {
     }
 
     async fn run_sessions(self: Arc<Self>, stop: CancellationToken) {
-        loop {
-            let client = match zk::connect(
-                &self.cfg.common.zk_hosts,
-                self.cfg.common.session_timeout,
-                &stop,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(_) => return,
-            };
-            self.client.send_replace(Some(client.clone()));
-            self.metrics.zk.connected.set(1);
-            let result = tokio::select! {
-                _ = stop.cancelled() => None,
-                r = self.serve_session(&client) => Some(r),
-            };
-            self.ready.set(false);
-            self.metrics.zk.connected.set(0);
-            match result {
-                None => {
-                    // Bounded: with ZooKeeper gone, session expiry removes the node anyway.
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(3),
-                        client.delete(&self.layout.monitor(&self.cfg.monitor_id), None),
-                    )
-                    .await;
-                    self.client.send_replace(None);
-                    tracing::info!(monitor_id = %self.cfg.monitor_id, "monitor stopped");
-                    return;
-                }
-                Some(e) => {
-                    self.metrics.zk.session_expirations.inc();
-                    tracing::warn!(monitor_id = %self.cfg.monitor_id, error = %e,
-                        "ZooKeeper session lost; reconnecting with a new session");
-                    self.client.send_replace(None);
-                }
-            }
-        }
+        let common = &self.cfg.common;
+        zk::run_sessions(
+            &common.zk_hosts,
+            common.session_timeout,
+            &self.metrics.zk,
+            &stop,
+            &*self,
+        )
+        .await;
     }
 
     /// Works within one session until it is lost; returns why.
@@ -378,5 +348,34 @@ impl Monitor {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The monitor's part in each ZooKeeper session; [`zk::run_sessions`] does the reconnecting.
+impl SessionRole for Monitor {
+    async fn serve(&self, client: &Client, stop: &CancellationToken) -> SessionEnd {
+        self.client.send_replace(Some(client.clone()));
+        zk::until_stopped(stop, self.serve_session(client)).await
+    }
+
+    async fn stop(&self, client: &Client) {
+        // Out of service from here on; probes and the gauge say so during the cleanup.
+        self.ready.set(false);
+        self.metrics.zk.connected.set(0);
+        // Bounded: with ZooKeeper gone, session expiry removes the node anyway.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(3),
+            client.delete(&self.layout.monitor(&self.cfg.monitor_id), None),
+        )
+        .await;
+        self.client.send_replace(None);
+        tracing::info!(monitor_id = %self.cfg.monitor_id, "monitor stopped");
+    }
+
+    fn lost(&self, _client: &Client, error: &ZkError) {
+        self.ready.set(false);
+        tracing::warn!(monitor_id = %self.cfg.monitor_id, error = %error,
+            "ZooKeeper session lost; reconnecting with a new session");
+        self.client.send_replace(None);
     }
 }

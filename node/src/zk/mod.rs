@@ -1,8 +1,9 @@
-//! ZooKeeper access shared by every role: connecting, the grid's znode layout, and the records
-//! stored in it.
+//! ZooKeeper access shared by every role: connecting, the session-after-session loop, the
+//! grid's znode layout, and the records stored in it.
 
 pub mod layout;
 pub mod records;
+mod session;
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
 
 pub use layout::Layout;
+pub(crate) use session::{SessionEnd, SessionRole, run_sessions, until_stopped};
 pub use zookeeper_client as client;
 
 /// Errors talking to ZooKeeper or reading what it holds.
