@@ -588,6 +588,33 @@ fn listing_paginates_in_order_and_delete_removes() {
     );
     // The emptied directory went with the file: a file may now take its name.
     assert_eq!(put(&base, "a/b/c", random(3)).status(), 201);
+    // ...and nothing may be stored under that file, though a directory of that name
+    // existed (and held files) a moment ago.
+    let under_file = put(&base, "a/b/c/5", random(3));
+    assert_eq!(under_file.status(), 409);
+    assert_eq!(get(&base, "a/b/c/5").0, 404);
+
+    // A directory emptied and removed comes back when a file is stored in it again.
+    let del = |p: &str| {
+        http()
+            .delete(format!("{base}/v1/files/{p}"))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(put(&base, "d/e/1", random(5)).status(), 201);
+    assert_eq!(put(&base, "d/e/2", random(5)).status(), 201);
+    assert_eq!(del("d/e/1").status(), 200);
+    assert_eq!(del("d/e/2").status(), 200);
+    let data = random(7);
+    assert_eq!(put(&base, "d/e/3", data.clone()).status(), 201);
+    assert_eq!(get(&base, "d/e/3"), (200, data));
+    // A file cannot be stored where a directory is, nor a directory where a file is.
+    assert_eq!(put(&base, "d/e", random(1)).status(), 409);
+    assert_eq!(put(&base, "d/e/3/x", random(1)).status(), 409);
+    // Overwriting a file in a known directory replaces it.
+    let newer = random(9);
+    assert_eq!(put(&base, "d/e/3", newer.clone()).status(), 201);
+    assert_eq!(get(&base, "d/e/3"), (200, newer));
 }
 
 #[test]

@@ -45,6 +45,11 @@ impl ZkServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Process id of the server, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

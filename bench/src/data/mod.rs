@@ -53,6 +53,9 @@ pub struct Setup {
     pub data_dirs: Vec<PathBuf>,
     /// (name, pid) of every FileGrid process, leader head first.
     pub processes: Arc<Vec<(String, i32)>>,
+    /// The processes above, ZooKeeper and this benchmark (the clients): whose CPU time is
+    /// reported for small puts.
+    pub cpu_watch: Arc<Vec<(String, i32)>>,
     /// Where the processes' logs are while the grid runs.
     pub logs: PathBuf,
 }
@@ -202,6 +205,11 @@ async fn measure(
             what: format!("HTTP client: {e}"),
             logs: String::new(),
         })?;
+    let mut cpu_watch = processes.clone();
+    if let Some(pid) = grid.zk.pid() {
+        cpu_watch.push(("zookeeper".into(), pid));
+    }
+    cpu_watch.push(("clients".into(), std::process::id() as i32));
     let setup = Setup {
         options: options.clone(),
         work: work.to_path_buf(),
@@ -212,6 +220,7 @@ async fn measure(
         leader,
         data_dirs: large::data_dirs(grid),
         processes: Arc::new(processes),
+        cpu_watch: Arc::new(cpu_watch),
         logs: grid.dir.path().to_path_buf(),
     };
     println!(
@@ -282,6 +291,14 @@ fn print_small(n: u32, runs: u32, s: &SmallRun) {
         ms(s.gets.p50),
         ms(s.gets.p99),
         s.local_gets.per_second,
+    );
+    println!(
+        "  CPU seconds per 1,000 puts: {}",
+        s.put_cpu
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 

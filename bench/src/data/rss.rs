@@ -82,6 +82,19 @@ pub fn vm_rss(pid: i32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (user + system) `pid` has used so far, in seconds.
+pub fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +113,18 @@ mod tests {
         };
         let p = s.peak();
         assert_eq!((p.max, p.first_half, p.last_half), (9, 9, 8));
+    }
+
+    #[test]
+    fn our_cpu_time_grows_while_we_work() {
+        let me = std::process::id() as i32;
+        let before = cpu_seconds(me).unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_seconds(me).unwrap() - before >= 0.1);
     }
 
     #[test]

@@ -38,6 +38,8 @@ impl Phase {
 
 pub struct SmallRun {
     pub puts: Phase,
+    /// CPU seconds each process spent per 1,000 puts: where the time of a small put goes.
+    pub put_cpu: Vec<(String, f64)>,
     pub gets: Phase,
     pub local_puts: Phase,
     pub local_gets: Phase,
@@ -57,6 +59,7 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
     let clients = setup.options.clients;
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..n).map(content).collect());
     let prefix = format!("small/run_{run}");
+    let cpu_before = cpu_of(&setup.cpu_watch);
     let puts = fan_out(n, clients, {
         let (setup, bodies, prefix) = (setup.clone(), bodies.clone(), prefix.clone());
         move |i| {
@@ -66,6 +69,15 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
         }
     })
     .await?;
+    let put_cpu = setup
+        .cpu_watch
+        .iter()
+        .zip(cpu_before)
+        .map(|((name, pid), before)| {
+            let used = super::rss::cpu_seconds(*pid).unwrap_or(before) - before;
+            (name.clone(), used * 1000.0 / n as f64)
+        })
+        .collect();
     let gets = fan_out(n, clients, {
         let (setup, bodies, prefix) = (setup.clone(), bodies.clone(), prefix.clone());
         move |i| {
@@ -87,10 +99,18 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
     };
     Ok(SmallRun {
         puts,
+        put_cpu,
         gets,
         local_puts,
         local_gets,
     })
+}
+
+fn cpu_of(processes: &[(String, i32)]) -> Vec<f64> {
+    processes
+        .iter()
+        .map(|(_, pid)| super::rss::cpu_seconds(*pid).unwrap_or(0.0))
+        .collect()
 }
 
 /// Runs `op(0..n)` on `clients` concurrent tasks; returns the throughput and latencies.

@@ -3,12 +3,13 @@
 //! Incoming pieces are gathered into blocks of [`BLOCK`] bytes; each block is written by a
 //! blocking task while the next one fills (one write in flight), and its writeback to the disk
 //! is started at once (`sync_file_range`), so the fsync at the end finds little left to do
-//! instead of flushing the whole chunk in one go.
+//! instead of flushing the whole chunk in one go. The last block, fsync, rename and directory
+//! sync run as one blocking task, not one hand-off per step.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -43,7 +44,8 @@ pub struct ChunkWriter {
     in_flight: Option<JoinHandle<io::Result<()>>>,
     reserved: u64,
     expected_len: Option<u64>,
-    installed: bool,
+    /// `finish` has passed the temp file and the reservation to its blocking task.
+    handed_off: bool,
 }
 
 impl ChunkWriter {
@@ -68,7 +70,7 @@ impl ChunkWriter {
         .await
         .unwrap_or_else(|join| Err(io::Error::other(join)));
         let file = match opened {
-            Ok(f) => f,
+            Ok(f) => Arc::new(f),
             Err(e) => {
                 store.space().release(reserved);
                 return Err(StoreError::io(
@@ -82,7 +84,7 @@ impl ChunkWriter {
             store,
             id,
             temp_path,
-            file: Arc::new(file),
+            file,
             hasher: Hasher::default(),
             written: 0,
             handed: 0,
@@ -90,7 +92,7 @@ impl ChunkWriter {
             in_flight: None,
             reserved,
             expected_len,
-            installed: false,
+            handed_off: false,
         })
     }
 
@@ -139,7 +141,7 @@ impl ChunkWriter {
         self.handed += block.len() as u64;
         let file = self.file.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            write_block(&file, offset, &block)
+            write_block(&file, offset, &block, true)
         }));
         Ok(())
     }
@@ -193,60 +195,76 @@ impl ChunkWriter {
             checksum,
         };
         self.block.extend_from_slice(&trailer.encode());
-        self.hand_block().await?;
         self.wait_in_flight().await?;
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .unwrap_or_else(|join| Err(io::Error::other(join)))
-            .map_err(|e| self.io_error(e))?;
-
+        let block = self.block.split().freeze();
+        let (file, offset) = (self.file.clone(), self.handed);
+        let store = self.store.clone();
+        let temp = self.temp_path.clone();
+        let reserved = self.reserved;
         let meta = ChunkMeta {
             id: self.id.clone(),
             len: self.written,
             checksum,
         };
-        let store = self.store.clone();
-        let temp = self.temp_path.clone();
-        let reserved = self.reserved;
         let installed_meta = meta.clone();
-        // Returns whether the rename happened, and the overall result.
-        let (installed, result) = tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.install(&temp, &installed_meta, reserved) {
-                return (false, Err(e));
+        let context = format!("writing chunk {}", self.id);
+        // From here the blocking task owns the temp file and the reservation: if this future
+        // is dropped, the task still either installs the chunk or cleans up after itself.
+        self.handed_off = true;
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let durable = write_block(&file, offset, &block, false).and_then(|()| file.sync_all());
+            let installed = match durable {
+                Err(e) => Err(StoreError::io(context, e)),
+                Ok(()) => store.install(&temp, &installed_meta, reserved),
+            };
+            match installed {
+                // The chunk is visible now; the directory fsync makes the rename durable.
+                Ok(()) => store.sync_dir_blocking(),
+                Err(e) => {
+                    abandon(&store, &temp, reserved);
+                    Err(e)
+                }
             }
-            // The chunk is visible now; the directory fsync makes the rename durable.
-            (true, store.sync_dir_blocking())
         })
         .await
         .unwrap_or_else(|join| {
-            let e = StoreError::io("installing a chunk", io::Error::other(join));
-            (false, Err(e))
-        });
-        self.installed = installed;
-        result.map(|()| meta)
+            tracing::error!(chunk = %id, error = %join, "the chunk install task failed");
+            Err(StoreError::io("installing a chunk", io::Error::other(join)))
+        })?;
+        Ok(meta)
     }
 }
 
 impl Drop for ChunkWriter {
     fn drop(&mut self) {
-        if self.installed {
+        if self.handed_off {
             return;
         }
-        self.store.space().release(self.reserved);
-        match std::fs::remove_file(&self.temp_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(file = %self.temp_path.display(), error = %e, "could not remove temp file")
-            }
+        // A block write still in flight lands in the unlinked file, which is freed on close.
+        abandon(&self.store, &self.temp_path, self.reserved);
+    }
+}
+
+/// Gives up an unfinished chunk: its reservation and its temp file.
+fn abandon(store: &ChunkStore, temp: &Path, reserved: u64) {
+    store.space().release(reserved);
+    match std::fs::remove_file(temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(file = %temp.display(), error = %e, "could not remove temp file")
         }
     }
 }
 
-/// Writes `block` at `offset` and starts its writeback to the disk without waiting for it.
-fn write_block(file: &File, offset: u64, block: &Bytes) -> io::Result<()> {
+/// Writes `block` at `offset` and, with `writeback`, starts its writeback to the disk
+/// without waiting for it.
+fn write_block(file: &File, offset: u64, block: &Bytes, writeback: bool) -> io::Result<()> {
     (&*file).write_all(block)?;
+    if !writeback || block.is_empty() {
+        return Ok(());
+    }
     // Only a hint: the fsync in `finish` is what makes the chunk durable, so a file system
     // without `sync_file_range` costs nothing but the early start. (Neither nix nor rustix
     // wraps this call.)

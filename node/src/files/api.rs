@@ -231,7 +231,7 @@ async fn delete_file(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    match namespace::remove(&s.dp.election, &path).await {
+    match namespace::remove(&s.dp.election, &s.dp.known_dirs, &path).await {
         Ok(meta) => {
             s.dp.repairs.forget_file(&meta.file_id);
             tracing::info!(path = %path, "deleted file");

@@ -3,6 +3,7 @@
 //! servers (see [`crate::cluster`]). See `docs/data-path.md`.
 
 pub mod api;
+pub mod known_dirs;
 pub mod manifest;
 pub mod namespace;
 pub mod path;
@@ -20,6 +21,7 @@ use axum::http::StatusCode;
 use crate::election::Election;
 use crate::http::ApiError;
 use crate::metrics::DataMetrics;
+use known_dirs::KnownDirs;
 use namespace::NsError;
 use servers::Membership;
 
@@ -46,6 +48,8 @@ pub struct DataPlane {
     pub metrics: DataMetrics,
     pub http: reqwest::Client,
     pub repairs: repair::Queue,
+    /// Directories known to exist, for one-transaction commits of new files.
+    pub known_dirs: KnownDirs,
 }
 
 impl DataPlane {
@@ -67,6 +71,7 @@ impl DataPlane {
             metrics,
             http,
             repairs: repair::Queue::default(),
+            known_dirs: KnownDirs::default(),
         }))
     }
 

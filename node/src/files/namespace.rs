@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use zookeeper_client::{Client, Error as ZkClientError, MultiReadResult};
 
+use super::known_dirs::KnownDirs;
 use super::manifest::{self, ChunkRef, Entry, EntryKind, FileMeta, Part};
 use super::path::FilePath;
 use crate::election::Election;
@@ -77,6 +78,7 @@ pub async fn lookup(
 /// file node, in the final transaction.
 pub async fn commit(
     election: &Election,
+    known: &KnownDirs,
     path: &FilePath,
     mut meta: FileMeta,
 ) -> Result<Option<FileMeta>, NsError> {
@@ -110,25 +112,62 @@ pub async fn commit(
         meta.chunks.clear();
     }
     let data = records::encode(&Entry::file(meta));
+    let epoch = election.current_token().map(|t| t.epoch).unwrap_or(0);
+    let ancestors = path.ancestors();
+    // A new file under directories known to exist: one transaction, no read first.
+    if let Some(versions) = known.versions(epoch, &ancestors) {
+        let mut ops: Vec<FencedOp> = ancestors
+            .iter()
+            .zip(versions)
+            .map(|(dir, version)| FencedOp::Check {
+                path: layout.file(dir),
+                version,
+            })
+            .collect();
+        ops.push(FencedOp::Create {
+            path: layout.file(path.as_str()),
+            data: data.clone(),
+            options: zk::persistent(),
+        });
+        match election.fenced_write(&ops).await {
+            Ok(_) => return Ok(None),
+            // The file exists already, or the map was wrong: take the read path.
+            Err(FenceError::Operation {
+                source:
+                    ZkClientError::NodeExists | ZkClientError::BadVersion | ZkClientError::NoNode,
+                ..
+            }) => known.clear(),
+            Err(e) => return Err(e.into()),
+        }
+    }
     // Retry when a concurrent change to the same path or its parents wins the race.
     for _ in 0..8 {
         // The parents and the file itself, read in one round trip.
-        let mut nodes: Vec<String> = path.ancestors().iter().map(|d| layout.file(d)).collect();
+        let generation = known.generation();
+        let mut nodes: Vec<String> = ancestors.iter().map(|d| layout.file(d)).collect();
         nodes.push(layout.file(path.as_str()));
         let mut read = read_with_stats(&client, &nodes).await?;
         let current = read.pop().flatten();
         let mut ops = Vec::new();
-        for (dir, entry) in path.ancestors().into_iter().zip(read) {
+        // What the parents' versions will be once the transaction has gone through.
+        let mut dirs = Vec::new();
+        for (dir, entry) in ancestors.iter().zip(read) {
             match entry {
-                None => ops.push(FencedOp::Create {
-                    path: layout.file(dir),
-                    data: records::encode(&Entry::dir()),
-                    options: zk::persistent(),
-                }),
-                Some((e, version)) if e.kind == EntryKind::Dir => ops.push(FencedOp::Check {
-                    path: layout.file(dir),
-                    version,
-                }),
+                None => {
+                    ops.push(FencedOp::Create {
+                        path: layout.file(dir),
+                        data: records::encode(&Entry::dir()),
+                        options: zk::persistent(),
+                    });
+                    dirs.push((*dir, 0));
+                }
+                Some((e, version)) if e.kind == EntryKind::Dir => {
+                    ops.push(FencedOp::Check {
+                        path: layout.file(dir),
+                        version,
+                    });
+                    dirs.push((*dir, version));
+                }
                 Some(_) => {
                     return Err(NsError::Conflict(format!(
                         "{dir} is a file, so {path} cannot be created under it"
@@ -160,6 +199,9 @@ pub async fn commit(
         };
         match election.fenced_write(&ops).await {
             Ok(_) => {
+                for (dir, version) in dirs {
+                    known.learn(epoch, generation, dir, version);
+                }
                 if let Some(prev) = &previous {
                     drop_parts(election, prev).await;
                 }
@@ -181,7 +223,11 @@ pub async fn commit(
 }
 
 /// Deletes the file at `path` (and directories it leaves empty); returns what was deleted.
-pub async fn remove(election: &Election, path: &FilePath) -> Result<FileMeta, NsError> {
+pub async fn remove(
+    election: &Election,
+    known: &KnownDirs,
+    path: &FilePath,
+) -> Result<FileMeta, NsError> {
     let client = election
         .client()
         .ok_or(NsError::Zk(ZkError::Zk(ZkClientError::ConnectionLoss)))?;
@@ -199,14 +245,22 @@ pub async fn remove(election: &Election, path: &FilePath) -> Result<FileMeta, Ns
             version: Some(stat.version),
         }];
         // Parent directories that only held this file go with it.
-        for dir in path.ancestors().iter().rev() {
+        let mut deleted = Vec::new();
+        for dir in path.ancestors().into_iter().rev() {
             match client.check_stat(&layout.file(dir)).await? {
-                Some(s) if s.num_children == 1 => ops.push(FencedOp::Delete {
-                    path: layout.file(dir),
-                    version: Some(s.version),
-                }),
+                Some(s) if s.num_children == 1 => {
+                    ops.push(FencedOp::Delete {
+                        path: layout.file(dir),
+                        version: Some(s.version),
+                    });
+                    deleted.push(dir);
+                }
                 _ => break,
             }
+        }
+        // Forgotten before the write: a file stored meanwhile must not rely on them.
+        for dir in &deleted {
+            known.forget(dir);
         }
         match election.fenced_write(&ops).await {
             Ok(_) => {

@@ -116,7 +116,7 @@ pub async fn upload(
         chunks,
         parts: 0,
     };
-    let previous = namespace::commit(&dp.election, &path, meta.clone()).await?;
+    let previous = namespace::commit(&dp.election, &dp.known_dirs, &path, meta.clone()).await?;
     if let Some(prev) = previous {
         dp.repairs.forget_file(&prev.file_id);
     }
