@@ -8,7 +8,7 @@ use tokio_util::io::ReaderStream;
 
 use super::Setup;
 use super::files::{cp_and_sync, evict, evict_tree, timed};
-use super::rss::{Peak, Sampler};
+use super::rss::{CpuMark, Peak, Sampler};
 use crate::error::BenchError;
 
 /// Bytes per read of the source file while uploading.
@@ -22,6 +22,8 @@ pub struct LargeRun {
     pub cat: Duration,
     /// Per process (in [`Setup::processes`] order): the peak during the put and the get.
     pub put_rss: Vec<Peak>,
+    /// CPU seconds per process (and ZooKeeper, and the client) during the put.
+    pub put_cpu: Vec<(String, f64)>,
     pub get_rss: Vec<Peak>,
 }
 
@@ -39,9 +41,11 @@ pub async fn run(setup: &Setup, run: u32) -> Result<LargeRun, BenchError> {
     let name = format!("large/run_{run}");
     evict(&setup.source)?;
     let sampler = Sampler::start(setup.pids());
+    let cpu = CpuMark::take(&setup.cpu_watch);
     let start = Instant::now();
     let put = put(setup, &name).await;
     let put_time = start.elapsed();
+    let put_cpu = cpu.used();
     let put_rss = peaks(sampler);
     put?;
 
@@ -72,6 +76,7 @@ pub async fn run(setup: &Setup, run: u32) -> Result<LargeRun, BenchError> {
         get: get_time,
         cat,
         put_rss,
+        put_cpu,
         get_rss,
     })
 }

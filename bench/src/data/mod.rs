@@ -247,6 +247,8 @@ async fn measure(
     Ok(report(&setup, &larges, &smalls))
 }
 
+const GIB: f64 = (1u64 << 30) as f64;
+
 fn print_large(setup: &Setup, n: u32, l: &LargeRun) {
     let runs = setup.options.runs;
     println!(
@@ -257,6 +259,10 @@ fn print_large(setup: &Setup, n: u32, l: &LargeRun) {
         l.get.as_secs_f64(),
         l.cat.as_secs_f64(),
         l.cat.as_secs_f64() / l.get.as_secs_f64(),
+    );
+    println!(
+        "  CPU seconds per GiB put: {}",
+        rss::format_cpu(&l.put_cpu, GIB / setup.size as f64)
     );
     for (phase, peaks) in [("put", &l.put_rss), ("get", &l.get_rss)] {
         let cells: Vec<String> = setup
@@ -294,11 +300,7 @@ fn print_small(n: u32, runs: u32, s: &SmallRun) {
     );
     println!(
         "  CPU seconds per 1,000 puts: {}",
-        s.put_cpu
-            .iter()
-            .map(|(name, secs)| format!("{name} {secs:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        rss::format_cpu(&s.put_cpu, 1.0)
     );
 }
 

@@ -95,6 +95,46 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
+/// CPU seconds each of `processes` used between two calls: `let mark = CpuMark::take(..)`,
+/// then `mark.used()`.
+pub struct CpuMark {
+    processes: Vec<(String, i32)>,
+    before: Vec<f64>,
+}
+
+impl CpuMark {
+    pub fn take(processes: &[(String, i32)]) -> Self {
+        let before = processes
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(0.0))
+            .collect();
+        Self {
+            processes: processes.to_vec(),
+            before,
+        }
+    }
+
+    /// `(name, seconds)` per process since the mark was taken.
+    pub fn used(&self) -> Vec<(String, f64)> {
+        self.processes
+            .iter()
+            .zip(&self.before)
+            .map(|((name, pid), before)| {
+                let now = cpu_seconds(*pid).unwrap_or(*before);
+                (name.clone(), now - before)
+            })
+            .collect()
+    }
+}
+
+/// `name 1.23, other 0.45` with every value scaled by `scale`.
+pub fn format_cpu(used: &[(String, f64)], scale: f64) -> String {
+    used.iter()
+        .map(|(name, secs)| format!("{name} {:.2}", secs * scale))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

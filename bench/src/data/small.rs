@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::Setup;
+use super::rss::CpuMark;
 use crate::error::BenchError;
 use crate::stats::percentile;
 
@@ -59,7 +60,7 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
     let clients = setup.options.clients;
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..n).map(content).collect());
     let prefix = format!("small/run_{run}");
-    let cpu_before = cpu_of(&setup.cpu_watch);
+    let cpu = CpuMark::take(&setup.cpu_watch);
     let puts = fan_out(n, clients, {
         let (setup, bodies, prefix) = (setup.clone(), bodies.clone(), prefix.clone());
         move |i| {
@@ -69,14 +70,10 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
         }
     })
     .await?;
-    let put_cpu = setup
-        .cpu_watch
-        .iter()
-        .zip(cpu_before)
-        .map(|((name, pid), before)| {
-            let used = super::rss::cpu_seconds(*pid).unwrap_or(before) - before;
-            (name.clone(), used * 1000.0 / n as f64)
-        })
+    let put_cpu = cpu
+        .used()
+        .into_iter()
+        .map(|(name, secs)| (name, secs * 1000.0 / n as f64))
         .collect();
     let gets = fan_out(n, clients, {
         let (setup, bodies, prefix) = (setup.clone(), bodies.clone(), prefix.clone());
@@ -104,13 +101,6 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
         local_puts,
         local_gets,
     })
-}
-
-fn cpu_of(processes: &[(String, i32)]) -> Vec<f64> {
-    processes
-        .iter()
-        .map(|(_, pid)| super::rss::cpu_seconds(*pid).unwrap_or(0.0))
-        .collect()
 }
 
 /// Runs `op(0..n)` on `clients` concurrent tasks; returns the throughput and latencies.

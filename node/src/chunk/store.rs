@@ -6,7 +6,7 @@ use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
@@ -97,6 +97,8 @@ pub struct ChunkStore {
     bad_tx: broadcast::Sender<BadChunk>,
     checksum_failures: AtomicU64,
     temp_seq: AtomicU64,
+    /// Whole blocks are written with `O_DIRECT` until the file system refuses it once.
+    direct_io: AtomicBool,
     /// Held for the store's lifetime: the exclusive lock on the data directory.
     _lock: File,
 }
@@ -137,6 +139,7 @@ impl ChunkStore {
             bad_tx,
             checksum_failures: AtomicU64::new(0),
             temp_seq: AtomicU64::new(0),
+            direct_io: AtomicBool::new(true),
             _lock: lock,
         };
         Ok((Arc::new(store), report))
@@ -153,6 +156,19 @@ impl ChunkStore {
 
     pub(crate) fn space(&self) -> &Space {
         &self.space
+    }
+
+    /// Whether chunk writers should try `O_DIRECT` for whole blocks.
+    pub(crate) fn direct_io(&self) -> bool {
+        self.direct_io.load(Ordering::Relaxed)
+    }
+
+    /// The file system refused `O_DIRECT`: write through the page cache from now on.
+    pub(crate) fn disable_direct_io(&self, why: &io::Error) {
+        if self.direct_io.swap(false, Ordering::Relaxed) {
+            tracing::info!(dir = %self.chunks_dir.display(), error = %why,
+                "direct I/O is not available here; chunks are written through the page cache");
+        }
     }
 
     /// A fresh temp file path for a write of `id`, in the chunk directory so the final
