@@ -486,6 +486,32 @@ def write_files(g):
     g.read_back_all("just written")
 
 
+@case(*HEADS, "cluster-server")
+def host_ports_of_both_heads_serve_files(g):
+    """From the host, both published head ports take uploads and serve downloads: the standby
+    forwards to the leader (standby_proxy), whose compose address the host cannot resolve."""
+    leader = wait_for("both heads agree on a leader", g.leader, ELECTION_DEADLINE)
+    ports = {"head-server-1": g.env["FILEGRID_HEAD1_PORT"], "head-server-2": g.env["FILEGRID_HEAD2_PORT"]}
+    standby = [s for s in HEADS if s != g.leader_service(leader)][0]
+    body = os.urandom(3 * 1024 * 1024 + 17)
+    remote = f"e2e-{g.project[-6:]}/via-host-{standby}.bin"
+
+    def call(service, method, data=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{ports[service]}/v1/files/{remote}",
+                                     data=data, method=method)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+
+    status, _ = call(standby, "PUT", body)
+    assert status == 201, f"PUT via the standby's host port answered {status}"
+    for service in HEADS:
+        status, got = call(service, "GET")
+        assert status == 200 and got == body, f"GET via {service}: {status}, {len(got)} bytes"
+    status, _ = call(standby, "DELETE")
+    assert status == 200, f"DELETE via the standby answered {status}"
+    log(f"  put, get and delete through {standby} (standby) at host port {ports[standby]}")
+
+
 @case(*HEADS, "zk-head-monitor")
 def leader_stop_failover(g):
     """`compose stop` of the leader: the other head leads within the failover target."""

@@ -803,3 +803,158 @@ fn a_paused_leaders_late_writes_are_rejected_by_epoch() {
         "refused by the cluster servers' epoch fence: {answer}"
     );
 }
+
+#[test]
+fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            extra_head_args: vec!["--standby-proxy".into()],
+            ..Default::default()
+        },
+    );
+    let leader = grid.leader_url(Duration::from_secs(20));
+    // The standby, once it knows the leader (its own /v1/status says so).
+    let standby = wait_until_sync(
+        Duration::from_secs(10),
+        "a standby that knows the leader",
+        || {
+            grid.heads.iter().find_map(|h| {
+                let url = format!("http://127.0.0.1:{}", h.port);
+                let st: Value = http()
+                    .get(format!("{url}/v1/status"))
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                (st["role"] == "standby" && !st["leader"].is_null()).then_some(url)
+            })
+        },
+    );
+    assert_ne!(standby, leader);
+    let no_redirects = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+
+    // A multi-chunk upload and download through the standby, streamed both ways.
+    let data = random(CHUNK * 5 + 11);
+    let r = no_redirects
+        .put(format!("{standby}/v1/files/via/standby.bin"))
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "forwarded, not redirected");
+    let r = no_redirects
+        .get(format!("{standby}/v1/files/via/standby.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hash(&r.bytes().unwrap()), hash(&data));
+    // What the leader stored is what the standby was sent.
+    assert_eq!(get(&leader, "via/standby.bin"), (200, data.clone()));
+    // Ranges, HEAD, listings and errors pass through unchanged.
+    let r = no_redirects
+        .get(format!("{standby}/v1/files/via/standby.bin"))
+        .header("range", "bytes=10-19")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().unwrap()[..], &data[10..20]);
+    let r = no_redirects
+        .head(format!("{standby}/v1/files/via/standby.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        (data.len()).to_string().as_str()
+    );
+    let list: Value = no_redirects
+        .get(format!("{standby}/v1/files?prefix=via/"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["files"][0]["path"], "via/standby.bin");
+    let r = no_redirects
+        .get(format!("{standby}/v1/files/via/missing"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "not_found");
+    let r = no_redirects
+        .delete(format!("{standby}/v1/files/via/standby.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(&leader, "via/standby.bin").0, 404);
+    // `curl -T` through the standby: curl asks `Expect: 100-continue` for a body this size,
+    // which the standby answers itself before forwarding.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("upload.bin");
+    let big = random(3 * 1024 * 1024 + 5);
+    std::fs::write(&local, &big).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T"])
+        .arg(&local)
+        .arg(format!("{standby}/v1/files/via/curl.bin"))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201", "{out:?}");
+    assert_eq!(hash(&get(&leader, "via/curl.bin").1), hash(&big));
+    // The CLI given the standby keeps using it (its status says it forwards), so a client
+    // that can reach only this head still works.
+    let st: Value = http()
+        .get(format!("{standby}/v1/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(st["forwards_to_leader"], true);
+    let puts_via_standby = || {
+        let text = http()
+            .get(format!("{standby}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("filegrid_http_requests_total{")
+                    && l.contains("method=\"PUT\"")
+                    && l.contains("code=\"201\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = puts_via_standby();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"))
+            .arg("--head")
+            .arg(&standby)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["put", local.to_str().unwrap(), "via/cli.bin"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        puts_via_standby(),
+        before + 1.0,
+        "the CLI put went through the standby"
+    );
+    let back = dir.path().join("back.bin");
+    let out = cli(&["get", "via/cli.bin", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(hash(&std::fs::read(&back).unwrap()), hash(&big));
+    // Heartbeats are never forwarded: a cluster server must talk to the leader itself.
+    let r = no_redirects
+        .post(format!("{standby}/v1/heartbeat"))
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 307);
+}

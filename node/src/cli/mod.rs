@@ -174,11 +174,13 @@ impl Target {
     }
 
     /// The leader's API base URL: data commands talk to it directly. When the given head is
-    /// the leader its address is kept as given, so port forwards and NAT keep working.
+    /// the leader, or a standby that forwards to the leader, its address is kept as given, so
+    /// port forwards and NAT keep working.
     async fn leader_base(&self) -> Result<String, CliError> {
         if let Target::Head { base, .. } = self
             && let Ok(status) = self.get::<serde_json::Value>("/v1/status").await
-            && status["role"] == "leader"
+            && (status["role"] == "leader"
+                || (status["role"] == "standby" && status["forwards_to_leader"] == true))
         {
             return Ok(base.clone());
         }

@@ -96,6 +96,10 @@ pub struct HeadArgs {
     /// Take leadership back from a higher id when this head is the lowest healthy one
     #[arg(long, env = "FILEGRID_PREEMPT", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
     pub preempt: Option<bool>,
+    /// On a standby, forward leader-only calls to the leader instead of redirecting the client
+    /// there (for clients that cannot reach the leader's advertised address) [default: false]
+    #[arg(long, env = "FILEGRID_STANDBY_PROXY", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub standby_proxy: Option<bool>,
     /// At start, how long the lowest head waits for lower ids to register before claiming [default: 1s]
     #[arg(long, env = "FILEGRID_STARTUP_GRACE", value_parser = values::duration)]
     pub startup_grace: Option<Duration>,
@@ -130,6 +134,7 @@ pub struct HeadConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub advertise_host: String,
     pub preempt: bool,
+    pub standby_proxy: bool,
     pub startup_grace: Duration,
     pub replication_factor: u32,
     pub min_write_replicas: u32,
@@ -146,6 +151,7 @@ const HEAD_KEYS: &[&str] = &[
     "metrics_listen",
     "advertise_host",
     "preempt",
+    "standby_proxy",
     "startup_grace",
     "replication_factor",
     "min_write_replicas",
@@ -425,6 +431,8 @@ impl HeadArgs {
             9669,
         )?;
         let preempt = layer(&file, "preempt", self.preempt, values::boolean)?.unwrap_or(false);
+        let standby_proxy =
+            layer(&file, "standby_proxy", self.standby_proxy, values::boolean)?.unwrap_or(false);
         let startup_grace = layer(&file, "startup_grace", self.startup_grace, values::duration)?
             .unwrap_or(Duration::from_secs(1));
         let replication_factor = layer(
@@ -492,6 +500,7 @@ impl HeadArgs {
             metrics_listen,
             advertise_host,
             preempt,
+            standby_proxy,
             startup_grace,
             replication_factor,
             min_write_replicas,

@@ -1,14 +1,15 @@
 //! HTTP routes of the data path on a head: the file API, heartbeats from cluster servers, the
-//! cluster view and decommissioning. Every route here is leader-only: a standby answers with a
-//! redirect to the leader (see [`crate::head::api::not_leader_response`]).
+//! cluster view and decommissioning. Every route here is leader-only: a standby redirects to
+//! the leader or forwards the call there (see [`crate::head::leader_only`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -18,7 +19,8 @@ use super::repair::PassReport;
 use super::servers::Heartbeat;
 use super::{DataError, DataPlane, namespace, read, write};
 use crate::fencing::FencedOp;
-use crate::head::api::{ApiState, not_leader_response};
+use crate::head::api::ApiState;
+use crate::head::leader_only;
 use crate::http::ApiError;
 use crate::ids::ServerId;
 use crate::zk::records::{self, ClusterStateRecord, DrainState};
@@ -31,7 +33,7 @@ pub struct FilesState {
 }
 
 pub fn router(state: FilesState) -> Router {
-    Router::new()
+    let forwardable = Router::new()
         .route(
             "/v1/files/{*path}",
             get(get_file)
@@ -40,15 +42,20 @@ pub fn router(state: FilesState) -> Router {
                 .delete(delete_file),
         )
         .route("/v1/files", get(list_files))
-        .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/{id}/decommission", post(decommission))
         .route("/v1/repair", get(repair_report))
-        .with_state(state)
-}
-
-fn gate(s: &FilesState, uri: &axum::http::Uri) -> Option<Response> {
-    not_leader_response(&s.api, uri)
+        .route_layer(middleware::from_fn_with_state(
+            state.api.clone(),
+            leader_only::forward_or_redirect,
+        ));
+    let heartbeats = Router::new()
+        .route("/v1/heartbeat", post(heartbeat))
+        .route_layer(middleware::from_fn_with_state(
+            state.api.clone(),
+            leader_only::redirect,
+        ));
+    forwardable.merge(heartbeats).with_state(state)
 }
 
 fn parse_path(raw: &str) -> Result<FilePath, ApiError> {
@@ -61,32 +68,19 @@ fn parse_path(raw: &str) -> Result<FilePath, ApiError> {
     })
 }
 
-/// The validated path of a leader-only file call, or the answer to give instead.
-fn leader_path(
-    s: &FilesState,
-    uri: &axum::http::Uri,
-    raw: &str,
-) -> Result<FilePath, Box<Response>> {
-    if let Some(r) = gate(s, uri) {
-        return Err(Box::new(r));
-    }
-    parse_path(raw).map_err(|e| Box::new(e.into_response()))
-}
-
 fn fail(e: DataError) -> Response {
     ApiError::from(e).into_response()
 }
 
 async fn put_file(
     State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let path = match leader_path(&s, &uri, &raw) {
+    let path = match parse_path(&raw) {
         Ok(p) => p,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     let content_length = match headers.get(header::CONTENT_LENGTH) {
         None => None,
@@ -155,14 +149,10 @@ async fn lookup(s: &FilesState, path: &FilePath) -> Result<super::manifest::File
         .map_err(|e| fail(e.into()))
 }
 
-async fn head_file(
-    State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
-    Path(raw): Path<String>,
-) -> Response {
-    let path = match leader_path(&s, &uri, &raw) {
+async fn head_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Response {
+    let path = match parse_path(&raw) {
         Ok(p) => p,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     match lookup(&s, &path).await {
         Ok(meta) => {
@@ -176,13 +166,12 @@ async fn head_file(
 
 async fn get_file(
     State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let path = match leader_path(&s, &uri, &raw) {
+    let path = match parse_path(&raw) {
         Ok(p) => p,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     let meta = match lookup(&s, &path).await {
         Ok(m) => m,
@@ -222,14 +211,10 @@ async fn get_file(
     (status, h, read::download(s.dp.clone(), meta, range)).into_response()
 }
 
-async fn delete_file(
-    State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
-    Path(raw): Path<String>,
-) -> Response {
-    let path = match leader_path(&s, &uri, &raw) {
+async fn delete_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Response {
+    let path = match parse_path(&raw) {
         Ok(p) => p,
-        Err(r) => return *r,
+        Err(e) => return e.into_response(),
     };
     match namespace::remove(&s.dp.election, &s.dp.known_dirs, &path).await {
         Ok(meta) => {
@@ -251,12 +236,8 @@ struct ListQuery {
 
 async fn list_files(
     State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Some(r) = gate(&s, &uri) {
-        return r;
-    }
     let Ok(Query(q)) = q else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -296,16 +277,11 @@ async fn list_files(
 
 async fn heartbeat(
     State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
     body: Result<axum::Json<Heartbeat>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let start = Instant::now();
     let m = &s.dp.metrics;
     m.heartbeat_received.inc();
-    if let Some(r) = gate(&s, &uri) {
-        m.heartbeat_errors.inc();
-        return r;
-    }
     let Ok(axum::Json(hb)) = body else {
         m.heartbeat_errors.inc();
         return ApiError::new(
@@ -330,21 +306,11 @@ async fn heartbeat(
     axum::Json(serde_json::json!({"epoch": epoch})).into_response()
 }
 
-async fn cluster(State(s): State<FilesState>, OriginalUri(uri): OriginalUri) -> Response {
-    if let Some(r) = gate(&s, &uri) {
-        return r;
-    }
+async fn cluster(State(s): State<FilesState>) -> Response {
     axum::Json(s.dp.membership.views(s.dp.config.dead_after)).into_response()
 }
 
-async fn decommission(
-    State(s): State<FilesState>,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(r) = gate(&s, &uri) {
-        return r;
-    }
+async fn decommission(State(s): State<FilesState>, Path(id): Path<String>) -> Response {
     let Ok(id) = ServerId::new(id.clone()) else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -396,10 +362,7 @@ async fn decommission(
         .into_response()
 }
 
-async fn repair_report(State(s): State<FilesState>, OriginalUri(uri): OriginalUri) -> Response {
-    if let Some(r) = gate(&s, &uri) {
-        return r;
-    }
+async fn repair_report(State(s): State<FilesState>) -> Response {
     let rep = s.report.lock().map(|r| r.clone()).unwrap_or_default();
     axum::Json(rep).into_response()
 }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use zookeeper_client::Client;
 
-use crate::election::{Election, Role};
+use crate::election::Election;
 use crate::fencing::{FenceError, FencedOp};
 use crate::http::ApiError;
 use crate::ids::ServerId;
@@ -21,6 +21,10 @@ use crate::zk::{self, ZkError};
 #[derive(Clone)]
 pub struct ApiState {
     pub election: Arc<Election>,
+    /// This head's id.
+    pub server_id: ServerId,
+    /// Client for forwarding leader-only calls to the leader, when `standby_proxy` is on.
+    pub proxy: Option<reqwest::Client>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -136,41 +140,15 @@ pub async fn list_heads(c: &Client, layout: &zk::Layout) -> Result<Vec<HeadView>
     Ok(out)
 }
 
+/// This head's own view, and whether as a standby it forwards leader-only calls (so a client
+/// may keep using this address).
 async fn status(State(s): State<ApiState>) -> impl IntoResponse {
-    axum::Json(s.election.status().borrow().clone())
-}
-
-/// Leader-only calls: `None` on the leader; otherwise the answer to give instead, a redirect
-/// to the leader from a standby, or 503 when no leader is known.
-pub fn not_leader_response(s: &ApiState, uri: &axum::http::Uri) -> Option<Response> {
-    let st = s.election.status().borrow().clone();
-    match (st.role, st.leader) {
-        (Role::Leader, _) => None,
-        (Role::Standby, Some(l)) => {
-            let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let location = format!("http://{}:{}{}", l.host, l.api_port, pq);
-            Some(
-                (
-                    StatusCode::TEMPORARY_REDIRECT,
-                    [(header::LOCATION, location.clone())],
-                    axum::Json(serde_json::json!({
-                        "code": "not_leader",
-                        "message": format!("{} leads; retry at {location}", l.server_id),
-                        "leader": l.server_id,
-                    })),
-                )
-                    .into_response(),
-            )
-        }
-        (role, _) => Some(
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_leader",
-                format!("this head is {role:?} and knows no leader; retry shortly").to_lowercase(),
-            )
-            .into_response(),
-        ),
+    let mut v = serde_json::to_value(s.election.status().borrow().clone())
+        .unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("forwards_to_leader".into(), s.proxy.is_some().into());
     }
+    axum::Json(v)
 }
 
 /// Writes `fence_probe` through the fence with this head's most recent leadership token,

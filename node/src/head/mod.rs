@@ -1,6 +1,7 @@
 //! The head server process: election, coordination API, and (with the data path) the file API.
 
 pub mod api;
+pub mod leader_only;
 
 use std::sync::Arc;
 
@@ -45,7 +46,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         head_metrics,
     );
     tracing::info!(server_id = %cfg.server_id, listen = %cfg.listen, advertise_host = %cfg.advertise_host,
-        zk_hosts = %cfg.common.zk_hosts, zk_root = %cfg.common.zk_root, preempt = cfg.preempt, "starting head");
+        zk_hosts = %cfg.common.zk_hosts, zk_root = %cfg.common.zk_root, preempt = cfg.preempt, standby_proxy = cfg.standby_proxy, "starting head");
 
     let data_plane = DataPlane::new(
         election.clone(),
@@ -62,8 +63,23 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     )
     .context("building the cluster HTTP client")?;
     let repair_report = Arc::new(std::sync::Mutex::new(PassReport::default()));
+    let proxy = if cfg.standby_proxy {
+        // No overall timeout: a forwarded upload or download lasts as long as the transfer.
+        Some(
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .build()
+                .context("building the standby proxy's HTTP client")?,
+        )
+    } else {
+        None
+    };
     let api_state = api::ApiState {
         election: election.clone(),
+        server_id: cfg.server_id.clone(),
+        proxy,
     };
 
     let ready = Readiness::default();

@@ -1,0 +1,134 @@
+//! Leader-only routes: the leader serves them; a standby either redirects the client to the
+//! leader (`307`, the default) or, with `standby_proxy`, forwards the request to the leader and
+//! streams the answer back, for clients that cannot reach the leader's advertised address (a
+//! port published by docker compose, a Kubernetes port-forward). A head that knows no leader
+//! answers `503`.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::api::ApiState;
+use crate::election::Role;
+use crate::http::ApiError;
+use crate::zk::records::LeaderRecord;
+
+/// Set on a forwarded request: a head never forwards a request twice, so two heads that
+/// briefly disagree on who leads cannot bounce a request between them.
+pub const FORWARDED_BY_HEADER: &str = "x-filegrid-forwarded-by";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), which a proxy must not pass on, and `Expect`, which
+/// the standby has already answered.
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::EXPECT,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+];
+
+/// Middleware for leader-only routes that a standby may forward.
+pub async fn forward_or_redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    gate(s, req, next, true).await
+}
+
+/// Middleware for leader-only routes that are never forwarded (heartbeats: a cluster server
+/// must learn who leads, not have a standby carry its reports).
+pub async fn redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    gate(s, req, next, false).await
+}
+
+async fn gate(s: ApiState, req: Request, next: Next, may_forward: bool) -> Response {
+    let st = s.election.status().borrow().clone();
+    match (st.role, st.leader) {
+        (Role::Leader, _) => next.run(req).await,
+        (Role::Standby, Some(leader)) => match &s.proxy {
+            Some(client) if may_forward && !req.headers().contains_key(FORWARDED_BY_HEADER) => {
+                forward(client, &s, &leader, req).await
+            }
+            _ => redirect_to(&leader, &req),
+        },
+        (role, _) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            format!("this head is {role:?} and knows no leader; retry shortly").to_lowercase(),
+        )
+        .into_response(),
+    }
+}
+
+fn leader_url(leader: &LeaderRecord, req: &Request) -> String {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{}:{}{}", leader.host, leader.api_port, pq)
+}
+
+fn redirect_to(leader: &LeaderRecord, req: &Request) -> Response {
+    let location = leader_url(leader, req);
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location.clone())],
+        axum::Json(serde_json::json!({
+            "code": "not_leader",
+            "message": format!("{} leads; retry at {location}", leader.server_id),
+            "leader": leader.server_id,
+        })),
+    )
+        .into_response()
+}
+
+/// Sends `req` to the leader, body streamed, and streams the leader's answer back.
+async fn forward(
+    client: &reqwest::Client,
+    s: &ApiState,
+    leader: &LeaderRecord,
+    req: Request,
+) -> Response {
+    let url = leader_url(leader, &req);
+    let (parts, body) = req.into_parts();
+    let mut headers = without_hop_by_hop(&parts.headers);
+    if let Ok(me) = s.server_id.as_str().parse() {
+        headers.insert(FORWARDED_BY_HEADER, me);
+    }
+    let sent = client
+        .request(parts.method.clone(), &url)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(leader = %leader.server_id, %url, error = %e, "could not forward a request to the leader");
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "leader_unreachable",
+                format!(
+                    "{} leads, but this head could not reach it: {e}",
+                    leader.server_id
+                ),
+            )
+            .into_response();
+        }
+    };
+    let (status, headers) = (answer.status(), without_hop_by_hop(answer.headers()));
+    let mut resp = Response::new(Body::from_stream(answer.bytes_stream()));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    for h in HOP_BY_HOP {
+        out.remove(h);
+    }
+    out.remove("keep-alive");
+    out.remove("proxy-connection");
+    out
+}
