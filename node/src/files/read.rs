@@ -1,8 +1,11 @@
-//! Downloads: chunks are fetched one replica at a time, verified against the manifest's
-//! checksum before a byte is passed on, and a failing replica (error, timeout, missing chunk,
-//! checksum mismatch) is skipped for the next one. A replica that served bad data is rewritten
-//! from a good copy (read repair). Two chunks are in memory per download at most.
+//! Downloads: chunks are fetched one replica at a time and verified before a byte is passed
+//! on (a whole chunk here, against the manifest's checksum; the part of a chunk a `Range`
+//! covers by the cluster server, which checks the whole chunk before it ends its answer), and
+//! a failing replica (error, timeout, missing chunk, checksum mismatch) is skipped for the next
+//! one. A replica that served bad data is rewritten from a good copy (read repair). Two chunks
+//! are in memory per download at most.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use futures::StreamExt;
 use super::manifest::{ChunkRef, FileMeta};
 use super::{DataError, DataPlane};
 use crate::chunk::Checksum;
+use crate::cluster::CHECKSUM_HEADER;
 use crate::ids::ServerId;
 
 /// Chunks fetched ahead of the one being sent.
@@ -95,11 +99,10 @@ pub fn download(dp: Arc<DataPlane>, meta: FileMeta, range: Option<ByteRange>) ->
         .map(move |(offset, chunk)| {
             let dp = dp.clone();
             async move {
-                let data = fetch(&dp, &chunk).await?;
-                // Cut to the requested range.
-                let from = range.start.saturating_sub(offset).min(data.len() as u64) as usize;
-                let to = (range.end - offset).min(data.len() as u64) as usize;
-                let part = data.slice(from..to);
+                // The part of this chunk the range covers.
+                let from = range.start.saturating_sub(offset).min(chunk.len);
+                let to = (range.end - offset).min(chunk.len);
+                let part = fetch_part(&dp, &chunk, from..to).await?;
                 dp.metrics.bytes_out.inc_by(part.len() as u64);
                 Ok::<Bytes, std::io::Error>(part)
             }
@@ -110,6 +113,20 @@ pub fn download(dp: Arc<DataPlane>, meta: FileMeta, range: Option<ByteRange>) ->
 
 /// Fetches and verifies one chunk, trying its replicas in turn (live ones first).
 pub async fn fetch(dp: &Arc<DataPlane>, chunk: &ChunkRef) -> Result<Bytes, std::io::Error> {
+    fetch_part(dp, chunk, 0..chunk.len).await
+}
+
+/// Fetches `part` of a chunk (all of it, or a `Range`), trying its replicas in turn (live
+/// ones first). A whole chunk is checked here against the manifest's checksum. Only a part
+/// travels for a range: the cluster server verifies the whole chunk before it ends the
+/// answer cleanly, and its checksum header must be the manifest's, so the part comes from
+/// the very chunk the manifest names.
+async fn fetch_part(
+    dp: &Arc<DataPlane>,
+    chunk: &ChunkRef,
+    part: Range<u64>,
+) -> Result<Bytes, std::io::Error> {
+    let whole = part.start == 0 && part.end == chunk.len;
     let expected: Option<Checksum> = chunk.checksum.parse().ok();
     let mut replicas = chunk.replicas.clone();
     // Registered servers first; the others may still answer (e.g. just restarted).
@@ -121,10 +138,15 @@ pub async fn fetch(dp: &Arc<DataPlane>, chunk: &ChunkRef) -> Result<Bytes, std::
             errors.push(format!("{r}: unknown server"));
             continue;
         };
-        match get_chunk(dp, &addr, &chunk.id, chunk.len).await {
-            Ok(data) => {
-                let ok_len = data.len() as u64 == chunk.len;
-                let ok_sum = expected.is_none_or(|e| Checksum::of(&data) == e);
+        let asked = (!whole).then(|| part.clone());
+        match get_chunk(dp, &addr, &chunk.id, chunk.len, asked).await {
+            Ok((data, served_sum)) => {
+                let ok_len = data.len() as u64 == part.end - part.start;
+                let ok_sum = match (expected, whole) {
+                    (None, _) => true,
+                    (Some(e), true) => Checksum::of(&data) == e,
+                    (Some(e), false) => served_sum.is_some_and(|s| s == e),
+                };
                 if ok_len && ok_sum {
                     if !bad.is_empty() {
                         dp.repairs.read_repair(&chunk.id, &r, &bad);
@@ -159,22 +181,45 @@ pub async fn fetch(dp: &Arc<DataPlane>, chunk: &ChunkRef) -> Result<Bytes, std::
     )))
 }
 
-/// GETs a whole chunk; the flag says whether the failure means the copy is bad or missing
-/// (worth rewriting) rather than the server being unreachable.
+/// GETs a chunk, or `range` of it, with the checksum the server has for the whole chunk; the
+/// error's flag says whether the failure means the copy is bad or missing (worth rewriting)
+/// rather than the server being unreachable.
 async fn get_chunk(
     dp: &DataPlane,
     addr: &str,
     id: &str,
     len: u64,
-) -> Result<Bytes, (String, bool)> {
-    let resp = dp
+    range: Option<Range<u64>>,
+) -> Result<(Bytes, Option<Checksum>), (String, bool)> {
+    let mut req = dp
         .http
         .get(format!("http://{addr}/v1/chunks/{id}"))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(|e| (e.to_string(), false))?;
+        .timeout(Duration::from_secs(30));
+    if let Some(r) = &range {
+        if r.is_empty() {
+            return Ok((Bytes::new(), None));
+        }
+        req = req.header(
+            reqwest::header::RANGE,
+            format!("bytes={}-{}", r.start, r.end - 1),
+        );
+    }
+    let len = range.as_ref().map_or(len, |r| r.end - r.start);
+    let resp = req.send().await.map_err(|e| (e.to_string(), false))?;
     let status = resp.status();
+    let wanted = if range.is_some() {
+        reqwest::StatusCode::PARTIAL_CONTENT
+    } else {
+        reqwest::StatusCode::OK
+    };
+    if status.is_success() && status != wanted {
+        return Err((format!("HTTP {status} where {wanted} was expected"), false));
+    }
+    let served_sum = resp
+        .headers()
+        .get(CHECKSUM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     if !status.is_success() {
         let corrupt = status == reqwest::StatusCode::NOT_FOUND
             || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
@@ -192,7 +237,7 @@ async fn get_chunk(
         }
         buf.extend_from_slice(&piece);
     }
-    Ok(buf.freeze())
+    Ok((buf.freeze(), served_sum))
 }
 
 #[cfg(test)]
