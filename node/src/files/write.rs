@@ -3,8 +3,10 @@
 //! the pipeline has it durably. A replica that fails is replaced by another live server. The
 //! file becomes visible only when its manifest is committed through the fenced write.
 //!
-//! At most [`IN_FLIGHT`] chunks are in memory per upload (one being filled, the others on their
-//! way), so memory stays flat whatever the file size.
+//! At most [`IN_FLIGHT`] chunks are on their way per upload, plus the one being filled, so
+//! memory stays flat whatever the file size. A chunk's buffer is reused for a later chunk of
+//! the same upload once its replicas have it: a fresh 8 MiB buffer costs 2,048 page faults
+//! and as many zeroed pages, which was a third of the head's CPU on a large upload.
 
 use std::sync::Arc;
 
@@ -48,6 +50,8 @@ pub async fn upload(
     let mut whole = crc32c_state();
     let mut total: u64 = 0;
     let mut buf = BytesMut::with_capacity(chunk_size);
+    // Buffers of chunks already stored, for the next chunks.
+    let mut spare: Vec<BytesMut> = Vec::new();
     let mut pending = FuturesOrdered::new();
     let mut chunks: Vec<ChunkRef> = Vec::new();
     let mut index: u64 = 0;
@@ -79,13 +83,19 @@ pub async fn upload(
         while buf.len() >= chunk_size || (done && !buf.is_empty()) {
             let n = buf.len().min(chunk_size);
             let data = buf.split_to(n).freeze();
+            // The rest (if any) moves into a reused buffer, so `data` keeps its own.
+            let rest = std::mem::take(&mut buf);
+            buf = spare.pop().unwrap_or_default();
+            buf.extend_from_slice(&rest);
             let id = format!("{file_id}-{index}");
             index += 1;
             pending.push_back(store_chunk(dp.clone(), token.epoch, id, data));
             if pending.len() >= IN_FLIGHT
                 && let Some(r) = pending.next().await
             {
-                chunks.push(r?);
+                let (chunk, data) = r?;
+                chunks.push(chunk);
+                reuse(&mut spare, data);
             }
         }
         if done {
@@ -95,8 +105,9 @@ pub async fn upload(
             buf.reserve(chunk_size - buf.len());
         }
     }
+    drop(spare);
     while let Some(r) = pending.next().await {
-        chunks.push(r?);
+        chunks.push(r?.0);
     }
     if let Some(n) = content_length
         && n != total
@@ -134,13 +145,22 @@ fn crc32c_state() -> u32 {
     0
 }
 
-/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`).
+/// Keeps a stored chunk's buffer for a later chunk, if nothing else holds it any more.
+fn reuse(spare: &mut Vec<BytesMut>, data: Bytes) {
+    if let Ok(mut b) = data.try_into_mut() {
+        b.clear();
+        spare.push(b);
+    }
+}
+
+/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`);
+/// hands the data back with the chunk's reference, for its buffer to be reused.
 async fn store_chunk(
     dp: Arc<DataPlane>,
     epoch: u64,
     id: String,
     data: Bytes,
-) -> Result<ChunkRef, DataError> {
+) -> Result<(ChunkRef, Bytes), DataError> {
     let checksum = Checksum::of(&data);
     let rf = dp.config.replication_factor as usize;
     let min = dp.config.min_write_replicas as usize;
@@ -237,12 +257,13 @@ async fn store_chunk(
         tracing::warn!(chunk = %id, replicas = stored.len(), replication_factor = rf,
             "chunk acknowledged under-replicated; it will be repaired in the background");
     }
-    Ok(ChunkRef {
+    let chunk = ChunkRef {
         id,
         len: data.len() as u64,
         checksum: checksum.to_string(),
         replicas: stored,
-    })
+    };
+    Ok((chunk, data))
 }
 
 struct SendError {
