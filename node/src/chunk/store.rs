@@ -99,6 +99,7 @@ pub struct ChunkStore {
     temp_seq: AtomicU64,
     /// Whole blocks are written with `O_DIRECT` until the file system refuses it once.
     direct_io: AtomicBool,
+    blocks: super::writer::BlockPool,
     /// Held for the store's lifetime: the exclusive lock on the data directory.
     _lock: File,
 }
@@ -140,6 +141,7 @@ impl ChunkStore {
             checksum_failures: AtomicU64::new(0),
             temp_seq: AtomicU64::new(0),
             direct_io: AtomicBool::new(true),
+            blocks: Default::default(),
             _lock: lock,
         };
         Ok((Arc::new(store), report))
@@ -156,6 +158,11 @@ impl ChunkStore {
 
     pub(crate) fn space(&self) -> &Space {
         &self.space
+    }
+
+    /// Idle block buffers shared by chunk writers.
+    pub(crate) fn blocks(&self) -> &super::writer::BlockPool {
+        &self.blocks
     }
 
     /// Whether chunk writers should try `O_DIRECT` for whole blocks.
