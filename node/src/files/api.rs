@@ -217,8 +217,8 @@ async fn delete_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Re
         Err(e) => return e.into_response(),
     };
     match namespace::remove(&s.dp.election, &s.dp.known_dirs, &path).await {
-        Ok(meta) => {
-            s.dp.repairs.forget_file(&meta.file_id);
+        Ok(_) => {
+            s.dp.repairs.orphaned();
             tracing::info!(path = %path, "deleted file");
             axum::Json(serde_json::json!({"path": path.as_str(), "deleted": true})).into_response()
         }

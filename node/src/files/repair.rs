@@ -5,8 +5,16 @@
 //! each pass) and compares it with the live servers (registrations and heartbeats). A new
 //! leader waits [`WARM_UP`] before its first pass so that it has heard from every server:
 //! a failover alone never triggers copies. Copies are rate limited (`repair_rate`).
+//!
+//! Walking every manifest costs ZooKeeper work in proportion to the number of files, so a
+//! pass runs only when something may need it: the servers' states changed (one went silent,
+//! was declared dead, came back, or is draining), a repair was asked for (a bad copy read, a
+//! chunk acknowledged short of replicas), files were deleted or replaced or an upload failed
+//! (orphans to collect), the last pass left work (copies made, chunks still short, orphans in
+//! their grace) or failed, and otherwise every [`IDLE_PASS`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,10 +33,16 @@ use crate::zk::records::{self, ClusterStateRecord, DrainState};
 /// Time a new leader waits for heartbeats before it repairs anything.
 pub const WARM_UP: Duration = Duration::from_secs(5);
 
+/// Longest time between passes when nothing asks for one (finds chunks no file references
+/// that no event announced, e.g. left by a crashed leader's upload).
+pub const IDLE_PASS: Duration = Duration::from_secs(60);
+
 /// Requests for the repair loop, and a way to wake it early.
 #[derive(Default)]
 pub struct Queue {
     reads: Mutex<Vec<ReadRepair>>,
+    /// Something happened that a pass should look at.
+    needed: AtomicBool,
     wake: Notify,
 }
 
@@ -42,7 +56,7 @@ struct ReadRepair {
 impl Queue {
     /// A chunk was acknowledged with fewer replicas than wanted.
     pub fn under_replicated(&self, _path: &str, _file_id: &str, _chunk: &str) {
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// `bad` served a bad or missing copy of `chunk`; `good` has a verified one.
@@ -54,16 +68,60 @@ impl Queue {
                 bad: bad.to_vec(),
             });
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
-    /// A file was replaced; its chunks become orphans and are collected after the grace.
-    pub fn forget_file(&self, _file_id: &str) {}
+    /// A file was deleted or replaced, or an upload failed: chunks may have lost their file
+    /// and are collected after the grace.
+    pub fn orphaned(&self) {
+        self.needed.store(true, Ordering::Relaxed);
+    }
 
-    /// Wakes the loop (e.g. after a decommission request).
+    /// Asks for a pass now (e.g. after a decommission request).
     pub fn wake(&self) {
+        self.needed.store(true, Ordering::Relaxed);
         self.wake.notify_one();
     }
+
+    fn take_needed(&self) -> bool {
+        self.needed.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// The servers' states as a pass sees them (up, dead, draining); a pass is due when they
+/// change. The flag says whether servers that manifests name but that never registered with
+/// this leader count as lost (once it has led for `dead_after`).
+#[derive(Debug, PartialEq, Eq)]
+struct ServerStates {
+    servers: Vec<(ServerId, bool, bool, bool)>,
+    unregistered_lost: bool,
+}
+
+impl ServerStates {
+    fn now(dp: &DataPlane, leader_age: Duration) -> Self {
+        let dead_after = dp.config.dead_after;
+        let mut servers: Vec<_> = dp
+            .membership
+            .all()
+            .into_iter()
+            .map(|s| {
+                let (up, dead) = (s.is_up(), s.is_dead(dead_after));
+                (s.id, up, dead, s.drain.is_some())
+            })
+            .collect();
+        servers.sort();
+        Self {
+            servers,
+            unregistered_lost: leader_age >= dead_after,
+        }
+    }
+}
+
+/// When the last pass ran, and what it saw.
+struct LastPass {
+    epoch: u64,
+    at: Instant,
+    states: ServerStates,
 }
 
 /// What the last pass found (served at `GET /v1/repair`).
@@ -82,6 +140,7 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
     let mut status = dp.election.status();
     let mut leading_since: Option<(u64, Instant)> = None;
     let mut orphans: HashMap<(ServerId, String), Instant> = HashMap::new();
+    let mut last_pass: Option<LastPass> = None;
     let pass_every =
         (dp.config.dead_after / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
     loop {
@@ -111,13 +170,35 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
         if since.elapsed() < WARM_UP {
             continue;
         }
+        let states = ServerStates::now(&dp, since.elapsed());
+        let due = dp.repairs.take_needed()
+            || !orphans.is_empty()
+            || last_pass.as_ref().is_none_or(|last| {
+                last.epoch != epoch || last.at.elapsed() >= IDLE_PASS || last.states != states
+            });
+        if !due {
+            continue;
+        }
+        last_pass = Some(LastPass {
+            epoch,
+            at: Instant::now(),
+            states,
+        });
         match pass(&dp, since.elapsed(), &mut orphans).await {
             Ok(r) => {
+                // Work left over: look again at the next tick.
+                let draining = dp.membership.all().iter().any(|s| s.drain.is_some());
+                if r.copies_made > 0 || r.under_replicated > 0 || draining {
+                    dp.repairs.orphaned();
+                }
                 if let Ok(mut rep) = report.lock() {
                     *rep = r;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "repair pass failed; will retry"),
+            Err(e) => {
+                dp.repairs.orphaned();
+                tracing::warn!(error = %e, "repair pass failed; will retry");
+            }
         }
     }
 }

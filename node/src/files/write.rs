@@ -46,6 +46,12 @@ pub async fn upload(
         )));
     }
     let chunk_size = dp.config.chunk_size as usize;
+    // Until the manifest is committed, chunks stored for this upload belong to no file: if it
+    // fails or is abandoned, the repair loop is told to collect them.
+    let mut uncommitted = Uncommitted {
+        repairs: &dp.repairs,
+        committed: false,
+    };
     let file_id = format!("{:032x}", rand::random::<u128>());
     let mut whole = crc32c_state();
     let mut total: u64 = 0;
@@ -128,8 +134,9 @@ pub async fn upload(
         parts: 0,
     };
     let previous = namespace::commit(&dp.election, &dp.known_dirs, &path, meta.clone()).await?;
-    if let Some(prev) = previous {
-        dp.repairs.forget_file(&prev.file_id);
+    uncommitted.committed = true;
+    if previous.is_some() {
+        dp.repairs.orphaned();
     }
     for c in &meta.chunks {
         if (c.replicas.len() as u32) < dp.config.replication_factor {
@@ -143,6 +150,20 @@ pub async fn upload(
 
 fn crc32c_state() -> u32 {
     0
+}
+
+/// Tells the repair loop about orphans when an upload ends without its commit.
+struct Uncommitted<'a> {
+    repairs: &'a super::repair::Queue,
+    committed: bool,
+}
+
+impl Drop for Uncommitted<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.repairs.orphaned();
+        }
+    }
 }
 
 /// Keeps a stored chunk's buffer for a later chunk, if nothing else holds it any more.
