@@ -10,8 +10,8 @@
 //! pass runs only when something may need it: the servers' states changed (one went silent,
 //! was declared dead, came back, or is draining), a repair was asked for (a bad copy read, a
 //! chunk acknowledged short of replicas), files were deleted or replaced or an upload failed
-//! (orphans to collect), the last pass left work (copies made, chunks still short, orphans in
-//! their grace) or failed, and otherwise every [`IDLE_PASS`].
+//! (orphans to collect), an orphan's grace ran out, the last pass left work (copies made,
+//! chunks still short) or failed, and otherwise every [`IDLE_PASS`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,8 +171,11 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
             continue;
         }
         let states = ServerStates::now(&dp, since.elapsed());
+        let orphan_due = orphans
+            .values()
+            .any(|first| first.elapsed() >= dp.config.orphan_grace);
         let due = dp.repairs.take_needed()
-            || !orphans.is_empty()
+            || orphan_due
             || last_pass.as_ref().is_none_or(|last| {
                 last.epoch != epoch || last.at.elapsed() >= IDLE_PASS || last.states != states
             });
