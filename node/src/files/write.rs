@@ -53,6 +53,7 @@ pub async fn upload(
         committed: false,
     };
     let file_id = format!("{:032x}", rand::random::<u128>());
+    let chunk_id = |index: u64| format!("{file_id}-{index}");
     let mut whole = crc32c_state();
     let mut total: u64 = 0;
     let mut buf = BytesMut::with_capacity(chunk_size);
@@ -64,52 +65,49 @@ pub async fn upload(
     let mut frames = body.into_data_stream();
 
     loop {
-        let frame = frames.next().await;
-        let done = match frame {
-            None => true,
-            Some(Ok(data)) => {
-                total += data.len() as u64;
-                if total > dp.config.max_file_size {
-                    return Err(DataError::TooLarge(format!(
-                        "the body is larger than the largest file accepted ({} bytes)",
-                        dp.config.max_file_size
-                    )));
-                }
-                whole = crc32c::crc32c_append(whole, &data);
-                dp.metrics.bytes_in.inc_by(data.len() as u64);
-                buf.extend_from_slice(&data);
-                false
-            }
+        let mut data = match frames.next().await {
+            None => break,
+            Some(Ok(data)) => data,
             Some(Err(e)) => {
                 return Err(DataError::BadRequest(format!(
                     "the request body broke off after {total} bytes: {e}; nothing was stored"
                 )));
             }
         };
-        while buf.len() >= chunk_size || (done && !buf.is_empty()) {
-            let n = buf.len().min(chunk_size);
-            let data = buf.split_to(n).freeze();
-            // The rest (if any) moves into a reused buffer, so `data` keeps its own.
-            let rest = std::mem::take(&mut buf);
-            buf = spare.pop().unwrap_or_default();
-            buf.extend_from_slice(&rest);
-            let id = format!("{file_id}-{index}");
-            index += 1;
-            pending.push_back(store_chunk(dp.clone(), token.epoch, id, data));
-            if pending.len() >= IN_FLIGHT
-                && let Some(r) = pending.next().await
-            {
-                let (chunk, data) = r?;
-                chunks.push(chunk);
-                reuse(&mut spare, data);
+        total += data.len() as u64;
+        if total > dp.config.max_file_size {
+            return Err(DataError::TooLarge(format!(
+                "the body is larger than the largest file accepted ({} bytes)",
+                dp.config.max_file_size
+            )));
+        }
+        whole = crc32c::crc32c_append(whole, &data);
+        dp.metrics.bytes_in.inc_by(data.len() as u64);
+        // Fill the chunk buffer exactly: a piece that overshot it would make it grow (and
+        // copy) to twice its size.
+        while !data.is_empty() {
+            let take = data.len().min(chunk_size - buf.len());
+            buf.extend_from_slice(&data.split_to(take));
+            if buf.len() == chunk_size {
+                let next = spare
+                    .pop()
+                    .unwrap_or_else(|| BytesMut::with_capacity(chunk_size));
+                let full = std::mem::replace(&mut buf, next).freeze();
+                pending.push_back(store_chunk(dp.clone(), token.epoch, chunk_id(index), full));
+                index += 1;
+                if pending.len() >= IN_FLIGHT
+                    && let Some(r) = pending.next().await
+                {
+                    let (chunk, stored) = r?;
+                    chunks.push(chunk);
+                    reuse(&mut spare, stored);
+                }
             }
         }
-        if done {
-            break;
-        }
-        if buf.capacity() < chunk_size {
-            buf.reserve(chunk_size - buf.len());
-        }
+    }
+    if !buf.is_empty() {
+        let last = std::mem::take(&mut buf).freeze();
+        pending.push_back(store_chunk(dp.clone(), token.epoch, chunk_id(index), last));
     }
     drop(spare);
     while let Some(r) = pending.next().await {
