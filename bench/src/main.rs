@@ -48,6 +48,10 @@ struct DataArgs {
     /// Number of 4 KiB files put and got per run.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     small_files: u64,
+    /// 4 KiB files put and got before the first run, not measured: a freshly started
+    /// ZooKeeper (a JVM) is still compiling its hot paths for the first few thousand requests.
+    #[arg(long, default_value_t = 5000)]
+    warm_up: u64,
     /// Concurrent clients for the small files.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     clients: u64,
@@ -149,6 +153,7 @@ fn run_data(a: DataArgs) -> Result<(), error::BenchError> {
         runs: a.runs,
         size: a.size,
         small_files: a.small_files as usize,
+        warm_up: a.warm_up as usize,
         clients: a.clients as usize,
         dir: match a.dir {
             Some(d) => d,

@@ -512,13 +512,14 @@ async fn truncated_body_stores_nothing_anywhere() {
     let (a, b) = (Server::start().await, Server::start().await);
     let head = format!(
         "PUT /v1/chunks/t-0-0 HTTP/1.1\r\nhost: x\r\nx-filegrid-epoch: 1\r\n\
-         x-filegrid-pipeline: {}\r\ncontent-length: 100000\r\n\r\n",
+         x-filegrid-pipeline: {}\r\ncontent-length: 3000000\r\n\r\n",
         b.addr
     );
     let mut upload = TcpStream::connect(&a.addr).await.unwrap();
     upload.write_all(head.as_bytes()).await.unwrap();
     upload.write_all(&random_bytes(40_000)).await.unwrap();
-    // Break off only once the chunk is being written on both servers.
+    // Break off only once the chunk is being written on both servers (a chunk this large has
+    // its temp file from the start).
     wait_until("the upload to reach both servers", || {
         a.files().len() == 1 && b.files().len() == 1
     })

@@ -146,12 +146,24 @@ async fn unfinished_and_mismatched_writes_leave_nothing() {
             .count()
     };
 
-    let mut w = store.writer(id("a-0-0"), Some(1000)).await.unwrap();
+    // A chunk of a block or more has its temp file from the start (smaller ones only at
+    // `finish`).
+    let mut w = store.writer(id("a-0-0"), Some(2_000_000)).await.unwrap();
     w.write(&[1; 600]).await.unwrap();
     assert_eq!(files(), 1, "the temp file exists while writing");
     let err = w.finish(None).await.unwrap_err();
     assert!(matches!(
         err,
+        StoreError::LengthMismatch {
+            expected: 2_000_000,
+            actual: 600
+        }
+    ));
+    // A small one that comes up short leaves nothing either.
+    let mut w = store.writer(id("a-0-0"), Some(1000)).await.unwrap();
+    w.write(&[1; 600]).await.unwrap();
+    assert!(matches!(
+        w.finish(None).await.unwrap_err(),
         StoreError::LengthMismatch {
             expected: 1000,
             actual: 600

@@ -10,7 +10,7 @@ mod small;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use filegrid_testkit::{Grid, GridOptions};
 
@@ -31,6 +31,8 @@ pub struct DataOptions {
     /// Size of the large file.
     pub size: u64,
     pub small_files: usize,
+    /// Small files put and got before the first run, unmeasured.
+    pub warm_up: usize,
     pub clients: usize,
     /// Where the work directory (source file, baseline copies, FileGrid's data) is created.
     pub dir: PathBuf,
@@ -236,6 +238,15 @@ async fn measure(
     );
     let mut larges = Vec::new();
     let mut smalls = Vec::new();
+    if options.warm_up > 0 {
+        let started = Instant::now();
+        small::warm_up(&setup, options.warm_up).await?;
+        println!(
+            "warm-up: {} × 4 KiB put and got in {:.1} s (not measured)",
+            options.warm_up,
+            started.elapsed().as_secs_f64()
+        );
+    }
     for n in 1..=options.runs {
         let l = large::run(&setup, n).await?;
         print_large(&setup, n, &l);

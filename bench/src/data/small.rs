@@ -55,6 +55,29 @@ fn content(i: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// Puts and gets `n` small files without measuring them, under `warm-up/`.
+pub async fn warm_up(setup: &Setup, n: usize) -> Result<(), BenchError> {
+    let bodies: Arc<Vec<Bytes>> = Arc::new((0..n).map(content).collect());
+    for get in [false, true] {
+        fan_out(n, setup.options.clients, {
+            let (setup, bodies) = (setup.clone(), bodies.clone());
+            move |i| {
+                let (setup, body) = (setup.clone(), bodies[i].clone());
+                let name = format!("warm-up/{i:06}");
+                async move {
+                    if get {
+                        get_small(&setup, &name, &body).await
+                    } else {
+                        put_small(&setup, &name, body).await
+                    }
+                }
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
     let n = setup.options.small_files;
     let clients = setup.options.clients;

@@ -84,7 +84,8 @@ pub struct ChunkWriter {
     store: Arc<ChunkStore>,
     id: ChunkId,
     temp_path: PathBuf,
-    file: Arc<File>,
+    /// The temp file; `None` for a small chunk until `finish` creates it.
+    file: Option<Arc<File>>,
     hasher: Hasher,
     /// Bytes accepted so far (in `block`, in flight or on disk).
     written: u64,
@@ -114,28 +115,29 @@ impl ChunkWriter {
         };
         store.space().reserve(reserved)?;
         let temp_path = store.temp_path(&id);
-        let open_path = temp_path.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&open_path)
-        })
-        .await
-        .unwrap_or_else(|join| Err(io::Error::other(join)));
-        let file = match opened {
-            Ok(f) => Arc::new(f),
-            Err(e) => {
-                store.space().release(reserved);
-                return Err(StoreError::io(
-                    format!("creating {}", temp_path.display()),
-                    e,
-                ));
+        // A small chunk of known length fits in one buffer and reaches the disk only in
+        // `finish`, which then creates the file too: one hand-off to a blocking thread, not two.
+        let small = expected_len.is_some_and(|n| n + TRAILER_LEN < BLOCK as u64);
+        let file = if small {
+            None
+        } else {
+            let open_path = temp_path.clone();
+            let opened = tokio::task::spawn_blocking(move || create_temp(&open_path))
+                .await
+                .unwrap_or_else(|join| Err(io::Error::other(join)));
+            match opened {
+                Ok(f) => Some(Arc::new(f)),
+                Err(e) => {
+                    store.space().release(reserved);
+                    return Err(StoreError::io(
+                        format!("creating {}", temp_path.display()),
+                        e,
+                    ));
+                }
             }
         };
-        // A small chunk of known length needs no more than itself and its trailer.
         let block = match expected_len {
-            Some(n) if n + TRAILER_LEN < BLOCK as u64 => new_block((n + TRAILER_LEN) as usize),
+            Some(n) if small => new_block((n + TRAILER_LEN) as usize),
             _ => store.blocks().take(),
         };
         Ok(Self {
@@ -203,7 +205,13 @@ impl ChunkWriter {
         let offset = self.handed;
         self.handed += block.len() as u64;
         let (file, store, direct) = (self.file.clone(), self.store.clone(), self.direct);
+        let path = self.temp_path.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            // Only small chunks start without a file, and they never fill a whole block.
+            let Some(file) = file else {
+                let e = io::Error::other(format!("no temp file {}", path.display()));
+                return (block, direct, Err(e));
+            };
             let (direct, result) = write_whole_block(&file, &store, direct, offset, &block);
             (block, direct, result)
         }));
@@ -285,7 +293,11 @@ impl ChunkWriter {
         self.handed_off = true;
         let id = self.id.clone();
         tokio::task::spawn_blocking(move || {
-            let durable = write_tail(&file, direct, offset, &tail).and_then(|()| file.sync_all());
+            let durable = match file {
+                Some(f) => Ok(f),
+                None => create_temp(&temp).map(Arc::new),
+            }
+            .and_then(|f| write_tail(&f, direct, offset, &tail).and_then(|()| f.sync_all()));
             store.blocks().give(tail);
             let installed = match durable {
                 Err(e) => Err(StoreError::io(context, e)),
@@ -334,6 +346,14 @@ fn abandon(store: &ChunkStore, temp: &Path, reserved: u64) {
             tracing::warn!(file = %temp.display(), error = %e, "could not remove temp file")
         }
     }
+}
+
+/// Creates a new temp file (never an existing one).
+fn create_temp(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// Sets or clears the file's `O_DIRECT` flag.
