@@ -63,12 +63,34 @@ struct State {
     pos: u64,
     hasher: Hasher,
     done: bool,
+    /// The whole chunk, when it was read at open.
+    preread: Option<BytesMut>,
 }
 
+/// The data of a chunk of at most [`READ_BUF`] bytes, read at once (when the file has the
+/// length the index says; otherwise `open` reports it); `None` for larger chunks.
+pub(crate) fn read_small(
+    file: &File,
+    len: u64,
+    file_len: u64,
+) -> std::io::Result<Option<BytesMut>> {
+    use std::os::unix::fs::FileExt;
+    if len > READ_BUF || file_len != len + TRAILER_LEN {
+        return Ok(None);
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(Some(buf))
+}
+
+/// Starts a verified read of `range` of the chunk in `file` (`file_len` bytes on disk), whose
+/// data may already have been read (`data`, from [`read_small`]).
 pub(crate) async fn open(
     store: Arc<ChunkStore>,
     meta: ChunkMeta,
     file: File,
+    file_len: u64,
+    data: Option<BytesMut>,
     range: Option<Range<u64>>,
 ) -> Result<ChunkRead, StoreError> {
     let range = range.unwrap_or(0..meta.len);
@@ -81,11 +103,6 @@ pub(crate) async fn open(
         });
     }
     let file = tokio::fs::File::from_std(file);
-    let file_len = file
-        .metadata()
-        .await
-        .map_err(|e| StoreError::io(format!("reading chunk {}", meta.id), e))?
-        .len();
     if file_len != meta.len + TRAILER_LEN {
         let reason = format!(
             "file holds {file_len} bytes, expected {}",
@@ -105,6 +122,7 @@ pub(crate) async fn open(
         pos: 0,
         hasher: Hasher::default(),
         done: false,
+        preread: data,
     };
     let body = stream::unfold(state, |mut st| async move {
         let item = st.next_item().await?;
@@ -149,10 +167,16 @@ impl State {
     /// Reads and hashes the next block of the chunk.
     async fn read_block(&mut self) -> Result<(Range<u64>, BytesMut), StoreError> {
         let n = READ_BUF.min(self.meta.len - self.pos);
-        let mut buf = BytesMut::zeroed(n as usize);
-        if let Err(e) = self.file.read_exact(&mut buf).await {
-            return Err(self.fail(format!("read error at offset {}: {e}", self.pos)));
-        }
+        let buf = match self.preread.take() {
+            Some(buf) if self.pos == 0 && buf.len() as u64 == n => buf,
+            _ => {
+                let mut buf = BytesMut::zeroed(n as usize);
+                if let Err(e) = self.file.read_exact(&mut buf).await {
+                    return Err(self.fail(format!("read error at offset {}: {e}", self.pos)));
+                }
+                buf
+            }
+        };
         self.hasher.update(&buf);
         let block = self.pos..self.pos + n;
         self.pos += n;

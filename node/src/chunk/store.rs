@@ -295,7 +295,7 @@ impl ChunkStore {
     ) -> Result<ChunkRead, StoreError> {
         let store = self.clone();
         let id = id.clone();
-        let (meta, file) = tokio::task::spawn_blocking(move || {
+        let meta = tokio::task::spawn_blocking(move || {
             // Open under the index lock so the file and its recorded checksum belong together
             // even when the chunk is being replaced concurrently.
             let index = store.index();
@@ -308,18 +308,26 @@ impl ChunkStore {
                     reason: "failed verification earlier".into(),
                 });
             }
-            let file = File::open(store.chunk_path(&id))
-                .map_err(|e| StoreError::io(format!("opening chunk {id}"), e))?;
+            let opened = File::open(store.chunk_path(&id)).and_then(|file| {
+                let file_len = file.metadata()?.len();
+                // A small chunk is read here at once: one hand-off to a blocking thread
+                // serves the whole read.
+                let data = reader::read_small(&file, entry.len, file_len)?;
+                Ok((file, file_len, data))
+            });
+            let (file, file_len, data) =
+                opened.map_err(|e| StoreError::io(format!("opening chunk {id}"), e))?;
             let meta = ChunkMeta {
                 id,
                 len: entry.len,
                 checksum: entry.checksum,
             };
-            Ok::<_, StoreError>((meta, file))
+            Ok::<_, StoreError>((meta, file, file_len, data))
         })
         .await
         .map_err(|e| StoreError::io("opening a chunk", io::Error::other(e)))??;
-        reader::open(self.clone(), meta, file, range).await
+        let (meta, file, file_len, data) = meta;
+        reader::open(self.clone(), meta, file, file_len, data, range).await
     }
 
     /// Records that chunk `id` failed verification and tells subscribers.
