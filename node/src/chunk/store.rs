@@ -298,25 +298,28 @@ impl ChunkStore {
         let meta = tokio::task::spawn_blocking(move || {
             // Open under the index lock so the file and its recorded checksum belong together
             // even when the chunk is being replaced concurrently.
-            let index = store.index();
-            let entry = *index
-                .get(&id)
-                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-            if fail_if_known_corrupt && entry.corrupt {
-                return Err(StoreError::Corrupt {
-                    id: id.clone(),
-                    reason: "failed verification earlier".into(),
-                });
-            }
-            let opened = File::open(store.chunk_path(&id)).and_then(|file| {
-                let file_len = file.metadata()?.len();
-                // A small chunk is read here at once: one hand-off to a blocking thread
-                // serves the whole read.
-                let data = reader::read_small(&file, entry.len, file_len)?;
-                Ok((file, file_len, data))
-            });
-            let (file, file_len, data) =
-                opened.map_err(|e| StoreError::io(format!("opening chunk {id}"), e))?;
+            let (entry, file) = {
+                let index = store.index();
+                let entry = *index
+                    .get(&id)
+                    .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                if fail_if_known_corrupt && entry.corrupt {
+                    return Err(StoreError::Corrupt {
+                        id: id.clone(),
+                        reason: "failed verification earlier".into(),
+                    });
+                }
+                let file = File::open(store.chunk_path(&id))
+                    .map_err(|e| StoreError::io(format!("opening chunk {id}"), e))?;
+                (entry, file)
+            };
+            let file_len = file
+                .metadata()
+                .map_err(|e| StoreError::io(format!("reading chunk {id}"), e))?
+                .len();
+            // A small chunk is read here at once, so one hand-off to a blocking thread serves
+            // the whole read. A read error is left for the stream to meet again and report.
+            let data = reader::read_small(&file, entry.len, file_len).unwrap_or(None);
             let meta = ChunkMeta {
                 id,
                 len: entry.len,
