@@ -45,6 +45,11 @@ fn get(base: &str, path: &str) -> (u16, Vec<u8>) {
     (status, r.bytes().map(|b| b.to_vec()).unwrap_or_default())
 }
 
+/// A JSON answer to a GET, or `None` if there is none (yet).
+fn get_json(url: &str) -> Option<Value> {
+    http().get(url).send().ok()?.json().ok()
+}
+
 fn hash(b: &[u8]) -> blake3::Hash {
     blake3::hash(b)
 }
@@ -351,12 +356,7 @@ fn a_dead_cluster_server_is_replaced_and_no_file_is_lost() {
         assert_eq!(status, 200, "{path}");
         assert_eq!(hash(&back), *h, "{path}");
     }
-    let report: Value = http()
-        .get(format!("{base}/v1/repair"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let report: Value = get_json(&format!("{base}/v1/repair")).unwrap();
     assert!(report["copies_made"].as_u64().is_some());
 }
 
@@ -378,12 +378,7 @@ fn too_few_cluster_servers_is_a_clear_503_and_nothing_is_visible() {
         Duration::from_secs(20),
         "the leader to see one server",
         || {
-            let r: Value = http()
-                .get(format!("{base}/v1/cluster"))
-                .send()
-                .ok()?
-                .json()
-                .ok()?;
+            let r: Value = get_json(&format!("{base}/v1/cluster"))?;
             let live = r
                 .as_array()?
                 .iter()
@@ -407,12 +402,7 @@ fn too_few_cluster_servers_is_a_clear_503_and_nothing_is_visible() {
         404,
         "nothing half-written is visible"
     );
-    let list: Value = http()
-        .get(format!("{base}/v1/files?prefix=few/"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let list: Value = get_json(&format!("{base}/v1/files?prefix=few/")).unwrap();
     let paths: Vec<&str> = list["files"]
         .as_array()
         .unwrap()
@@ -442,12 +432,7 @@ fn a_full_server_is_avoided_and_a_full_grid_says_507() {
         );
         assert_eq!(hash(&get(&base, &format!("full/f{i}")).1), hash(&data));
     }
-    let r: Value = http()
-        .get(format!("{}/v1/chunks", grid.cluster_url(0)))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let r: Value = get_json(&format!("{}/v1/chunks", grid.cluster_url(0))).unwrap();
     let used = r["usage"]["used_bytes"].as_u64().unwrap();
     assert!(
         used <= 600 * 1024,
@@ -569,7 +554,7 @@ fn listing_paginates_in_order_and_delete_removes() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = http().get(url).send().unwrap().json().unwrap();
+        let page: Value = get_json(&url).unwrap();
         for f in page["files"].as_array().unwrap() {
             seen.push(f["path"].as_str().unwrap().to_string());
         }
@@ -579,12 +564,7 @@ fn listing_paginates_in_order_and_delete_removes() {
         }
     }
     assert_eq!(seen, ["a/1", "a/2", "a/b/3", "a/b/c/4", "a.c", "b"]);
-    let pre: Value = http()
-        .get(format!("{base}/v1/files?prefix=a/b"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let pre: Value = get_json(&format!("{base}/v1/files?prefix=a/b")).unwrap();
     assert_eq!(pre["files"].as_array().unwrap().len(), 2);
     assert_eq!(
         http()
@@ -664,12 +644,7 @@ fn decommission_drains_a_server_and_orphans_are_collected() {
         .unwrap();
     assert_eq!(r.status(), 202);
     wait_until_sync(Duration::from_secs(60), "the server to be drained", || {
-        let v: Value = http()
-            .get(format!("{base}/v1/cluster"))
-            .send()
-            .ok()?
-            .json()
-            .ok()?;
+        let v: Value = get_json(&format!("{base}/v1/cluster"))?;
         let s = v
             .as_array()?
             .iter()
@@ -839,12 +814,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
         || {
             grid.heads.iter().find_map(|h| {
                 let url = format!("http://127.0.0.1:{}", h.port);
-                let st: Value = http()
-                    .get(format!("{url}/v1/status"))
-                    .send()
-                    .ok()?
-                    .json()
-                    .ok()?;
+                let st: Value = get_json(&format!("{url}/v1/status"))?;
                 (st["role"] == "standby" && !st["leader"].is_null()).then_some(url)
             })
         },
@@ -924,12 +894,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     assert_eq!(hash(&get(&leader, "via/curl.bin").1), hash(&big));
     // The CLI given the standby keeps using it (its status says it forwards), so a client
     // that can reach only this head still works.
-    let st: Value = http()
-        .get(format!("{standby}/v1/status"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let st: Value = get_json(&format!("{standby}/v1/status")).unwrap();
     assert_eq!(st["forwards_to_leader"], true);
     let puts_via_standby = || {
         let text = http()

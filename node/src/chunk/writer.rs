@@ -220,9 +220,9 @@ impl ChunkWriter {
 
     async fn wait_in_flight(&mut self) -> Result<(), StoreError> {
         if let Some(task) = self.in_flight.take() {
-            let (block, direct, result) = task.await.map_err(|join| {
-                StoreError::io(format!("writing chunk {}", self.id), io::Error::other(join))
-            })?;
+            let (block, direct, result) = task
+                .await
+                .map_err(|join| self.io_error(io::Error::other(join)))?;
             self.direct = direct;
             let mut block = block;
             block.clear();
@@ -241,8 +241,12 @@ impl ChunkWriter {
         Ok(())
     }
 
+    fn io_context(&self) -> String {
+        format!("writing chunk {}", self.id)
+    }
+
     fn io_error(&self, e: io::Error) -> StoreError {
-        StoreError::io(format!("writing chunk {}", self.id), e)
+        StoreError::io(self.io_context(), e)
     }
 
     /// Checks length and (if given) the expected checksum, then makes the chunk durable:
@@ -287,7 +291,7 @@ impl ChunkWriter {
             checksum,
         };
         let installed_meta = meta.clone();
-        let context = format!("writing chunk {}", self.id);
+        let context = self.io_context();
         // From here the blocking task owns the temp file and the reservation: if this future
         // is dropped, the task still either installs the chunk or cleans up after itself.
         self.handed_off = true;

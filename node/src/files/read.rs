@@ -111,11 +111,6 @@ pub fn download(dp: Arc<DataPlane>, meta: FileMeta, range: Option<ByteRange>) ->
     Body::from_stream(stream)
 }
 
-/// Fetches and verifies one chunk, trying its replicas in turn (live ones first).
-pub async fn fetch(dp: &Arc<DataPlane>, chunk: &ChunkRef) -> Result<Bytes, std::io::Error> {
-    fetch_part(dp, chunk, 0..chunk.len).await
-}
-
 /// Fetches `part` of a chunk (all of it, or a `Range`), trying its replicas in turn (live
 /// ones first). A whole chunk is checked here against the manifest's checksum. Only a part
 /// travels for a range: the cluster server verifies the whole chunk before it ends the

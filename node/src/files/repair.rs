@@ -74,13 +74,18 @@ impl Queue {
     /// A file was deleted or replaced, or an upload failed: chunks may have lost their file
     /// and are collected after the grace.
     pub fn orphaned(&self) {
-        self.needed.store(true, Ordering::Relaxed);
+        self.look_again();
     }
 
     /// Asks for a pass now (e.g. after a decommission request).
     pub fn wake(&self) {
-        self.needed.store(true, Ordering::Relaxed);
+        self.look_again();
         self.wake.notify_one();
+    }
+
+    /// The last pass left work: look again at the next check.
+    fn look_again(&self) {
+        self.needed.store(true, Ordering::Relaxed);
     }
 
     fn take_needed(&self) -> bool {
@@ -192,14 +197,14 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
                 // Work left over: look again at the next tick.
                 let draining = dp.membership.all().iter().any(|s| s.drain.is_some());
                 if r.copies_made > 0 || r.under_replicated > 0 || draining {
-                    dp.repairs.orphaned();
+                    dp.repairs.look_again();
                 }
                 if let Ok(mut rep) = report.lock() {
                     *rep = r;
                 }
             }
             Err(e) => {
-                dp.repairs.orphaned();
+                dp.repairs.look_again();
                 tracing::warn!(error = %e, "repair pass failed; will retry");
             }
         }
