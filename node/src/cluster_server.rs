@@ -52,7 +52,7 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
     });
     let api = cluster::ClusterApi::new(store.clone(), fence.clone(), &registry, options)
         .context("starting the chunk API")?;
-    let app = api.router().merge(http::metrics_router(registry.clone()));
+    let app = api.router();
     {
         let api = api.clone();
         let stop = stop.clone();

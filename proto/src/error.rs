@@ -27,6 +27,8 @@ pub enum ErrorCode {
     StaleEpoch,
     Deposed,
     NeverLeader,
+    /// A heartbeat from a server that has no registration in ZooKeeper.
+    NotRegistered,
     // 307: a standby sends the client to the leader.
     NotLeader,
     // 413
@@ -46,7 +48,6 @@ pub enum ErrorCode {
     Unavailable,
     NoLeader,
     NotReady,
-    NotRegistered,
     ZkUnavailable,
     // 507
     StorageFull,
@@ -64,14 +65,14 @@ impl ErrorCode {
             | BadContentLength | BadPipeline | BadTarget | BadChunkId | LengthMismatch
             | TruncatedBody => 400,
             NotFound => 404,
-            Conflict | StaleEpoch | Deposed | NeverLeader => 409,
+            Conflict | StaleEpoch | Deposed | NeverLeader | NotRegistered => 409,
             NotLeader => 307,
             TooLarge | ChunkTooLarge => 413,
             BadRange | RangeNotSatisfiable => 416,
             ChecksumMismatch => 422,
             ChunkCorrupt | IoError | Unknown => 500,
             LeaderUnreachable => 502,
-            Unavailable | NoLeader | NotReady | NotRegistered | ZkUnavailable => 503,
+            Unavailable | NoLeader | NotReady | ZkUnavailable => 503,
             StorageFull => 507,
         }
     }

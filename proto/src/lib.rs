@@ -7,7 +7,9 @@
 //! depend on this crate, so a change to what one process sends is checked by the compiler
 //! everywhere it is read.
 
+pub mod chunk;
 pub mod error;
+pub mod head;
 pub mod headers;
 pub mod ids;
 pub mod zk;

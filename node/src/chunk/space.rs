@@ -10,18 +10,8 @@ use std::sync::Mutex;
 
 use super::error::StoreError;
 
-/// Current space figures of a store, in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Usage {
-    /// Bytes taken by stored chunk files (data plus trailers).
-    pub used_bytes: u64,
-    /// The configured capacity limit, or the disk size when none is configured.
-    pub capacity_bytes: u64,
-    /// Bytes still writable: the smaller of what the capacity limit and the disk allow.
-    pub free_bytes: u64,
-    /// Number of stored chunks.
-    pub chunks: u64,
-}
+/// Current space figures of a store, in bytes (a wire type: the block report carries it).
+pub use filegrid_proto::chunk::Usage;
 
 #[derive(Debug, Default)]
 struct Counters {

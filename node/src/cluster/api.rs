@@ -1,5 +1,6 @@
 //! Routes and handlers of the chunk API.
 
+use filegrid_proto::ErrorCode;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,15 +15,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
+use super::client::ChunkClient;
 use super::error::ApiError;
 use super::fence::EpochFence;
 use super::metrics::ClusterMetrics;
 use super::pipeline::{self, Downstream, Failure, PutResponse};
-use super::range::{self, RangeError};
 use super::{ApiOptions, CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER};
-use crate::chunk::{Checksum, ChunkId, ChunkMeta, ChunkStore, ScrubHandle, StoreError, Usage};
+use crate::chunk::{Checksum, ChunkId, ChunkMeta, ChunkStore, ScrubHandle, StoreError};
+use crate::http::range::{self, RangeError};
+use filegrid_proto::chunk::{ListEntry, ListResponse, ReplicateRequest};
 
 /// State shared by all requests.
 #[derive(Debug)]
@@ -30,8 +32,10 @@ pub(super) struct Inner {
     pub store: Arc<ChunkStore>,
     pub fence: EpochFence,
     pub metrics: ClusterMetrics,
-    pub client: reqwest::Client,
+    pub client: ChunkClient,
     pub options: ApiOptions,
+    /// The process's metrics, served at `/metrics`.
+    pub registry: prometheus::Registry,
     pub scrub: Option<ScrubHandle>,
 }
 
@@ -55,10 +59,12 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
         )
         .route("/v1/chunks", get(list_chunks))
         .route("/v1/chunks/{id}/replicate", post(replicate_chunk))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route_layer(middleware::from_fn_with_state(inner.clone(), track))
-        .with_state(inner)
+        .with_state(inner.clone())
+        .merge(crate::http::ops_router(
+            inner.registry.clone(),
+            readiness(&inner),
+        ))
+        .route_layer(middleware::from_fn_with_state(inner, track))
 }
 
 /// Counts every request by operation and status, and times it to the response head.
@@ -93,21 +99,21 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         .get(name)
         .map(|v| {
             v.to_str()
-                .map_err(|_| ApiError::bad_request("bad_header", format!("{name} is not ASCII")))
+                .map_err(|_| ApiError::new(ErrorCode::BadHeader, format!("{name} is not ASCII")))
         })
         .transpose()
 }
 
 fn epoch_header(headers: &HeaderMap) -> Result<u64, ApiError> {
     let value = header_str(headers, EPOCH_HEADER)?.ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_epoch",
+        ApiError::new(
+            ErrorCode::MissingEpoch,
             format!("the {EPOCH_HEADER} header is required"),
         )
     })?;
     value.trim().parse().map_err(|_| {
-        ApiError::bad_request(
-            "bad_epoch",
+        ApiError::new(
+            ErrorCode::BadEpoch,
             format!("{EPOCH_HEADER} {value:?} is not a number"),
         )
     })
@@ -117,7 +123,7 @@ fn checksum_header(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
     header_str(headers, CHECKSUM_HEADER)?
         .map(|v| {
             v.parse()
-                .map_err(|e| ApiError::bad_request("bad_checksum", format!("{e}")))
+                .map_err(|e| ApiError::new(ErrorCode::BadChecksum, format!("{e}")))
         })
         .transpose()
 }
@@ -126,7 +132,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     header_str(headers, header::CONTENT_LENGTH.as_str())?
         .map(|v| {
             v.trim().parse().map_err(|_| {
-                ApiError::bad_request("bad_content_length", format!("Content-Length {v:?}"))
+                ApiError::new(ErrorCode::BadContentLength, format!("Content-Length {v:?}"))
             })
         })
         .transpose()
@@ -134,8 +140,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 fn too_large(max: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "chunk_too_large",
+        ErrorCode::ChunkTooLarge,
         format!("chunks are limited to {max} bytes"),
     )
 }
@@ -150,7 +155,7 @@ async fn put_chunk(
     let mut frames = body.into_data_stream();
     let result = receive_chunk(&s, id, &headers, &mut frames).await;
     if let Err(e) = &result
-        && e.code != "truncated_body"
+        && e.code() != ErrorCode::TruncatedBody
     {
         // Read the rest of a refused upload before answering: a server that answers and
         // closes while the client is still sending makes the client see a broken pipe
@@ -195,7 +200,7 @@ async fn receive_chunk(
         return Err(too_large(max));
     }
     let hops = pipeline::parse_pipeline(header_str(headers, PIPELINE_HEADER)?.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("bad_pipeline", e))?;
+        .map_err(|e| ApiError::new(ErrorCode::BadPipeline, e))?;
 
     let mut writer = s.store.writer(id.clone(), len).await?;
     let mut downstream = hops.split_first().map(|(hop, rest)| {
@@ -215,8 +220,8 @@ async fn receive_chunk(
             Err(e) => {
                 // Dropping the downstream request and the writer leaves nothing stored anywhere.
                 tracing::info!(chunk = %id, error = %e, "chunk upload broke off");
-                return Err(ApiError::bad_request(
-                    "truncated_body",
+                return Err(ApiError::new(
+                    ErrorCode::TruncatedBody,
                     format!(
                         "the request body broke off after {} bytes: {e}",
                         writer.written()
@@ -260,11 +265,16 @@ async fn get_chunk(
         None => None,
         Some(value) => match range::parse(value, meta.len) {
             Ok(r) => Some(r),
-            Err(RangeError::Malformed(m)) => return Err(ApiError::bad_request("bad_range", m)),
+            Err(RangeError::Malformed(m)) => {
+                return Err(ApiError::with_status(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRange,
+                    m,
+                ));
+            }
             Err(RangeError::Unsatisfiable) => {
                 let err = ApiError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "range_not_satisfiable",
+                    ErrorCode::RangeNotSatisfiable,
                     format!("range {value:?} is outside the chunk of {} bytes", meta.len),
                 );
                 let content_range = format!("bytes */{}", meta.len);
@@ -351,20 +361,6 @@ async fn delete_chunk(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
-struct ListEntry {
-    id: String,
-    len: u64,
-    checksum: String,
-    corrupt: bool,
-}
-
-#[derive(Serialize)]
-struct ListResponse {
-    chunks: Vec<ListEntry>,
-    usage: Usage,
-}
-
 /// `GET /v1/chunks`: every chunk with its length (the block report) and the space figures.
 async fn list_chunks(State(s): Shared) -> Result<Json<ListResponse>, ApiError> {
     let chunks = s
@@ -384,13 +380,6 @@ async fn list_chunks(State(s): Shared) -> Result<Json<ListResponse>, ApiError> {
     }))
 }
 
-/// Body of `POST /v1/chunks/{id}/replicate`.
-#[derive(Debug, Deserialize)]
-struct ReplicateRequest {
-    targets: Vec<String>,
-    epoch: u64,
-}
-
 /// `POST /v1/chunks/{id}/replicate`: copy a stored chunk to other servers.
 ///
 /// The targets form a pipeline; when a hop fails, the targets it did not reach are tried
@@ -401,17 +390,17 @@ async fn replicate_chunk(
     body: Result<Json<ReplicateRequest>, JsonRejection>,
 ) -> Result<Json<PutResponse>, ApiError> {
     let id = ChunkId::new(id)?;
-    let Json(req) = body.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
+    let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     s.fence.check(req.epoch)?;
     let mut pending = Vec::new();
     for t in &req.targets {
-        let hop = pipeline::parse_hop(t).map_err(|e| ApiError::bad_request("bad_target", e))?;
+        let hop = pipeline::parse_hop(t).map_err(|e| ApiError::new(ErrorCode::BadTarget, e))?;
         if !pending.contains(&hop) {
             pending.push(hop);
         }
     }
     if pending.is_empty() {
-        return Err(ApiError::bad_request("bad_target", "no targets given"));
+        return Err(ApiError::new(ErrorCode::BadTarget, "no targets given"));
     }
     let mut meta = s.store.meta(&id)?;
     let mut stored: Vec<String> = Vec::new();
@@ -462,26 +451,13 @@ async fn copy_once(
     Ok((read.meta, downstream.finish().await))
 }
 
-async fn health() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-async fn ready(State(s): Shared) -> Response {
-    if !s.options.readiness.get() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "not ready yet",
-        )
-        .into_response();
-    }
-    match s.store.usage() {
-        Ok(_) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(e) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("data directory unusable: {e}"),
-        )
-        .into_response(),
-    }
+/// Ready when the role says so and the data directory answers.
+fn readiness(inner: &Arc<Inner>) -> crate::http::Readiness {
+    let store = inner.store.clone();
+    inner.options.readiness.with_check(move || {
+        store
+            .usage()
+            .map(|_| ())
+            .map_err(|e| format!("data directory unusable: {e}"))
+    })
 }

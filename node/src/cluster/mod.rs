@@ -7,11 +7,11 @@
 //! ZooKeeper: the caller feeds the fence and the readiness flag.
 
 mod api;
+pub mod client;
 mod error;
 mod fence;
 pub mod metrics;
 pub mod pipeline;
-mod range;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,12 +26,14 @@ pub use fence::{EpochFence, StaleEpoch};
 pub use metrics::ClusterMetrics;
 pub use pipeline::{Failure, PutResponse};
 
+pub use client::{ChunkCallError, ChunkClient, ClientOptions};
+
 /// Request header carrying the leader epoch of a write or delete.
-pub const EPOCH_HEADER: &str = "x-filegrid-epoch";
+pub const EPOCH_HEADER: &str = filegrid_proto::headers::EPOCH;
 /// Request header listing the downstream replicas, `host:port,host:port`.
-pub const PIPELINE_HEADER: &str = "x-filegrid-pipeline";
+pub const PIPELINE_HEADER: &str = filegrid_proto::headers::PIPELINE;
 /// Request header with the expected checksum of a write; response header with the stored one.
-pub const CHECKSUM_HEADER: &str = "x-filegrid-checksum";
+pub const CHECKSUM_HEADER: &str = filegrid_proto::headers::CHECKSUM;
 
 pub use crate::http::Readiness;
 
@@ -73,9 +75,9 @@ pub enum ServeError {
     /// Metrics could not be registered (e.g. registered twice in one registry).
     #[error("registering chunk metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    /// The HTTP client for pipeline hops could not be built.
-    #[error("building the pipeline HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    /// The chunk client for pipeline hops could not be built.
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
     /// Serving failed.
     #[error("serving the chunk API: {0}")]
     Io(#[from] std::io::Error),
@@ -98,10 +100,15 @@ impl ClusterApi {
         options: ApiOptions,
     ) -> Result<Self, ServeError> {
         let metrics = ClusterMetrics::register(registry)?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+        // No read timeout: a downstream hop's silence is bounded by `downstream_timeout`.
+        let client = ChunkClient::new(
+            ClientOptions {
+                connect_timeout: Duration::from_secs(5),
+                read_timeout: None,
+                pool_max_idle_per_host: 16,
+            },
+            registry,
+        )?;
         let scrub = options
             .scrub
             .map(|config| ScrubHandle::spawn(store.clone(), config));
@@ -112,6 +119,7 @@ impl ClusterApi {
             client,
             options,
             scrub,
+            registry: registry.clone(),
         };
         inner.refresh_metrics();
         Ok(Self {

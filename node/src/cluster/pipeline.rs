@@ -11,41 +11,18 @@ use std::time::Duration;
 
 use axum::http::uri::Authority;
 use bytes::Bytes;
+use filegrid_proto::ErrorCode;
 use futures::Stream;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::error::ErrorBody;
-use super::{CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER};
+use super::client::{ChunkClient, PutChunk};
 
 /// Pieces of data buffered towards a downstream hop before the upload waits for it.
 const DOWNSTREAM_QUEUE: usize = 8;
 use crate::chunk::{Checksum, ChunkId, ChunkMeta};
 
-/// A server that did not store the chunk, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// The server's `host:port`.
-    pub addr: String,
-    /// What went wrong.
-    pub error: String,
-}
-
-/// Answer to a chunk `PUT` (and to a replicate request): who holds the chunk durably now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PutResponse {
-    /// The chunk.
-    pub id: String,
-    /// Its length in bytes.
-    pub len: u64,
-    /// Its checksum, `crc32c:<hex>`.
-    pub checksum: String,
-    /// Addresses of the servers that stored the chunk durably.
-    pub stored: Vec<String>,
-    /// Servers of the pipeline that did not store it.
-    pub failed: Vec<Failure>,
-}
+pub use filegrid_proto::chunk::{Failure, PutResponse};
 
 /// Who got a chunk sent down a pipeline.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -94,80 +71,48 @@ pub struct Upload<'a> {
 /// Streams `body` to `upload.hop` and returns who stored it. Never fails: a hop that cannot
 /// be reached or refuses the chunk is reported in `failed`, as are the hops after it.
 /// Dropping the returned future mid-body aborts the connection, so the hop stores nothing.
-pub async fn forward<S>(client: &reqwest::Client, upload: Upload<'_>, body: S) -> Outcome
+pub async fn forward<S>(client: &ChunkClient, upload: Upload<'_>, body: S) -> Outcome
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
 {
-    match request(client, &upload, body).await {
+    let put = PutChunk {
+        id: upload.id.as_str(),
+        epoch: upload.epoch,
+        pipeline: upload.rest,
+        len: upload.len,
+        checksum: upload.checksum,
+    };
+    match client.put_stream(upload.hop, put, body).await {
         Ok(resp) => Outcome {
             stored: resp.stored,
             failed: resp.failed,
             checksum: Some(resp.checksum),
         },
-        Err(error) => {
+        Err(e) => {
+            let error = e.detail();
             tracing::warn!(hop = upload.hop, chunk = %upload.id, %error, "pipeline hop failed");
-            let mut failed = vec![Failure {
-                addr: upload.hop.to_string(),
-                error: error.clone(),
-            }];
-            failed.extend(upload.rest.iter().map(|addr| Failure {
-                addr: addr.clone(),
-                error: format!("not reached: upstream {} failed", upload.hop),
-            }));
-            Outcome {
-                stored: Vec::new(),
-                failed,
-                checksum: None,
-            }
+            not_reached(upload.hop, upload.rest, e.code(), error)
         }
     }
 }
 
-async fn request<S>(
-    client: &reqwest::Client,
-    upload: &Upload<'_>,
-    body: S,
-) -> Result<PutResponse, String>
-where
-    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
-{
-    let url = format!("http://{}/v1/chunks/{}", upload.hop, upload.id);
-    let mut req = client
-        .put(url)
-        .header(EPOCH_HEADER, upload.epoch)
-        .header(PIPELINE_HEADER, upload.rest.join(","))
-        .body(reqwest::Body::wrap_stream(body));
-    if let Some(len) = upload.len {
-        req = req.header(reqwest::header::CONTENT_LENGTH, len);
+/// `hop` failed with `code`; the hops after it were never reached.
+fn not_reached(hop: &str, rest: &[String], code: ErrorCode, error: String) -> Outcome {
+    let mut failed = vec![Failure {
+        addr: hop.to_string(),
+        code,
+        error,
+    }];
+    failed.extend(rest.iter().map(|addr| Failure {
+        addr: addr.clone(),
+        code: ErrorCode::Unavailable,
+        error: format!("not reached: upstream {hop} failed"),
+    }));
+    Outcome {
+        stored: Vec::new(),
+        failed,
+        checksum: None,
     }
-    if let Some(c) = upload.checksum {
-        req = req.header(CHECKSUM_HEADER, c.to_string());
-    }
-    let resp = req.send().await.map_err(|e| describe(&e))?;
-    let status = resp.status();
-    if status == reqwest::StatusCode::CREATED {
-        resp.json::<PutResponse>()
-            .await
-            .map_err(|e| format!("bad answer: {}", describe(&e)))
-    } else {
-        let text = resp.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| format!("{}: {}", b.code, b.message))
-            .unwrap_or(text);
-        Err(format!("HTTP {status}: {detail}"))
-    }
-}
-
-/// The error with its causes, since reqwest's top-level message alone is vague.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Our own copy plus what the downstream hops reported, dropping any hop whose copy does
@@ -181,6 +126,7 @@ pub(super) fn merge(advertise: &str, meta: &ChunkMeta, downstream: Option<Outcom
             Some(theirs) if theirs != checksum => {
                 failed.extend(outcome.stored.into_iter().map(|addr| Failure {
                     addr,
+                    code: ErrorCode::ChecksumMismatch,
                     error: format!("stored checksum {theirs}, expected {checksum}"),
                 }));
             }
@@ -209,7 +155,7 @@ pub(super) struct Downstream {
 
 impl Downstream {
     /// Starts streaming to `upload.hop`; feed it with [`Downstream::send`].
-    pub(super) fn start(client: &reqwest::Client, timeout: Duration, upload: Upload<'_>) -> Self {
+    pub(super) fn start(client: &ChunkClient, timeout: Duration, upload: Upload<'_>) -> Self {
         let (tx, rx) = mpsc::channel(DOWNSTREAM_QUEUE);
         let body = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
@@ -277,19 +223,7 @@ impl Downstream {
     }
 
     fn failed(&self, error: String) -> Outcome {
-        let mut failed = vec![Failure {
-            addr: self.hop.clone(),
-            error,
-        }];
-        failed.extend(self.rest.iter().map(|addr| Failure {
-            addr: addr.clone(),
-            error: format!("not reached: upstream {} failed", self.hop),
-        }));
-        Outcome {
-            stored: Vec::new(),
-            failed,
-            checksum: None,
-        }
+        not_reached(&self.hop, &self.rest, ErrorCode::Unavailable, error)
     }
 }
 

@@ -2,6 +2,7 @@
 //! cluster view and decommissioning. Every route here is leader-only: a standby redirects to
 //! the leader or forwards the call there (see [`crate::head::leader_only`]).
 
+use filegrid_proto::ErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -59,13 +60,8 @@ pub fn router(state: FilesState) -> Router {
 }
 
 fn parse_path(raw: &str) -> Result<FilePath, ApiError> {
-    FilePath::parse(raw).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
-            format!("bad path {raw:?}: {e}"),
-        )
-    })
+    FilePath::parse(raw)
+        .map_err(|e| ApiError::new(ErrorCode::BadPath, format!("bad path {raw:?}: {e}")))
 }
 
 fn fail(e: DataError) -> Response {
@@ -87,12 +83,8 @@ async fn put_file(
         Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
             Some(n) => Some(n),
             None => {
-                return ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "unreadable Content-Length",
-                )
-                .into_response();
+                return ApiError::new(ErrorCode::BadRequest, "unreadable Content-Length")
+                    .into_response();
             }
         },
     };
@@ -240,20 +232,15 @@ async fn list_files(
 ) -> Response {
     let Ok(Query(q)) = q else {
         return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "bad query: expected prefix, limit, cursor",
         )
         .into_response();
     };
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "limit must be between 1 and 10000",
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 10000")
+            .into_response();
     }
     let prefix = q.prefix.trim_start_matches('/');
     let Some(client) = s.dp.election.client() else {
@@ -284,20 +271,14 @@ async fn heartbeat(
     m.heartbeat_received.inc();
     let Ok(axum::Json(hb)) = body else {
         m.heartbeat_errors.inc();
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "malformed heartbeat",
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::BadRequest, "malformed heartbeat").into_response();
     };
     let known = s.dp.membership.heartbeat(&hb);
     m.heartbeat_seconds.observe(start.elapsed().as_secs_f64());
     if !known {
         m.heartbeat_errors.inc();
         return ApiError::new(
-            StatusCode::CONFLICT,
-            "not_registered",
+            ErrorCode::NotRegistered,
             format!("{} is not registered in ZooKeeper", hb.id),
         )
         .into_response();
@@ -312,20 +293,12 @@ async fn cluster(State(s): State<FilesState>) -> Response {
 
 async fn decommission(State(s): State<FilesState>, Path(id): Path<String>) -> Response {
     let Ok(id) = ServerId::new(id.clone()) else {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("bad server id {id:?}"),
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::BadRequest, format!("bad server id {id:?}"))
+            .into_response();
     };
     let Some(server) = s.dp.membership.get(&id) else {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no cluster server {id}"),
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::NotFound, format!("no cluster server {id}"))
+            .into_response();
     };
     let state = match server.drain {
         Some(d) => d,

@@ -16,8 +16,9 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use filegrid_proto::ErrorCode;
 
+use crate::cluster::ChunkClient;
 use crate::election::Election;
 use crate::http::ApiError;
 use crate::metrics::DataMetrics;
@@ -46,6 +47,9 @@ pub struct DataPlane {
     pub membership: Arc<Membership>,
     pub config: DataConfig,
     pub metrics: DataMetrics,
+    /// Calls to cluster servers (uploads, reads, repair).
+    pub chunks: ChunkClient,
+    /// Plain HTTP to cluster servers, for what the chunk client does not cover yet.
     pub http: reqwest::Client,
     pub repairs: repair::Queue,
     /// Directories known to exist, for one-transaction commits of new files.
@@ -57,6 +61,7 @@ impl DataPlane {
         election: Arc<Election>,
         config: DataConfig,
         metrics: DataMetrics,
+        chunks: ChunkClient,
     ) -> Result<Arc<Self>, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -69,6 +74,7 @@ impl DataPlane {
             membership: Arc::new(Membership::default()),
             config,
             metrics,
+            chunks,
             http,
             repairs: repair::Queue::default(),
             known_dirs: KnownDirs::default(),
@@ -113,17 +119,23 @@ impl From<NsError> for DataError {
     }
 }
 
+impl DataError {
+    /// The error code this failure is answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DataError::BadRequest(_) => ErrorCode::BadRequest,
+            DataError::BadRange(_) => ErrorCode::BadRange,
+            DataError::TooLarge(_) => ErrorCode::TooLarge,
+            DataError::NotFound(_) => ErrorCode::NotFound,
+            DataError::Conflict(_) => ErrorCode::Conflict,
+            DataError::Unavailable(_) => ErrorCode::Unavailable,
+            DataError::StorageFull(_) => ErrorCode::StorageFull,
+        }
+    }
+}
+
 impl From<DataError> for ApiError {
     fn from(e: DataError) -> Self {
-        let (status, code) = match &e {
-            DataError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            DataError::BadRange(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range"),
-            DataError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            DataError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            DataError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            DataError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            DataError::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
-        };
-        ApiError::new(status, code, e.to_string())
+        ApiError::new(e.code(), e.to_string())
     }
 }

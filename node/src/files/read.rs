@@ -16,7 +16,6 @@ use futures::StreamExt;
 use super::manifest::{ChunkRef, FileMeta};
 use super::{DataError, DataPlane};
 use crate::chunk::Checksum;
-use crate::cluster::CHECKSUM_HEADER;
 use crate::ids::ServerId;
 
 /// Chunks fetched ahead of the one being sent.
@@ -33,45 +32,18 @@ pub struct ByteRange {
 /// `size` bytes. `Ok(None)` means no header.
 pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, DataError> {
     let Some(h) = header else { return Ok(None) };
-    let bad = || {
-        DataError::BadRange(format!(
+    match crate::http::range::parse(h, size) {
+        Ok(r) => Ok(Some(ByteRange {
+            start: r.start,
+            end: r.end,
+        })),
+        Err(crate::http::range::RangeError::Malformed(m)) if m.contains("single") => Err(
+            DataError::BadRange(format!("multiple ranges are not supported: {h:?}")),
+        ),
+        Err(_) => Err(DataError::BadRange(format!(
             "unsupported or malformed Range {h:?} (file is {size} bytes)"
-        ))
-    };
-    let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-    if spec.contains(',') {
-        return Err(DataError::BadRange(format!(
-            "multiple ranges are not supported: {h:?}"
-        )));
+        ))),
     }
-    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| bad())?;
-        if n == 0 {
-            return Err(bad());
-        }
-        ByteRange {
-            start: size.saturating_sub(n),
-            end: size,
-        }
-    } else {
-        let start: u64 = a.parse().map_err(|_| bad())?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            let last: u64 = b.parse().map_err(|_| bad())?;
-            if last < start {
-                return Err(bad());
-            }
-            (last + 1).min(size)
-        };
-        ByteRange { start, end }
-    };
-    if range.start >= size {
-        return Err(bad());
-    }
-    Ok(Some(range))
 }
 
 /// Streams `range` of the file (all of it when `None`).
@@ -186,41 +158,22 @@ async fn get_chunk(
     len: u64,
     range: Option<Range<u64>>,
 ) -> Result<(Bytes, Option<Checksum>), (String, bool)> {
-    let mut req = dp
-        .http
-        .get(format!("http://{addr}/v1/chunks/{id}"))
-        .timeout(Duration::from_secs(30));
-    if let Some(r) = &range {
-        if r.is_empty() {
-            return Ok((Bytes::new(), None));
-        }
-        req = req.header(
-            reqwest::header::RANGE,
-            format!("bytes={}-{}", r.start, r.end - 1),
-        );
+    if range.as_ref().is_some_and(|r| r.is_empty()) {
+        return Ok((Bytes::new(), None));
     }
     let len = range.as_ref().map_or(len, |r| r.end - r.start);
-    let resp = req.send().await.map_err(|e| (e.to_string(), false))?;
-    let status = resp.status();
-    let wanted = if range.is_some() {
-        reqwest::StatusCode::PARTIAL_CONTENT
-    } else {
-        reqwest::StatusCode::OK
-    };
-    if status.is_success() && status != wanted {
-        return Err((format!("HTTP {status} where {wanted} was expected"), false));
-    }
-    let served_sum = resp
-        .headers()
-        .get(CHECKSUM_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    if !status.is_success() {
-        let corrupt = status == reqwest::StatusCode::NOT_FOUND
-            || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
-            || status == reqwest::StatusCode::INTERNAL_SERVER_ERROR;
-        return Err((format!("HTTP {status}"), corrupt));
-    }
+    let read = dp
+        .chunks
+        .get(addr, id, range, Duration::from_secs(30))
+        .await
+        .map_err(|e| {
+            // A missing, mismatching or unreadable copy is worth rewriting; a server that
+            // did not answer is not.
+            let bad_copy = matches!(e.status(), Some(404 | 422 | 500));
+            (e.detail(), bad_copy)
+        })?;
+    let served_sum = read.checksum;
+    let resp = read.body;
     // Into one buffer of the expected size (no doubling as it grows). A server that detects
     // corruption mid-stream aborts the body.
     let mut buf = bytes::BytesMut::with_capacity(len as usize);

@@ -19,9 +19,10 @@ use super::manifest::{ChunkRef, FileMeta};
 use super::path::FilePath;
 use super::{DataError, DataPlane, namespace, placement};
 use crate::chunk::Checksum;
-use crate::cluster::{CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER, PutResponse};
+use crate::cluster::client::PutChunk;
 use crate::ids::ServerId;
 use crate::zk::records;
+use filegrid_proto::ErrorCode;
 
 /// Chunks of one upload in memory at once.
 const IN_FLIGHT: usize = 3;
@@ -216,8 +217,15 @@ async fn store_chunk(
         let Some(((_, first), rest)) = addrs.split_first() else {
             break;
         };
-        let pipeline: Vec<&str> = rest.iter().map(|(_, a)| a.as_str()).collect();
-        match send(&dp, epoch, &id, &checksum, first, &pipeline, data.clone()).await {
+        let pipeline: Vec<String> = rest.iter().map(|(_, a)| a.clone()).collect();
+        let put = PutChunk {
+            id: &id,
+            epoch,
+            pipeline: &pipeline,
+            len: Some(data.len() as u64),
+            checksum: Some(checksum),
+        };
+        match dp.chunks.put(first, put, data.clone()).await {
             Ok(resp) => {
                 for (sid, addr) in &addrs {
                     if resp.stored.contains(addr) && !stored.contains(sid) {
@@ -229,23 +237,21 @@ async fn store_chunk(
                         .replica_failures
                         .with_label_values(&["write"])
                         .inc();
-                    if f.error.contains("storage_full") || f.error.contains("507") {
+                    if f.code == ErrorCode::StorageFull {
                         full += 1;
                     }
                     last_error = format!("{}: {}", f.addr, f.error);
                 }
             }
-            Err(SendError {
-                message,
-                full: is_full,
-            }) => {
+            Err(e) => {
                 dp.metrics
                     .replica_failures
                     .with_label_values(&["write"])
                     .inc();
-                if is_full {
+                if e.code() == ErrorCode::StorageFull {
                     full += 1;
                 }
+                let message = e.detail();
                 tracing::warn!(chunk = %id, server = %first, error = %message, "chunk pipeline failed at its first hop");
                 last_error = format!("{first}: {message}");
             }
@@ -283,48 +289,4 @@ async fn store_chunk(
         replicas: stored,
     };
     Ok((chunk, data))
-}
-
-struct SendError {
-    message: String,
-    full: bool,
-}
-
-/// PUTs a chunk to `first` with the rest of the pipeline in a header.
-async fn send(
-    dp: &DataPlane,
-    epoch: u64,
-    id: &str,
-    checksum: &Checksum,
-    first: &str,
-    rest: &[&str],
-    data: Bytes,
-) -> Result<PutResponse, SendError> {
-    let err = |message: String, full: bool| SendError { message, full };
-    let mut req = dp
-        .http
-        .put(format!("http://{first}/v1/chunks/{id}"))
-        .header(EPOCH_HEADER, epoch.to_string())
-        .header(CHECKSUM_HEADER, checksum.to_string())
-        .header(reqwest::header::CONTENT_LENGTH, data.len().to_string());
-    if !rest.is_empty() {
-        req = req.header(PIPELINE_HEADER, rest.join(","));
-    }
-    let resp = req
-        .body(data)
-        .send()
-        .await
-        .map_err(|e| err(e.to_string(), false))?;
-    let status = resp.status();
-    if status.is_success() {
-        resp.json::<PutResponse>()
-            .await
-            .map_err(|e| err(format!("unreadable answer: {e}"), false))
-    } else {
-        let body = resp.text().await.unwrap_or_default();
-        Err(err(
-            format!("{status}: {body}"),
-            status == reqwest::StatusCode::INSUFFICIENT_STORAGE,
-        ))
-    }
 }

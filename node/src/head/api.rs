@@ -1,11 +1,11 @@
 //! The head's coordination API: `/v1/leader`, `/v1/heads`, `/v1/status`, `/v1/cluster` and
 //! the fence probe. The file API is added beside it by the data path.
 
+use filegrid_proto::ErrorCode;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -59,21 +59,13 @@ impl From<LeaderRecord> for LeaderView {
 }
 
 fn client(s: &ApiState) -> Result<Client, ApiError> {
-    s.election.client().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "zk_unavailable",
-            "not connected to ZooKeeper",
-        )
-    })
+    s.election
+        .client()
+        .ok_or_else(|| ApiError::new(ErrorCode::ZkUnavailable, "not connected to ZooKeeper"))
 }
 
 fn zk_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "zk_unavailable",
-        format!("ZooKeeper: {e}"),
-    )
+    ApiError::new(ErrorCode::ZkUnavailable, format!("ZooKeeper: {e}"))
 }
 
 /// The leader, read fresh from ZooKeeper (any head answers).
@@ -82,8 +74,7 @@ async fn leader(State(s): State<ApiState>) -> Result<axum::Json<LeaderView>, Api
     match zk::read::<LeaderRecord>(&c, &s.election.layout().leader()).await {
         Ok(Some((l, _))) => Ok(axum::Json(l.into())),
         Ok(None) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_leader",
+            ErrorCode::NoLeader,
             "no head leads right now (an election is in progress)",
         )),
         Err(e) => Err(zk_error(e)),
@@ -156,8 +147,7 @@ async fn status(State(s): State<ApiState>) -> impl IntoResponse {
 async fn fenced_write(State(s): State<ApiState>) -> Response {
     let Some(token) = s.election.last_token() else {
         return ApiError::new(
-            StatusCode::CONFLICT,
-            "never_leader",
+            ErrorCode::NeverLeader,
             "this head has not led since it started",
         )
         .into_response();
@@ -195,7 +185,7 @@ async fn fenced_write(State(s): State<ApiState>) -> Response {
             axum::Json(serde_json::json!({"accepted": true, "epoch": token.epoch})).into_response()
         }
         Err(e @ FenceError::Deposed { .. }) => {
-            ApiError::new(StatusCode::CONFLICT, "deposed", e.to_string()).into_response()
+            ApiError::new(ErrorCode::Deposed, e.to_string()).into_response()
         }
         Err(e) => zk_error(e).into_response(),
     }

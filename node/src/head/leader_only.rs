@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use filegrid_proto::ErrorCode;
 
 use super::api::ApiState;
 use crate::election::Role;
@@ -55,8 +56,7 @@ async fn gate(s: ApiState, req: Request, next: Next, may_forward: bool) -> Respo
             _ => redirect_to(&leader, &req),
         },
         (role, _) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_leader",
+            ErrorCode::NoLeader,
             format!("this head is {role:?} and knows no leader; retry shortly").to_lowercase(),
         )
         .into_response(),
@@ -106,8 +106,7 @@ async fn forward(
         Err(e) => {
             tracing::warn!(leader = %leader.server_id, %url, error = %e, "could not forward a request to the leader");
             return ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "leader_unreachable",
+                ErrorCode::LeaderUnreachable,
                 format!(
                     "{} leads, but this head could not reach it: {e}",
                     leader.server_id

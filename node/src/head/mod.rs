@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{ChunkClient, ClientOptions};
 use crate::config::HeadConfig;
 use crate::election::{Election, HeadIdentity, Role};
 use crate::files::{self, DataConfig, DataPlane, repair::PassReport};
@@ -60,6 +61,14 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             max_file_size: cfg.max_file_size,
         },
         DataMetrics::new(&registry),
+        ChunkClient::new(
+            ClientOptions {
+                connect_timeout: std::time::Duration::from_secs(3),
+                read_timeout: Some(std::time::Duration::from_secs(30)),
+                pool_max_idle_per_host: 16,
+            },
+            &registry,
+        )?,
     )
     .context("building the cluster HTTP client")?;
     let repair_report = Arc::new(std::sync::Mutex::new(PassReport::default()));

@@ -1,6 +1,8 @@
 //! HTTP pieces every role shares: `/health`, `/ready`, `/metrics`, request metrics, JSON errors
 //! and serving with graceful shutdown.
 
+pub mod range;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,27 +13,68 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
+use filegrid_proto::{ErrorBody, ErrorCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::HttpMetrics;
 
-/// Readiness shared between the role's logic and its `/ready` endpoint (starts not ready).
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// A check that must pass for the role to be ready (e.g. its data directory is usable).
+type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Readiness shared between the role's logic and its `/ready` endpoint (starts not ready):
+/// a flag the role sets, and optionally a check run on every `/ready`.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    flag: Arc<AtomicBool>,
+    check: Option<ReadyCheck>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("ready", &self.get())
+            .field("check", &self.check.is_some())
+            .finish()
+    }
+}
 
 impl Readiness {
     /// A flag starting at `ready`.
     pub fn new(ready: bool) -> Self {
-        Self(Arc::new(AtomicBool::new(ready)))
+        Self {
+            flag: Arc::new(AtomicBool::new(ready)),
+            check: None,
+        }
+    }
+
+    /// The same flag, with `check` run on every `/ready` once the flag is set.
+    pub fn with_check(
+        &self,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            flag: self.flag.clone(),
+            check: Some(Arc::new(check)),
+        }
     }
 
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.flag.store(ready, Ordering::Relaxed);
     }
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Whether the role can do its job now, and if not why.
+    fn status(&self) -> Result<(), String> {
+        if !self.get() {
+            return Err("not ready yet".into());
+        }
+        match &self.check {
+            Some(check) => check(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -50,30 +93,14 @@ pub fn ops_router(registry: prometheus::Registry, ready: Readiness) -> Router {
         .with_state(OpsState { registry, ready })
 }
 
-/// Just `/metrics`, for servers whose own router already has `/health` and `/ready`.
-pub fn metrics_router(registry: prometheus::Registry) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .with_state(OpsState {
-            registry,
-            ready: Readiness::default(),
-        })
-}
-
 async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
 async fn ready_handler(State(s): State<OpsState>) -> Response {
-    if s.ready.get() {
-        axum::Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "not ready yet",
-        )
-        .into_response()
+    match s.ready.status() {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(why) => ApiError::new(ErrorCode::NotReady, why).into_response(),
     }
 }
 
@@ -114,28 +141,47 @@ fn content_length(h: &axum::http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// A JSON error body `{"code": ..., "message": ...}` with its HTTP status.
-#[derive(Debug, Clone, Serialize)]
+/// The error answer of every FileGrid HTTP API: a JSON [`ErrorBody`] with its HTTP status.
+#[derive(Debug, Clone)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
-    pub code: String,
-    pub message: String,
+    pub body: ErrorBody,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// An error answered with the code's usual status ([`ErrorCode::status`]).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::with_status(status, code, message)
+    }
+
+    /// An error answered with another status than the code's usual one.
+    pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
-            code: code.into(),
-            message: message.into(),
+            body: ErrorBody::new(code, message),
         }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.body.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.body.message
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.body)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(&self)).into_response()
+        (self.status, axum::Json(&self.body)).into_response()
     }
 }
 

@@ -1,0 +1,411 @@
+//! The one client for the chunk API: every call a head or a cluster server makes to a cluster
+//! server goes through [`ChunkClient`] (uploads through a pipeline, range reads, replication,
+//! block reports, deletes). Each call answers a typed [`ChunkCallError`] whose
+//! [`ErrorCode`] the caller acts on, and records its latency and errors per operation and
+//! server (`filegrid_chunk_client_seconds`, `filegrid_chunk_client_errors_total`).
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use filegrid_proto::chunk::{ListResponse, PutResponse, ReplicateRequest};
+use filegrid_proto::{ErrorBody, ErrorCode, headers};
+use futures::Stream;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use crate::chunk::Checksum;
+
+/// Characters escaped in a URL path segment: everything but unreserved ones (RFC 3986).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `http://{addr}/v1/chunks/{id}{suffix}`, the id escaped as a path segment.
+pub fn chunk_url(addr: &str, id: &str, suffix: &str) -> String {
+    format!(
+        "http://{addr}/v1/chunks/{}{suffix}",
+        utf8_percent_encode(id, SEGMENT)
+    )
+}
+
+/// Why a chunk API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkCallError {
+    /// No answer: connection refused or broken, timeout.
+    #[error("{addr}: {message}")]
+    Unreachable { addr: String, message: String },
+    /// The server answered with an error.
+    #[error("{addr}: HTTP {status}: {body}")]
+    Refused {
+        addr: String,
+        status: u16,
+        body: ErrorBody,
+    },
+    /// The server answered something this build cannot read.
+    #[error("{addr}: bad answer: {message}")]
+    BadAnswer { addr: String, message: String },
+}
+
+impl ChunkCallError {
+    /// The error code: the server's, or [`ErrorCode::Unavailable`] when it gave none.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Refused { body, .. } => body.code,
+            Self::Unreachable { .. } | Self::BadAnswer { .. } => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The HTTP status the server answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The message without the address.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Unreachable { message, .. } | Self::BadAnswer { message, .. } => message.clone(),
+            Self::Refused { status, body, .. } => format!("HTTP {status}: {body}"),
+        }
+    }
+}
+
+/// The metrics of a [`ChunkClient`].
+#[derive(Clone, Debug)]
+struct ClientMetrics {
+    seconds: HistogramVec,
+    errors: IntCounterVec,
+}
+
+impl ClientMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "filegrid_chunk_client_seconds",
+                    "Chunk API calls made by this process, until the answer's head (for PUT: the whole answer)",
+                )
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
+                &["op", "server"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "filegrid_chunk_client_errors_total",
+                    "Chunk API calls made by this process that failed, by error code",
+                ),
+                &["op", "server", "code"],
+            )?,
+        };
+        registry.register(Box::new(m.seconds.clone()))?;
+        registry.register(Box::new(m.errors.clone()))?;
+        Ok(m)
+    }
+}
+
+/// Timeouts of a [`ChunkClient`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Longest silence while reading an answer; `None` leaves it to the caller.
+    pub read_timeout: Option<Duration>,
+    pub pool_max_idle_per_host: usize,
+}
+
+/// What a chunk `PUT` carries besides its body.
+#[derive(Clone, Copy, Debug)]
+pub struct PutChunk<'a> {
+    pub id: &'a str,
+    /// Epoch of the leader the write runs under.
+    pub epoch: u64,
+    /// The hops after the first, which each store and forward.
+    pub pipeline: &'a [String],
+    /// Length, when known (sent as Content-Length so the hop can check it).
+    pub len: Option<u64>,
+    /// Checksum, when known (the hop refuses data that does not match).
+    pub checksum: Option<Checksum>,
+}
+
+/// A chunk read's answer: the checksum the server has for the whole chunk and the body.
+pub struct ChunkRead {
+    pub checksum: Option<Checksum>,
+    pub body: reqwest::Response,
+}
+
+/// The client of the chunk API, shared by every caller in a process.
+#[derive(Clone, Debug)]
+pub struct ChunkClient {
+    http: reqwest::Client,
+    metrics: ClientMetrics,
+}
+
+impl ChunkClient {
+    /// Builds the client and registers its metrics into `registry`.
+    pub fn new(options: ClientOptions, registry: &Registry) -> Result<Self, ClientError> {
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(options.connect_timeout)
+            .pool_max_idle_per_host(options.pool_max_idle_per_host);
+        if let Some(t) = options.read_timeout {
+            b = b.read_timeout(t);
+        }
+        Ok(Self {
+            http: b.build()?,
+            metrics: ClientMetrics::register(registry)?,
+        })
+    }
+
+    /// Streams a chunk to `hop`, which stores it and forwards it down `put.pipeline`;
+    /// answers who stored it. Dropping the future mid-body aborts the connection, so the
+    /// hop stores nothing.
+    pub async fn put<S>(
+        &self,
+        hop: &str,
+        put: PutChunk<'_>,
+        body: S,
+    ) -> Result<PutResponse, ChunkCallError>
+    where
+        S: Into<reqwest::Body>,
+    {
+        let mut req = self
+            .http
+            .put(chunk_url(hop, put.id, ""))
+            .header(headers::EPOCH, put.epoch);
+        if !put.pipeline.is_empty() {
+            req = req.header(headers::PIPELINE, put.pipeline.join(","));
+        }
+        if let Some(len) = put.len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        if let Some(c) = put.checksum {
+            req = req.header(headers::CHECKSUM, c.to_string());
+        }
+        self.timed("put", hop, async {
+            let resp = send(hop, req.body(body)).await?;
+            json(hop, expect(hop, resp, reqwest::StatusCode::CREATED).await?).await
+        })
+        .await
+    }
+
+    /// Streams a chunk body to `hop` from `stream` (the pipeline's forwarding).
+    pub async fn put_stream<S>(
+        &self,
+        hop: &str,
+        put: PutChunk<'_>,
+        stream: S,
+    ) -> Result<PutResponse, ChunkCallError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        self.put(hop, put, reqwest::Body::wrap_stream(stream)).await
+    }
+
+    /// Reads a chunk, or `range` of it, from `addr`. Answers once the head arrived; the
+    /// caller reads the body (a server that finds corruption mid-stream aborts it).
+    pub async fn get(
+        &self,
+        addr: &str,
+        id: &str,
+        range: Option<Range<u64>>,
+        timeout: Duration,
+    ) -> Result<ChunkRead, ChunkCallError> {
+        let mut req = self.http.get(chunk_url(addr, id, "")).timeout(timeout);
+        let wanted = match &range {
+            Some(r) => {
+                req = req.header(
+                    reqwest::header::RANGE,
+                    format!("bytes={}-{}", r.start, r.end.saturating_sub(1)),
+                );
+                reqwest::StatusCode::PARTIAL_CONTENT
+            }
+            None => reqwest::StatusCode::OK,
+        };
+        self.timed("get", addr, async {
+            let resp = expect(addr, send(addr, req).await?, wanted).await?;
+            let checksum = resp
+                .headers()
+                .get(headers::CHECKSUM)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            Ok(ChunkRead {
+                checksum,
+                body: resp,
+            })
+        })
+        .await
+    }
+
+    /// Asks `source` to copy its verified copy of `id` to `request.targets`.
+    pub async fn replicate(
+        &self,
+        source: &str,
+        id: &str,
+        request: &ReplicateRequest,
+    ) -> Result<PutResponse, ChunkCallError> {
+        let req = self
+            .http
+            .post(chunk_url(source, id, "/replicate"))
+            .json(request);
+        self.timed("replicate", source, async {
+            let resp = send(source, req).await?;
+            json(source, expect(source, resp, reqwest::StatusCode::OK).await?).await
+        })
+        .await
+    }
+
+    /// The block report of `addr`: every chunk it holds and its space figures.
+    pub async fn list(&self, addr: &str) -> Result<ListResponse, ChunkCallError> {
+        let req = self.http.get(format!("http://{addr}/v1/chunks"));
+        self.timed("list", addr, async {
+            let resp = send(addr, req).await?;
+            json(addr, expect(addr, resp, reqwest::StatusCode::OK).await?).await
+        })
+        .await
+    }
+
+    /// Deletes `id` on `addr` under `epoch`.
+    pub async fn delete(&self, addr: &str, id: &str, epoch: u64) -> Result<(), ChunkCallError> {
+        let req = self
+            .http
+            .delete(chunk_url(addr, id, ""))
+            .header(headers::EPOCH, epoch);
+        self.timed("delete", addr, async {
+            let resp = send(addr, req).await?;
+            expect(addr, resp, reqwest::StatusCode::NO_CONTENT)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &str,
+        server: &str,
+        call: impl Future<Output = Result<T, ChunkCallError>>,
+    ) -> Result<T, ChunkCallError> {
+        let start = Instant::now();
+        let result = call.await;
+        self.metrics
+            .seconds
+            .with_label_values(&[op, server])
+            .observe(start.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            self.metrics
+                .errors
+                .with_label_values(&[op, server, e.code().as_str()])
+                .inc();
+        }
+        result
+    }
+}
+
+/// The client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("building the chunk API client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("registering the chunk client's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+async fn send(
+    addr: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ChunkCallError> {
+    req.send().await.map_err(|e| ChunkCallError::Unreachable {
+        addr: addr.to_string(),
+        message: describe(&e),
+    })
+}
+
+/// The answer if it has `wanted` status; otherwise the server's error body.
+async fn expect(
+    addr: &str,
+    resp: reqwest::Response,
+    wanted: reqwest::StatusCode,
+) -> Result<reqwest::Response, ChunkCallError> {
+    let status = resp.status();
+    if status == wanted {
+        return Ok(resp);
+    }
+    if status.is_success() {
+        return Err(ChunkCallError::BadAnswer {
+            addr: addr.to_string(),
+            message: format!("HTTP {status} where {wanted} was expected"),
+        });
+    }
+    // Error bodies are small; a longer one is cut, not read to the end.
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| {
+        let code = match status.as_u16() {
+            404 => ErrorCode::NotFound,
+            507 => ErrorCode::StorageFull,
+            _ => ErrorCode::Unknown,
+        };
+        ErrorBody::new(code, text.chars().take(300).collect::<String>())
+    });
+    Err(ChunkCallError::Refused {
+        addr: addr.to_string(),
+        status: status.as_u16(),
+        body,
+    })
+}
+
+async fn json<T: serde::de::DeserializeOwned>(
+    addr: &str,
+    resp: reqwest::Response,
+) -> Result<T, ChunkCallError> {
+    resp.json::<T>()
+        .await
+        .map_err(|e| ChunkCallError::BadAnswer {
+            addr: addr.to_string(),
+            message: describe(&e),
+        })
+}
+
+/// The error with its causes, since reqwest's top-level message alone is vague.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_are_escaped_as_one_path_segment() {
+        assert_eq!(chunk_url("h:1", "ab-0", ""), "http://h:1/v1/chunks/ab-0");
+        assert_eq!(
+            chunk_url("h:1", "a/../b c", "/replicate"),
+            "http://h:1/v1/chunks/a%2F..%2Fb%20c/replicate"
+        );
+    }
+
+    #[test]
+    fn an_error_without_a_body_keeps_its_meaning() {
+        let e = ChunkCallError::Refused {
+            addr: "h:1".into(),
+            status: 507,
+            body: ErrorBody::new(ErrorCode::StorageFull, "full"),
+        };
+        assert_eq!(e.code(), ErrorCode::StorageFull);
+        assert_eq!(e.status(), Some(507));
+        let u = ChunkCallError::Unreachable {
+            addr: "h:1".into(),
+            message: "refused".into(),
+        };
+        assert_eq!(u.code(), ErrorCode::Unavailable);
+    }
+}

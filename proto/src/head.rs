@@ -1,0 +1,227 @@
+//! The head API's bodies (`/v1/leader`, `/v1/heads`, `/v1/status`, `/v1/files`, `/v1/cluster`,
+//! `/v1/repair`, `/v1/heartbeat`). The reference is `docs/api.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ServerId;
+use crate::zk::{DrainState, HealthReport, LeaderRecord};
+
+/// `GET /v1/leader`: the leader, read fresh from ZooKeeper (what `filegrid leader` prints).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LeaderView {
+    pub server_id: ServerId,
+    pub host: String,
+    pub api_port: u16,
+    pub epoch: u64,
+    pub elected_at: u64,
+}
+
+impl From<LeaderRecord> for LeaderView {
+    fn from(l: LeaderRecord) -> Self {
+        Self {
+            server_id: l.server_id,
+            host: l.host,
+            api_port: l.api_port,
+            epoch: l.epoch,
+            elected_at: l.elected_at,
+        }
+    }
+}
+
+/// One row of `GET /v1/heads`: a registered head with what the monitors last said about it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HeadView {
+    pub id: String,
+    pub host: String,
+    pub api_port: u16,
+    pub is_leader: bool,
+    pub excluded: bool,
+    pub registered_by: Option<String>,
+    pub health: Option<HealthReport>,
+}
+
+/// What a head is doing right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Connecting to ZooKeeper and registering.
+    Starting,
+    /// No leader yet; waiting for a lower id to claim, or barred by an exclusion.
+    Candidate,
+    /// Another head leads.
+    Standby,
+    /// This head leads.
+    Leader,
+    /// This head led when the ZooKeeper connection dropped; it does nothing a leader does until
+    /// it proves its session survived.
+    Suspended,
+    /// Not connected to ZooKeeper.
+    Disconnected,
+    /// Shutting down.
+    Stopping,
+}
+
+/// A head's view of the election, as its election loop publishes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeadStatus {
+    pub server_id: ServerId,
+    pub role: Role,
+    pub leader: Option<LeaderRecord>,
+    /// The newest epoch this head has seen.
+    pub epoch: u64,
+    pub session_id: Option<String>,
+    pub zk_connected: bool,
+    pub excluded: bool,
+}
+
+/// `GET /v1/status`: the head's own view, and whether as a standby it forwards leader-only
+/// calls (so a client may keep using this address).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    #[serde(flatten)]
+    pub status: HeadStatus,
+    #[serde(default)]
+    pub forwards_to_leader: bool,
+}
+
+/// `POST /v1/admin/fenced-write`: the probe write went through the fence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FencedWriteAnswer {
+    pub accepted: bool,
+    pub epoch: u64,
+}
+
+/// `PUT /v1/files/{path}` (201): the committed file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutAnswer {
+    pub path: String,
+    pub size: u64,
+    /// CRC32C of the whole content, `crc32c:<hex>`.
+    pub checksum: String,
+    pub chunks: u64,
+    /// Unix milliseconds.
+    pub mtime: u64,
+    /// Epoch of the leader that committed it.
+    pub epoch: u64,
+}
+
+/// `DELETE /v1/files/{path}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteAnswer {
+    pub path: String,
+    pub deleted: bool,
+}
+
+/// One file in a listing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListItem {
+    pub path: String,
+    pub size: u64,
+    pub mtime: u64,
+    pub checksum: String,
+}
+
+/// `GET /v1/files?prefix=&limit=&cursor=`: one page of a listing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListPage {
+    pub files: Vec<ListItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/heartbeat`: what a cluster server reports every heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub id: ServerId,
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub chunks: u64,
+}
+
+/// The answer to a heartbeat: the epoch of the leader that took it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    pub epoch: u64,
+}
+
+/// State of a cluster server as the head API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    Live,
+    Dead,
+    Draining,
+    Drained,
+    /// A state from a newer FileGrid.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One row of `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: ServerId,
+    pub host: String,
+    pub port: u16,
+    pub zone: Option<String>,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub state: ServerState,
+    pub chunks: u64,
+}
+
+/// `POST /v1/cluster/{id}/decommission` (202).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecommissionAnswer {
+    pub id: ServerId,
+    pub state: DrainState,
+}
+
+/// `GET /v1/repair`: what the leader's last repair pass found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub files: u64,
+    pub chunks: u64,
+    pub under_replicated: u64,
+    pub copies_made: u64,
+    pub orphans_deleted: u64,
+    /// Unix milliseconds; 0 before the first pass.
+    pub finished_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_view_is_the_status_with_one_more_field() {
+        let v = StatusView {
+            status: HeadStatus {
+                server_id: ServerId::new("head_server_1").unwrap(),
+                role: Role::Leader,
+                leader: None,
+                epoch: 3,
+                session_id: None,
+                zk_connected: true,
+                excluded: false,
+            },
+            forwards_to_leader: true,
+        };
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["role"], "leader");
+        assert_eq!(json["forwards_to_leader"], true);
+        let back: StatusView = serde_json::from_value(json).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn unknown_server_states_do_not_break_a_listing() {
+        let s: ServerState = serde_json::from_str("\"retiring\"").unwrap();
+        assert_eq!(s, ServerState::Unknown);
+    }
+}
