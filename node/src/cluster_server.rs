@@ -13,11 +13,11 @@ use zookeeper_client::Client;
 use crate::chunk::{ChunkStore, ScrubConfig, StoreConfig};
 use crate::cluster::{self, ApiOptions, EpochFence};
 use crate::config::ClusterConfig;
-use crate::files::servers::Heartbeat;
 use crate::http::{self, Readiness};
 use crate::metrics::{self, ZkMetrics};
 use crate::zk::records::{self, ClusterRecord, EpochRecord, LeaderRecord};
 use crate::zk::{self, Layout, SessionEnd, SessionRole, ZkError};
+use filegrid_proto::head::{Heartbeat, HeartbeatAnswer};
 
 /// Runs a cluster server until SIGTERM/SIGINT.
 pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
@@ -233,10 +233,8 @@ impl Node {
             let url = format!("http://{}:{}/v1/heartbeat", leader.host, leader.api_port);
             match self.http.post(&url).json(&hb).send().await {
                 Ok(r) if r.status().is_success() => {
-                    if let Ok(v) = r.json::<serde_json::Value>().await
-                        && let Some(e) = v.get("epoch").and_then(|e| e.as_u64())
-                    {
-                        self.fence.observe(e);
+                    if let Ok(a) = r.json::<HeartbeatAnswer>().await {
+                        self.fence.observe(a.epoch);
                     }
                 }
                 Ok(r) => {

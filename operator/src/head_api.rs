@@ -1,40 +1,17 @@
 //! The few head-server calls the operator makes, behind a trait so the reconciler can be
-//! tested with a fake head while the Kubernetes API is mocked.
+//! tested with a fake head while the Kubernetes API is mocked. The bodies are FileGrid's wire
+//! types ([`filegrid_proto::head`]), shared with the heads.
 
 use std::time::Duration;
 
+use filegrid_proto::head::{LeaderView, ServerView};
 use futures::future::BoxFuture;
-use serde::Deserialize;
 
-/// Current leader as `GET /v1/leader` reports it (other fields, such as `elected_at`, are ignored).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Leader {
-    pub server_id: String,
-    pub host: String,
-    pub api_port: u16,
-    pub epoch: i64,
-}
-
+/// The leader as `GET /v1/leader` reports it.
+pub type Leader = LeaderView;
 /// One cluster server as `GET /v1/cluster` reports it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct ClusterServer {
-    pub id: String,
-    #[serde(default)]
-    pub state: ServerState,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerState {
-    #[default]
-    Live,
-    Dead,
-    Draining,
-    Drained,
-    /// A state this operator does not know yet.
-    #[serde(other)]
-    Unknown,
-}
+pub type ClusterServer = ServerView;
+pub use filegrid_proto::head::ServerState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadApiError {

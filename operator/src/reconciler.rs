@@ -263,7 +263,10 @@ async fn drain(
     let mut waiting = vec![];
     for ordinal in desired..current {
         let id = names::cluster_pod(grid, ordinal);
-        let state = servers.iter().find(|s| s.id == id).map(|s| s.state);
+        let state = servers
+            .iter()
+            .find(|s| s.id.as_str() == id)
+            .map(|s| s.state);
         match state {
             Some(ServerState::Drained) => continue,
             Some(ServerState::Draining) => {}

@@ -118,8 +118,11 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
         conditions: merge(previous, conditions),
         ready_heads: o.ready_heads,
         ready_cluster_servers: o.ready_cluster,
-        leader: o.leader.as_ref().map(|l| l.server_id.clone()),
-        epoch: o.leader.as_ref().map(|l| l.epoch),
+        leader: o.leader.as_ref().map(|l| l.server_id.to_string()),
+        epoch: o
+            .leader
+            .as_ref()
+            .map(|l| i64::try_from(l.epoch).unwrap_or(i64::MAX)),
         decommissioning: o.decommissioning.clone(),
     }
 }

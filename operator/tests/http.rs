@@ -36,9 +36,9 @@ async fn leader_head(calls: Calls) -> (String, u16) {
             "/v1/cluster",
             get(|| async {
                 Json(json!([
-                    {"id": "c-0", "host": "10.0.0.1", "port": 9700, "zone": null, "capacity_bytes": 10, "used_bytes": 1, "state": "live"},
-                    {"id": "c-1", "host": "10.0.0.2", "port": 9700, "zone": "a", "capacity_bytes": 10, "used_bytes": 0, "state": "drained"},
-                    {"id": "c-2", "host": "10.0.0.3", "port": 9700, "zone": "a", "capacity_bytes": 10, "used_bytes": 0, "state": "rebalancing"}
+                    {"id": "c-0", "host": "10.0.0.1", "port": 9700, "zone": null, "capacity_bytes": 10, "used_bytes": 1, "state": "live", "chunks": 3},
+                    {"id": "c-1", "host": "10.0.0.2", "port": 9700, "zone": "a", "capacity_bytes": 10, "used_bytes": 0, "state": "drained", "chunks": 0},
+                    {"id": "c-2", "host": "10.0.0.3", "port": 9700, "zone": "a", "capacity_bytes": 10, "used_bytes": 0, "state": "rebalancing", "chunks": 0}
                 ]))
             }),
         )
@@ -116,10 +116,11 @@ async fn decommission_failure_carries_status_and_body() {
     let calls: Calls = Arc::default();
     let (_, port) = leader_head(calls).await;
     let leader = filegrid_operator::head_api::Leader {
-        server_id: "head-0".into(),
+        server_id: filegrid_proto::ServerId::new("head-0").unwrap(),
         host: "127.0.0.1".into(),
         api_port: port,
         epoch: 1,
+        elected_at: 0,
     };
     // Unknown route on the leader: 404 must surface as an error, not as success.
     let api = HttpHeadApi::new().unwrap();

@@ -10,6 +10,7 @@ use filegrid_operator::metrics::Metrics;
 use filegrid_operator::reconciler::{
     BUSY_REQUEUE, Context, STEADY_REQUEUE, backoff, error_policy, reconcile,
 };
+use filegrid_proto::ServerId;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use kube::Client;
@@ -59,17 +60,24 @@ impl HeadApi for FakeHead {
 
 fn leader() -> Leader {
     Leader {
-        server_id: "demo-head-0".into(),
+        server_id: ServerId::new("demo-head-0").unwrap(),
         host: "10.0.0.5".into(),
         api_port: 9669,
         epoch: 4,
+        elected_at: 1_767_225_600_000,
     }
 }
 
 fn server(id: &str, state: ServerState) -> ClusterServer {
     ClusterServer {
-        id: id.into(),
+        id: ServerId::new(id).unwrap(),
+        host: format!("{id}.demo-cluster"),
+        port: 9700,
+        zone: None,
+        capacity_bytes: 1 << 30,
+        used_bytes: 0,
         state,
+        chunks: 0,
     }
 }
 

@@ -105,6 +105,16 @@ pub struct PutAnswer {
     pub epoch: u64,
 }
 
+/// What `HEAD /v1/files/{path}` tells of a file (its headers), as `filegrid stat` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    pub path: String,
+    pub size: u64,
+    pub checksum: String,
+    pub chunks: u64,
+    pub mtime: u64,
+}
+
 /// `DELETE /v1/files/{path}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteAnswer {
@@ -160,6 +170,19 @@ pub enum ServerState {
     /// A state from a newer FileGrid.
     #[serde(other)]
     Unknown,
+}
+
+impl ServerState {
+    /// The state as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Dead => "dead",
+            Self::Draining => "draining",
+            Self::Drained => "drained",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// One row of `GET /v1/cluster`.
@@ -223,5 +246,13 @@ mod tests {
     fn unknown_server_states_do_not_break_a_listing() {
         let s: ServerState = serde_json::from_str("\"retiring\"").unwrap();
         assert_eq!(s, ServerState::Unknown);
+        for s in [
+            ServerState::Live,
+            ServerState::Dead,
+            ServerState::Draining,
+            ServerState::Drained,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

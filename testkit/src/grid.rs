@@ -1,6 +1,7 @@
 //! A whole FileGrid on loopback: a ZooKeeper server, heads and cluster servers as real
 //! processes, with knobs for the settings tests and benchmarks vary.
 
+use filegrid_proto::head::{LeaderView, ServerState, ServerView};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -215,12 +216,8 @@ impl Grid {
         wait_until_sync(timeout, "a leader", || {
             self.heads.iter().find_map(|h| {
                 let body = http_get(h.port, "/v1/leader")?;
-                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-                Some(format!(
-                    "http://{}:{}",
-                    v["host"].as_str()?,
-                    v["api_port"].as_u64()?
-                ))
+                let l: LeaderView = serde_json::from_str(&body).ok()?;
+                Some(format!("http://{}:{}", l.host, l.api_port))
             })
         })
     }
@@ -231,11 +228,10 @@ impl Grid {
             let leader = self.leader_url(timeout);
             let port: u16 = leader.rsplit(':').next()?.parse().ok()?;
             let body = http_get(port, "/v1/cluster")?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let live = v
-                .as_array()?
+            let servers: Vec<ServerView> = serde_json::from_str(&body).ok()?;
+            let live = servers
                 .iter()
-                .filter(|s| s["state"] == "live")
+                .filter(|s| s.state == ServerState::Live)
                 .count();
             (live >= n).then_some(())
         })

@@ -115,12 +115,12 @@ async fn put(setup: &Setup, name: &str) -> Result<(), BenchError> {
     if status != reqwest::StatusCode::CREATED {
         return Err(setup.failed(format!("PUT {name} answered {status}: {text}")));
     }
-    let answer: serde_json::Value = serde_json::from_str(&text)
+    let answer: filegrid_proto::head::PutAnswer = serde_json::from_str(&text)
         .map_err(|e| setup.failed(format!("PUT {name}: unreadable answer {text:?}: {e}")))?;
     let want = setup.checksum();
-    if answer["size"] != setup.size || answer["checksum"] != want.as_str() {
+    if answer.size != setup.size || answer.checksum != want.as_str() {
         return Err(setup.failed(format!(
-            "PUT {name} stored {answer}, expected {} bytes with {want}",
+            "PUT {name} stored {answer:?}, expected {} bytes with {want}",
             setup.size
         )));
     }

@@ -1,6 +1,7 @@
 //! The processes of one round: three heads and (from some point on) a monitor under a fresh
 //! `--zk-root`, and the checks that say the grid is in a steady state.
 
+use filegrid_proto::head::{Role, StatusView};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -206,14 +207,15 @@ impl<'a> RoundGrid<'a> {
                 return Ok(None);
             }
             let want = if *id == leader.server_id.as_str() {
-                "leader"
+                Role::Leader
             } else {
-                "standby"
+                Role::Standby
             };
             let Some(status) = self.head_status(head.port).await else {
                 return Ok(None);
             };
-            if status["role"] != want || status["leader"]["server_id"] != leader.server_id.as_str()
+            if status.status.role != want
+                || status.status.leader.as_ref().map(|l| &l.server_id) != Some(&leader.server_id)
             {
                 return Ok(None);
             }
@@ -235,7 +237,7 @@ impl<'a> RoundGrid<'a> {
         Ok(Some(leader))
     }
 
-    async fn head_status(&self, port: u16) -> Option<serde_json::Value> {
+    async fn head_status(&self, port: u16) -> Option<StatusView> {
         let url = format!("http://127.0.0.1:{port}/v1/status");
         let response = self.ctx.http.get(url).send().await.ok()?;
         response.json().await.ok()

@@ -4,6 +4,8 @@
 
 mod transfer;
 
+use filegrid_proto::ErrorBody;
+use filegrid_proto::head::{Role, ServerView, StatusView};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -149,10 +151,9 @@ impl Target {
             message: root_cause(&e),
         })?;
         if !status.is_success() {
-            let msg = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            let msg = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
             return Err(CliError::Api(format!("{status}: {msg}")));
         }
         serde_json::from_slice(&body)
@@ -178,9 +179,9 @@ impl Target {
     /// port forwards and NAT keep working.
     async fn leader_base(&self) -> Result<String, CliError> {
         if let Target::Head { base, .. } = self
-            && let Ok(status) = self.get::<serde_json::Value>("/v1/status").await
-            && (status["role"] == "leader"
-                || (status["role"] == "standby" && status["forwards_to_leader"] == true))
+            && let Ok(status) = self.get::<StatusView>("/v1/status").await
+            && (status.status.role == Role::Leader
+                || (status.status.role == Role::Standby && status.forwards_to_leader))
         {
             return Ok(base.clone());
         }
@@ -253,7 +254,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Status => {
             let heads = target.heads().await?;
-            let servers: Option<serde_json::Value> = match target.leader_base().await {
+            let servers: Option<Vec<ServerView>> = match target.leader_base().await {
                 Ok(base) => {
                     let http = data_client(cli.timeout)?;
                     match http.get(format!("{base}/v1/cluster")).send().await {
@@ -297,7 +298,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     None => println!("{:<20} {:<8} {:<10}", h.id, role, "unknown"),
                 }
             }
-            if let Some(list) = servers.as_ref().and_then(|s| s.as_array()) {
+            if let Some(list) = &servers {
                 println!();
                 println!(
                     "{:<20} {:<9} {:<8} {:>8} {:>12} {:>12}",
@@ -306,12 +307,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 for s in list {
                     println!(
                         "{:<20} {:<9} {:<8} {:>8} {:>12} {:>12}",
-                        s["id"].as_str().unwrap_or("?"),
-                        s["state"].as_str().unwrap_or("?"),
-                        s["zone"].as_str().unwrap_or("-"),
-                        s["chunks"].as_u64().unwrap_or(0),
-                        bytesize::ByteSize(s["used_bytes"].as_u64().unwrap_or(0)).to_string(),
-                        bytesize::ByteSize(s["capacity_bytes"].as_u64().unwrap_or(0)).to_string(),
+                        s.id.as_str(),
+                        s.state.as_str(),
+                        s.zone.as_deref().unwrap_or("-"),
+                        s.chunks,
+                        bytesize::ByteSize(s.used_bytes).to_string(),
+                        bytesize::ByteSize(s.capacity_bytes).to_string(),
                     );
                 }
             }
@@ -322,12 +323,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             if cli.json {
                 print_json(&r);
             } else {
-                println!(
-                    "stored {} ({} bytes, {})",
-                    r["path"].as_str().unwrap_or(&remote),
-                    r["size"],
-                    r["checksum"].as_str().unwrap_or("")
-                );
+                println!("stored {} ({} bytes, {})", r.path, r.size, r.checksum);
             }
         }
         Command::Get { remote, local } => {
@@ -351,11 +347,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&files);
             } else {
                 for f in files {
-                    println!(
-                        "{:>14}  {}",
-                        f["size"].as_u64().unwrap_or(0),
-                        f["path"].as_str().unwrap_or("")
-                    );
+                    println!("{:>14}  {}", f.size, f.path);
                 }
             }
         }
@@ -376,13 +368,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 println!(
                     "{}: {} bytes, {} chunks, {}, modified {}",
-                    st["path"].as_str().unwrap_or(""),
-                    st["size"],
-                    st["chunks"],
-                    st["checksum"].as_str().unwrap_or(""),
+                    st.path,
+                    st.size,
+                    st.chunks,
+                    st.checksum,
                     humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH
-                            + Duration::from_millis(st["mtime"].as_u64().unwrap_or(0))
+                        std::time::UNIX_EPOCH + Duration::from_millis(st.mtime)
                     )
                 );
             }

@@ -1,6 +1,8 @@
 //! File commands of the CLI: put, get, ls, rm, stat, decommission. Transfers stream (memory
 //! stays flat) and show a progress bar on a terminal for anything over a few MiB.
 
+use filegrid_proto::head::{FileStat, ListItem, ListPage, PutAnswer, ServerState, ServerView};
+use filegrid_proto::{ErrorBody, headers};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
@@ -41,27 +43,24 @@ fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
 async fn api_error(resp: reqwest::Response) -> CliError {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
-    let msg = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+    let msg = serde_json::from_str::<ErrorBody>(&body)
+        .map(|b| b.message)
         .unwrap_or(body);
     CliError::Api(format!("{status}: {msg}"))
 }
+
+/// Characters escaped in a path segment: all but RFC 3986's unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn file_url(base: &str, remote: &str) -> String {
     let encoded: Vec<String> = remote
         .trim_start_matches('/')
         .split('/')
-        .map(|seg| {
-            seg.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
-        })
+        .map(|seg| percent_encoding::utf8_percent_encode(seg, SEGMENT).to_string())
         .collect();
     format!("{base}/v1/files/{}", encoded.join("/"))
 }
@@ -72,7 +71,7 @@ pub async fn put(
     base: &str,
     local: &Path,
     remote: &str,
-) -> Result<serde_json::Value, CliError> {
+) -> Result<PutAnswer, CliError> {
     let url = file_url(base, remote);
     let (body, len) = if local == Path::new("-") {
         let stream = tokio_util::io::ReaderStream::new(tokio::io::stdin());
@@ -205,11 +204,7 @@ pub async fn get(
     }
 }
 
-pub async fn stat(
-    http: &reqwest::Client,
-    base: &str,
-    remote: &str,
-) -> Result<serde_json::Value, CliError> {
+pub async fn stat(http: &reqwest::Client, base: &str, remote: &str) -> Result<FileStat, CliError> {
     let url = file_url(base, remote);
     let resp = http
         .head(&url)
@@ -232,13 +227,13 @@ pub async fn stat(
             .to_string()
     };
     let num = |k: &str| text(k).parse::<u64>().unwrap_or(0);
-    Ok(serde_json::json!({
-        "path": remote.trim_start_matches('/'),
-        "size": num("content-length"),
-        "checksum": text("x-filegrid-checksum"),
-        "chunks": num("x-filegrid-chunks"),
-        "mtime": num("x-filegrid-mtime"),
-    }))
+    Ok(FileStat {
+        path: remote.trim_start_matches('/').to_string(),
+        size: num("content-length"),
+        checksum: text(headers::CHECKSUM),
+        chunks: num(headers::CHUNKS),
+        mtime: num(headers::MTIME),
+    })
 }
 
 pub async fn rm(http: &reqwest::Client, base: &str, remote: &str) -> Result<(), CliError> {
@@ -259,7 +254,7 @@ pub async fn ls(
     http: &reqwest::Client,
     base: &str,
     prefix: &str,
-) -> Result<Vec<serde_json::Value>, CliError> {
+) -> Result<Vec<ListItem>, CliError> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -276,15 +271,13 @@ pub async fn ls(
         if !resp.status().is_success() {
             return Err(api_error(resp).await);
         }
-        let page: serde_json::Value = resp
+        let page: ListPage = resp
             .json()
             .await
             .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))?;
-        if let Some(files) = page.get("files").and_then(|f| f.as_array()) {
-            out.extend(files.iter().cloned());
-        }
-        match page.get("next_cursor").and_then(|c| c.as_str()) {
-            Some(c) => cursor = Some(c.to_string()),
+        out.extend(page.files);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
             None => return Ok(out),
         }
     }
@@ -315,19 +308,18 @@ pub async fn decommission(
             .send()
             .await
             .map_err(|e| unreachable(&url, &e))?;
-        let servers: serde_json::Value = resp
+        let servers: Vec<ServerView> = resp
             .json()
             .await
             .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))?;
         let state = servers
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["id"] == id))
-            .and_then(|s| s["state"].as_str())
-            .unwrap_or("unknown")
-            .to_string();
-        if state == "drained" {
-            return Ok(state);
+            .iter()
+            .find(|s| s.id.as_str() == id)
+            .map(|s| s.state);
+        if state == Some(ServerState::Drained) {
+            return Ok("drained".into());
         }
+        let state = state.map_or("unknown", ServerState::as_str);
         if std::time::Instant::now() > deadline {
             return Err(CliError::Api(format!(
                 "{id} is still {state} after {}",

@@ -17,7 +17,6 @@ use serde::Deserialize;
 
 use super::path::FilePath;
 use super::repair::PassReport;
-use super::servers::Heartbeat;
 use super::{DataError, DataPlane, namespace, read, write};
 use crate::fencing::FencedOp;
 use crate::head::api::ApiState;
@@ -25,6 +24,9 @@ use crate::head::leader_only;
 use crate::http::ApiError;
 use crate::ids::ServerId;
 use crate::zk::records::{self, ClusterStateRecord, DrainState};
+use filegrid_proto::head::{
+    DecommissionAnswer, DeleteAnswer, Heartbeat, HeartbeatAnswer, ListPage, PutAnswer,
+};
 
 #[derive(Clone)]
 pub struct FilesState {
@@ -91,14 +93,14 @@ async fn put_file(
     match write::upload(&s.dp, path.clone(), body, content_length).await {
         Ok(meta) => (
             StatusCode::CREATED,
-            axum::Json(serde_json::json!({
-                "path": path.as_str(),
-                "size": meta.size,
-                "checksum": meta.checksum,
-                "chunks": meta.chunk_count,
-                "mtime": meta.mtime,
-                "epoch": meta.epoch,
-            })),
+            axum::Json(PutAnswer {
+                path: path.as_str().to_string(),
+                size: meta.size,
+                checksum: meta.checksum,
+                chunks: meta.chunk_count,
+                mtime: meta.mtime,
+                epoch: meta.epoch,
+            }),
         )
             .into_response(),
         Err(e) => {
@@ -212,7 +214,11 @@ async fn delete_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Re
         Ok(_) => {
             s.dp.repairs.orphaned();
             tracing::info!(path = %path, "deleted file");
-            axum::Json(serde_json::json!({"path": path.as_str(), "deleted": true})).into_response()
+            axum::Json(DeleteAnswer {
+                path: path.as_str().to_string(),
+                deleted: true,
+            })
+            .into_response()
         }
         Err(e) => fail(e.into()),
     }
@@ -255,9 +261,11 @@ async fn list_files(
     )
     .await
     {
-        Ok((files, next)) => {
-            axum::Json(serde_json::json!({"files": files, "next_cursor": next})).into_response()
-        }
+        Ok((files, next)) => axum::Json(ListPage {
+            files,
+            next_cursor: next,
+        })
+        .into_response(),
         Err(e) => fail(e.into()),
     }
 }
@@ -284,7 +292,7 @@ async fn heartbeat(
         .into_response();
     }
     let epoch = s.dp.election.current_token().map(|t| t.epoch).unwrap_or(0);
-    axum::Json(serde_json::json!({"epoch": epoch})).into_response()
+    axum::Json(HeartbeatAnswer { epoch }).into_response()
 }
 
 async fn cluster(State(s): State<FilesState>) -> Response {
@@ -330,7 +338,7 @@ async fn decommission(State(s): State<FilesState>, Path(id): Path<String>) -> Re
     };
     (
         StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({"id": id, "state": state})),
+        axum::Json(DecommissionAnswer { id, state }),
     )
         .into_response()
 }

@@ -6,7 +6,6 @@
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
 use zookeeper_client::{Client, Error as ZkClientError, MultiReadResult};
 
 use super::known_dirs::KnownDirs;
@@ -34,14 +33,7 @@ impl From<ZkClientError> for NsError {
     }
 }
 
-/// One file in a listing.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ListItem {
-    pub path: String,
-    pub size: u64,
-    pub mtime: u64,
-    pub checksum: String,
-}
+pub use filegrid_proto::head::ListItem;
 
 /// Reads a file's manifest with its full chunk list, and the node version.
 pub async fn lookup(

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use zookeeper_client::Client;
 
 use super::placement::Candidate;
@@ -13,29 +12,7 @@ use crate::ids::ServerId;
 use crate::zk::records::{ClusterRecord, ClusterStateRecord, DrainState};
 use crate::zk::{self, Layout, ZkError};
 
-/// What a cluster server reports every heartbeat.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Heartbeat {
-    pub id: ServerId,
-    pub host: String,
-    pub port: u16,
-    #[serde(default)]
-    pub zone: Option<String>,
-    pub capacity_bytes: u64,
-    pub used_bytes: u64,
-    pub free_bytes: u64,
-    pub chunks: u64,
-}
-
-/// State of a server as the API reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerState {
-    Live,
-    Dead,
-    Draining,
-    Drained,
-}
+pub use filegrid_proto::head::{Heartbeat, ServerState, ServerView};
 
 #[derive(Clone, Debug)]
 pub struct ServerInfo {
@@ -77,19 +54,6 @@ impl ServerInfo {
             None => ServerState::Live,
         }
     }
-}
-
-/// One row of `GET /v1/cluster`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ServerView {
-    pub id: ServerId,
-    pub host: String,
-    pub port: u16,
-    pub zone: Option<String>,
-    pub capacity_bytes: u64,
-    pub used_bytes: u64,
-    pub state: ServerState,
-    pub chunks: u64,
 }
 
 #[derive(Default)]

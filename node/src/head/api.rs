@@ -8,7 +8,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
 use zookeeper_client::Client;
 
 use crate::election::Election;
@@ -36,27 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// The leader as public JSON (what `filegrid leader` prints).
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct LeaderView {
-    pub server_id: ServerId,
-    pub host: String,
-    pub api_port: u16,
-    pub epoch: u64,
-    pub elected_at: u64,
-}
-
-impl From<LeaderRecord> for LeaderView {
-    fn from(l: LeaderRecord) -> Self {
-        Self {
-            server_id: l.server_id,
-            host: l.host,
-            api_port: l.api_port,
-            epoch: l.epoch,
-            elected_at: l.elected_at,
-        }
-    }
-}
+pub use filegrid_proto::head::{FencedWriteAnswer, HeadView, LeaderView};
 
 fn client(s: &ApiState) -> Result<Client, ApiError> {
     s.election
@@ -79,18 +58,6 @@ async fn leader(State(s): State<ApiState>) -> Result<axum::Json<LeaderView>, Api
         )),
         Err(e) => Err(zk_error(e)),
     }
-}
-
-/// One registered head with what the monitors last said about it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct HeadView {
-    pub id: String,
-    pub host: String,
-    pub api_port: u16,
-    pub is_leader: bool,
-    pub excluded: bool,
-    pub registered_by: Option<String>,
-    pub health: Option<HealthReport>,
 }
 
 async fn heads(State(s): State<ApiState>) -> Result<axum::Json<Vec<HeadView>>, ApiError> {
@@ -181,9 +148,11 @@ async fn fenced_write(State(s): State<ApiState>) -> Response {
         }
     };
     match s.election.write_with(&token, &[op]).await {
-        Ok(_) => {
-            axum::Json(serde_json::json!({"accepted": true, "epoch": token.epoch})).into_response()
-        }
+        Ok(_) => axum::Json(FencedWriteAnswer {
+            accepted: true,
+            epoch: token.epoch,
+        })
+        .into_response(),
         Err(e @ FenceError::Deposed { .. }) => {
             ApiError::new(ErrorCode::Deposed, e.to_string()).into_response()
         }
