@@ -66,7 +66,7 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let server = tokio::spawn(http::serve(listener, app, stop.clone()));
+    let api_server = tokio::spawn(http::serve(listener, app, stop.clone()));
     if let Some(l) = metrics_listener {
         tokio::spawn(http::serve(
             l,
@@ -74,7 +74,7 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    let node = Arc::new(Node {
+    let server = Arc::new(ClusterServer {
         cfg,
         port,
         store,
@@ -87,19 +87,20 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
             .build()
             .context("building the heartbeat HTTP client")?,
     });
-    let coordination = tokio::spawn(node.clone().coordinate(stop.clone()));
-    match server.await {
+    let coordination = tokio::spawn(server.clone().coordinate(stop.clone()));
+    match api_server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "chunk API stopped with an error"),
         Err(e) => tracing::error!(error = %e, "chunk API task failed"),
     }
     stop.cancel();
     let _ = coordination.await;
-    tracing::info!(server_id = %node.cfg.server_id, "cluster server stopped");
+    tracing::info!(server_id = %server.cfg.server_id, "cluster server stopped");
     Ok(())
 }
 
-struct Node {
+/// The cluster server process: its chunk store, epoch fence and coordination state.
+struct ClusterServer {
     cfg: ClusterConfig,
     port: u16,
     store: Arc<ChunkStore>,
@@ -109,7 +110,7 @@ struct Node {
     http: reqwest::Client,
 }
 
-impl Node {
+impl ClusterServer {
     fn layout(&self) -> Layout {
         Layout::new(self.cfg.common.zk_root.clone())
     }
@@ -128,15 +129,8 @@ impl Node {
     }
 
     async fn serve_session(&self, client: &Client) -> ZkError {
-        loop {
-            match self.register(client).await {
-                Ok(()) => break,
-                Err(e) if e.is_session_lost() => return e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot register cluster server; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
+        if let Err(e) = zk::register_until_done("cluster server", || self.register(client)).await {
+            return e;
         }
         // Know the current epoch before taking any request, so a deposed leader is refused
         // from the first request on.
@@ -250,7 +244,7 @@ impl Node {
 
 /// The cluster server's part in each ZooKeeper session; [`zk::run_sessions`] does the
 /// reconnecting.
-impl SessionRole for Node {
+impl SessionRole for ClusterServer {
     async fn serve(&self, client: &Client, stop: &CancellationToken) -> SessionEnd {
         zk::until_stopped(stop, self.serve_session(client)).await
     }

@@ -127,15 +127,8 @@ impl Monitor {
 
     /// Works within one session until it is lost; returns why.
     async fn serve_session(&self, client: &Client) -> ZkError {
-        loop {
-            match self.register(client).await {
-                Ok(()) => break,
-                Err(e) if e.is_session_lost() => return e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot register monitor; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
+        if let Err(e) = zk::register_until_done("monitor", || self.register(client)).await {
+            return e;
         }
         self.ready.set(true);
         let mut states = client.state_watcher();

@@ -5,6 +5,7 @@ pub mod layout;
 pub mod records;
 mod session;
 
+use backon::{ConstantBuilder, ExponentialBuilder, Retryable};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -52,33 +53,55 @@ pub fn session_id(client: &Client) -> String {
     client.session_id().to_string()
 }
 
-/// Connects, retrying with capped backoff until ZooKeeper answers or `cancel` fires.
+/// Connects, retrying with capped exponential backoff (100 ms doubling to 2 s) until
+/// ZooKeeper answers or `cancel` fires.
 pub async fn connect(
     hosts: &str,
     session_timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<Client, ZkError> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let attempt = Client::connector()
+    let attempt = || async move {
+        Client::connector()
             .with_session_timeout(session_timeout)
-            .connect(hosts);
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(ZkError::Shutdown),
-            result = attempt => match result {
-                Ok(client) => {
-                    tracing::info!(session = %client.session_id(), zk_hosts = hosts, "connected to ZooKeeper");
-                    return Ok(client);
-                }
-                Err(e) => tracing::warn!(zk_hosts = hosts, error = %e, "cannot connect to ZooKeeper; retrying"),
-            },
+            .connect(hosts)
+            .await
+    };
+    let retried = attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .without_max_times(),
+        )
+        .notify(|e, _| {
+            tracing::warn!(zk_hosts = hosts, error = %e, "cannot connect to ZooKeeper; retrying");
+        });
+    tokio::select! {
+        _ = cancel.cancelled() => Err(ZkError::Shutdown),
+        result = retried => {
+            let client = result?;
+            tracing::info!(session = %client.session_id(), zk_hosts = hosts, "connected to ZooKeeper");
+            Ok(client)
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(ZkError::Shutdown),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Retries `register` every 500 ms until it succeeds or the session is lost (then its
+/// error is returned: the caller starts a new session).
+pub async fn register_until_done<F, Fut>(what: &str, register: F) -> Result<(), ZkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ZkError>>,
+{
+    register
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(Duration::from_millis(500))
+                .without_max_times(),
+        )
+        .when(|e: &ZkError| !e.is_session_lost())
+        .notify(|e, _| tracing::warn!(error = %e, "cannot register {what}; retrying"))
+        .await
 }
 
 /// Creates the grid's persistent directories and the epoch counter if they are missing.
