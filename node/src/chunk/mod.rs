@@ -7,11 +7,14 @@
 //! reported as stored. Every read verifies the checksum; a background [`scrub`] pass
 //! re-verifies everything at a configured rate.
 
+mod blocks;
 mod checksum;
+mod dir;
 mod dirsync;
 mod error;
 pub mod format;
 mod id;
+mod meta;
 mod reader;
 pub mod scrub;
 mod space;

@@ -9,9 +9,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncReadExt;
 
 use super::checksum::Hasher;
+use super::dir::ChunkDir;
 use super::error::StoreError;
 use super::format::TRAILER_LEN;
-use super::store::{ChunkMeta, ChunkStore};
+use super::meta::ChunkMeta;
 
 /// Size of each read from disk, and of each item of the stream.
 const READ_BUF: u64 = 256 * 1024;
@@ -56,7 +57,7 @@ impl ChunkRead {
 }
 
 struct State {
-    store: Arc<ChunkStore>,
+    store: Arc<dyn ChunkDir>,
     meta: ChunkMeta,
     file: tokio::fs::File,
     range: Range<u64>,
@@ -86,7 +87,7 @@ pub(crate) fn read_small(
 /// Starts a verified read of `range` of the chunk in `file` (`file_len` bytes on disk), whose
 /// data may already have been read (`data`, from [`read_small`]).
 pub(crate) async fn open(
-    store: Arc<ChunkStore>,
+    store: Arc<dyn ChunkDir>,
     meta: ChunkMeta,
     file: File,
     file_len: u64,

@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
+use super::blocks::BlockPool;
 use super::checksum::Checksum;
+use super::dir::ChunkDir;
 use super::error::StoreError;
 use super::format::{TRAILER_LEN, Trailer};
 use super::id::ChunkId;
+pub use super::meta::ChunkMeta;
 use super::reader::{self, ChunkRead};
 use super::space::Space;
 pub use super::space::Usage;
@@ -36,17 +39,6 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Most bytes the chunk files may take, or `None` to be limited by the disk only.
     pub capacity: Option<u64>,
-}
-
-/// Length and checksum of one stored chunk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChunkMeta {
-    /// The chunk.
-    pub id: ChunkId,
-    /// Length of the chunk data in bytes.
-    pub len: u64,
-    /// Checksum of the chunk data.
-    pub checksum: Checksum,
 }
 
 /// One line of a chunk listing (block report).
@@ -99,7 +91,7 @@ pub struct ChunkStore {
     temp_seq: AtomicU64,
     /// Whole blocks are written with `O_DIRECT` until the file system refuses it once.
     direct_io: AtomicBool,
-    blocks: super::writer::BlockPool,
+    blocks: BlockPool,
     /// Held for the store's lifetime: the exclusive lock on the data directory.
     _lock: File,
 }
@@ -156,36 +148,6 @@ impl ChunkStore {
         self.chunks_dir.join(id.as_str())
     }
 
-    pub(crate) fn space(&self) -> &Space {
-        &self.space
-    }
-
-    /// Idle block buffers shared by chunk writers.
-    pub(crate) fn blocks(&self) -> &super::writer::BlockPool {
-        &self.blocks
-    }
-
-    /// Whether chunk writers should try `O_DIRECT` for whole blocks.
-    pub(crate) fn direct_io(&self) -> bool {
-        self.direct_io.load(Ordering::Relaxed)
-    }
-
-    /// The file system refused `O_DIRECT`: write through the page cache from now on.
-    pub(crate) fn disable_direct_io(&self, why: &io::Error) {
-        if self.direct_io.swap(false, Ordering::Relaxed) {
-            tracing::info!(dir = %self.chunks_dir.display(), error = %why,
-                "direct I/O is not available here; chunks are written through the page cache");
-        }
-    }
-
-    /// A fresh temp file path for a write of `id`, in the chunk directory so the final
-    /// rename stays within one directory of one filesystem.
-    pub(crate) fn temp_path(&self, id: &ChunkId) -> PathBuf {
-        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        self.chunks_dir
-            .join(format!(".{id}.{}-{seq}{TEMP_SUFFIX}", std::process::id()))
-    }
-
     /// Starts a streamed write of chunk `id`. With `expected_len` the space is reserved up
     /// front, so a write that cannot fit fails before any data is sent; without it space is
     /// reserved as the data arrives. Writing an existing id replaces the chunk atomically.
@@ -202,39 +164,6 @@ impl ChunkStore {
         let mut w = self.writer(id, Some(data.len() as u64)).await?;
         w.write(data).await?;
         w.finish(None).await
-    }
-
-    /// Moves a finished, fsynced temp file into place and indexes it. The caller fsyncs
-    /// the directory afterwards (outside the index lock, so commits do not serialise on it).
-    pub(crate) fn install(
-        &self,
-        temp: &Path,
-        meta: &ChunkMeta,
-        reserved: u64,
-    ) -> Result<(), StoreError> {
-        let mut index = self.index();
-        fs::rename(temp, self.chunk_path(&meta.id))
-            .map_err(|e| StoreError::io(format!("renaming chunk {} into place", meta.id), e))?;
-        let replaced = index.insert(
-            meta.id.clone(),
-            Entry {
-                len: meta.len,
-                checksum: meta.checksum,
-                corrupt: false,
-            },
-        );
-        self.space.commit(
-            reserved,
-            meta.len + TRAILER_LEN,
-            replaced.map(|e| e.len + TRAILER_LEN),
-        );
-        Ok(())
-    }
-
-    /// Makes renames and removals in the chunk directory durable (shared with concurrent
-    /// callers: see [`super::dirsync`]).
-    pub(crate) fn sync_dir_blocking(&self) -> Result<(), StoreError> {
-        self.dir_sync.sync()
     }
 
     /// Length and checksum of chunk `id`.
@@ -333,20 +262,6 @@ impl ChunkStore {
         reader::open(self.clone(), meta, file, file_len, data, range).await
     }
 
-    /// Records that chunk `id` failed verification and tells subscribers.
-    pub(crate) fn report_bad(&self, id: &ChunkId, reason: String) {
-        if let Some(e) = self.index().get_mut(id) {
-            e.corrupt = true;
-        }
-        self.checksum_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(chunk = %id, %reason, "chunk failed verification");
-        // No subscriber is not an error: the mark in the index and the counter remain.
-        let _ = self.bad_tx.send(BadChunk {
-            id: id.clone(),
-            reason,
-        });
-    }
-
     /// Receives every chunk found bad from now on (by reads, [`ChunkStore::verify`] or the scrubber).
     pub fn subscribe_bad(&self) -> broadcast::Receiver<BadChunk> {
         self.bad_tx.subscribe()
@@ -402,6 +317,80 @@ impl ChunkStore {
     /// Used, free and capacity bytes and the number of chunks.
     pub fn usage(&self) -> Result<Usage, StoreError> {
         self.space.usage()
+    }
+}
+
+impl ChunkDir for ChunkStore {
+    fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// Idle block buffers shared by chunk writers.
+    fn blocks(&self) -> &BlockPool {
+        &self.blocks
+    }
+
+    /// Whether chunk writers should try `O_DIRECT` for whole blocks.
+    fn direct_io(&self) -> bool {
+        self.direct_io.load(Ordering::Relaxed)
+    }
+
+    /// The file system refused `O_DIRECT`: write through the page cache from now on.
+    fn disable_direct_io(&self, why: &io::Error) {
+        if self.direct_io.swap(false, Ordering::Relaxed) {
+            tracing::info!(dir = %self.chunks_dir.display(), error = %why,
+                "direct I/O is not available here; chunks are written through the page cache");
+        }
+    }
+
+    /// A fresh temp file path for a write of `id`, in the chunk directory so the final
+    /// rename stays within one directory of one filesystem.
+    fn temp_path(&self, id: &ChunkId) -> PathBuf {
+        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        self.chunks_dir
+            .join(format!(".{id}.{}-{seq}{TEMP_SUFFIX}", std::process::id()))
+    }
+
+    /// Moves a finished, fsynced temp file into place and indexes it. The caller fsyncs
+    /// the directory afterwards (outside the index lock, so commits do not serialise on it).
+    fn install(&self, temp: &Path, meta: &ChunkMeta, reserved: u64) -> Result<(), StoreError> {
+        let mut index = self.index();
+        fs::rename(temp, self.chunk_path(&meta.id))
+            .map_err(|e| StoreError::io(format!("renaming chunk {} into place", meta.id), e))?;
+        let replaced = index.insert(
+            meta.id.clone(),
+            Entry {
+                len: meta.len,
+                checksum: meta.checksum,
+                corrupt: false,
+            },
+        );
+        self.space.commit(
+            reserved,
+            meta.len + TRAILER_LEN,
+            replaced.map(|e| e.len + TRAILER_LEN),
+        );
+        Ok(())
+    }
+
+    /// Makes renames and removals in the chunk directory durable (shared with concurrent
+    /// callers: see [`super::dirsync`]).
+    fn sync_dir_blocking(&self) -> Result<(), StoreError> {
+        self.dir_sync.sync()
+    }
+
+    /// Records that chunk `id` failed verification and tells subscribers.
+    fn report_bad(&self, id: &ChunkId, reason: String) {
+        if let Some(e) = self.index().get_mut(id) {
+            e.corrupt = true;
+        }
+        self.checksum_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(chunk = %id, %reason, "chunk failed verification");
+        // No subscriber is not an error: the mark in the index and the counter remain.
+        let _ = self.bad_tx.send(BadChunk {
+            id: id.clone(),
+            reason,
+        });
     }
 }
 

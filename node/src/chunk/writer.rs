@@ -16,62 +16,19 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aligned_vec::{AVec, ConstAlign};
 use rustix::fs::OFlags;
 use tokio::task::JoinHandle;
 
+use super::blocks::{BLOCK, Block, new_block};
 use super::checksum::{Checksum, Hasher};
+use super::dir::ChunkDir;
 use super::error::StoreError;
 use super::format::{TRAILER_LEN, Trailer};
 use super::id::ChunkId;
-use super::store::{ChunkMeta, ChunkStore};
+use super::meta::ChunkMeta;
 
 /// Space is reserved in steps of this size when the length is not known up front.
 const RESERVE_STEP: u64 = 1024 * 1024;
-/// Bytes gathered before they are handed to the disk in one write; a multiple of [`ALIGN`].
-const BLOCK: usize = 1024 * 1024;
-/// Alignment `O_DIRECT` asks of buffers, offsets and lengths (the page size covers every
-/// common logical block size).
-const ALIGN: usize = 4096;
-
-type Block = AVec<u8, ConstAlign<ALIGN>>;
-
-fn new_block(capacity: usize) -> Block {
-    Block::with_capacity(ALIGN, capacity)
-}
-
-/// Idle whole-block buffers kept for the next chunk writes: a fresh 1 MiB buffer costs 256
-/// page faults and zeroed pages, a noticeable part of a server's CPU when chunks stream in.
-#[derive(Debug, Default)]
-pub(crate) struct BlockPool {
-    idle: std::sync::Mutex<Vec<Block>>,
-}
-
-/// Buffers the pool keeps at most (8 MiB): enough for a few concurrent writes.
-const POOL_MAX: usize = 8;
-
-impl BlockPool {
-    fn take(&self) -> Block {
-        self.idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle.pop())
-            .unwrap_or_else(|| new_block(BLOCK))
-    }
-
-    fn give(&self, mut block: Block) {
-        if block.capacity() < BLOCK {
-            return;
-        }
-        block.clear();
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < POOL_MAX
-        {
-            idle.push(block);
-        }
-    }
-}
-
 /// What a block task hands back: its buffer for reuse, whether the file is now in
 /// `O_DIRECT` mode, and how the write went.
 type BlockDone = (Block, bool, io::Result<()>);
@@ -81,7 +38,7 @@ type BlockDone = (Block, bool, io::Result<()>);
 /// write never leaves a visible or partial chunk.
 #[derive(Debug)]
 pub struct ChunkWriter {
-    store: Arc<ChunkStore>,
+    store: Arc<dyn ChunkDir>,
     id: ChunkId,
     temp_path: PathBuf,
     /// The temp file; `None` for a small chunk until `finish` creates it.
@@ -105,7 +62,7 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     pub(crate) async fn create(
-        store: Arc<ChunkStore>,
+        store: Arc<dyn ChunkDir>,
         id: ChunkId,
         expected_len: Option<u64>,
     ) -> Result<Self, StoreError> {
@@ -212,7 +169,7 @@ impl ChunkWriter {
                 let e = io::Error::other(format!("no temp file {}", path.display()));
                 return (block, direct, Err(e));
             };
-            let (direct, result) = write_whole_block(&file, &store, direct, offset, &block);
+            let (direct, result) = write_whole_block(&file, &*store, direct, offset, &block);
             (block, direct, result)
         }));
         Ok(())
@@ -311,7 +268,7 @@ impl ChunkWriter {
                 // The chunk is visible now; the directory fsync makes the rename durable.
                 Ok(()) => store.sync_dir_blocking(),
                 Err(e) => {
-                    abandon(&store, &temp, reserved);
+                    abandon(&*store, &temp, reserved);
                     Err(e)
                 }
             }
@@ -336,12 +293,12 @@ impl Drop for ChunkWriter {
             self.store.blocks().give(spare);
         }
         // A block write still in flight lands in the unlinked file, which is freed on close.
-        abandon(&self.store, &self.temp_path, self.reserved);
+        abandon(&*self.store, &self.temp_path, self.reserved);
     }
 }
 
 /// Gives up an unfinished chunk: its reservation and its temp file.
-fn abandon(store: &ChunkStore, temp: &Path, reserved: u64) {
+fn abandon(store: &dyn ChunkDir, temp: &Path, reserved: u64) {
     store.space().release(reserved);
     match std::fs::remove_file(temp) {
         Ok(()) => {}
@@ -377,7 +334,7 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 /// whether the file is in `O_DIRECT` mode afterwards.
 fn write_whole_block(
     file: &File,
-    store: &ChunkStore,
+    store: &dyn ChunkDir,
     mut direct: bool,
     offset: u64,
     block: &[u8],
@@ -444,6 +401,7 @@ fn start_writeback(file: &File, offset: u64, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::ChunkStore;
     use crate::chunk::StoreConfig;
 
     /// Pieces of awkward sizes, so blocks fill across piece boundaries.
