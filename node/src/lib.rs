@@ -15,6 +15,7 @@ pub mod files;
 pub mod head;
 pub mod http;
 pub mod ids;
+pub mod leadership;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

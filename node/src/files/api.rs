@@ -1,28 +1,27 @@
 //! HTTP routes of the data path on a head: the file API, heartbeats from cluster servers, the
-//! cluster view and decommissioning. Every route here is leader-only: a standby redirects to
-//! the leader or forwards the call there (see [`crate::head::leader_only`]).
+//! cluster view and decommissioning. Every route here is leader-only: the head puts them
+//! behind its leader-only gate, which hands each request the [`Leadership`] it runs under
+//! (a standby redirects to the leader or forwards the call there).
 
 use filegrid_proto::ErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::Deserialize;
 
 use super::path::FilePath;
 use super::repair::PassReport;
 use super::{DataError, DataPlane, namespace, read, write};
 use crate::fencing::FencedOp;
-use crate::head::api::ApiState;
-use crate::head::leader_only;
 use crate::http::ApiError;
 use crate::ids::ServerId;
+use crate::leadership::Leadership;
 use crate::zk::records::{self, ClusterStateRecord, DrainState};
 use filegrid_proto::head::{
     DecommissionAnswer, DeleteAnswer, Heartbeat, HeartbeatAnswer, ListPage, PutAnswer,
@@ -30,13 +29,14 @@ use filegrid_proto::head::{
 
 #[derive(Clone)]
 pub struct FilesState {
-    pub api: ApiState,
     pub dp: Arc<DataPlane>,
     pub report: Arc<Mutex<PassReport>>,
 }
 
-pub fn router(state: FilesState) -> Router {
-    let forwardable = Router::new()
+/// The routes a standby may forward to the leader: files, the cluster view, decommission
+/// and the repair report.
+pub fn forwardable_routes(state: FilesState) -> Router {
+    Router::new()
         .route(
             "/v1/files/{*path}",
             get(get_file)
@@ -48,17 +48,14 @@ pub fn router(state: FilesState) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/{id}/decommission", post(decommission))
         .route("/v1/repair", get(repair_report))
-        .route_layer(middleware::from_fn_with_state(
-            state.api.clone(),
-            leader_only::forward_or_redirect,
-        ));
-    let heartbeats = Router::new()
+        .with_state(state)
+}
+
+/// Heartbeats: leader-only, never forwarded (a cluster server must learn who leads).
+pub fn heartbeat_routes(state: FilesState) -> Router {
+    Router::new()
         .route("/v1/heartbeat", post(heartbeat))
-        .route_layer(middleware::from_fn_with_state(
-            state.api.clone(),
-            leader_only::redirect,
-        ));
-    forwardable.merge(heartbeats).with_state(state)
+        .with_state(state)
 }
 
 fn parse_path(raw: &str) -> Result<FilePath, ApiError> {
@@ -72,6 +69,7 @@ fn fail(e: DataError) -> Response {
 
 async fn put_file(
     State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -90,7 +88,7 @@ async fn put_file(
             }
         },
     };
-    match write::upload(&s.dp, path.clone(), body, content_length).await {
+    match write::upload(&s.dp, &lead, path.clone(), body, content_length).await {
         Ok(meta) => (
             StatusCode::CREATED,
             axum::Json(PutAnswer {
@@ -132,23 +130,19 @@ fn describe(meta: &super::manifest::FileMeta) -> HeaderMap {
     h
 }
 
-async fn lookup(s: &FilesState, path: &FilePath) -> Result<super::manifest::FileMeta, Response> {
-    let client =
-        s.dp.election
-            .client()
-            .ok_or_else(|| fail(DataError::Unavailable("not connected to ZooKeeper".into())))?;
-    namespace::lookup(&client, s.dp.election.layout(), path)
+async fn lookup(lead: &Leadership, path: &FilePath) -> Result<super::manifest::FileMeta, Response> {
+    namespace::lookup(lead.client(), lead.layout(), path)
         .await
         .map(|(m, _)| m)
         .map_err(|e| fail(e.into()))
 }
 
-async fn head_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Response {
+async fn head_file(Extension(lead): Extension<Leadership>, Path(raw): Path<String>) -> Response {
     let path = match parse_path(&raw) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match lookup(&s, &path).await {
+    match lookup(&lead, &path).await {
         Ok(meta) => {
             let mut h = describe(&meta);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
@@ -160,6 +154,7 @@ async fn head_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Resp
 
 async fn get_file(
     State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -167,7 +162,7 @@ async fn get_file(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let meta = match lookup(&s, &path).await {
+    let meta = match lookup(&lead, &path).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -205,12 +200,16 @@ async fn get_file(
     (status, h, read::download(s.dp.clone(), meta, range)).into_response()
 }
 
-async fn delete_file(State(s): State<FilesState>, Path(raw): Path<String>) -> Response {
+async fn delete_file(
+    State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
+    Path(raw): Path<String>,
+) -> Response {
     let path = match parse_path(&raw) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match namespace::remove(&s.dp.election, &s.dp.known_dirs, &path).await {
+    match namespace::remove(&lead, &s.dp.known_dirs, &path).await {
         Ok(_) => {
             s.dp.repairs.orphaned();
             tracing::info!(path = %path, "deleted file");
@@ -233,7 +232,7 @@ struct ListQuery {
 }
 
 async fn list_files(
-    State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
@@ -249,12 +248,9 @@ async fn list_files(
             .into_response();
     }
     let prefix = q.prefix.trim_start_matches('/');
-    let Some(client) = s.dp.election.client() else {
-        return fail(DataError::Unavailable("not connected to ZooKeeper".into()));
-    };
     match namespace::list(
-        &client,
-        s.dp.election.layout(),
+        lead.client(),
+        lead.layout(),
         prefix,
         limit,
         q.cursor.as_deref(),
@@ -272,6 +268,7 @@ async fn list_files(
 
 async fn heartbeat(
     State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
     body: Result<axum::Json<Heartbeat>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let start = Instant::now();
@@ -291,15 +288,21 @@ async fn heartbeat(
         )
         .into_response();
     }
-    let epoch = s.dp.election.current_token().map(|t| t.epoch).unwrap_or(0);
-    axum::Json(HeartbeatAnswer { epoch }).into_response()
+    axum::Json(HeartbeatAnswer {
+        epoch: lead.epoch(),
+    })
+    .into_response()
 }
 
 async fn cluster(State(s): State<FilesState>) -> Response {
     axum::Json(s.dp.membership.views(s.dp.config.dead_after)).into_response()
 }
 
-async fn decommission(State(s): State<FilesState>, Path(id): Path<String>) -> Response {
+async fn decommission(
+    State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = ServerId::new(id.clone()) else {
         return ApiError::new(ErrorCode::BadRequest, format!("bad server id {id:?}"))
             .into_response();
@@ -316,13 +319,13 @@ async fn decommission(State(s): State<FilesState>, Path(id): Path<String>) -> Re
                 state: DrainState::Draining,
                 since: records::now_ms(),
             };
-            let layout = s.dp.election.layout();
+            let layout = lead.layout();
             let op = FencedOp::Create {
                 path: layout.cluster_state(&id),
                 data: records::encode(&rec),
                 options: crate::zk::persistent(),
             };
-            match s.dp.election.fenced_write(&[op]).await {
+            match lead.write(&[op]).await {
                 Ok(_) | Err(crate::fencing::FenceError::Operation { .. }) => {}
                 Err(e) => {
                     return fail(DataError::Unavailable(format!(

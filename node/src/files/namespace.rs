@@ -11,8 +11,8 @@ use zookeeper_client::{Client, Error as ZkClientError, MultiReadResult};
 use super::known_dirs::KnownDirs;
 use super::manifest::{self, ChunkRef, Entry, EntryKind, FileMeta, Part};
 use super::path::FilePath;
-use crate::election::Election;
 use crate::fencing::{FenceError, FencedOp};
+use crate::leadership::Leadership;
 use crate::zk::{self, Layout, ZkError, records};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,42 +69,38 @@ pub async fn lookup(
 /// replaced. Large chunk lists are written as parts first; they become visible only with the
 /// file node, in the final transaction.
 pub async fn commit(
-    election: &Election,
+    lead: &Leadership,
     known: &KnownDirs,
     path: &FilePath,
     mut meta: FileMeta,
 ) -> Result<Option<FileMeta>, NsError> {
-    let client = election
-        .client()
-        .ok_or(NsError::Zk(ZkError::Zk(ZkClientError::ConnectionLoss)))?;
-    let layout = election.layout();
+    let client = lead.client();
+    let layout = lead.layout();
     if manifest::list_size(&meta.chunks) > manifest::INLINE_LIMIT {
         let parts = manifest::split(&meta.chunks, manifest::PART_LIMIT);
-        election
-            .fenced_write(&[FencedOp::Create {
-                path: layout.manifest_dir(&meta.file_id),
-                data: Vec::new(),
-                options: zk::persistent(),
-            }])
-            .await?;
+        lead.write(&[FencedOp::Create {
+            path: layout.manifest_dir(&meta.file_id),
+            data: Vec::new(),
+            options: zk::persistent(),
+        }])
+        .await?;
         for (i, chunks) in parts.iter().enumerate() {
             let part = Part {
                 v: 1,
                 chunks: chunks.clone(),
             };
-            election
-                .fenced_write(&[FencedOp::Create {
-                    path: layout.manifest_part(&meta.file_id, i as u32),
-                    data: records::encode(&part),
-                    options: zk::persistent(),
-                }])
-                .await?;
+            lead.write(&[FencedOp::Create {
+                path: layout.manifest_part(&meta.file_id, i as u32),
+                data: records::encode(&part),
+                options: zk::persistent(),
+            }])
+            .await?;
         }
         meta.parts = parts.len() as u32;
         meta.chunks.clear();
     }
     let data = records::encode(&Entry::file(meta));
-    let epoch = election.current_token().map(|t| t.epoch).unwrap_or(0);
+    let epoch = lead.epoch();
     let ancestors = path.ancestors();
     // A new file under directories known to exist: one transaction, no read first.
     if let Some(versions) = known.versions(epoch, &ancestors) {
@@ -121,7 +117,7 @@ pub async fn commit(
             data: data.clone(),
             options: zk::persistent(),
         });
-        match election.fenced_write(&ops).await {
+        match lead.write(&ops).await {
             Ok(_) => return Ok(None),
             // The file exists already, or the map was wrong: take the read path.
             Err(FenceError::Operation {
@@ -189,13 +185,13 @@ pub async fn commit(
                 return Err(NsError::Conflict(format!("{path} is a directory")));
             }
         };
-        match election.fenced_write(&ops).await {
+        match lead.write(&ops).await {
             Ok(_) => {
                 for (dir, version) in dirs {
                     known.learn(epoch, generation, dir, version);
                 }
                 if let Some(prev) = &previous {
-                    drop_parts(election, prev).await;
+                    drop_parts(lead, prev).await;
                 }
                 return Ok(previous);
             }
@@ -216,14 +212,12 @@ pub async fn commit(
 
 /// Deletes the file at `path` (and directories it leaves empty); returns what was deleted.
 pub async fn remove(
-    election: &Election,
+    lead: &Leadership,
     known: &KnownDirs,
     path: &FilePath,
 ) -> Result<FileMeta, NsError> {
-    let client = election
-        .client()
-        .ok_or(NsError::Zk(ZkError::Zk(ZkClientError::ConnectionLoss)))?;
-    let layout = election.layout();
+    let client = lead.client();
+    let layout = lead.layout();
     for _ in 0..8 {
         let node = layout.file(path.as_str());
         let Some((e, stat)) = zk::read::<Entry>(&client, &node).await? else {
@@ -254,9 +248,9 @@ pub async fn remove(
         for dir in &deleted {
             known.forget(dir);
         }
-        match election.fenced_write(&ops).await {
+        match lead.write(&ops).await {
             Ok(_) => {
-                drop_parts(election, &meta).await;
+                drop_parts(lead, &meta).await;
                 return Ok(meta);
             }
             Err(FenceError::Operation {
@@ -275,11 +269,11 @@ pub async fn remove(
 
 /// Removes the manifest parts of a replaced or deleted file (best effort: leftovers are
 /// collected with orphaned chunks).
-async fn drop_parts(election: &Election, meta: &FileMeta) {
+async fn drop_parts(lead: &Leadership, meta: &FileMeta) {
     if meta.parts == 0 {
         return;
     }
-    let layout = election.layout();
+    let layout = lead.layout();
     let mut ops: Vec<FencedOp> = (0..meta.parts)
         .map(|i| FencedOp::Delete {
             path: layout.manifest_part(&meta.file_id, i),
@@ -290,7 +284,7 @@ async fn drop_parts(election: &Election, meta: &FileMeta) {
         path: layout.manifest_dir(&meta.file_id),
         version: None,
     });
-    if let Err(e) = election.fenced_write(&ops).await {
+    if let Err(e) = lead.write(&ops).await {
         tracing::warn!(file_id = %meta.file_id, error = %e, "could not remove manifest parts");
     }
 }
@@ -298,18 +292,16 @@ async fn drop_parts(election: &Election, meta: &FileMeta) {
 /// Replaces the chunk list of the file at `path` if it still is the write `file_id` (used by
 /// repairs). `Ok(false)` when the file changed meanwhile.
 pub async fn update_chunks(
-    election: &Election,
+    lead: &Leadership,
     path: &str,
     file_id: &str,
     update: impl Fn(&mut Vec<ChunkRef>),
 ) -> Result<bool, NsError> {
-    let client = election
-        .client()
-        .ok_or(NsError::Zk(ZkError::Zk(ZkClientError::ConnectionLoss)))?;
+    let client = lead.client();
     let Ok(fp) = FilePath::parse(path) else {
         return Ok(false);
     };
-    let (mut meta, version) = match lookup(&client, election.layout(), &fp).await {
+    let (mut meta, version) = match lookup(client, lead.layout(), &fp).await {
         Ok(r) => r,
         Err(NsError::NotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
@@ -318,7 +310,7 @@ pub async fn update_chunks(
         return Ok(false);
     }
     update(&mut meta.chunks);
-    let layout = election.layout();
+    let layout = lead.layout();
     let ops = if meta.parts > 0 {
         // Rewrite the parts in place; the file node's version is checked so a concurrent
         // overwrite (which uses a new file_id and new parts) is not disturbed.
@@ -345,7 +337,7 @@ pub async fn update_chunks(
             version: Some(version),
         }]
     };
-    match election.fenced_write(&ops).await {
+    match lead.write(&ops).await {
         Ok(_) => Ok(true),
         Err(FenceError::Operation { .. }) => Ok(false),
         Err(e) => Err(e.into()),

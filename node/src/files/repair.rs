@@ -28,6 +28,7 @@ use crate::cluster::{EPOCH_HEADER, PutResponse};
 use crate::election::Role;
 use crate::fencing::FencedOp;
 use crate::ids::ServerId;
+use crate::leadership::Leadership;
 use crate::zk::records::{self, ClusterStateRecord, DrainState};
 
 /// Time a new leader waits for heartbeats before it repairs anything.
@@ -217,9 +218,10 @@ async fn pass(
     leader_age: Duration,
     orphans: &mut HashMap<(ServerId, String), Instant>,
 ) -> Result<PassReport, String> {
-    let client = dp.election.client().ok_or("not connected to ZooKeeper")?;
-    let token = dp.election.current_token().ok_or("no longer leader")?;
-    let layout = dp.election.layout().clone();
+    let lead = Leadership::current(&dp.election).ok_or("no longer leader")?;
+    let client = lead.client().clone();
+    let token = lead.token().clone();
+    let layout = lead.layout().clone();
     let mut report = PassReport::default();
 
     // Read repairs first: they are cheap and were asked for.
@@ -360,7 +362,7 @@ async fn pass(
         }
         if !changes.is_empty() {
             let applied = namespace::update_chunks(
-                &dp.election,
+                &lead,
                 path,
                 &meta.file_id,
                 |chunks: &mut Vec<ChunkRef>| {
@@ -400,7 +402,7 @@ async fn pass(
                 data: records::encode(&rec),
                 version: None,
             }];
-            match dp.election.fenced_write(&ops).await {
+            match lead.write(&ops).await {
                 Ok(_) => {
                     dp.membership.set_drain(&s.id, Some(DrainState::Drained));
                     tracing::info!(server_id = %s.id, "cluster server drained: no chunk needs it any more");

@@ -21,6 +21,7 @@ use super::{DataError, DataPlane, namespace, placement};
 use crate::chunk::Checksum;
 use crate::cluster::client::PutChunk;
 use crate::ids::ServerId;
+use crate::leadership::Leadership;
 use crate::zk::records;
 use filegrid_proto::ErrorCode;
 
@@ -30,14 +31,12 @@ const IN_FLIGHT: usize = 3;
 /// Stores the body as the file at `path`; returns the committed manifest.
 pub async fn upload(
     dp: &Arc<DataPlane>,
+    lead: &Leadership,
     path: FilePath,
     body: Body,
     content_length: Option<u64>,
 ) -> Result<FileMeta, DataError> {
-    let token = dp
-        .election
-        .current_token()
-        .ok_or_else(|| DataError::Unavailable("this head is no longer the leader; retry".into()))?;
+    let token = lead.token();
     if let Some(n) = content_length
         && n > dp.config.max_file_size
     {
@@ -132,7 +131,7 @@ pub async fn upload(
         chunks,
         parts: 0,
     };
-    let previous = namespace::commit(&dp.election, &dp.known_dirs, &path, meta.clone()).await?;
+    let previous = namespace::commit(lead, &dp.known_dirs, &path, meta.clone()).await?;
     uncommitted.committed = true;
     if previous.is_some() {
         dp.repairs.orphaned();

@@ -1,24 +1,28 @@
-//! Leader-only routes: the leader serves them; a standby either redirects the client to the
-//! leader (`307`, the default) or, with `standby_proxy`, forwards the request to the leader and
-//! streams the answer back, for clients that cannot reach the leader's advertised address (a
-//! port published by docker compose, a Kubernetes port-forward). A head that knows no leader
-//! answers `503`.
+//! Leader-only routes, gated in this one place: the leader serves them, and each request it
+//! serves carries the [`Leadership`] it was admitted under (an axum extension), so every
+//! metadata write of that request is fenced with the same token. A standby either redirects
+//! the client to the leader (`307`, the default) or, with `standby_proxy`, forwards the
+//! request to the leader and streams the answer back, for clients that cannot reach the
+//! leader's advertised address (a port published by docker compose, a Kubernetes
+//! port-forward). A head that knows no leader answers `503`.
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use filegrid_proto::ErrorCode;
+use filegrid_proto::{ErrorBody, ErrorCode};
 
 use super::api::ApiState;
 use crate::election::Role;
 use crate::http::ApiError;
+use crate::leadership::Leadership;
 use crate::zk::records::LeaderRecord;
 
 /// Set on a forwarded request: a head never forwards a request twice, so two heads that
 /// briefly disagree on who leads cannot bounce a request between them.
-pub const FORWARDED_BY_HEADER: &str = "x-filegrid-forwarded-by";
+pub const FORWARDED_BY_HEADER: &str = filegrid_proto::headers::FORWARDED_BY;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), which a proxy must not pass on, and `Expect`, which
 /// the standby has already answered.
@@ -34,21 +38,44 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::HOST,
 ];
 
-/// Middleware for leader-only routes that a standby may forward.
-pub async fn forward_or_redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+/// `routes` as leader-only routes that a standby may forward.
+pub fn forwardable(routes: Router, state: ApiState) -> Router {
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        state,
+        forward_or_redirect,
+    ))
+}
+
+/// `routes` as leader-only routes that are never forwarded (heartbeats: a cluster server
+/// must learn who leads, not have a standby carry its reports).
+pub fn redirected(routes: Router, state: ApiState) -> Router {
+    routes.route_layer(axum::middleware::from_fn_with_state(state, redirect))
+}
+
+async fn forward_or_redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     gate(s, req, next, true).await
 }
 
-/// Middleware for leader-only routes that are never forwarded (heartbeats: a cluster server
-/// must learn who leads, not have a standby carry its reports).
-pub async fn redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+async fn redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     gate(s, req, next, false).await
 }
 
-async fn gate(s: ApiState, req: Request, next: Next, may_forward: bool) -> Response {
+async fn gate(s: ApiState, mut req: Request, next: Next, may_forward: bool) -> Response {
     let st = s.election.status().borrow().clone();
     match (st.role, st.leader) {
-        (Role::Leader, _) => next.run(req).await,
+        (Role::Leader, _) => match Leadership::current(&s.election) {
+            Some(lead) => {
+                req.extensions_mut().insert(lead);
+                next.run(req).await
+            }
+            // Leadership ended between the status and the token: like any other head that
+            // knows no leader right now.
+            None => ApiError::new(
+                ErrorCode::NoLeader,
+                "this head stopped leading; retry shortly",
+            )
+            .into_response(),
+        },
         (Role::Standby, Some(leader)) => match &s.proxy {
             Some(client) if may_forward && !req.headers().contains_key(FORWARDED_BY_HEADER) => {
                 forward(client, &s, &leader, req).await
@@ -70,14 +97,15 @@ fn leader_url(leader: &LeaderRecord, req: &Request) -> String {
 
 fn redirect_to(leader: &LeaderRecord, req: &Request) -> Response {
     let location = leader_url(leader, req);
+    let mut body = ErrorBody::new(
+        ErrorCode::NotLeader,
+        format!("{} leads; retry at {location}", leader.server_id),
+    );
+    body.leader = Some(leader.server_id.to_string());
     (
         StatusCode::TEMPORARY_REDIRECT,
-        [(header::LOCATION, location.clone())],
-        axum::Json(serde_json::json!({
-            "code": "not_leader",
-            "message": format!("{} leads; retry at {location}", leader.server_id),
-            "leader": leader.server_id,
-        })),
+        [(header::LOCATION, location)],
+        axum::Json(body),
     )
         .into_response()
 }

@@ -93,13 +93,20 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
 
     let ready = Readiness::default();
     let ops = http::ops_router(registry.clone(), ready.clone());
+    let files_state = files::api::FilesState {
+        dp: data_plane.clone(),
+        report: repair_report.clone(),
+    };
     let app = Router::new()
         .merge(api::router(api_state.clone()))
-        .merge(files::api::router(files::api::FilesState {
-            api: api_state,
-            dp: data_plane.clone(),
-            report: repair_report.clone(),
-        }))
+        .merge(leader_only::forwardable(
+            files::api::forwardable_routes(files_state.clone()),
+            api_state.clone(),
+        ))
+        .merge(leader_only::redirected(
+            files::api::heartbeat_routes(files_state),
+            api_state,
+        ))
         .merge(ops.clone())
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
