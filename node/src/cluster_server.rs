@@ -50,28 +50,19 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
         rate_bytes_per_sec: cfg.scrub_rate,
         pause_between_passes: Duration::from_secs(60),
     });
-    let api = cluster::ClusterApi::new(store.clone(), fence.clone(), &registry, options)
-        .context("starting the chunk API")?;
-    let app = api.router();
-    {
-        let api = api.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => api.refresh_metrics(),
-                }
-            }
-        });
-    }
-    let api_server = tokio::spawn(http::serve(listener, app, stop.clone()));
+    let api_server = tokio::spawn(cluster::serve(
+        listener,
+        store.clone(),
+        fence.clone(),
+        registry.clone(),
+        options,
+        stop.clone().cancelled_owned(),
+    ));
     if let Some(l) = metrics_listener {
         tokio::spawn(http::serve(
             l,
             http::ops_router(registry.clone(), ready.clone()),
-            stop.clone(),
+            stop.clone().cancelled_owned(),
         ));
     }
     let server = Arc::new(ClusterServer {
@@ -88,13 +79,14 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
             .context("building the heartbeat HTTP client")?,
     });
     let coordination = tokio::spawn(server.clone().coordinate(stop.clone()));
-    match api_server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "chunk API stopped with an error"),
-        Err(e) => tracing::error!(error = %e, "chunk API task failed"),
-    }
+    let served = api_server.await;
     stop.cancel();
     let _ = coordination.await;
+    match served {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("chunk API")),
+        Err(e) => tracing::error!(error = %e, "chunk API task failed"),
+    }
     tracing::info!(server_id = %server.cfg.server_id, "cluster server stopped");
     Ok(())
 }

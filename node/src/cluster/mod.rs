@@ -149,7 +149,7 @@ impl ClusterApi {
 }
 
 /// Serves the chunk API on `listener` until `shutdown` completes, then finishes the
-/// requests in flight. Keeps the storage gauges fresh and runs the scrubber meanwhile.
+/// requests in flight. The cluster server process and the chunk API tests both run this. Keeps the storage gauges fresh and runs the scrubber meanwhile.
 /// The metrics are registered into `registry` (a clone shares the process's registry).
 pub async fn serve<F>(
     listener: TcpListener,
@@ -175,12 +175,7 @@ where
         })
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "chunk API listening");
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, api.router())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = crate::http::serve(listener, api.router(), shutdown).await;
     refresher.abort();
     result.map_err(ServeError::Io)
 }

@@ -116,9 +116,13 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     let stop_election = CancellationToken::new();
     let stop_http = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(http::serve(api_listener, app, stop_http.clone()));
+    servers.spawn(http::serve(
+        api_listener,
+        app,
+        stop_http.clone().cancelled_owned(),
+    ));
     if let Some(l) = metrics_listener {
-        servers.spawn(http::serve(l, ops, stop_http.clone()));
+        servers.spawn(http::serve(l, ops, stop_http.clone().cancelled_owned()));
     }
     tokio::spawn(track_readiness(election.clone(), ready));
     tokio::spawn(watch_cluster(data_plane.clone(), stop_http.clone()));

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use filegrid_proto::{ErrorBody, ErrorCode};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::HttpMetrics;
 
@@ -185,12 +184,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` fires, then drains in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Every role serves its HTTP this way.
+pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     // No Nagle: answers are written as head then body, and waiting for the peer's delayed
     // ACK between them costs 40 ms per small request.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -199,7 +198,7 @@ pub async fn serve(
         }
     });
     axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(shutdown)
         .await
 }
 

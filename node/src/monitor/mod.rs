@@ -55,7 +55,7 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(http::serve(
         listener,
         http::ops_router(registry, ready.clone()),
-        stop_http.clone(),
+        stop_http.clone().cancelled_owned(),
     ));
     tokio::spawn(crate::signals::cancel_on_signal(stop.clone()));
     tracing::info!(monitor_id = %cfg.monitor_id, zk_hosts = %cfg.common.zk_hosts, zk_root = %cfg.common.zk_root,
