@@ -7,6 +7,7 @@
 //! depend on this crate, so a change to what one process sends is checked by the compiler
 //! everywhere it is read.
 
+pub mod config;
 pub mod error;
 pub mod headers;
 pub mod ids;
