@@ -3,14 +3,20 @@
 
 use std::process::ExitCode;
 
+use crate::config::env::{KnownVariables, Role};
 use crate::config::{ClusterArgs, ConfigError, HeadArgs, LogFormat, MonitorArgs};
 
 fn start<C>(
-    resolved: Result<C, ConfigError>,
+    env_role: Role,
+    resolve: impl FnOnce() -> Result<C, ConfigError>,
     log_format: impl Fn(&C) -> LogFormat,
     role: impl FnOnce(C) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>,
 ) -> ExitCode {
-    let cfg = match resolved {
+    let names = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned());
+    let checked = KnownVariables::from_flags()
+        .check(env_role, names)
+        .and_then(|warnings| Ok((warnings, resolve()?)));
+    let (warnings, cfg) = match checked {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -18,6 +24,9 @@ fn start<C>(
         }
     };
     crate::logging::init(log_format(&cfg));
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     return_large_buffers_to_the_os();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,7 +50,8 @@ fn start<C>(
 
 pub fn head(args: HeadArgs) -> ExitCode {
     start(
-        args.resolve(),
+        Role::Head,
+        || args.resolve(),
         |c| c.common.log_format,
         |c| Box::pin(crate::head::run(c)),
     )
@@ -49,7 +59,8 @@ pub fn head(args: HeadArgs) -> ExitCode {
 
 pub fn monitor(args: MonitorArgs) -> ExitCode {
     start(
-        args.resolve(),
+        Role::Monitor,
+        || args.resolve(),
         |c| c.common.log_format,
         |c| Box::pin(crate::monitor::run(c)),
     )
@@ -57,7 +68,8 @@ pub fn monitor(args: MonitorArgs) -> ExitCode {
 
 pub fn cluster(args: ClusterArgs) -> ExitCode {
     start(
-        args.resolve(),
+        Role::Cluster,
+        || args.resolve(),
         |c| c.common.log_format,
         |c| Box::pin(crate::cluster_server::run(c)),
     )

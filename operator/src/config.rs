@@ -120,6 +120,43 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
     s
 }
 
+/// Why the node would refuse an `extraConfig` entry of `role`, if it is sure to: a value the
+/// setting's rule rejects, or a setting of another role. Keys no role knows are passed on, as
+/// `extraConfig` is for settings of newer node versions.
+pub fn extra_problem(role: Role, key: &str, raw: &str) -> Option<String> {
+    use filegrid_proto::config::{ClusterFile, HeadFile, MonitorFile};
+    let one: toml::Table = [(key.to_string(), extra_value(raw))].into_iter().collect();
+    let checked = match role {
+        Role::Head if HeadFile::KEYS.contains(&key) => Some(one.try_into::<HeadFile>().err()),
+        Role::Cluster if ClusterFile::KEYS.contains(&key) => {
+            Some(one.try_into::<ClusterFile>().err())
+        }
+        Role::Monitor if MonitorFile::KEYS.contains(&key) => {
+            Some(one.try_into::<MonitorFile>().err())
+        }
+        _ => None,
+    };
+    if let Some(error) = checked {
+        return error.map(|e| e.message().to_string());
+    }
+    let owners: Vec<&str> = [
+        (Role::Head, HeadFile::KEYS),
+        (Role::Cluster, ClusterFile::KEYS),
+        (Role::Monitor, MonitorFile::KEYS),
+    ]
+    .into_iter()
+    .filter(|(_, keys)| keys.contains(&key))
+    .map(|(r, _)| r.as_str())
+    .collect();
+    (!owners.is_empty()).then(|| {
+        format!(
+            "is a {} setting, not a {} one",
+            owners.join(" and "),
+            role.as_str()
+        )
+    })
+}
+
 /// `true`/`false` and integers keep their type; anything else is a string.
 fn extra_value(raw: &str) -> Value {
     match raw {
@@ -148,6 +185,21 @@ pub fn config_hash(grid: &ValidGrid, role: Role) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_config_the_node_would_refuse() {
+        assert_eq!(extra_problem(Role::Cluster, "scrub_rate", "33554432"), None);
+        assert_eq!(extra_problem(Role::Head, "startup_grace", "5s"), None);
+        assert_eq!(
+            extra_problem(Role::Cluster, "scrub_rate", "fast").map(|m| m.contains("8MiB")),
+            Some(true)
+        );
+        assert_eq!(
+            extra_problem(Role::Head, "scrub_rate", "1MiB").as_deref(),
+            Some("is a cluster setting, not a head one")
+        );
+        assert_eq!(extra_problem(Role::Head, "from_a_newer_node", "1"), None);
+    }
 
     #[test]
     fn extra_values_keep_booleans_and_integers() {

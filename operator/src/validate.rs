@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
+use crate::config::{self, Role};
 use crate::crd::{FileGrid, FileGridSpec};
 
 /// Longest resource name: leaves room for `-cluster-<ordinal>` and the StatefulSet's
@@ -143,12 +144,12 @@ pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
         check_label_key("spec.zoneTopologyKey", key)?;
     }
     for (role, extra) in [
-        ("head", &spec.extra_config.head),
-        ("cluster", &spec.extra_config.cluster),
-        ("monitor", &spec.extra_config.monitor),
+        (Role::Head, &spec.extra_config.head),
+        (Role::Cluster, &spec.extra_config.cluster),
+        (Role::Monitor, &spec.extra_config.monitor),
     ] {
-        for key in extra.keys() {
-            let field = format!("spec.extraConfig.{role}.{key}");
+        for (key, value) in extra {
+            let field = format!("spec.extraConfig.{}.{key}", role.as_str());
             if MANAGED_KEYS.contains(&key.as_str()) {
                 return Err(invalid(
                     &field,
@@ -161,6 +162,9 @@ pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !well_formed {
                 return Err(invalid(&field, "setting names are snake_case"));
+            }
+            if let Some(message) = config::extra_problem(role, key, value) {
+                return Err(invalid(&field, message));
             }
         }
     }

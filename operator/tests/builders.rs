@@ -474,3 +474,52 @@ fn service_monitor_scrapes_the_metrics_port_of_this_grid() {
         );
     }
 }
+
+/// What the operator writes for each role reads into that role's file struct, the one the node
+/// reads it with: unknown keys (including another role's) and values the node would refuse
+/// fail here instead of crash-looping the pods.
+#[test]
+fn every_rendered_file_reads_as_the_nodes_file_for_that_role() {
+    use filegrid_proto::config::{ClusterFile, HeadFile, MonitorFile};
+    for name in ["minimal", "zones", "no-monitor-rf2"] {
+        let g = fixture(name);
+        let head: HeadFile = toml::from_str(&config::render(&g, Role::Head))
+            .unwrap_or_else(|e| panic!("{name}: head.toml: {e}"));
+        let cluster: ClusterFile = toml::from_str(&config::render(&g, Role::Cluster))
+            .unwrap_or_else(|e| panic!("{name}: cluster.toml: {e}"));
+        let monitor: MonitorFile = toml::from_str(&config::render(&g, Role::Monitor))
+            .unwrap_or_else(|e| panic!("{name}: monitor.toml: {e}"));
+        assert_eq!(head.common(), cluster.common(), "{name}");
+        assert_eq!(cluster.common(), monitor.common(), "{name}");
+        assert_eq!(
+            head.replication_factor,
+            Some(g.spec.replication_factor as u32)
+        );
+        assert!(cluster.data_dir.is_some(), "{name}");
+        assert!(
+            head.server_id.is_none() && cluster.server_id.is_none() && monitor.monitor_id.is_none(),
+            "{name}: ids come from the environment"
+        );
+    }
+}
+
+#[test]
+fn extra_config_of_another_role_is_refused() {
+    let mut fg: FileGrid = serde_yaml::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/minimal.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    fg.spec
+        .extra_config
+        .head
+        .insert("scrub_rate".into(), "1MiB".into());
+    let err = validate(&fg).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.extraConfig.head.scrub_rate: is a cluster setting, not a head one"
+    );
+}

@@ -8,6 +8,7 @@
 //! everywhere it is read.
 
 pub mod chunk;
+pub mod config;
 pub mod error;
 pub mod head;
 pub mod headers;

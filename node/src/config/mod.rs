@@ -1,16 +1,23 @@
 //! Settings for every role, from flags, `FILEGRID_*` environment variables and a TOML file.
 //!
 //! Flags and environment are parsed by clap (flags win); the TOML file fills what they leave
-//! unset; defaults fill the rest. Every value goes through the same parser in [`values`]
-//! wherever it comes from, and every error names the setting. See `docs/configuration.md`.
+//! unset; defaults fill the rest. The layers are merged generically: each is a table of the
+//! role's file struct from `filegrid_proto::config` (the flags by serializing the args struct,
+//! the defaults from [`RoleFile::defaults`]), so a setting is declared once per layer and
+//! nowhere listed by hand. Every value goes through the same parser in [`values`] wherever it
+//! comes from, and every error names the setting. See `docs/configuration.md`.
 
+pub mod env;
 pub mod values;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use filegrid_proto::config::{ClusterFile, HeadFile, MonitorFile, RoleFile, rule};
+use serde::Serialize;
 
 use crate::ids::ServerId;
 pub use values::LogFormat;
@@ -44,13 +51,26 @@ pub enum ConfigError {
         flag: String,
         env: String,
     },
+    #[error(
+        "environment variable {name} is not a setting of the {role}{}",
+        suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default()
+    )]
+    UnknownEnv {
+        name: String,
+        role: &'static str,
+        suggestion: Option<String>,
+    },
+    /// A value from flags or environment that the file format cannot carry (a non-UTF-8 path).
+    #[error("settings: {message}")]
+    Layering { message: String },
 }
 
 /// Settings shared by every role.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, Serialize)]
 pub struct CommonArgs {
     /// TOML file with settings (keys are setting names, e.g. zk_hosts)
     #[arg(long, env = "FILEGRID_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// ZooKeeper connect string host:port[,host:port...] [default: 127.0.0.1:2181]
     #[arg(long, env = "FILEGRID_ZK_HOSTS", value_parser = values::zk_hosts)]
@@ -60,9 +80,11 @@ pub struct CommonArgs {
     pub zk_root: Option<String>,
     /// ZooKeeper session timeout [default: 6s]
     #[arg(long, env = "FILEGRID_SESSION_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub session_timeout: Option<Duration>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "FILEGRID_LOG_FORMAT", value_parser = values::log_format)]
+    #[serde(serialize_with = "rule::serialize")]
     pub log_format: Option<LogFormat>,
 }
 
@@ -74,12 +96,11 @@ pub struct CommonConfig {
     pub log_format: LogFormat,
 }
 
-pub const COMMON_KEYS: &[&str] = &["zk_hosts", "zk_root", "session_timeout", "log_format"];
-
 /// Head server flags (`filegrid-node head`).
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, Serialize)]
 pub struct HeadArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
     /// Unique id, e.g. head_server_1; the lowest id (natural order) leads
     #[arg(long, env = "FILEGRID_SERVER_ID", value_parser = values::server_id)]
@@ -102,6 +123,7 @@ pub struct HeadArgs {
     pub standby_proxy: Option<bool>,
     /// At start, how long the lowest head waits for lower ids to register before claiming [default: 1s]
     #[arg(long, env = "FILEGRID_STARTUP_GRACE", value_parser = values::duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub startup_grace: Option<Duration>,
     /// Replicas per chunk [default: 3]
     #[arg(long, env = "FILEGRID_REPLICATION_FACTOR", value_parser = values::replication_factor)]
@@ -111,18 +133,23 @@ pub struct HeadArgs {
     pub min_write_replicas: Option<u32>,
     /// Chunk size [default: 8MiB]
     #[arg(long, env = "FILEGRID_CHUNK_SIZE", value_parser = values::positive_size)]
+    #[serde(serialize_with = "rule::serialize")]
     pub chunk_size: Option<u64>,
     /// A cluster server silent this long is dead and its chunks are re-replicated [default: 30s]
     #[arg(long, env = "FILEGRID_DEAD_AFTER", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub dead_after: Option<Duration>,
     /// Chunks no file references are deleted after this long [default: 10m]
     #[arg(long, env = "FILEGRID_ORPHAN_GRACE", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub orphan_grace: Option<Duration>,
     /// Bytes per second re-replication may copy [default: 64MiB]
     #[arg(long, env = "FILEGRID_REPAIR_RATE", value_parser = values::positive_size)]
+    #[serde(serialize_with = "rule::serialize")]
     pub repair_rate: Option<u64>,
     /// Largest file accepted [default: 1TiB]
     #[arg(long, env = "FILEGRID_MAX_FILE_SIZE", value_parser = values::positive_size)]
+    #[serde(serialize_with = "rule::serialize")]
     pub max_file_size: Option<u64>,
 }
 
@@ -145,27 +172,11 @@ pub struct HeadConfig {
     pub max_file_size: u64,
 }
 
-const HEAD_KEYS: &[&str] = &[
-    "server_id",
-    "listen",
-    "metrics_listen",
-    "advertise_host",
-    "preempt",
-    "standby_proxy",
-    "startup_grace",
-    "replication_factor",
-    "min_write_replicas",
-    "chunk_size",
-    "dead_after",
-    "orphan_grace",
-    "repair_rate",
-    "max_file_size",
-];
-
 /// Cluster server flags (`filegrid-node cluster`).
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, Serialize)]
 pub struct ClusterArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
     /// Unique id, e.g. cluster_server_1
     #[arg(long, env = "FILEGRID_SERVER_ID", value_parser = values::server_id)]
@@ -187,12 +198,15 @@ pub struct ClusterArgs {
     pub zone: Option<String>,
     /// Bytes this server may use [default: the data disk's size]
     #[arg(long, env = "FILEGRID_CAPACITY", value_parser = values::positive_size)]
+    #[serde(serialize_with = "rule::serialize")]
     pub capacity: Option<u64>,
     /// Background scrubber rate in bytes/s [default: 16MiB]
     #[arg(long, env = "FILEGRID_SCRUB_RATE", value_parser = values::positive_size)]
+    #[serde(serialize_with = "rule::serialize")]
     pub scrub_rate: Option<u64>,
     /// Time between heartbeats to the leader head [default: 2s]
     #[arg(long, env = "FILEGRID_HEARTBEAT_INTERVAL", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub heartbeat_interval: Option<Duration>,
 }
 
@@ -210,31 +224,22 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
 }
 
-const CLUSTER_KEYS: &[&str] = &[
-    "server_id",
-    "listen",
-    "metrics_listen",
-    "advertise_host",
-    "data_dir",
-    "zone",
-    "capacity",
-    "scrub_rate",
-    "heartbeat_interval",
-];
-
 /// Monitor flags (`filegrid-node monitor`, `zk_head_server_monitor`).
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, Serialize)]
 pub struct MonitorArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
     /// Unique id of this monitor [default: <hostname>-<pid>]
     #[arg(long, env = "FILEGRID_MONITOR_ID", value_parser = values::server_id)]
     pub monitor_id: Option<ServerId>,
     /// Time between health checks of each head [default: 10s]
     #[arg(long, env = "FILEGRID_INTERVAL", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub interval: Option<Duration>,
     /// Time allowed for one check, TCP connect plus HTTP /health [default: 2s]
     #[arg(long, env = "FILEGRID_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
     pub timeout: Option<Duration>,
     /// Failed checks in a row after which a hung leader is excluded [default: 3]
     #[arg(long, env = "FILEGRID_FAILURE_THRESHOLD", value_parser = values::failure_threshold)]
@@ -244,6 +249,7 @@ pub struct MonitorArgs {
     pub metrics_listen: Option<SocketAddr>,
     /// Interactive mode: read commands from stdin (works with pipes)
     #[arg(short = 'i', long)]
+    #[serde(skip)]
     pub interactive: bool,
 }
 
@@ -258,86 +264,122 @@ pub struct MonitorConfig {
     pub interactive: bool,
 }
 
-const MONITOR_KEYS: &[&str] = &[
-    "monitor_id",
-    "interval",
-    "timeout",
-    "failure_threshold",
-    "metrics_listen",
-];
-
-/// The TOML file's values, checked against the keys a role knows.
-struct FileLayer {
-    path: PathBuf,
-    table: toml::Table,
+/// One role's settings after layering flags and environment over the file over the defaults.
+struct Layered<F> {
+    merged: F,
+    /// The file and the keys whose values came from it, to say so in errors found later.
+    file: Option<(PathBuf, BTreeSet<String>)>,
 }
 
-impl FileLayer {
-    fn load(path: Option<&Path>, role_keys: &[&str]) -> Result<Option<Self>, ConfigError> {
-        let Some(path) = path else { return Ok(None) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.to_owned(),
-                    message: e.to_string().trim().replace('\n', " "),
-                })?;
-        for key in table.keys() {
-            if !COMMON_KEYS.contains(&key.as_str()) && !role_keys.contains(&key.as_str()) {
-                let mut known: Vec<&str> = COMMON_KEYS.iter().chain(role_keys).copied().collect();
-                known.sort_unstable();
-                return Err(ConfigError::UnknownKey {
-                    path: path.to_owned(),
-                    key: key.clone(),
-                    known: known.join(", "),
-                });
-            }
+impl<F: RoleFile> Layered<F> {
+    /// Merges the layers as tables of the role's file struct; later layers win key by key.
+    fn gather(config: Option<&Path>, cli: &impl Serialize) -> Result<Self, ConfigError> {
+        let cli = table(cli)?;
+        let mut merged = table(&F::defaults())?;
+        let mut file = None;
+        if let Some(path) = config {
+            // A value the flags override is not read, as if the file did not have it.
+            let values: toml::Table = load_file::<F>(path)?
+                .into_iter()
+                .filter(|(key, _)| !cli.contains_key(key))
+                .collect();
+            typed::<F>(&values, &format!("in {}: ", path.display()))?;
+            file = Some((path.to_owned(), values.keys().cloned().collect()));
+            merged.extend(values);
         }
-        Ok(Some(Self {
-            path: path.to_owned(),
-            table,
-        }))
+        merged.extend(cli);
+        Ok(Self {
+            merged: typed::<F>(&merged, "")?,
+            file,
+        })
+    }
+
+    /// An invalid value found after merging; says which file it came from, if one.
+    fn invalid(&self, setting: &'static str, message: String) -> ConfigError {
+        let message = match &self.file {
+            Some((path, keys)) if keys.contains(setting) => {
+                format!("in {}: {message}", path.display())
+            }
+            _ => message,
+        };
+        ConfigError::Invalid { setting, message }
+    }
+
+    /// Resolves an address setting (host names are looked up here, once).
+    fn addr(&self, setting: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+        values::socket_addr(text).map_err(|m| self.invalid(setting, m))
     }
 }
 
-/// Resolves one setting: the flag/env value if set, else the file's, parsed by `parse`.
-fn layer<T>(
-    file: &Option<FileLayer>,
-    setting: &'static str,
-    cli: Option<T>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, ConfigError> {
-    if cli.is_some() {
-        return Ok(cli);
+/// A layer as a table: `None` fields are left out.
+fn table(layer: &impl Serialize) -> Result<toml::Table, ConfigError> {
+    toml::Table::try_from(layer).map_err(|e| ConfigError::Layering {
+        message: e.to_string(),
+    })
+}
+
+/// The file's table, with every key checked against the role's.
+fn load_file<F: RoleFile>(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+    if let Some(key) = table.keys().find(|k| !F::KEYS.contains(&k.as_str())) {
+        let mut known = F::KEYS.to_vec();
+        known.sort_unstable();
+        return Err(ConfigError::UnknownKey {
+            path: path.to_owned(),
+            key: key.clone(),
+            known: known.join(", "),
+        });
     }
-    let Some(file) = file else { return Ok(None) };
-    let Some(value) = file.table.get(setting) else {
-        return Ok(None);
-    };
-    let text = match value {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        other => {
+    Ok(table)
+}
+
+/// Reads `table` into the role's struct, one key at a time first so an error names its
+/// setting; `prefix` says where the values came from.
+fn typed<F: RoleFile>(table: &toml::Table, prefix: &str) -> Result<F, ConfigError> {
+    for (key, value) in table {
+        let Some(setting) = F::KEYS.iter().copied().find(|k| k == key) else {
+            return Err(ConfigError::Layering {
+                message: format!("`{key}` is not a {} setting", F::ROLE),
+            });
+        };
+        let scalar = matches!(
+            value,
+            toml::Value::String(_)
+                | toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+        );
+        if !scalar {
             return Err(ConfigError::Invalid {
                 setting,
                 message: format!(
-                    "in {}: expected a string, number or boolean, got {}",
-                    file.path.display(),
-                    other.type_str()
+                    "{prefix}expected a string, number or boolean, got {}",
+                    value.type_str()
                 ),
             });
         }
-    };
-    parse(&text)
-        .map(Some)
-        .map_err(|message| ConfigError::Invalid {
-            setting,
-            message: format!("in {}: {message}", file.path.display()),
+        let one: toml::Table = [(key.clone(), value.clone())].into_iter().collect();
+        if let Err(e) = one.try_into::<F>() {
+            return Err(ConfigError::Invalid {
+                setting,
+                message: format!("{prefix}{}", e.message()),
+            });
+        }
+    }
+    table
+        .clone()
+        .try_into::<F>()
+        .map_err(|e| ConfigError::Layering {
+            message: e.message().to_string(),
         })
 }
 
@@ -349,21 +391,12 @@ fn required<T>(setting: &'static str, v: Option<T>) -> Result<T, ConfigError> {
     })
 }
 
-fn common(args: CommonArgs, file: &Option<FileLayer>) -> Result<CommonConfig, ConfigError> {
+fn common(file: filegrid_proto::config::CommonFile) -> Result<CommonConfig, ConfigError> {
     Ok(CommonConfig {
-        zk_hosts: layer(file, "zk_hosts", args.zk_hosts, values::zk_hosts)?
-            .unwrap_or_else(|| "127.0.0.1:2181".into()),
-        zk_root: layer(file, "zk_root", args.zk_root, values::zk_root)?
-            .unwrap_or_else(|| "/distributed_file_grid".into()),
-        session_timeout: layer(
-            file,
-            "session_timeout",
-            args.session_timeout,
-            values::positive_duration,
-        )?
-        .unwrap_or(Duration::from_secs(6)),
-        log_format: layer(file, "log_format", args.log_format, values::log_format)?
-            .unwrap_or_default(),
+        zk_hosts: required("zk_hosts", file.zk_hosts)?,
+        zk_root: required("zk_root", file.zk_root)?,
+        session_timeout: required("session_timeout", file.session_timeout)?,
+        log_format: required("log_format", file.log_format)?,
     })
 }
 
@@ -388,23 +421,19 @@ struct ServerSettings {
     advertise_host: String,
 }
 
-fn server_settings(
-    file: &Option<FileLayer>,
+fn server_settings<F: RoleFile>(
+    layered: &Layered<F>,
     server_id: Option<ServerId>,
-    listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
+    listen: Option<String>,
+    metrics_listen: Option<String>,
     advertise_host: Option<String>,
-    default_port: u16,
 ) -> Result<ServerSettings, ConfigError> {
-    let server_id = required(
-        "server_id",
-        layer(file, "server_id", server_id, values::server_id)?,
-    )?;
-    let listen = layer(file, "listen", listen, values::socket_addr)?
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port)));
-    let metrics_listen = layer(file, "metrics_listen", metrics_listen, values::socket_addr)?;
-    let advertise_host = layer(file, "advertise_host", advertise_host, values::host)?
-        .unwrap_or_else(|| default_advertise_host(&listen));
+    let server_id = required("server_id", server_id)?;
+    let listen = layered.addr("listen", &required("listen", listen)?)?;
+    let metrics_listen = metrics_listen
+        .map(|m| layered.addr("metrics_listen", &m))
+        .transpose()?;
+    let advertise_host = advertise_host.unwrap_or_else(|| default_advertise_host(&listen));
     Ok(ServerSettings {
         server_id,
         listen,
@@ -415,40 +444,23 @@ fn server_settings(
 
 impl HeadArgs {
     pub fn resolve(self) -> Result<HeadConfig, ConfigError> {
-        let file = FileLayer::load(self.common.config.as_deref(), HEAD_KEYS)?;
-        let common = common(self.common, &file)?;
+        let layered = Layered::<HeadFile>::gather(self.common.config.as_deref(), &self)?;
+        let f = layered.merged.clone();
+        let common = common(f.common())?;
         let ServerSettings {
             server_id,
             listen,
             metrics_listen,
             advertise_host,
         } = server_settings(
-            &file,
-            self.server_id,
-            self.listen,
-            self.metrics_listen,
-            self.advertise_host,
-            9669,
+            &layered,
+            f.server_id,
+            f.listen,
+            f.metrics_listen,
+            f.advertise_host,
         )?;
-        let preempt = layer(&file, "preempt", self.preempt, values::boolean)?.unwrap_or(false);
-        let standby_proxy =
-            layer(&file, "standby_proxy", self.standby_proxy, values::boolean)?.unwrap_or(false);
-        let startup_grace = layer(&file, "startup_grace", self.startup_grace, values::duration)?
-            .unwrap_or(Duration::from_secs(1));
-        let replication_factor = layer(
-            &file,
-            "replication_factor",
-            self.replication_factor,
-            values::replication_factor,
-        )?
-        .unwrap_or(3);
-        let min_write_replicas = layer(
-            &file,
-            "min_write_replicas",
-            self.min_write_replicas,
-            values::replication_factor,
-        )?
-        .unwrap_or(replication_factor.min(2));
+        let replication_factor = required("replication_factor", f.replication_factor)?;
+        let min_write_replicas = f.min_write_replicas.unwrap_or(replication_factor.min(2));
         if min_write_replicas > replication_factor {
             return Err(ConfigError::Invalid {
                 setting: "min_write_replicas",
@@ -457,88 +469,49 @@ impl HeadArgs {
                 ),
             });
         }
-        let chunk_size =
-            layer(&file, "chunk_size", self.chunk_size, values::positive_size)?.unwrap_or(8 << 20);
+        let chunk_size = required("chunk_size", f.chunk_size)?;
         if !(4096..=(1 << 30)).contains(&chunk_size) {
             return Err(ConfigError::Invalid {
                 setting: "chunk_size",
                 message: format!("must be between 4KiB and 1GiB, got {chunk_size} bytes"),
             });
         }
-        let dead_after = layer(
-            &file,
-            "dead_after",
-            self.dead_after,
-            values::positive_duration,
-        )?
-        .unwrap_or(Duration::from_secs(30));
-        let orphan_grace = layer(
-            &file,
-            "orphan_grace",
-            self.orphan_grace,
-            values::positive_duration,
-        )?
-        .unwrap_or(Duration::from_secs(600));
-        let repair_rate = layer(
-            &file,
-            "repair_rate",
-            self.repair_rate,
-            values::positive_size,
-        )?
-        .unwrap_or(64 << 20);
-        let max_file_size = layer(
-            &file,
-            "max_file_size",
-            self.max_file_size,
-            values::positive_size,
-        )?
-        .unwrap_or(1 << 40);
         Ok(HeadConfig {
             common,
             server_id,
             listen,
             metrics_listen,
             advertise_host,
-            preempt,
-            standby_proxy,
-            startup_grace,
+            preempt: required("preempt", f.preempt)?,
+            standby_proxy: required("standby_proxy", f.standby_proxy)?,
+            startup_grace: required("startup_grace", f.startup_grace)?,
             replication_factor,
             min_write_replicas,
             chunk_size,
-            dead_after,
-            orphan_grace,
-            repair_rate,
-            max_file_size,
+            dead_after: required("dead_after", f.dead_after)?,
+            orphan_grace: required("orphan_grace", f.orphan_grace)?,
+            repair_rate: required("repair_rate", f.repair_rate)?,
+            max_file_size: required("max_file_size", f.max_file_size)?,
         })
     }
 }
 
 impl ClusterArgs {
     pub fn resolve(self) -> Result<ClusterConfig, ConfigError> {
-        let file = FileLayer::load(self.common.config.as_deref(), CLUSTER_KEYS)?;
-        let common = common(self.common, &file)?;
+        let layered = Layered::<ClusterFile>::gather(self.common.config.as_deref(), &self)?;
+        let f = layered.merged.clone();
+        let common = common(f.common())?;
         let ServerSettings {
             server_id,
             listen,
             metrics_listen,
             advertise_host,
         } = server_settings(
-            &file,
-            self.server_id,
-            self.listen,
-            self.metrics_listen,
-            self.advertise_host,
-            9700,
-        )?;
-        let data_dir = required(
-            "data_dir",
-            layer(&file, "data_dir", self.data_dir, |s| {
-                if s.trim().is_empty() {
-                    Err("must not be empty".into())
-                } else {
-                    Ok(PathBuf::from(s))
-                }
-            })?,
+            &layered,
+            f.server_id,
+            f.listen,
+            f.metrics_listen,
+            f.advertise_host,
         )?;
         Ok(ClusterConfig {
             common,
@@ -546,27 +519,22 @@ impl ClusterArgs {
             listen,
             metrics_listen,
             advertise_host,
-            data_dir,
-            zone: layer(&file, "zone", self.zone, values::zone)?,
-            capacity: layer(&file, "capacity", self.capacity, values::positive_size)?,
-            scrub_rate: layer(&file, "scrub_rate", self.scrub_rate, values::positive_size)?
-                .unwrap_or(16 << 20),
-            heartbeat_interval: layer(
-                &file,
-                "heartbeat_interval",
-                self.heartbeat_interval,
-                values::positive_duration,
-            )?
-            .unwrap_or(Duration::from_secs(2)),
+            data_dir: required("data_dir", f.data_dir)?,
+            zone: f.zone,
+            capacity: f.capacity,
+            scrub_rate: required("scrub_rate", f.scrub_rate)?,
+            heartbeat_interval: required("heartbeat_interval", f.heartbeat_interval)?,
         })
     }
 }
 
 impl MonitorArgs {
     pub fn resolve(self) -> Result<MonitorConfig, ConfigError> {
-        let file = FileLayer::load(self.common.config.as_deref(), MONITOR_KEYS)?;
-        let common = common(self.common, &file)?;
-        let monitor_id = match layer(&file, "monitor_id", self.monitor_id, values::server_id)? {
+        let interactive = self.interactive;
+        let layered = Layered::<MonitorFile>::gather(self.common.config.as_deref(), &self)?;
+        let f = layered.merged.clone();
+        let common = common(f.common())?;
+        let monitor_id = match f.monitor_id {
             Some(id) => id,
             None => {
                 let host = default_advertise_host(&SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -579,10 +547,8 @@ impl MonitorArgs {
                 )?
             }
         };
-        let interval = layer(&file, "interval", self.interval, values::positive_duration)?
-            .unwrap_or(Duration::from_secs(10));
-        let timeout = layer(&file, "timeout", self.timeout, values::positive_duration)?
-            .unwrap_or(Duration::from_secs(2));
+        let interval = required("interval", f.interval)?;
+        let timeout = required("timeout", f.timeout)?;
         if timeout > interval {
             return Err(ConfigError::Invalid {
                 setting: "timeout",
@@ -598,21 +564,12 @@ impl MonitorArgs {
             monitor_id,
             interval,
             timeout,
-            failure_threshold: layer(
-                &file,
-                "failure_threshold",
-                self.failure_threshold,
-                values::failure_threshold,
-            )?
-            .unwrap_or(3),
-            metrics_listen: layer(
-                &file,
+            failure_threshold: required("failure_threshold", f.failure_threshold)?,
+            metrics_listen: layered.addr(
                 "metrics_listen",
-                self.metrics_listen,
-                values::socket_addr,
-            )?
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9092))),
-            interactive: self.interactive,
+                &required("metrics_listen", f.metrics_listen)?,
+            )?,
+            interactive,
         })
     }
 }
@@ -707,5 +664,151 @@ mod tests {
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("min_write_replicas"), "{err}");
+    }
+
+    fn with_file<A>(
+        text: &str,
+        args: impl FnOnce(CommonArgs) -> A,
+    ) -> (tempfile::NamedTempFile, A) {
+        let f = file(text);
+        let common = CommonArgs {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
+        let a = args(common);
+        (f, a)
+    }
+
+    #[test]
+    fn file_errors_name_setting_and_file_exactly() {
+        let (f, args) = with_file("replication_factor = 9\n", |common| HeadArgs {
+            common,
+            ..Default::default()
+        });
+        let err = args.resolve().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "setting `replication_factor`: in {}: must be between 1 and 5, got 9",
+                f.path().display()
+            )
+        );
+        let (f, args) = with_file("zone = [1]\nserver_id = \"c\"\n", |common| ClusterArgs {
+            common,
+            ..Default::default()
+        });
+        let err = args.resolve().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "setting `zone`: in {}: expected a string, number or boolean, got array",
+                f.path().display()
+            )
+        );
+        let (f, args) = with_file("metrics_listen = 9092\n", |common| MonitorArgs {
+            common,
+            ..Default::default()
+        });
+        let err = args.resolve().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "setting `metrics_listen`: in {}: \"9092\" is not host:port",
+                f.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn unknown_key_lists_the_roles_settings() {
+        let (f, args) = with_file("preempt = true\n", |common| MonitorArgs {
+            common,
+            ..Default::default()
+        });
+        let err = args.resolve().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "config file {}: unknown setting `preempt` (known settings for this role: \
+                 failure_threshold, interval, log_format, metrics_listen, monitor_id, \
+                 session_timeout, timeout, zk_hosts, zk_root)",
+                f.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_flag_overrides_a_bad_file_value_without_reading_it() {
+        let (_f, args) = with_file("interval = \"0s\"\nfailure_threshold = \"7\"\n", |common| {
+            MonitorArgs {
+                common,
+                interval: Some(Duration::from_secs(4)),
+                ..Default::default()
+            }
+        });
+        let cfg = args.resolve().unwrap();
+        assert_eq!(cfg.interval, Duration::from_secs(4));
+        assert_eq!(cfg.failure_threshold, 7);
+    }
+
+    #[test]
+    fn defaults_without_file_or_flags() {
+        let cfg = ClusterArgs {
+            server_id: Some(ServerId::new("c1").unwrap()),
+            data_dir: Some("/data".into()),
+            capacity: Some(u64::MAX),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.listen, SocketAddr::from(([0, 0, 0, 0], 9700)));
+        assert_eq!(cfg.scrub_rate, 16 << 20);
+        assert_eq!(cfg.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(
+            cfg.capacity,
+            Some(u64::MAX),
+            "sizes beyond i64 survive layering"
+        );
+        assert_eq!(cfg.common.zk_hosts, "127.0.0.1:2181");
+        assert_eq!(cfg.common.session_timeout, Duration::from_secs(6));
+        let head = HeadArgs {
+            server_id: Some(ServerId::new("h").unwrap()),
+            replication_factor: Some(1),
+            startup_grace: Some(Duration::from_millis(1500)),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(head.min_write_replicas, 1);
+        assert_eq!(head.startup_grace, Duration::from_millis(1500));
+        assert_eq!(head.chunk_size, 8 << 20);
+        assert_eq!(head.orphan_grace, Duration::from_secs(600));
+        assert_eq!(head.max_file_size, 1 << 40);
+        let monitor = MonitorArgs::default().resolve().unwrap();
+        assert_eq!(monitor.metrics_listen.port(), 9092);
+        assert_eq!(monitor.interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_and_every_flag_a_setting() {
+        use clap::{Args, Command};
+        fn longs<A: Args>() -> Vec<String> {
+            let mut v: Vec<String> = A::augment_args(Command::new("x"))
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|l| !matches!(*l, "config" | "interactive"))
+                .map(|l| l.replace('-', "_"))
+                .collect();
+            v.sort_unstable();
+            v
+        }
+        fn keys(k: &[&str]) -> Vec<String> {
+            let mut v: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            v.sort_unstable();
+            v
+        }
+        assert_eq!(longs::<HeadArgs>(), keys(HeadFile::KEYS));
+        assert_eq!(longs::<ClusterArgs>(), keys(ClusterFile::KEYS));
+        assert_eq!(longs::<MonitorArgs>(), keys(MonitorFile::KEYS));
     }
 }
