@@ -15,15 +15,13 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::path::FilePath;
-use super::repair::PassReport;
+use super::repair::{PassReport, drain};
 use super::servers::Heartbeat;
 use super::{DataError, DataPlane, namespace, read, write};
-use crate::fencing::FencedOp;
 use crate::head::api::ApiState;
 use crate::head::leader_only;
 use crate::http::ApiError;
 use crate::ids::ServerId;
-use crate::zk::records::{self, ClusterStateRecord, DrainState};
 
 #[derive(Clone)]
 pub struct FilesState {
@@ -327,32 +325,12 @@ async fn decommission(State(s): State<FilesState>, Path(id): Path<String>) -> Re
         )
         .into_response();
     };
-    let state = match server.drain {
-        Some(d) => d,
-        None => {
-            let rec = ClusterStateRecord {
-                v: 1,
-                state: DrainState::Draining,
-                since: records::now_ms(),
-            };
-            let layout = s.dp.election.layout();
-            let op = FencedOp::Create {
-                path: layout.cluster_state(&id),
-                data: records::encode(&rec),
-                options: crate::zk::persistent(),
-            };
-            match s.dp.election.fenced_write(&[op]).await {
-                Ok(_) | Err(crate::fencing::FenceError::Operation { .. }) => {}
-                Err(e) => {
-                    return fail(DataError::Unavailable(format!(
-                        "cannot record decommission: {e}"
-                    )));
-                }
-            }
-            s.dp.membership.set_drain(&id, Some(DrainState::Draining));
-            s.dp.repairs.wake();
-            tracing::info!(server_id = %id, "decommissioning cluster server: draining its chunks");
-            DrainState::Draining
+    let state = match drain::request(&s.dp, &server).await {
+        Ok(state) => state,
+        Err(e) => {
+            return fail(DataError::Unavailable(format!(
+                "cannot record decommission: {e}"
+            )));
         }
     };
     (
