@@ -16,13 +16,11 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 
 use super::path::FilePath;
-use super::repair::PassReport;
+use super::repair::{PassReport, drain};
 use super::{DataError, DataPlane, namespace, read, write};
-use crate::fencing::FencedOp;
 use crate::http::ApiError;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
-use crate::zk::records::{self, ClusterStateRecord, DrainState};
 use filegrid_proto::head::{
     DecommissionAnswer, DeleteAnswer, Heartbeat, HeartbeatAnswer, ListPage, PutAnswer,
 };
@@ -311,32 +309,12 @@ async fn decommission(
         return ApiError::new(ErrorCode::NotFound, format!("no cluster server {id}"))
             .into_response();
     };
-    let state = match server.drain {
-        Some(d) => d,
-        None => {
-            let rec = ClusterStateRecord {
-                v: 1,
-                state: DrainState::Draining,
-                since: records::now_ms(),
-            };
-            let layout = lead.layout();
-            let op = FencedOp::Create {
-                path: layout.cluster_state(&id),
-                data: records::encode(&rec),
-                options: crate::zk::persistent(),
-            };
-            match lead.write(&[op]).await {
-                Ok(_) | Err(crate::fencing::FenceError::Operation { .. }) => {}
-                Err(e) => {
-                    return fail(DataError::Unavailable(format!(
-                        "cannot record decommission: {e}"
-                    )));
-                }
-            }
-            s.dp.membership.set_drain(&id, Some(DrainState::Draining));
-            s.dp.repairs.wake();
-            tracing::info!(server_id = %id, "decommissioning cluster server: draining its chunks");
-            DrainState::Draining
+    let state = match drain::request(&s.dp, &lead, &server).await {
+        Ok(state) => state,
+        Err(e) => {
+            return fail(DataError::Unavailable(format!(
+                "cannot record decommission: {e}"
+            )));
         }
     };
     (

@@ -49,8 +49,6 @@ pub struct DataPlane {
     pub metrics: DataMetrics,
     /// Calls to cluster servers (uploads, reads, repair).
     pub chunks: ChunkClient,
-    /// Plain HTTP to cluster servers, for what the chunk client does not cover yet.
-    pub http: reqwest::Client,
     pub repairs: repair::Queue,
     /// Directories known to exist, for one-transaction commits of new files.
     pub known_dirs: KnownDirs,
@@ -62,23 +60,16 @@ impl DataPlane {
         config: DataConfig,
         metrics: DataMetrics,
         chunks: ChunkClient,
-    ) -> Result<Arc<Self>, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(3))
-            .read_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .build()?;
-        Ok(Arc::new(Self {
+    ) -> Arc<Self> {
+        Arc::new(Self {
             election,
             membership: Arc::new(Membership::default()),
             config,
             metrics,
             chunks,
-            http,
             repairs: repair::Queue::default(),
             known_dirs: KnownDirs::default(),
-        }))
+        })
     }
 
     /// The address of a cluster server, if known.

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use zookeeper_client::Client;
 
 use super::placement::Candidate;
+use super::repair::drain;
 use crate::ids::ServerId;
-use crate::zk::records::{ClusterRecord, ClusterStateRecord, DrainState};
+use crate::zk::records::{ClusterRecord, DrainState};
 use crate::zk::{self, Layout, ZkError};
 
 pub use filegrid_proto::head::{Heartbeat, ServerState, ServerView};
@@ -43,7 +44,15 @@ impl ServerInfo {
 
     /// Gone longer than `dead_after`: its chunks must be copied elsewhere.
     pub fn is_dead(&self, dead_after: Duration) -> bool {
-        !self.registered && self.gone_since.is_some_and(|t| t.elapsed() >= dead_after)
+        self.is_dead_at(Instant::now(), dead_after)
+    }
+
+    /// [`Self::is_dead`] as of `now`, for decisions that take the time as an input.
+    pub fn is_dead_at(&self, now: Instant, dead_after: Duration) -> bool {
+        !self.registered
+            && self
+                .gone_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= dead_after)
     }
 
     pub fn state(&self, dead_after: Duration) -> ServerState {
@@ -137,17 +146,9 @@ impl Membership {
             .unwrap_or_default()
     }
 
-    /// Servers that may receive new replicas: up and not being drained.
+    /// Servers that may receive new replicas: see [`candidates`].
     pub fn placement_candidates(&self) -> Vec<Candidate> {
-        self.all()
-            .into_iter()
-            .filter(|s| s.is_up() && s.drain.is_none())
-            .map(|s| Candidate {
-                id: s.id,
-                zone: s.zone,
-                free_bytes: s.free_bytes,
-            })
-            .collect()
+        candidates(&self.all())
     }
 
     pub fn views(&self, dead_after: Duration) -> Vec<ServerView> {
@@ -177,13 +178,27 @@ impl Membership {
         (up, beating)
     }
 
-    pub fn set_drain(&self, id: &ServerId, state: Option<DrainState>) {
+    /// Only [`drain`] changes drain states, besides the registration watch that reads them.
+    pub(in crate::files) fn set_drain(&self, id: &ServerId, state: Option<DrainState>) {
         if let Ok(mut servers) = self.servers.write()
             && let Some(s) = servers.get_mut(id)
         {
             s.drain = state;
         }
     }
+}
+
+/// Servers that may receive new replicas: up and not being drained.
+pub fn candidates(servers: &[ServerInfo]) -> Vec<Candidate> {
+    servers
+        .iter()
+        .filter(|s| s.is_up() && drain::takes_new_chunks(s.drain))
+        .map(|s| Candidate {
+            id: s.id.clone(),
+            zone: s.zone.clone(),
+            free_bytes: s.free_bytes,
+        })
+        .collect()
 }
 
 /// Keeps `membership` in step with `cluster_servers/` (child watch) and `cluster_state/`.
@@ -220,27 +235,9 @@ pub async fn watch_registrations(
                 }
             }
         }
-        let drains = read_drains(&client, &layout).await.unwrap_or_default();
+        let drains = drain::read_all(&client, &layout).await.unwrap_or_default();
         membership.apply_registrations(regs, drains);
         // Re-read at least every few seconds so drain-state changes and dead timers are seen.
         let _ = tokio::time::timeout(Duration::from_secs(2), watch.changed()).await;
     }
-}
-
-pub async fn read_drains(
-    client: &Client,
-    layout: &Layout,
-) -> Result<BTreeMap<ServerId, DrainState>, ZkError> {
-    let mut out = BTreeMap::new();
-    for name in client.list_children(&layout.cluster_state_dir()).await? {
-        let Ok(id) = ServerId::new(name) else {
-            continue;
-        };
-        if let Some((r, _)) =
-            zk::read::<ClusterStateRecord>(client, &layout.cluster_state(&id)).await?
-        {
-            out.insert(id, r.state);
-        }
-    }
-    Ok(out)
 }

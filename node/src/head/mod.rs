@@ -68,9 +68,9 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
                 pool_max_idle_per_host: 16,
             },
             &registry,
-        )?,
-    )
-    .context("building the cluster HTTP client")?;
+        )
+        .context("building the chunk API client")?,
+    );
     let repair_report = Arc::new(std::sync::Mutex::new(PassReport::default()));
     let proxy = if cfg.standby_proxy {
         // No overall timeout: a forwarded upload or download lasts as long as the transfer.

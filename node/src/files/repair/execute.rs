@@ -1,0 +1,226 @@
+//! Carries a [`Plan`](super::plan::Plan) out: copies through the cluster servers (throttled to
+//! `repair_rate`), new replica lists through fenced manifest writes, drain marks through
+//! [`drain`], orphan deletions. The HTTP calls to cluster servers are the small functions at
+//! the end of this file, through the chunk client; nothing else here talks to a cluster
+//! server. Every write is fenced with the pass's one [`Leadership`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::drain;
+use super::plan::{Action, ChunkCopy, ChunkRepair, CopyReason, FileRepair, Held};
+use crate::cluster::ChunkCallError;
+use crate::files::DataPlane;
+use crate::files::manifest::ChunkRef;
+use crate::files::namespace::{self, NsError};
+use crate::files::servers::ServerInfo;
+use crate::ids::ServerId;
+use crate::leadership::Leadership;
+use filegrid_proto::ErrorCode;
+use filegrid_proto::chunk::{PutResponse, ReplicateRequest};
+
+/// What carrying a plan out achieved, for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub copies_made: u64,
+    pub orphans_deleted: u64,
+}
+
+/// Does `actions` in order. A failed copy, drain mark or deletion is logged and skipped (the
+/// next pass plans it again); a failed manifest write ends the pass.
+pub async fn run(
+    dp: &Arc<DataPlane>,
+    lead: &Leadership,
+    actions: Vec<Action>,
+    unreferenced: &mut HashMap<Held, Instant>,
+) -> Result<Outcome, NsError> {
+    let mut out = Outcome::default();
+    let epoch = lead.epoch();
+    for action in actions {
+        match action {
+            Action::Rewrite { chunk, from, to } => rewrite(dp, epoch, &chunk, &from, &to).await,
+            Action::RepairFile(file) => out.copies_made += repair_file(dp, lead, file).await?,
+            Action::MarkDrained(id) => {
+                if let Err(e) = drain::mark_drained(dp, lead, &id).await {
+                    tracing::warn!(server_id = %id, error = %e, "cannot mark server drained");
+                }
+            }
+            Action::DeleteOrphan(held) => {
+                if delete_orphan(dp, epoch, &held).await {
+                    out.orphans_deleted += 1;
+                    unreferenced.remove(&held);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Read repair: rewrites the bad copies from the good one.
+async fn rewrite(dp: &DataPlane, epoch: u64, chunk: &str, from: &ServerId, to: &[ServerId]) {
+    let targets: Vec<String> = to.iter().filter_map(|b| dp.addr_of(b)).collect();
+    let (Some(src), false) = (dp.addr_of(from), targets.is_empty()) else {
+        return;
+    };
+    match replicate(dp, epoch, &src, chunk, &targets).await {
+        Ok(r) => {
+            dp.metrics
+                .repairs
+                .with_label_values(&[CopyReason::Read.label()])
+                .inc_by(r.stored.len() as u64);
+            tracing::info!(chunk = %chunk, rewritten = ?r.stored, "read repair: rewrote bad copies from a good one");
+        }
+        Err(e) => tracing::warn!(chunk = %chunk, error = %e, "read repair failed"),
+    }
+}
+
+/// Makes one file's copies, then records its new replica lists in one fenced write. Returns
+/// the number of copies made.
+async fn repair_file(dp: &DataPlane, lead: &Leadership, file: FileRepair) -> Result<u64, NsError> {
+    let epoch = lead.epoch();
+    let mut made = 0;
+    let mut changes: BTreeMap<String, Vec<ServerId>> = BTreeMap::new();
+    for step in file.chunks {
+        match step {
+            ChunkRepair::NoSource { chunk } => {
+                tracing::error!(chunk = %chunk, path = %file.path, "no live replica left to copy from");
+            }
+            ChunkRepair::SetReplicas { chunk, replicas } => {
+                changes.insert(chunk, replicas);
+            }
+            ChunkRepair::Copy(copy) => {
+                // A failed copy leaves the chunk's replica list as it is.
+                let Some(copied) = copy_chunk(dp, epoch, &copy).await else {
+                    continue;
+                };
+                made += copied.len() as u64;
+                if let Some(next) = copy.replicas.after(&copied) {
+                    changes.insert(copy.chunk, next);
+                }
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Ok(made);
+    }
+    let applied = namespace::update_chunks(
+        lead,
+        &file.path,
+        &file.file_id,
+        |chunks: &mut Vec<ChunkRef>| {
+            for ch in chunks.iter_mut() {
+                if let Some(r) = changes.get(&ch.id) {
+                    ch.replicas = r.clone();
+                }
+            }
+        },
+    )
+    .await?;
+    if applied {
+        tracing::info!(path = %file.path, chunks = changes.len(), "updated replica locations");
+    }
+    Ok(made)
+}
+
+/// Copies one chunk to its new servers; the servers that stored it, or `None` if the copy
+/// failed.
+async fn copy_chunk(dp: &DataPlane, epoch: u64, copy: &ChunkCopy) -> Option<Vec<ServerId>> {
+    let src = dp.addr_of(&copy.from)?;
+    let targets: Vec<(ServerId, String)> = copy
+        .to
+        .iter()
+        .filter_map(|t| dp.addr_of(t).map(|a| (t.clone(), a)))
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    let addrs: Vec<String> = targets.iter().map(|(_, a)| a.clone()).collect();
+    match replicate(dp, epoch, &src, &copy.chunk, &addrs).await {
+        Ok(resp) => {
+            let copied: Vec<ServerId> = targets
+                .into_iter()
+                .filter(|(_, a)| resp.stored.contains(a))
+                .map(|(id, _)| id)
+                .collect();
+            dp.metrics
+                .repairs
+                .with_label_values(&[copy.reason.label()])
+                .inc_by(copied.len() as u64);
+            throttle(dp, copy.len * copied.len() as u64).await;
+            Some(copied)
+        }
+        Err(e) => {
+            tracing::warn!(chunk = %copy.chunk, error = %e, "re-replication copy failed");
+            None
+        }
+    }
+}
+
+/// Deletes one orphan; `true` if it is gone.
+async fn delete_orphan(dp: &DataPlane, epoch: u64, held: &Held) -> bool {
+    let Some(addr) = dp.addr_of(&held.server) else {
+        return false;
+    };
+    match delete_chunk(dp, epoch, &addr, &held.chunk).await {
+        Ok(()) => {
+            tracing::info!(server_id = %held.server, chunk = %held.chunk, "deleted orphaned chunk");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// What every up server holds; a server that does not answer is left out.
+pub async fn list_held(dp: &DataPlane, servers: &[ServerInfo]) -> BTreeMap<ServerId, Vec<String>> {
+    let mut held = BTreeMap::new();
+    for s in servers.iter().filter(|s| s.is_up()) {
+        if let Ok(chunks) = list_chunks(dp, &s.addr()).await {
+            held.insert(s.id.clone(), chunks);
+        }
+    }
+    held
+}
+
+/// Sleeps long enough that copies stay under `repair_rate` bytes per second.
+async fn throttle(dp: &DataPlane, bytes: u64) {
+    let rate = dp.config.repair_rate.max(1);
+    tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+}
+
+// Calls to cluster servers, through the one chunk client.
+
+/// Asks `source` to copy `chunk` to `targets` (`POST /v1/chunks/{id}/replicate`).
+async fn replicate(
+    dp: &DataPlane,
+    epoch: u64,
+    source: &str,
+    chunk: &str,
+    targets: &[String],
+) -> Result<PutResponse, ChunkCallError> {
+    let request = ReplicateRequest {
+        targets: targets.to_vec(),
+        epoch,
+    };
+    dp.chunks.replicate(source, chunk, &request).await
+}
+
+/// The ids of the chunks `addr` holds (`GET /v1/chunks`).
+async fn list_chunks(dp: &DataPlane, addr: &str) -> Result<Vec<String>, ChunkCallError> {
+    let list = dp.chunks.list(addr).await?;
+    Ok(list.chunks.into_iter().map(|c| c.id).collect())
+}
+
+/// Deletes `chunk` on `addr` (`DELETE /v1/chunks/{id}`); a chunk already gone counts as
+/// deleted.
+async fn delete_chunk(
+    dp: &DataPlane,
+    epoch: u64,
+    addr: &str,
+    chunk: &str,
+) -> Result<(), ChunkCallError> {
+    match dp.chunks.delete(addr, chunk, epoch).await {
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
+        other => other,
+    }
+}
