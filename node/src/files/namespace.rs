@@ -134,7 +134,7 @@ pub async fn commit(
         let generation = known.generation();
         let mut nodes: Vec<String> = ancestors.iter().map(|d| layout.file(d)).collect();
         nodes.push(layout.file(path.as_str()));
-        let mut read = read_with_stats(&client, &nodes).await?;
+        let mut read = read_with_stats(client, &nodes).await?;
         let current = read.pop().flatten();
         let mut ops = Vec::new();
         // What the parents' versions will be once the transaction has gone through.
@@ -220,7 +220,7 @@ pub async fn remove(
     let layout = lead.layout();
     for _ in 0..8 {
         let node = layout.file(path.as_str());
-        let Some((e, stat)) = zk::read::<Entry>(&client, &node).await? else {
+        let Some((e, stat)) = zk::read::<Entry>(client, &node).await? else {
             return Err(NsError::NotFound(path.to_string()));
         };
         let Some(meta) = e.file.filter(|_| e.kind == EntryKind::File) else {
