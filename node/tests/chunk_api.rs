@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use filegrid_node::chunk::{ChunkId, ChunkStore, StoreConfig};
-use filegrid_node::cluster::{self, ApiOptions, EpochFence, PutResponse};
+use filegrid_node::cluster::{self, ApiOptions, EpochFence};
+use filegrid_proto::chunk::{ListResponse, PutResponse, ReplicateRequest};
+use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use prometheus::Registry;
 use rand::RngCore;
 use reqwest::StatusCode;
-use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -137,8 +138,8 @@ async fn put(
 ) -> reqwest::Response {
     client()
         .put(server.url(&format!("/v1/chunks/{id}")))
-        .header("x-filegrid-epoch", epoch)
-        .header("x-filegrid-pipeline", pipeline.join(","))
+        .header(headers::EPOCH, epoch)
+        .header(headers::PIPELINE, pipeline.join(","))
         .body(data)
         .send()
         .await
@@ -153,13 +154,18 @@ async fn get(server: &Server, id: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn error_code(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    body["code"].as_str().unwrap().to_string()
+async fn error_code(resp: reqwest::Response) -> ErrorCode {
+    let body: ErrorBody = resp.json().await.unwrap();
+    assert!(!body.message.is_empty(), "{body:?}");
+    body.code
+}
+
+/// The body of a replicate request.
+fn replicate(targets: &[&str], epoch: u64) -> ReplicateRequest {
+    ReplicateRequest {
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        epoch,
+    }
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -195,7 +201,7 @@ async fn round_trip_random_contents() {
         let resp = get(&s, &id).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(
-            resp.headers()["x-filegrid-checksum"].to_str().unwrap(),
+            resp.headers()[headers::CHECKSUM].to_str().unwrap(),
             stored.checksum
         );
         let body = resp.bytes().await.unwrap();
@@ -208,13 +214,10 @@ async fn round_trip_random_contents() {
             .unwrap();
         assert_eq!(head.status(), StatusCode::OK);
         assert_eq!(head.headers()["content-length"], len.to_string().as_str());
-        assert_eq!(
-            head.headers()["x-filegrid-checksum"],
-            stored.checksum.as_str()
-        );
+        assert_eq!(head.headers()[headers::CHECKSUM], stored.checksum.as_str());
     }
 
-    let list: Value = client()
+    let list: ListResponse = client()
         .get(s.url("/v1/chunks"))
         .send()
         .await
@@ -222,11 +225,11 @@ async fn round_trip_random_contents() {
         .json()
         .await
         .unwrap();
-    let chunks = list["chunks"].as_array().unwrap();
+    let chunks = &list.chunks;
     assert_eq!(chunks.len(), 5);
-    assert_eq!(chunks[4]["id"], "file-4-0");
-    assert_eq!(chunks[4]["len"], 9 * 1024 * 1024);
-    assert_eq!(list["usage"]["chunks"], 5);
+    assert_eq!(chunks[4].id, "file-4-0");
+    assert_eq!(chunks[4].len, 9 * 1024 * 1024);
+    assert_eq!(list.usage.chunks, 5);
     assert_eq!(s.files().len(), 5, "no temp files left: {:?}", s.files());
     assert_eq!(
         s.metric(
@@ -240,7 +243,7 @@ async fn round_trip_random_contents() {
     // Delete is fenced and durable.
     let resp = client()
         .delete(s.url("/v1/chunks/file-1-0"))
-        .header("x-filegrid-epoch", 1)
+        .header(headers::EPOCH, 1)
         .send()
         .await
         .unwrap();
@@ -332,12 +335,12 @@ async fn stale_epoch_is_rejected() {
     );
     let resp = put(&s, "e-1-0", 4, &[], vec![2; 10]).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
-    assert_eq!(error_code(resp).await, "stale_epoch");
+    assert_eq!(error_code(resp).await, ErrorCode::StaleEpoch);
     assert!(s.store.meta(&ChunkId::new("e-1-0").unwrap()).is_err());
 
     let resp = client()
         .delete(s.url("/v1/chunks/e-0-0"))
-        .header("x-filegrid-epoch", 3)
+        .header(headers::EPOCH, 3)
         .send()
         .await
         .unwrap();
@@ -351,7 +354,7 @@ async fn stale_epoch_is_rejected() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(resp).await, "missing_epoch");
+    assert_eq!(error_code(resp).await, ErrorCode::MissingEpoch);
 
     // A newer epoch raises the fence for everyone after it.
     assert_eq!(
@@ -414,7 +417,7 @@ async fn flipped_byte_on_disk_fails_reads_and_is_reported() {
     // Known bad now: reads fail at once with a clear error.
     let resp = get(&s, "c-0-0").await;
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(error_code(resp).await, "chunk_corrupt");
+    assert_eq!(error_code(resp).await, ErrorCode::ChunkCorrupt);
 
     let id = ChunkId::new("c-0-0").unwrap();
     let err = s.store.verify(&id).await.unwrap_err();
@@ -466,20 +469,20 @@ async fn full_store_answers_507_and_keeps_nothing() {
     // Known length: refused before the body is read.
     let resp = put(&s, "big-0-0", 1, &[], random_bytes(2 * 1024 * 1024)).await;
     assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
-    assert_eq!(error_code(resp).await, "storage_full");
+    assert_eq!(error_code(resp).await, ErrorCode::StorageFull);
 
     // Unknown length (chunked upload): refused when the data outgrows the limit.
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..8).map(|_| Ok(random_bytes(256 * 1024))).collect();
     let resp = client()
         .put(s.url("/v1/chunks/big-1-0"))
-        .header("x-filegrid-epoch", 1)
+        .header(headers::EPOCH, 1)
         .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
-    assert_eq!(error_code(resp).await, "storage_full");
+    assert_eq!(error_code(resp).await, ErrorCode::StorageFull);
     assert!(s.store.list().is_empty());
     assert!(s.files().is_empty(), "partial files left: {:?}", s.files());
     assert_eq!(s.store.usage().unwrap().used_bytes, 0);
@@ -563,31 +566,31 @@ async fn expected_checksum_is_enforced() {
     let good = format!("crc32c:{:08x}", crc32c::crc32c(&data));
     let resp = client()
         .put(s.url("/v1/chunks/k-0-0"))
-        .header("x-filegrid-epoch", 1)
-        .header("x-filegrid-checksum", "crc32c:00000000")
+        .header(headers::EPOCH, 1)
+        .header(headers::CHECKSUM, "crc32c:00000000")
         .body(data.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(error_code(resp).await, "checksum_mismatch");
+    assert_eq!(error_code(resp).await, ErrorCode::ChecksumMismatch);
     assert!(s.files().is_empty());
 
     let resp = client()
         .put(s.url("/v1/chunks/k-0-0"))
-        .header("x-filegrid-epoch", 1)
-        .header("x-filegrid-checksum", "sha1:nope")
+        .header(headers::EPOCH, 1)
+        .header(headers::CHECKSUM, "sha1:nope")
         .body(data.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(resp).await, "bad_checksum");
+    assert_eq!(error_code(resp).await, ErrorCode::BadChecksum);
 
     let resp = client()
         .put(s.url("/v1/chunks/k-0-0"))
-        .header("x-filegrid-epoch", 1)
-        .header("x-filegrid-checksum", &good)
+        .header(headers::EPOCH, 1)
+        .header(headers::CHECKSUM, &good)
         .body(data)
         .send()
         .await
@@ -603,11 +606,11 @@ async fn bad_ids_and_pipelines_are_refused() {
     for id in ["a.b", "a%20b", "a%2Fb", &"x".repeat(129)] {
         let resp = put(&s, id, 1, &[], vec![1]).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{id}");
-        assert_eq!(error_code(resp).await, "bad_chunk_id");
+        assert_eq!(error_code(resp).await, ErrorCode::BadChunkId);
     }
     let resp = put(&s, "p-0-0", 1, &["http://x:1/"], vec![1]).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(resp).await, "bad_pipeline");
+    assert_eq!(error_code(resp).await, ErrorCode::BadPipeline);
     assert!(s.files().is_empty());
 }
 
@@ -655,7 +658,7 @@ async fn range_reads() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(resp).await, "bad_range");
+    assert_eq!(error_code(resp).await, ErrorCode::BadRange);
 }
 
 #[tokio::test]
@@ -673,7 +676,7 @@ async fn replicate_copies_to_live_targets_and_reports_dead_ones() {
     let dead = dead_addr().await;
     let resp = client()
         .post(a.url("/v1/chunks/x-0-0/replicate"))
-        .json(&serde_json::json!({"targets": [dead, b.addr, c.addr], "epoch": 4}))
+        .json(&replicate(&[&dead, &b.addr, &c.addr], 4))
         .send()
         .await
         .unwrap();
@@ -689,14 +692,14 @@ async fn replicate_copies_to_live_targets_and_reports_dead_ones() {
 
     let resp = client()
         .post(a.url("/v1/chunks/x-0-0/replicate"))
-        .json(&serde_json::json!({"targets": [b.addr], "epoch": 3}))
+        .json(&replicate(&[&b.addr], 3))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     let resp = client()
         .post(a.url("/v1/chunks/missing-0-0/replicate"))
-        .json(&serde_json::json!({"targets": [b.addr], "epoch": 4}))
+        .json(&replicate(&[&b.addr], 4))
         .send()
         .await
         .unwrap();
@@ -709,7 +712,7 @@ async fn replicate_copies_to_live_targets_and_reports_dead_ones() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(resp).await, "bad_request");
+    assert_eq!(error_code(resp).await, ErrorCode::BadRequest);
 }
 
 #[tokio::test]
@@ -771,12 +774,12 @@ async fn replicating_a_corrupt_chunk_leaves_no_copy() {
     std::fs::write(&path, &raw).unwrap();
     let resp = client()
         .post(a.url("/v1/chunks/y-0-0/replicate"))
-        .json(&serde_json::json!({"targets": [b.addr], "epoch": 1}))
+        .json(&replicate(&[&b.addr], 1))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(error_code(resp).await, "chunk_corrupt");
+    assert_eq!(error_code(resp).await, ErrorCode::ChunkCorrupt);
     wait_until("the target's upload to break off", || {
         b.metric(
             "filegrid_chunk_requests_total",

@@ -5,8 +5,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use filegrid_proto::ErrorBody;
+use filegrid_proto::ErrorCode;
+use filegrid_proto::head::{Role, StatusView};
+use filegrid_proto::zk::{FenceProbeRecord, HealthReport, HealthStatus, LeaderRecord};
 use filegrid_testkit::{Proc, ZkServer, free_port, wait_until};
-use serde_json::Value;
 
 const ROOT: &str = "/distributed_file_grid";
 
@@ -87,7 +90,7 @@ fn http() -> reqwest::Client {
 }
 
 /// A head's own view (`/v1/status`), or `None` if it does not answer.
-async fn head_status(port: u16) -> Option<Value> {
+async fn head_status(port: u16) -> Option<StatusView> {
     let r = http()
         .get(format!("http://127.0.0.1:{port}/v1/status"))
         .send()
@@ -104,11 +107,27 @@ async fn zk_client(zk: &ZkServer) -> zookeeper_client::Client {
         .unwrap()
 }
 
+/// Whether a head's status names `id` as the leader.
+fn follows(s: &StatusView, id: &str) -> bool {
+    s.status
+        .leader
+        .as_ref()
+        .is_some_and(|l| l.server_id.as_str() == id)
+}
+
+/// A record read from a znode, if the znode exists and holds one.
+async fn zk_record<T: serde::de::DeserializeOwned>(
+    c: &zookeeper_client::Client,
+    path: &str,
+) -> Option<T> {
+    let (data, _) = c.get_data(path).await.ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
 /// `(server_id, epoch)` of the leader node, if any.
 async fn zk_leader(c: &zookeeper_client::Client) -> Option<(String, u64)> {
-    let (data, _) = c.get_data(&format!("{ROOT}/leader")).await.ok()?;
-    let v: Value = serde_json::from_slice(&data).ok()?;
-    Some((v["server_id"].as_str()?.to_string(), v["epoch"].as_u64()?))
+    let l: LeaderRecord = zk_record(c, &format!("{ROOT}/leader")).await?;
+    Some((l.server_id.to_string(), l.epoch))
 }
 
 async fn zk_exists(c: &zookeeper_client::Client, path: &str) -> bool {
@@ -164,12 +183,12 @@ async fn lowest_id_leads_and_crash_fails_over_within_session_timeout() {
     for h in &heads {
         let st = wait_until(Duration::from_secs(10), "head status agrees", || async {
             head_status(h.port).await.filter(|s| {
-                s["leader"]["server_id"] == "head_server_2"
-                    && (s["role"] == "leader") == (h.id == "head_server_2")
+                follows(s, "head_server_2")
+                    && (s.status.role == Role::Leader) == (h.id == "head_server_2")
             })
         })
         .await;
-        assert_eq!(st["epoch"], epoch1);
+        assert_eq!(st.status.epoch, epoch1);
     }
 
     let killed = Instant::now();
@@ -208,7 +227,7 @@ async fn sigterm_releases_leadership_at_once() {
         || async {
             head_status(h2.port)
                 .await
-                .filter(|s| s["role"] == "standby")
+                .filter(|s| s.status.role == Role::Standby)
         },
     )
     .await;
@@ -253,12 +272,9 @@ async fn monitor_fails_over_a_hung_leader_which_then_cannot_write_or_preempt() {
         Duration::from_secs(10),
         "a healthy report for head_server_1",
         || async {
-            let (d, _) = c
-                .get_data(&format!("{ROOT}/health_reports/head_server_1"))
-                .await
-                .ok()?;
-            let v: Value = serde_json::from_slice(&d).ok()?;
-            (v["status"] == "healthy" && v["reporter"] == "monitor_a").then_some(())
+            let r: HealthReport =
+                zk_record(&c, &format!("{ROOT}/health_reports/head_server_1")).await?;
+            (r.status == HealthStatus::Healthy && r.reporter == "monitor_a").then_some(())
         },
     )
     .await;
@@ -306,12 +322,12 @@ async fn monitor_fails_over_a_hung_leader_which_then_cannot_write_or_preempt() {
     )
     .await;
     assert_eq!(r.status(), 409);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], "deposed");
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, ErrorCode::Deposed);
     let (d, _) = c.get_data(&format!("{ROOT}/fence_probe")).await.unwrap();
-    let probe: Value = serde_json::from_slice(&d).unwrap();
+    let probe: FenceProbeRecord = serde_json::from_slice(&d).unwrap();
     assert_eq!(
-        probe["epoch"], epoch1,
+        probe.epoch, epoch1,
         "the last accepted probe is still the one from before the hang"
     );
 
@@ -330,11 +346,11 @@ async fn monitor_fails_over_a_hung_leader_which_then_cannot_write_or_preempt() {
         || async {
             head_status(h1.port)
                 .await
-                .filter(|s| s["role"] == "standby")
+                .filter(|s| s.status.role == Role::Standby)
         },
     )
     .await;
-    assert_eq!(st["leader"]["server_id"], "head_server_2");
+    assert!(follows(&st, "head_server_2"), "{st:?}");
     let window = Instant::now();
     while window.elapsed() < Duration::from_secs(2) {
         assert_eq!(
@@ -433,7 +449,7 @@ async fn zookeeper_outage_suspends_leadership_and_one_leader_remains() {
                 || async {
                     head_status(h.port)
                         .await
-                        .filter(|s| s["role"] != "leader" && s["zk_connected"] == false)
+                        .filter(|s| s.status.role != Role::Leader && !s.status.zk_connected)
                 },
             )
             .await;
@@ -442,7 +458,8 @@ async fn zookeeper_outage_suspends_leadership_and_one_leader_remains() {
             for h in &heads {
                 if let Some(s) = head_status(h.port).await {
                     assert_ne!(
-                        s["role"], "leader",
+                        s.status.role,
+                        Role::Leader,
                         "{} acted as leader during the {label} outage",
                         h.id
                     );
@@ -461,10 +478,10 @@ async fn zookeeper_outage_suspends_leadership_and_one_leader_remains() {
                 let mut leaders = Vec::new();
                 for h in &heads {
                     let s = head_status(h.port).await?;
-                    if s["leader"]["server_id"] != leader.as_str() || s["epoch"] != epoch {
+                    if !follows(&s, &leader) || s.status.epoch != epoch {
                         return None;
                     }
-                    if s["role"] == "leader" {
+                    if s.status.role == Role::Leader {
                         leaders.push(h.id.clone());
                     }
                 }
@@ -502,7 +519,7 @@ async fn preempt_takes_leadership_back_and_fences_the_old_leader() {
         || async {
             head_status(h2.port)
                 .await
-                .filter(|s| s["role"] == "leader" && s["epoch"] == e1)
+                .filter(|s| s.status.role == Role::Leader && s.status.epoch == e1)
         },
     )
     .await;
@@ -540,7 +557,7 @@ async fn preempt_takes_leadership_back_and_fences_the_old_leader() {
         || async {
             head_status(h2.port)
                 .await
-                .filter(|s| s["role"] == "standby" && s["leader"]["server_id"] == "head_server_1")
+                .filter(|s| s.status.role == Role::Standby && follows(s, "head_server_1"))
         },
     )
     .await;
@@ -812,7 +829,7 @@ async fn a_freshly_restarted_head_takes_over_without_waiting_for_its_startup_gra
         || async {
             head_status(h1.port)
                 .await
-                .filter(|s| s["role"] == "standby")
+                .filter(|s| s.status.role == Role::Standby)
         },
     )
     .await;

@@ -5,9 +5,15 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use filegrid_node::files::manifest::Entry;
+use filegrid_proto::chunk::ListResponse;
+use filegrid_proto::head::{
+    ListPage, PutAnswer, RepairReport, Role, ServerState, ServerView, StatusView,
+};
+use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 use rand::RngCore;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -45,9 +51,14 @@ fn get(base: &str, path: &str) -> (u16, Vec<u8>) {
     (status, r.bytes().map(|b| b.to_vec()).unwrap_or_default())
 }
 
-/// A JSON answer to a GET, or `None` if there is none (yet).
-fn get_json(url: &str) -> Option<Value> {
+/// A JSON answer to a GET, or `None` if there is none (yet) or it is not a `T`.
+fn get_json<T: DeserializeOwned>(url: &str) -> Option<T> {
     http().get(url).send().ok()?.json().ok()
+}
+
+/// The paths of a listing page, in order.
+fn paths(page: &ListPage) -> Vec<&str> {
+    page.files.iter().map(|f| f.path.as_str()).collect()
 }
 
 fn hash(b: &[u8]) -> blake3::Hash {
@@ -65,23 +76,13 @@ fn manifest(grid: &Grid, path: &str) -> Vec<(String, Vec<String>)> {
             .get_data(&format!("/distributed_file_grid/files/{path}"))
             .await
             .unwrap();
-        let v: Value = serde_json::from_slice(&data).unwrap();
-        v["file"]["chunks"]
-            .as_array()
-            .cloned()
+        let entry: Entry = serde_json::from_slice(&data).unwrap();
+        entry
+            .file
+            .map(|f| f.chunks)
             .unwrap_or_default()
-            .iter()
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap().to_string(),
-                    c["replicas"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.as_str().unwrap().to_string())
-                        .collect(),
-                )
-            })
+            .into_iter()
+            .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
             .collect()
     })
 }
@@ -94,8 +95,8 @@ fn round_trips_of_every_size_and_ranges_at_chunk_boundaries() {
         let data = random(size);
         let r = put(&base, &format!("sizes/f{size}"), data.clone());
         assert_eq!(r.status(), 201, "put of {size} bytes");
-        let body: Value = r.json().unwrap();
-        assert_eq!(body["size"], size);
+        let body: PutAnswer = r.json().unwrap();
+        assert_eq!(body.size, size as u64);
         let (status, back) = get(&base, &format!("sizes/f{size}"));
         assert_eq!(status, 200);
         assert_eq!(hash(&back), hash(&data), "{size} bytes round trip");
@@ -106,10 +107,7 @@ fn round_trips_of_every_size_and_ranges_at_chunk_boundaries() {
             .unwrap();
         assert_eq!(head.headers()["content-length"], size.to_string().as_str());
         let chunks = size.div_ceil(CHUNK);
-        assert_eq!(
-            head.headers()["x-filegrid-chunks"],
-            chunks.to_string().as_str()
-        );
+        assert_eq!(head.headers()[headers::CHUNKS], chunks.to_string().as_str());
     }
     let data = random(3 * CHUNK + 7);
     assert_eq!(put(&base, "ranges/f", data.clone()).status(), 201);
@@ -356,8 +354,8 @@ fn a_dead_cluster_server_is_replaced_and_no_file_is_lost() {
         assert_eq!(status, 200, "{path}");
         assert_eq!(hash(&back), *h, "{path}");
     }
-    let report: Value = get_json(&format!("{base}/v1/repair")).unwrap();
-    assert!(report["copies_made"].as_u64().is_some());
+    // The leader reports its repair passes (a report, `copies_made` a count among them).
+    assert!(get_json::<RepairReport>(&format!("{base}/v1/repair")).is_some());
 }
 
 #[test]
@@ -378,38 +376,25 @@ fn too_few_cluster_servers_is_a_clear_503_and_nothing_is_visible() {
         Duration::from_secs(20),
         "the leader to see one server",
         || {
-            let r: Value = get_json(&format!("{base}/v1/cluster"))?;
-            let live = r
-                .as_array()?
-                .iter()
-                .filter(|s| s["state"] == "live")
-                .count();
+            let r: Vec<ServerView> = get_json(&format!("{base}/v1/cluster"))?;
+            let live = r.iter().filter(|s| s.state == ServerState::Live).count();
             (live == 1).then_some(())
         },
     );
     let r = put(&base, "few/no", random(3 * CHUNK));
     assert_eq!(r.status(), 503);
-    let body: Value = r.json().unwrap();
+    let body: ErrorBody = r.json().unwrap();
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("required cluster servers"),
-        "{body}"
+        body.message.contains("required cluster servers"),
+        "{body:?}"
     );
     assert_eq!(
         get(&base, "few/no").0,
         404,
         "nothing half-written is visible"
     );
-    let list: Value = get_json(&format!("{base}/v1/files?prefix=few/")).unwrap();
-    let paths: Vec<&str> = list["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, ["few/ok"]);
+    let list: ListPage = get_json(&format!("{base}/v1/files?prefix=few/")).unwrap();
+    assert_eq!(paths(&list), ["few/ok"]);
 }
 
 #[test]
@@ -432,8 +417,8 @@ fn a_full_server_is_avoided_and_a_full_grid_says_507() {
         );
         assert_eq!(hash(&get(&base, &format!("full/f{i}")).1), hash(&data));
     }
-    let r: Value = get_json(&format!("{}/v1/chunks", grid.cluster_url(0))).unwrap();
-    let used = r["usage"]["used_bytes"].as_u64().unwrap();
+    let r: ListResponse = get_json(&format!("{}/v1/chunks", grid.cluster_url(0))).unwrap();
+    let used = r.usage.used_bytes;
     assert!(
         used <= 600 * 1024,
         "the small server stayed within its capacity: {used}"
@@ -554,18 +539,16 @@ fn listing_paginates_in_order_and_delete_removes() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = get_json(&url).unwrap();
-        for f in page["files"].as_array().unwrap() {
-            seen.push(f["path"].as_str().unwrap().to_string());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
+        let page: ListPage = get_json(&url).unwrap();
+        seen.extend(paths(&page).into_iter().map(String::from));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
             None => break,
         }
     }
     assert_eq!(seen, ["a/1", "a/2", "a/b/3", "a/b/c/4", "a.c", "b"]);
-    let pre: Value = get_json(&format!("{base}/v1/files?prefix=a/b")).unwrap();
-    assert_eq!(pre["files"].as_array().unwrap().len(), 2);
+    let pre: ListPage = get_json(&format!("{base}/v1/files?prefix=a/b")).unwrap();
+    assert_eq!(pre.files.len(), 2);
     assert_eq!(
         http()
             .delete(format!("{base}/v1/files/a/b/c/4"))
@@ -644,13 +627,9 @@ fn decommission_drains_a_server_and_orphans_are_collected() {
         .unwrap();
     assert_eq!(r.status(), 202);
     wait_until_sync(Duration::from_secs(60), "the server to be drained", || {
-        let v: Value = get_json(&format!("{base}/v1/cluster"))?;
-        let s = v
-            .as_array()?
-            .iter()
-            .find(|s| s["id"] == target.as_str())?
-            .clone();
-        (s["state"] == "drained").then_some(())
+        let v: Vec<ServerView> = get_json(&format!("{base}/v1/cluster"))?;
+        let s = v.iter().find(|s| s.id.as_str() == target)?;
+        (s.state == ServerState::Drained).then_some(())
     });
     for (path, h) in &files {
         for (_, reps) in manifest(&grid, path) {
@@ -814,8 +793,8 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
         || {
             grid.heads.iter().find_map(|h| {
                 let url = format!("http://127.0.0.1:{}", h.port);
-                let st: Value = get_json(&format!("{url}/v1/status"))?;
-                (st["role"] == "standby" && !st["leader"].is_null()).then_some(url)
+                let st: StatusView = get_json(&format!("{url}/v1/status"))?;
+                (st.status.role == Role::Standby && st.status.leader.is_some()).then_some(url)
             })
         },
     );
@@ -859,19 +838,19 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
         r.headers()["content-length"],
         (data.len()).to_string().as_str()
     );
-    let list: Value = no_redirects
+    let list: ListPage = no_redirects
         .get(format!("{standby}/v1/files?prefix=via/"))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(list["files"][0]["path"], "via/standby.bin");
+    assert_eq!(paths(&list).first(), Some(&"via/standby.bin"));
     let r = no_redirects
         .get(format!("{standby}/v1/files/via/missing"))
         .send()
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "not_found");
+    assert_eq!(r.json::<ErrorBody>().unwrap().code, ErrorCode::NotFound);
     let r = no_redirects
         .delete(format!("{standby}/v1/files/via/standby.bin"))
         .send()
@@ -894,8 +873,8 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     assert_eq!(hash(&get(&leader, "via/curl.bin").1), hash(&big));
     // The CLI given the standby keeps using it (its status says it forwards), so a client
     // that can reach only this head still works.
-    let st: Value = get_json(&format!("{standby}/v1/status")).unwrap();
-    assert_eq!(st["forwards_to_leader"], true);
+    let st: StatusView = get_json(&format!("{standby}/v1/status")).unwrap();
+    assert!(st.forwards_to_leader);
     let puts_via_standby = || {
         let text = http()
             .get(format!("{standby}/metrics"))
