@@ -5,11 +5,11 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use filegrid_node::files::manifest::Entry;
 use filegrid_proto::chunk::ListResponse;
 use filegrid_proto::head::{
     ListPage, PutAnswer, RepairReport, Role, ServerState, ServerView, StatusView,
 };
+use filegrid_proto::manifest::Entry;
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 use rand::RngCore;

@@ -2,7 +2,8 @@
 //!
 //! HTTP bodies of the head API ([`head`]) and of the chunk API ([`chunk`]), the error body
 //! every role answers with ([`error`]), header names ([`headers`]), the records kept in
-//! ZooKeeper ([`zk`]), server ids ([`ids`]) and each role's configuration file ([`config`]).
+//! ZooKeeper ([`zk`]; file manifests in [`manifest`]), server ids ([`ids`]) and each role's
+//! configuration file ([`config`]).
 //! Serde only, no I/O: the node, the operator, the CLI, the testkit and the benchmark all
 //! depend on this crate, so a change to what one process sends is checked by the compiler
 //! everywhere it is read.
@@ -13,6 +14,7 @@ pub mod error;
 pub mod head;
 pub mod headers;
 pub mod ids;
+pub mod manifest;
 pub mod zk;
 
 pub use error::{ErrorBody, ErrorCode};
