@@ -20,35 +20,16 @@ pub const MONITOR_METRICS_PORT: i32 = 9092;
 /// Extra metrics listener of heads and cluster servers.
 pub const METRICS_PORT: i32 = 9091;
 
-/// One FileGrid process role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Head,
-    Cluster,
-    Monitor,
+pub use filegrid_proto::config::Role;
+
+/// Key of `role`'s file in the config map.
+pub fn file_name(role: Role) -> String {
+    format!("{}.toml", role.as_str())
 }
 
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Head, Role::Cluster, Role::Monitor];
-
-    /// Subcommand of `filegrid-node` and label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Head => "head",
-            Role::Cluster => "cluster",
-            Role::Monitor => "monitor",
-        }
-    }
-
-    /// Key of this role's file in the config map.
-    pub fn file_name(self) -> String {
-        format!("{}.toml", self.as_str())
-    }
-
-    /// Absolute path of this role's file inside the container.
-    pub fn config_path(self) -> String {
-        format!("{CONFIG_DIR}/{}", self.file_name())
-    }
+/// Absolute path of `role`'s file inside the container.
+pub fn config_path(role: Role) -> String {
+    format!("{CONFIG_DIR}/{}", file_name(role))
 }
 
 /// The settings of one role, sorted by key.

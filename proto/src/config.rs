@@ -23,6 +23,29 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::ids::ServerId;
 pub use values::LogFormat;
 
+/// A FileGrid server process role: what `filegrid-node` runs (its subcommand) and which
+/// configuration structure it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Head,
+    Cluster,
+    Monitor,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Head, Role::Cluster, Role::Monitor];
+
+    /// The subcommand, the file's name and the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Head => "head",
+            Role::Cluster => "cluster",
+            Role::Monitor => "monitor",
+        }
+    }
+}
+
 /// What the node's generic layering needs from a role's file struct.
 pub trait RoleFile: Serialize + DeserializeOwned + Default {
     /// Subcommand of `filegrid-node` for this role.

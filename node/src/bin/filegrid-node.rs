@@ -7,11 +7,11 @@ use filegrid_node::config::{ClusterArgs, HeadArgs, MonitorArgs};
 #[command(name = "filegrid-node", version, about = "FileGrid server processes")]
 struct Cli {
     #[command(subcommand)]
-    role: Role,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-enum Role {
+enum Command {
     /// Head server: file API, metadata owner while leader
     Head(HeadArgs),
     /// Cluster server: stores replicated, checksummed chunks
@@ -21,9 +21,9 @@ enum Role {
 }
 
 fn main() -> std::process::ExitCode {
-    match Cli::parse().role {
-        Role::Head(a) => filegrid_node::run::head(a),
-        Role::Cluster(a) => filegrid_node::run::cluster(a),
-        Role::Monitor(a) => filegrid_node::run::monitor(a),
+    match Cli::parse().command {
+        Command::Head(a) => filegrid_node::run::head(a),
+        Command::Cluster(a) => filegrid_node::run::cluster(a),
+        Command::Monitor(a) => filegrid_node::run::monitor(a),
     }
 }

@@ -46,38 +46,20 @@ pub const OTHER_PROGRAMS: &[&str] = &[
 /// Prefixes of variable families read by other programs (`FILEGRID_E2E_<NAME>` deadlines etc.).
 pub const OTHER_PROGRAM_PREFIXES: &[&str] = &["FILEGRID_E2E_"];
 
-/// A server role, as far as its environment is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Head,
-    Cluster,
-    Monitor,
-}
+pub use filegrid_proto::config::Role;
 
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Head, Role::Cluster, Role::Monitor];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Head => "head",
-            Role::Cluster => "cluster",
-            Role::Monitor => "monitor",
-        }
-    }
-
-    /// The variables this role's flags read, taken from the flags themselves.
-    pub fn env_names(self) -> BTreeSet<String> {
-        let cmd = Command::new(self.as_str());
-        let cmd = match self {
-            Role::Head => HeadArgs::augment_args(cmd),
-            Role::Cluster => ClusterArgs::augment_args(cmd),
-            Role::Monitor => MonitorArgs::augment_args(cmd),
-        };
-        cmd.get_arguments()
-            .filter_map(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned())
-            .collect()
-    }
+/// The variables `role`'s flags read, taken from the flags themselves.
+pub fn env_names(role: Role) -> BTreeSet<String> {
+    let cmd = Command::new(role.as_str());
+    let cmd = match role {
+        Role::Head => HeadArgs::augment_args(cmd),
+        Role::Cluster => ClusterArgs::augment_args(cmd),
+        Role::Monitor => MonitorArgs::augment_args(cmd),
+    };
+    cmd.get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// A setting of another role found in this role's environment; it has no effect here.
@@ -107,7 +89,7 @@ pub struct KnownVariables {
 impl KnownVariables {
     pub fn from_flags() -> Self {
         Self {
-            roles: Role::ALL.iter().map(|r| (*r, r.env_names())).collect(),
+            roles: Role::ALL.iter().map(|r| (*r, env_names(*r))).collect(),
         }
     }
 
@@ -268,7 +250,7 @@ mod tests {
                 .map(|k| format!("FILEGRID_{}", k.to_ascii_uppercase()))
                 .collect();
             expected.insert("FILEGRID_CONFIG".into());
-            assert_eq!(role.env_names(), expected, "{role:?}");
+            assert_eq!(env_names(role), expected, "{role:?}");
         }
     }
 }

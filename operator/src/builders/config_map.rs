@@ -10,7 +10,7 @@ use crate::validate::ValidGrid;
 pub fn config_map(grid: &ValidGrid) -> ConfigMap {
     let data: BTreeMap<String, String> = Role::ALL
         .iter()
-        .map(|r| (r.file_name(), render(grid, *r)))
+        .map(|r| (crate::config::file_name(*r), render(grid, *r)))
         .collect();
     ConfigMap {
         metadata: metadata(grid, names::config_map(grid), instance_labels(grid)),

@@ -80,7 +80,7 @@ pub fn node_container(
             NODE_BINARY.to_string(),
             role.as_str().to_string(),
             "--config".to_string(),
-            role.config_path(),
+            crate::config::config_path(role),
         ]),
         resources: resources.cloned(),
         security_context: Some(container_security_context()),

@@ -134,7 +134,7 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
             "-c".to_string(),
             format!(
                 "export FILEGRID_ZONE=\"$(cat {PODINFO_DIR}/zone)\"; exec {NODE_BINARY} cluster --config {}",
-                Role::Cluster.config_path()
+                crate::config::config_path(Role::Cluster)
             ),
         ]);
     }
