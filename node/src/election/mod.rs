@@ -14,6 +14,9 @@
 //!   the same epoch, so a blip costs no election. Session expiry deletes the node; the head
 //!   registers again with a new session and rejoins as a candidate.
 //! - A lost reply to the claim is resolved the same way: the node names the session that made it.
+//!
+//! The rules themselves are the pure [`decide::decide`]; this module does the I/O around it:
+//! sessions and registration, reading what a round needs, claiming, resuming and watching.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +35,10 @@ use crate::ids::ServerId;
 use crate::metrics::HeadMetrics;
 use crate::zk::records::{self, EpochRecord, HeadRecord, LeaderRecord};
 use crate::zk::{self, Layout, SessionEnd, SessionRole, ZkError};
+
+pub mod decide;
+
+use decide::{Decision, LeaderSeen, Owner, Registration, RoundView, Rules, decide};
 
 /// What a head is doing right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -82,8 +89,8 @@ pub struct Election {
     layout: Layout,
     zk_hosts: String,
     session_timeout: Duration,
-    preempt: bool,
-    startup_grace: Duration,
+    /// The election rules this head applies in every round.
+    rules: Rules,
     /// When this head first registered (cold-start grace is measured from here).
     started: std::time::Instant,
     metrics: HeadMetrics,
@@ -163,13 +170,18 @@ impl Election {
             zk_connected: false,
             excluded: false,
         };
+        let rules = Rules {
+            me: me.server_id.clone(),
+            preempt,
+            startup_grace,
+            session_timeout,
+        };
         Arc::new(Self {
             me,
             layout,
             zk_hosts,
             session_timeout,
-            preempt,
-            startup_grace,
+            rules,
             started: std::time::Instant::now(),
             metrics,
             status: watch::channel(status).0,
@@ -339,85 +351,143 @@ impl Election {
         Ok(())
     }
 
-    /// One look at the election state; returns what to wait for before the next look.
+    /// One look at the election state: reads what [`decide`] needs (no more, in the order that
+    /// keeps watches meaningful), then carries out its decision. Returns what to wait for before
+    /// the next look.
     async fn round(&self, client: &Client) -> Result<Wait, ZkError> {
         let me = &self.me.server_id;
         let leader_path = self.layout.leader();
+        let mut view = RoundView {
+            leader: None,
+            excluded: false,
+            candidates: Vec::new(),
+            age: Duration::ZERO,
+            seen_leader: false,
+            force_claim: false,
+        };
+        let mut heads_watch = None;
+        let mut excl_watch = None;
         let (stat, leader_watch) = client.check_and_watch_stat(&leader_path).await?;
         if stat.is_some() {
-            let Some((leader, lstat)) = zk::read::<LeaderRecord>(client, &leader_path).await?
+            let Some((record, lstat)) = zk::read::<LeaderRecord>(client, &leader_path).await?
             else {
                 return Ok(Wait::now());
             };
-            self.observe_leader(&leader);
-            if leader.session_id == zk::session_id(client) {
-                return self
-                    .resume(client, leader, lstat.version, leader_watch)
-                    .await;
+            self.observe_leader(&record);
+            let owner = if record.session_id == zk::session_id(client) {
+                Owner::CurrentSession
+            } else if self.is_old_session(lstat.ephemeral_owner) {
+                Owner::OldSession
+            } else {
+                Owner::Other
+            };
+            let seen = LeaderSeen {
+                record,
+                version: lstat.version,
+                owner,
+            };
+            if self.rules.would_preempt(&seen) {
+                view.excluded = self.is_excluded(client).await?;
             }
-            if leader.server_id == *me && self.is_old_session(lstat.ephemeral_owner) {
-                // Our own leadership from a session we already gave up as expired: end it now
-                // rather than leaving the grid leaderless until the server expires it too.
-                tracing::info!(server_id = %me, epoch = leader.epoch,
+            view.leader = Some(seen);
+        } else {
+            let (excl, watch) = client
+                .check_and_watch_stat(&self.layout.excluded(me))
+                .await?;
+            view.excluded = excl.is_some();
+            self.update(|st| st.excluded = view.excluded);
+            excl_watch = Some(watch);
+            // An excluded head stands aside whoever the candidates are.
+            if !view.excluded {
+                let (candidates, watch) = self.candidates(client).await?;
+                view.candidates = candidates;
+                heads_watch = Some(watch);
+            }
+        }
+        view.age = self.started.elapsed();
+        view.seen_leader = self.status.borrow().epoch > 0;
+        view.force_claim = self.force_claim.load(Ordering::Relaxed);
+
+        let decision = decide(&view, &self.rules);
+        let RoundView {
+            leader, candidates, ..
+        } = view;
+        // Every watch this round set.
+        let all_watches = |leader_watch| -> Vec<OneshotWatcher> {
+            [Some(leader_watch), heads_watch, excl_watch]
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        match (decision, leader) {
+            (Decision::Resume, Some(seen)) => {
+                self.resume(client, seen.record, seen.version, leader_watch)
+                    .await
+            }
+            (Decision::RemoveOwnStaleLeader, Some(seen)) => {
+                tracing::info!(server_id = %me, epoch = seen.record.epoch,
                     "removing the leader node left by this head's expired session");
-                match client.delete(&leader_path, Some(lstat.version)).await {
+                match client.delete(&leader_path, Some(seen.version)).await {
                     Ok(()) | Err(ZkClientError::NoNode | ZkClientError::BadVersion) => {}
                     Err(e) => return Err(e.into()),
                 }
-                return Ok(Wait::now());
+                Ok(Wait::now())
             }
-            if self.preempt && *me < leader.server_id && !self.is_excluded(client).await? {
-                tracing::info!(server_id = %me, leader = %leader.server_id, "preempting a higher-id leader");
-                return self.claim(client, Some(lstat.version)).await;
+            (Decision::Preempt { displace }, Some(seen)) => {
+                tracing::info!(server_id = %me, leader = %seen.record.server_id, "preempting a higher-id leader");
+                self.claim(client, Some(displace)).await
             }
-            self.become_follower(Role::Standby, Some(leader));
-            return Ok(Wait::on(vec![leader_watch]));
-        }
-
-        // No leader: elect one.
-        let (_, excl_watch) = client
-            .check_and_watch_stat(&self.layout.excluded(me))
-            .await
-            .map(|(s, w)| {
-                self.update(|st| st.excluded = s.is_some());
-                (s, w)
-            })?;
-        if self.status.borrow().excluded {
-            tracing::info!(server_id = %me, "excluded by a monitor; not standing for election until healthy again");
-            self.become_follower(Role::Candidate, None);
-            return Ok(Wait::on(vec![leader_watch, excl_watch]));
-        }
-        let (candidates, heads_watch) = self.candidates(client).await?;
-        let lowest = candidates.first();
-        if lowest == Some(me) {
-            // Heads of a grid usually start together: give lower ids a moment to register so
-            // that the lowest one leads after a cold start, not merely the fastest.
-            // Only at a cold start: once this head has seen a leader, a failover never waits.
-            let young = self.started.elapsed();
-            let seen_leader = self.status.borrow().epoch > 0;
-            if young < self.startup_grace && !seen_leader {
+            (Decision::Follow(_), Some(seen)) => {
+                self.become_follower(Role::Standby, Some(seen.record));
+                Ok(Wait::on(vec![leader_watch]))
+            }
+            (Decision::StandAsideExcluded, _) => {
+                tracing::info!(server_id = %me, "excluded by a monitor; not standing for election until healthy again");
                 self.become_follower(Role::Candidate, None);
-                return Ok(Wait {
-                    watchers: vec![leader_watch, heads_watch, excl_watch],
-                    timeout: Some(self.startup_grace - young),
-                    claim_on_timeout: false,
-                });
+                Ok(Wait::on(all_watches(leader_watch)))
             }
-            return self.claim(client, None).await;
+            (Decision::WaitGrace(remaining), _) => {
+                self.become_follower(Role::Candidate, None);
+                Ok(Wait {
+                    watchers: all_watches(leader_watch),
+                    timeout: Some(remaining),
+                    claim_on_timeout: false,
+                })
+            }
+            (Decision::Claim { forced }, _) => {
+                if forced {
+                    self.force_claim.store(false, Ordering::Relaxed);
+                }
+                self.claim(client, None).await
+            }
+            (
+                Decision::WaitForLower {
+                    timeout,
+                    claim_on_timeout,
+                },
+                _,
+            ) => {
+                tracing::debug!(server_id = %me, lowest = ?candidates.first(), "waiting for a lower id to claim leadership");
+                self.become_follower(Role::Candidate, None);
+                Ok(Wait {
+                    watchers: all_watches(leader_watch),
+                    timeout: Some(timeout),
+                    claim_on_timeout,
+                })
+            }
+            // `decide` names a leader node only when the round read one.
+            (
+                Decision::Resume
+                | Decision::RemoveOwnStaleLeader
+                | Decision::Preempt { .. }
+                | Decision::Follow(_),
+                None,
+            ) => Ok(Wait::now()),
         }
-        if self.force_claim.swap(false, Ordering::Relaxed) {
-            return self.claim(client, None).await;
-        }
-        tracing::debug!(server_id = %me, lowest = ?lowest, "waiting for a lower id to claim leadership");
-        self.become_follower(Role::Candidate, None);
-        Ok(Wait {
-            watchers: vec![leader_watch, heads_watch, excl_watch],
-            timeout: Some(self.session_timeout),
-            claim_on_timeout: true,
-        })
     }
 
-    /// Registered heads that may lead, lowest first, and a watch on the registrations.
+    /// Registered heads that may lead, lowest first, and a watch on the registrations. Only
+    /// registrations of heads without an exclusion are read.
     async fn candidates(
         &self,
         client: &Client,
@@ -426,25 +496,20 @@ impl Election {
             .get_and_watch_children(&self.layout.head_servers())
             .await?;
         let excluded = client.list_children(&self.layout.excluded_dir()).await?;
-        let mut ids = Vec::new();
-        for name in names {
-            if excluded.contains(&name) {
-                continue;
-            }
-            let Ok(id) = ServerId::new(name.clone()) else {
-                continue;
-            };
-            match zk::read::<HeadRecord>(client, &self.layout.head(&id)).await {
-                Ok(Some((rec, _))) if rec.registered_by.is_none() => ids.push(id),
-                Ok(_) => {}
+        let mut registrations = Vec::new();
+        for id in decide::standing(names, &excluded) {
+            let registration = match zk::read::<HeadRecord>(client, &self.layout.head(&id)).await {
+                Ok(Some((rec, _))) => Registration::Record(rec),
+                Ok(None) => Registration::Gone,
                 Err(ZkError::BadRecord { path, message }) => {
                     tracing::warn!(path, message, "ignoring unreadable head registration");
+                    Registration::Unreadable
                 }
                 Err(e) => return Err(e),
-            }
+            };
+            registrations.push((id, registration));
         }
-        ids.sort();
-        Ok((ids, watch))
+        Ok((decide::eligible(registrations), watch))
     }
 
     async fn is_excluded(&self, client: &Client) -> Result<bool, ZkError> {
