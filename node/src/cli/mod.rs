@@ -5,7 +5,7 @@
 mod transfer;
 
 use filegrid_proto::ErrorBody;
-use filegrid_proto::head::{Role, ServerView, StatusView};
+use filegrid_proto::head::{DeleteAnswer, Role, ServerView, StatusView};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -355,7 +355,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let base = target.leader_base().await?;
             transfer::rm(&data_client(cli.timeout)?, &base, &remote).await?;
             if cli.json {
-                print_json(&serde_json::json!({"path": remote, "deleted": true}));
+                print_json(&DeleteAnswer {
+                    path: remote.clone(),
+                    deleted: true,
+                });
             } else {
                 println!("deleted {remote}");
             }

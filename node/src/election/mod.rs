@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, select_all};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{
@@ -40,39 +39,8 @@ pub mod decide;
 
 use decide::{Decision, LeaderSeen, Owner, Registration, RoundView, Rules, decide};
 
-/// What a head is doing right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Connecting to ZooKeeper and registering.
-    Starting,
-    /// No leader yet; waiting for a lower id to claim, or barred by an exclusion.
-    Candidate,
-    /// Another head leads.
-    Standby,
-    /// This head leads.
-    Leader,
-    /// This head led when the ZooKeeper connection dropped; it does nothing a leader does until
-    /// it proves its session survived.
-    Suspended,
-    /// Not connected to ZooKeeper.
-    Disconnected,
-    /// Shutting down.
-    Stopping,
-}
-
-/// A head's view of the election, published to its HTTP API.
-#[derive(Clone, Debug, Serialize)]
-pub struct HeadStatus {
-    pub server_id: ServerId,
-    pub role: Role,
-    pub leader: Option<LeaderRecord>,
-    /// The newest epoch this head has seen.
-    pub epoch: u64,
-    pub session_id: Option<String>,
-    pub zk_connected: bool,
-    pub excluded: bool,
-}
+/// What a head is doing, and its view of the election (wire types: its `/v1/status`).
+pub use filegrid_proto::head::{HeadStatus, Role};
 
 /// Where a head can be reached; written into its registration and the leader node.
 #[derive(Clone, Debug)]

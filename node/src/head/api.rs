@@ -35,7 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-pub use filegrid_proto::head::{FencedWriteAnswer, HeadView, LeaderView};
+pub use filegrid_proto::head::{FencedWriteAnswer, HeadView, LeaderView, StatusView};
 
 fn client(s: &ApiState) -> Result<Client, ApiError> {
     s.election
@@ -100,13 +100,11 @@ pub async fn list_heads(c: &Client, layout: &zk::Layout) -> Result<Vec<HeadView>
 
 /// This head's own view, and whether as a standby it forwards leader-only calls (so a client
 /// may keep using this address).
-async fn status(State(s): State<ApiState>) -> impl IntoResponse {
-    let mut v = serde_json::to_value(s.election.status().borrow().clone())
-        .unwrap_or_else(|_| serde_json::json!({}));
-    if let Some(o) = v.as_object_mut() {
-        o.insert("forwards_to_leader".into(), s.proxy.is_some().into());
-    }
-    axum::Json(v)
+async fn status(State(s): State<ApiState>) -> axum::Json<StatusView> {
+    axum::Json(StatusView {
+        status: s.election.status().borrow().clone(),
+        forwards_to_leader: s.proxy.is_some(),
+    })
 }
 
 /// Writes `fence_probe` through the fence with this head's most recent leadership token,
