@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -178,15 +177,7 @@ fn orphan_due(unreferenced: &HashMap<Held, Instant>, now: Instant, grace: Durati
 }
 
 /// What the last pass found (served at `GET /v1/repair`).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PassReport {
-    pub files: u64,
-    pub chunks: u64,
-    pub under_replicated: u64,
-    pub copies_made: u64,
-    pub orphans_deleted: u64,
-    pub finished_at: u64,
-}
+pub type PassReport = filegrid_proto::head::RepairReport;
 
 /// Runs repair passes while this head leads, until `stop`.
 pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<PassReport>>) {
