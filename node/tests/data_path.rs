@@ -359,6 +359,45 @@ fn a_dead_cluster_server_is_replaced_and_no_file_is_lost() {
 }
 
 #[test]
+fn uploads_right_after_a_cluster_server_dies_place_around_it() {
+    // Long sessions: the dead server stays registered (and placeable) during the uploads,
+    // so pipelines keep choosing it, often as their first hop.
+    let mut grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            session_timeout: "15s".into(),
+            dead_after: "60s".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(30));
+    grid.wait_cluster_live(4, Duration::from_secs(30));
+    let victim = 2;
+    let victim_id = grid.cluster[victim].id.clone();
+    grid.cluster[victim].proc.kill9();
+    // 3 files of 16 chunks: a pipeline that starts at the dead server must not cost the
+    // chunk the servers behind it (one spare server is left).
+    for i in 0..3 {
+        let path = format!("after-death/f{i}");
+        let data = random(CHUNK * 16);
+        let resp = put(&base, &path, data.clone());
+        let status = resp.status();
+        assert_eq!(status, 201, "{path}: {}", resp.text().unwrap_or_default());
+        for (chunk, reps) in manifest(&grid, &path) {
+            assert!(reps.len() >= 2, "{chunk}: {reps:?}");
+            assert!(
+                !reps.contains(&victim_id),
+                "{chunk} placed on the dead server"
+            );
+        }
+        let (status, back) = get(&base, &path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(hash(&back), hash(&data), "{path}");
+    }
+}
+
+#[test]
 fn too_few_cluster_servers_is_a_clear_503_and_nothing_is_visible() {
     let mut grid = Grid::start(
         node_bin(),

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     NoLeader,
     NotReady,
     ZkUnavailable,
+    /// A pipeline hop that was never sent the chunk because a hop before it failed.
+    NotReached,
     // 507
     StorageFull,
     /// A code from a newer FileGrid.
@@ -72,7 +74,7 @@ impl ErrorCode {
             ChecksumMismatch => 422,
             ChunkCorrupt | IoError | Unknown => 500,
             LeaderUnreachable => 502,
-            Unavailable | NoLeader | NotReady | ZkUnavailable => 503,
+            Unavailable | NoLeader | NotReady | ZkUnavailable | NotReached => 503,
             StorageFull => 507,
         }
     }
@@ -150,6 +152,7 @@ const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::NotReady, "not_ready"),
     (ErrorCode::NotRegistered, "not_registered"),
     (ErrorCode::ZkUnavailable, "zk_unavailable"),
+    (ErrorCode::NotReached, "not_reached"),
     (ErrorCode::StorageFull, "storage_full"),
     (ErrorCode::Unknown, "unknown"),
 ];

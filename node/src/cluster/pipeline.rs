@@ -105,7 +105,7 @@ fn not_reached(hop: &str, rest: &[String], code: ErrorCode, error: String) -> Ou
     }];
     failed.extend(rest.iter().map(|addr| Failure {
         addr: addr.clone(),
-        code: ErrorCode::Unavailable,
+        code: ErrorCode::NotReached,
         error: format!("not reached: upstream {hop} failed"),
     }));
     Outcome {

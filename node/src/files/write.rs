@@ -19,14 +19,19 @@ use super::manifest::{ChunkRef, FileMeta};
 use super::path::FilePath;
 use super::{DataError, DataPlane, namespace, placement};
 use crate::chunk::Checksum;
+use crate::cluster::ChunkCallError;
 use crate::cluster::client::PutChunk;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
 use crate::zk::records;
 use filegrid_proto::ErrorCode;
+use filegrid_proto::chunk::PutResponse;
 
 /// Chunks of one upload in memory at once.
 const IN_FLIGHT: usize = 3;
+
+/// Pipelines tried for one chunk at most: each attempt rules out a server or stores the chunk.
+const MAX_ATTEMPTS: usize = 8;
 
 /// Stores the body as the file at `path`; returns the committed manifest.
 pub async fn upload(
@@ -184,31 +189,32 @@ async fn store_chunk(
     let rf = dp.config.replication_factor as usize;
     let min = dp.config.min_write_replicas as usize;
     let mut stored: Vec<ServerId> = Vec::new();
-    let mut tried: Vec<ServerId> = Vec::new();
+    // Servers that failed this chunk; a hop that was never reached is not among them.
+    let mut failed: Vec<ServerId> = Vec::new();
     let mut full = 0usize;
     let mut last_error = String::new();
     // The first attempt is a pipeline over all replicas; later attempts replace the ones
     // that failed (pipeline recovery), until enough servers hold the chunk or none are left.
-    for _attempt in 0..4 {
+    // Every attempt either stores the chunk somewhere or rules out at least one server.
+    for _attempt in 0..MAX_ATTEMPTS {
         let want = rf - stored.len();
         let candidates = dp.membership.placement_candidates();
+        let excluded: Vec<ServerId> = stored.iter().chain(&failed).cloned().collect();
         let targets = placement::choose(
             &candidates,
             want,
-            &tried,
+            &excluded,
             data.len() as u64,
             &mut rand::rng(),
         );
         if targets.is_empty() {
-            if candidates.iter().all(|c| tried.contains(&c.id))
-                || candidates.iter().any(|c| c.free_bytes >= data.len() as u64)
+            if !candidates.iter().all(|c| excluded.contains(&c.id))
+                && !candidates.iter().any(|c| c.free_bytes >= data.len() as u64)
             {
-                break;
+                full += 1;
             }
-            full += 1;
             break;
         }
-        tried.extend(targets.iter().cloned());
         let addrs: Vec<(ServerId, String)> = targets
             .iter()
             .filter_map(|t| dp.addr_of(t).map(|a| (t.clone(), a)))
@@ -224,37 +230,27 @@ async fn store_chunk(
             len: Some(data.len() as u64),
             checksum: Some(checksum),
         };
-        match dp.chunks.put(first, put, data.clone()).await {
-            Ok(resp) => {
-                for (sid, addr) in &addrs {
-                    if resp.stored.contains(addr) && !stored.contains(sid) {
-                        stored.push(sid.clone());
-                    }
-                }
-                for f in &resp.failed {
-                    dp.metrics
-                        .replica_failures
-                        .with_label_values(&["write"])
-                        .inc();
-                    if f.code == ErrorCode::StorageFull {
-                        full += 1;
-                    }
-                    last_error = format!("{}: {}", f.addr, f.error);
-                }
-            }
-            Err(e) => {
-                dp.metrics
-                    .replica_failures
-                    .with_label_values(&["write"])
-                    .inc();
-                if e.code() == ErrorCode::StorageFull {
-                    full += 1;
-                }
-                let message = e.detail();
-                tracing::warn!(chunk = %id, server = %first, error = %message, "chunk pipeline failed at its first hop");
-                last_error = format!("{first}: {message}");
+        let answer = dp.chunks.put(first, put, data.clone()).await;
+        if let Err(e) = &answer {
+            tracing::warn!(chunk = %id, server = %first, error = %e.detail(), "chunk pipeline failed at its first hop");
+        }
+        let judged = judge(&addrs, &answer);
+        for _ in &judged.failed {
+            dp.metrics
+                .replica_failures
+                .with_label_values(&["write"])
+                .inc();
+        }
+        full += judged.full;
+        if let Some(e) = judged.last_error {
+            last_error = e;
+        }
+        for sid in judged.stored {
+            if !stored.contains(&sid) {
+                stored.push(sid);
             }
         }
+        failed.extend(judged.failed);
         if stored.len() >= rf {
             break;
         }
@@ -288,4 +284,138 @@ async fn store_chunk(
         replicas: stored,
     };
     Ok((chunk, data))
+}
+
+/// What one pipeline attempt says of its servers.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Judged {
+    /// Servers that stored the chunk.
+    stored: Vec<ServerId>,
+    /// Servers that were sent the chunk and failed: not tried again for it.
+    failed: Vec<ServerId>,
+    /// Refusals for want of space.
+    full: usize,
+    last_error: Option<String>,
+}
+
+/// Sorts the servers of one attempt (`addrs`, in pipeline order) by the answer of its first
+/// hop. A hop the chunk never reached because one before it failed is neither stored nor
+/// failed, so the next attempt may place the chunk there again.
+fn judge(addrs: &[(ServerId, String)], answer: &Result<PutResponse, ChunkCallError>) -> Judged {
+    let id_of = |addr: &str| {
+        addrs
+            .iter()
+            .find(|(_, a)| a == addr)
+            .map(|(sid, _)| sid.clone())
+    };
+    let mut j = Judged::default();
+    match answer {
+        Ok(resp) => {
+            j.stored = addrs
+                .iter()
+                .filter(|(_, a)| resp.stored.contains(a))
+                .map(|(sid, _)| sid.clone())
+                .collect();
+            for f in &resp.failed {
+                if f.code == ErrorCode::StorageFull {
+                    j.full += 1;
+                }
+                if f.code != ErrorCode::NotReached
+                    && let Some(sid) = id_of(&f.addr)
+                    && !j.stored.contains(&sid)
+                {
+                    j.failed.push(sid);
+                    j.last_error = Some(format!("{}: {}", f.addr, f.error));
+                }
+            }
+        }
+        Err(e) => {
+            // The first hop failed; the hops after it were never sent the chunk.
+            if let Some((sid, addr)) = addrs.first() {
+                j.failed.push(sid.clone());
+                j.last_error = Some(format!("{addr}: {}", e.detail()));
+            }
+            if e.code() == ErrorCode::StorageFull {
+                j.full += 1;
+            }
+        }
+    }
+    j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filegrid_proto::ErrorBody;
+    use filegrid_proto::chunk::Failure;
+
+    fn pipeline() -> Vec<(ServerId, String)> {
+        (1..=3)
+            .map(|i| {
+                (
+                    ServerId::new(format!("cluster_server_{i}")).unwrap(),
+                    format!("h{i}:9700"),
+                )
+            })
+            .collect()
+    }
+
+    fn sid(i: u32) -> ServerId {
+        ServerId::new(format!("cluster_server_{i}")).unwrap()
+    }
+
+    fn answer(stored: &[u32], failed: &[(u32, ErrorCode)]) -> Result<PutResponse, ChunkCallError> {
+        Ok(PutResponse {
+            id: "f-0".into(),
+            len: 1,
+            checksum: "crc32c:00000000".into(),
+            stored: stored.iter().map(|i| format!("h{i}:9700")).collect(),
+            failed: failed
+                .iter()
+                .map(|(i, code)| Failure {
+                    addr: format!("h{i}:9700"),
+                    code: *code,
+                    error: code.as_str().into(),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn a_dead_first_hop_rules_out_only_itself() {
+        let e = Err(ChunkCallError::Unreachable {
+            addr: "h1:9700".into(),
+            message: "connection refused".into(),
+        });
+        let j = judge(&pipeline(), &e);
+        assert_eq!(j.failed, vec![sid(1)]);
+        assert!(j.stored.is_empty());
+        assert_eq!(j.full, 0);
+    }
+
+    #[test]
+    fn hops_behind_a_failed_hop_may_be_tried_again() {
+        let a = answer(
+            &[1],
+            &[(2, ErrorCode::Unavailable), (3, ErrorCode::NotReached)],
+        );
+        let j = judge(&pipeline(), &a);
+        assert_eq!(j.stored, vec![sid(1)]);
+        assert_eq!(j.failed, vec![sid(2)]);
+    }
+
+    #[test]
+    fn refusals_for_space_are_counted() {
+        let a = answer(&[1, 2], &[(3, ErrorCode::StorageFull)]);
+        let j = judge(&pipeline(), &a);
+        assert_eq!(j.stored, vec![sid(1), sid(2)]);
+        assert_eq!(j.failed, vec![sid(3)]);
+        assert_eq!(j.full, 1);
+        let e = Err(ChunkCallError::Refused {
+            addr: "h1:9700".into(),
+            status: 507,
+            body: ErrorBody::new(ErrorCode::StorageFull, "full"),
+        });
+        assert_eq!(judge(&pipeline(), &e).full, 1);
+    }
 }
