@@ -958,3 +958,46 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
         .unwrap();
     assert_eq!(r.status(), 307);
 }
+
+#[test]
+fn every_error_is_json_and_an_unreadable_file_fails_before_its_body() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(30));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let http = reqwest::blocking::Client::new();
+    let error = |resp: reqwest::blocking::Response| -> (u16, ErrorCode) {
+        let status = resp.status().as_u16();
+        let body: ErrorBody = resp.json().expect("a JSON error body");
+        assert!(!body.message.is_empty());
+        (status, body.code)
+    };
+    // Unknown routes and methods, on a head and on a cluster server.
+    for url in [format!("{base}/v1/nope"), grid.cluster_url(0) + "/v1/nope"] {
+        let resp = http.get(&url).send().unwrap();
+        assert_eq!(error(resp), (404, ErrorCode::NotFound), "{url}");
+    }
+    let resp = http.post(format!("{base}/v1/leader")).send().unwrap();
+    assert_eq!(error(resp), (405, ErrorCode::MethodNotAllowed));
+    // A prefix that can name no file is the client's mistake, not an outage.
+    for prefix in ["a//b", "a/../b"] {
+        let resp = http
+            .get(format!("{base}/v1/files"))
+            .query(&[("prefix", prefix)])
+            .send()
+            .unwrap();
+        assert_eq!(error(resp), (400, ErrorCode::BadRequest), "{prefix:?}");
+    }
+    // A file none of whose replicas can be read: an error status, not 200 and no body.
+    let data = random(CHUNK / 2);
+    assert_eq!(put(&base, "lost/one", data).status(), 201);
+    for (chunk, _) in manifest(&grid, "lost/one") {
+        for server in 0..3 {
+            let _ = std::fs::remove_file(grid.chunk_file(server, &chunk));
+        }
+    }
+    let resp = http
+        .get(format!("{base}/v1/files/lost/one"))
+        .send()
+        .unwrap();
+    assert_eq!(error(resp), (503, ErrorCode::Unavailable));
+}

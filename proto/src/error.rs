@@ -22,6 +22,8 @@ pub enum ErrorCode {
     TruncatedBody,
     // 404
     NotFound,
+    // 405
+    MethodNotAllowed,
     // 409
     Conflict,
     StaleEpoch,
@@ -67,6 +69,7 @@ impl ErrorCode {
             | BadContentLength | BadPipeline | BadTarget | BadChunkId | LengthMismatch
             | TruncatedBody => 400,
             NotFound => 404,
+            MethodNotAllowed => 405,
             Conflict | StaleEpoch | Deposed | NeverLeader | NotRegistered => 409,
             NotLeader => 307,
             TooLarge | ChunkTooLarge => 413,
@@ -134,6 +137,7 @@ const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::LengthMismatch, "length_mismatch"),
     (ErrorCode::TruncatedBody, "truncated_body"),
     (ErrorCode::NotFound, "not_found"),
+    (ErrorCode::MethodNotAllowed, "method_not_allowed"),
     (ErrorCode::Conflict, "conflict"),
     (ErrorCode::StaleEpoch, "stale_epoch"),
     (ErrorCode::Deposed, "deposed"),

@@ -195,7 +195,13 @@ async fn get_file(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    (status, h, read::download(s.dp.clone(), meta, range)).into_response()
+    match read::download(s.dp.clone(), meta, range).await {
+        Ok(body) => (status, h, body).into_response(),
+        Err(e) => {
+            tracing::warn!(path = %path, error = %e, "download failed before its first byte");
+            fail(e)
+        }
+    }
 }
 
 async fn delete_file(
@@ -246,6 +252,10 @@ async fn list_files(
             .into_response();
     }
     let prefix = q.prefix.trim_start_matches('/');
+    if let Err(e) = FilePath::check_prefix(prefix) {
+        return ApiError::new(ErrorCode::BadRequest, format!("bad prefix {prefix:?}: {e}"))
+            .into_response();
+    }
     match namespace::list(
         lead.client(),
         lead.layout(),

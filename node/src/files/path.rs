@@ -53,12 +53,7 @@ impl FilePath {
             if seg.len() > MAX_SEGMENT_LEN {
                 return Err(PathError::SegmentTooLong);
             }
-            // ZooKeeper refuses these in node names; they are never useful in file names.
-            if seg.chars().any(|c| {
-                c.is_control()
-                    || ('\u{e000}'..='\u{f8ff}').contains(&c)
-                    || ('\u{fff0}'..='\u{ffff}').contains(&c)
-            }) {
+            if seg.chars().any(bad_char) {
                 return Err(PathError::BadChar);
             }
         }
@@ -72,6 +67,26 @@ impl FilePath {
         &self.0
     }
 
+    /// Checks a listing prefix (no leading `/`): its directory part must be a valid path and
+    /// the partial last segment must hold only what a segment may, so a prefix that can name
+    /// no file is refused instead of reaching ZooKeeper.
+    pub fn check_prefix(prefix: &str) -> Result<(), PathError> {
+        let (dir, tail) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        if !dir.is_empty() || prefix.starts_with('/') {
+            Self::parse(dir)?;
+        }
+        if tail.len() > MAX_SEGMENT_LEN {
+            return Err(PathError::SegmentTooLong);
+        }
+        if tail.chars().any(bad_char) {
+            return Err(PathError::BadChar);
+        }
+        Ok(())
+    }
+
     /// The parent directories, outermost first (`a`, `a/b` for `a/b/c`).
     pub fn ancestors(&self) -> Vec<&str> {
         self.0
@@ -79,6 +94,13 @@ impl FilePath {
             .map(|(i, _)| &self.0[..i])
             .collect()
     }
+}
+
+/// Characters ZooKeeper refuses in node names; they are never useful in file names.
+fn bad_char(c: char) -> bool {
+    c.is_control()
+        || ('\u{e000}'..='\u{f8ff}').contains(&c)
+        || ('\u{fff0}'..='\u{ffff}').contains(&c)
 }
 
 impl fmt::Display for FilePath {
@@ -116,6 +138,21 @@ mod tests {
         assert_eq!(
             FilePath::parse("a/".repeat(70).trim_end_matches('/')),
             Err(PathError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn listing_prefixes() {
+        for ok in ["", "a", "a/", "a/b", "photos/20", "a/..x", "a/."] {
+            assert_eq!(FilePath::check_prefix(ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(FilePath::check_prefix("a//b"), Err(PathError::EmptySegment));
+        assert_eq!(FilePath::check_prefix("a/../b"), Err(PathError::DotSegment));
+        assert_eq!(FilePath::check_prefix("/a"), Err(PathError::Empty));
+        assert_eq!(FilePath::check_prefix("a/b\u{0}"), Err(PathError::BadChar));
+        assert_eq!(
+            FilePath::check_prefix(&"x".repeat(256)),
+            Err(PathError::SegmentTooLong)
         );
     }
 }

@@ -46,8 +46,15 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
     }
 }
 
-/// Streams `range` of the file (all of it when `None`).
-pub fn download(dp: Arc<DataPlane>, meta: FileMeta, range: Option<ByteRange>) -> Body {
+/// Streams `range` of the file (all of it when `None`). The first chunk is fetched before
+/// this returns, so a file none of whose replicas can be read fails with an error status
+/// instead of a `200` with no body; a later chunk that cannot be read aborts the answer (the
+/// connection breaks before the promised length), so no client takes a short body for the file.
+pub async fn download(
+    dp: Arc<DataPlane>,
+    meta: FileMeta,
+    range: Option<ByteRange>,
+) -> Result<Body, DataError> {
     let range = range.unwrap_or(ByteRange {
         start: 0,
         end: meta.size,
@@ -59,28 +66,34 @@ pub fn download(dp: Arc<DataPlane>, meta: FileMeta, range: Option<ByteRange>) ->
     } else {
         ((range.end - 1) / chunk_size) as usize + 1
     };
-    let wanted: Vec<(u64, ChunkRef)> = meta
+    let mut wanted = meta
         .chunks
         .iter()
         .enumerate()
         .skip(first)
         .take(last.saturating_sub(first))
-        .map(|(i, c)| (i as u64 * chunk_size, c.clone()))
-        .collect();
-    let stream = futures::stream::iter(wanted)
-        .map(move |(offset, chunk)| {
-            let dp = dp.clone();
-            async move {
-                // The part of this chunk the range covers.
-                let from = range.start.saturating_sub(offset).min(chunk.len);
-                let to = (range.end - offset).min(chunk.len);
-                let part = fetch_part(&dp, &chunk, from..to).await?;
-                dp.metrics.bytes_out.inc_by(part.len() as u64);
-                Ok::<Bytes, std::io::Error>(part)
-            }
-        })
+        .map(|(i, c)| (i as u64 * chunk_size, c.clone()));
+    let fetch = move |dp: Arc<DataPlane>, (offset, chunk): (u64, ChunkRef)| async move {
+        // The part of this chunk the range covers.
+        let from = range.start.saturating_sub(offset).min(chunk.len);
+        let to = (range.end - offset).min(chunk.len);
+        let part = fetch_part(&dp, &chunk, from..to).await?;
+        dp.metrics.bytes_out.inc_by(part.len() as u64);
+        Ok::<Bytes, std::io::Error>(part)
+    };
+    let Some(head) = wanted.next() else {
+        return Ok(Body::empty());
+    };
+    let head = fetch(dp.clone(), head)
+        .await
+        .map_err(|e| DataError::Unavailable(format!("cannot read {}: {e}", meta.file_id)))?;
+    let rest: Vec<(u64, ChunkRef)> = wanted.collect();
+    let stream = futures::stream::iter(rest)
+        .map(move |item| fetch(dp.clone(), item))
         .buffered(PREFETCH);
-    Body::from_stream(stream)
+    Ok(Body::from_stream(
+        futures::stream::once(async move { Ok(head) }).chain(stream),
+    ))
 }
 
 /// Fetches `part` of a chunk (all of it, or a `Range`), trying its replicas in turn (live

@@ -197,9 +197,28 @@ where
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
+    axum::serve(listener, with_json_fallbacks(router))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Unknown routes (404) and methods a route does not take (405) answer the JSON error body
+/// too, so a client never meets an empty error.
+pub fn with_json_fallbacks(router: Router) -> Router {
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no route {}", uri.path()))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 /// Binds a listener, naming the setting on failure.
