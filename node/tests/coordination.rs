@@ -845,3 +845,52 @@ async fn a_freshly_restarted_head_takes_over_without_waiting_for_its_startup_gra
     assert!(sent.elapsed() < Duration::from_secs(2));
     drop(h1);
 }
+
+#[tokio::test]
+async fn the_startup_grace_counts_from_registration_not_from_process_start() {
+    let mut zk = ZkServer::start();
+    // ZooKeeper is slow to come: head_server_2 runs longer than its grace before it can
+    // register.
+    zk.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let _h2 = spawn_head(
+        &zk,
+        dir.path(),
+        "head_server_2",
+        "10s",
+        &["--startup-grace", "4s"],
+    );
+    let process_started = Instant::now();
+    while process_started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    zk.start_again();
+    let c = zk_client(&zk).await;
+    wait_until(
+        Duration::from_secs(20),
+        "head_server_2 to register",
+        || async {
+            zk_exists(&c, "/distributed_file_grid/head_servers/head_server_2")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    // A lower id registers within head_server_2's grace (counted from its registration, not
+    // from its start five seconds ago): it leads, after its own grace, well before
+    // head_server_2 would give up waiting for it (a session timeout).
+    let _h1 = spawn_head(
+        &zk,
+        dir.path(),
+        "head_server_1",
+        "10s",
+        &["--startup-grace", "4s"],
+    );
+    wait_leader(
+        &c,
+        Duration::from_secs(30),
+        |id, _| id == "head_server_1",
+        "head_server_1 to lead",
+    )
+    .await;
+}

@@ -59,8 +59,10 @@ pub struct Election {
     session_timeout: Duration,
     /// The election rules this head applies in every round.
     rules: Rules,
-    /// When this head first registered (cold-start grace is measured from here).
-    started: std::time::Instant,
+    /// When this head first registered in ZooKeeper: the cold-start grace is measured from
+    /// here, not from process start, so a head that waited long for ZooKeeper does not claim
+    /// before heads that started with it have had the grace to register.
+    registered_at: std::sync::OnceLock<std::time::Instant>,
     metrics: HeadMetrics,
     status: watch::Sender<HeadStatus>,
     client: watch::Sender<Option<Client>>,
@@ -150,7 +152,7 @@ impl Election {
             zk_hosts,
             session_timeout,
             rules,
-            started: std::time::Instant::now(),
+            registered_at: std::sync::OnceLock::new(),
             metrics,
             status: watch::channel(status).0,
             client: watch::channel(None).0,
@@ -239,7 +241,10 @@ impl Election {
         let mut states = client.state_watcher();
         loop {
             let wait = match self.register(client).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.registered_at.get_or_init(std::time::Instant::now);
+                    break;
+                }
                 Err(e) if e.is_session_lost() => return SessionEnd::Lost(e),
                 Err(ZkError::Shutdown) => return SessionEnd::Stopped,
                 Err(e) => {
@@ -372,7 +377,10 @@ impl Election {
                 heads_watch = Some(watch);
             }
         }
-        view.age = self.started.elapsed();
+        view.age = self
+            .registered_at
+            .get()
+            .map_or(Duration::ZERO, |t| t.elapsed());
         view.seen_leader = self.status.borrow().epoch > 0;
         view.force_claim = self.force_claim.load(Ordering::Relaxed);
 
