@@ -116,6 +116,7 @@ impl KnownVariables {
             if own.clone().any(|v| *v == name)
                 || OTHER_PROGRAMS.contains(&name.as_str())
                 || OTHER_PROGRAM_PREFIXES.iter().any(|p| name.starts_with(p))
+                || is_service_link(&name)
             {
                 continue;
             }
@@ -154,9 +155,63 @@ impl KnownVariables {
     }
 }
 
+/// Whether `name` is one of the variables Kubernetes (service links) or docker (`links:`)
+/// define for a service whose name starts with `filegrid` (`FILEGRID_HEAD_SERVICE_HOST`,
+/// `FILEGRID_HEAD_PORT_9669_TCP_ADDR`, ...). No FileGrid setting has such a name, and such a
+/// variable must not stop a process that merely runs beside a service called `filegrid-head`.
+pub fn is_service_link(name: &str) -> bool {
+    if name.contains("_SERVICE_HOST") || name.contains("_SERVICE_PORT") || name.ends_with("_PORT") {
+        return true;
+    }
+    // `<SVC>_PORT_<number>_<protocol>` and its `_ADDR`, `_PORT`, `_PROTO` suffixes.
+    name.split("_PORT_").skip(1).any(|rest| {
+        let mut parts = rest.split('_');
+        let number = parts
+            .next()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let proto = parts
+            .next()
+            .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+        number && proto
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_link_variables_of_a_service_named_filegrid_are_not_settings() {
+        for v in [
+            "FILEGRID_HEAD_SERVICE_HOST",
+            "FILEGRID_HEAD_SERVICE_PORT",
+            "FILEGRID_HEAD_SERVICE_PORT_API",
+            "FILEGRID_HEAD_PORT",
+            "FILEGRID_HEAD_PORT_9669_TCP",
+            "FILEGRID_HEAD_PORT_9669_TCP_ADDR",
+            "FILEGRID_CLUSTER_PORT_9700_UDP_PROTO",
+        ] {
+            assert!(is_service_link(v), "{v}");
+        }
+        for v in [
+            "FILEGRID_ZK_HOST",
+            "FILEGRID_PORTS",
+            "FILEGRID_PORT_X_TCP",
+            "FILEGRID_LISTEN",
+        ] {
+            assert!(!is_service_link(v), "{v}");
+        }
+        assert_eq!(
+            check(
+                Role::Head,
+                &[
+                    "FILEGRID_HEAD_PORT_9669_TCP_PORT",
+                    "FILEGRID_HEAD_SERVICE_HOST"
+                ]
+            ),
+            Ok(vec![])
+        );
+    }
 
     fn check(role: Role, names: &[&str]) -> Result<Vec<OtherRoleVariable>, String> {
         KnownVariables::from_flags()
