@@ -339,8 +339,7 @@ async fn expect(
             message: format!("HTTP {status} where {wanted} was expected"),
         });
     }
-    // Error bodies are small; a longer one is cut, not read to the end.
-    let text = resp.text().await.unwrap_or_default();
+    let text = error_text(resp).await;
     let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| {
         let code = match status.as_u16() {
             404 => ErrorCode::NotFound,
@@ -354,6 +353,25 @@ async fn expect(
         status: status.as_u16(),
         body,
     })
+}
+
+/// Longest error body read from a server: ours are a few hundred bytes, and a server that
+/// sends more must not make the caller buffer it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The start of an error answer's body, at most [`MAX_ERROR_BODY`] bytes; the rest is not read.
+async fn error_text(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(piece)) => {
+                let room = MAX_ERROR_BODY - buf.len();
+                buf.extend_from_slice(&piece[..piece.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 async fn json<T: serde::de::DeserializeOwned>(
@@ -407,5 +425,39 @@ mod tests {
             message: "refused".into(),
         };
         assert_eq!(u.code(), ErrorCode::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_body_is_not_read_to_its_end() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A peer that promises a 1 GiB error body, sends 256 KiB of it and then stalls.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = sock.read(&mut req).await;
+            let head = "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 1073741824\r\n\r\n";
+            sock.write_all(head.as_bytes()).await.unwrap();
+            sock.write_all(&vec![b'x'; 256 * 1024]).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let options = ClientOptions {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: None,
+            pool_max_idle_per_host: 1,
+        };
+        let client = ChunkClient::new(options, &Registry::new()).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.list(&addr))
+            .await
+            .expect("the call returns without waiting for the rest of the body");
+        match answer {
+            Err(ChunkCallError::Refused { status, body, .. }) => {
+                assert_eq!(status, 500);
+                assert_eq!(body.code, ErrorCode::Unknown);
+                assert!(body.message.len() <= 300, "{}", body.message.len());
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

@@ -350,14 +350,7 @@ mod tests {
     use filegrid_proto::chunk::Failure;
 
     fn pipeline() -> Vec<(ServerId, String)> {
-        (1..=3)
-            .map(|i| {
-                (
-                    ServerId::new(format!("cluster_server_{i}")).unwrap(),
-                    format!("h{i}:9700"),
-                )
-            })
-            .collect()
+        (1..=3).map(|i| (sid(i), format!("h{i}:9700"))).collect()
     }
 
     fn sid(i: u32) -> ServerId {
