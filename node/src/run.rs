@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use crate::config::env::{KnownVariables, Role};
-use crate::config::{ClusterArgs, ConfigError, HeadArgs, LogFormat, MonitorArgs};
+use crate::config::{ClusterArgs, CommonConfig, ConfigError, HeadArgs, MonitorArgs};
 
 fn start<C>(
     env_role: Role,
     resolve: impl FnOnce() -> Result<C, ConfigError>,
-    log_format: impl Fn(&C) -> LogFormat,
+    common: impl Fn(&C) -> &CommonConfig,
     role: impl FnOnce(C) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>,
 ) -> ExitCode {
     let names = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned());
@@ -23,9 +23,15 @@ fn start<C>(
             return ExitCode::from(2);
         }
     };
-    crate::logging::init(log_format(&cfg));
+    crate::logging::init(common(&cfg).log_format);
     for w in warnings {
         tracing::warn!("{w}");
+    }
+    if common(&cfg).security.insecure {
+        tracing::warn!(
+            "running WITHOUT SECURITY (insecure = true): anyone who reaches this process's ports \
+             can read, change and delete data; see docs/security.md"
+        );
     }
     return_large_buffers_to_the_os();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -52,7 +58,7 @@ pub fn head(args: HeadArgs) -> ExitCode {
     start(
         Role::Head,
         || args.resolve(),
-        |c| c.common.log_format,
+        |c| &c.common,
         |c| Box::pin(crate::head::run(c)),
     )
 }
@@ -61,7 +67,7 @@ pub fn monitor(args: MonitorArgs) -> ExitCode {
     start(
         Role::Monitor,
         || args.resolve(),
-        |c| c.common.log_format,
+        |c| &c.common,
         |c| Box::pin(crate::monitor::run(c)),
     )
 }
@@ -70,7 +76,7 @@ pub fn cluster(args: ClusterArgs) -> ExitCode {
     start(
         Role::Cluster,
         || args.resolve(),
-        |c| c.common.log_format,
+        |c| &c.common,
         |c| Box::pin(crate::cluster_server::run(c)),
     )
 }

@@ -31,6 +31,7 @@ fn spawn_head(zk: &ZkServer, dir: &Path, id: &str, session: &str, extra: &[&str]
     let port = free_port();
     let mut args: Vec<String> = [
         "head",
+        "--insecure",
         "--server-id",
         id,
         "--zk-hosts",
@@ -712,9 +713,15 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
         ),
         (
             node_bin(),
-            vec!["cluster", "--server-id", "c1"],
+            vec!["cluster", "--insecure", "--server-id", "c1"],
             vec![],
             "setting `data_dir` is required",
+        ),
+        (
+            node_bin(),
+            vec!["cluster", "--server-id", "c1", "--data-dir", "/tmp"],
+            vec![],
+            "setting `cluster_secret_file`: is required",
         ),
     ];
     for (bin, args, env, needle) in cases {
@@ -752,6 +759,7 @@ async fn every_process_stops_promptly_on_sigterm_even_without_zookeeper() {
     let data = dir.path().join("cs1");
     let cs_args: Vec<String> = [
         "cluster",
+        "--insecure",
         "--server-id",
         "cluster_server_1",
         "--zk-hosts",

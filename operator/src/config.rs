@@ -49,6 +49,9 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
         "log_format",
         Value::String(spec.log_format.as_str().to_string()),
     );
+    // Until the operator creates the grid's secrets, its pods run without security, and
+    // say so in their logs.
+    put("insecure", Value::Boolean(true));
     let extra = match role {
         Role::Head => {
             put("listen", Value::String(format!("0.0.0.0:{HEAD_API_PORT}")));

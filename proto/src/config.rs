@@ -50,20 +50,83 @@ impl Role {
 pub trait RoleFile: Serialize + DeserializeOwned + Default {
     /// Subcommand of `filegrid-node` for this role.
     const ROLE: &'static str;
-    /// Every key the file accepts: the four common ones first, then the role's own.
+    /// Every key the file accepts: the common ones ([`COMMON_KEYS`]) first, then the role's own.
     const KEYS: &'static [&'static str];
     /// The value of every setting that has a fixed default; the rest stay `None`.
     fn defaults() -> Self;
 }
 
-/// The settings every role has; the same four fields are in each role's struct.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CommonFile {
-    pub zk_hosts: Option<String>,
-    pub zk_root: Option<String>,
-    pub session_timeout: Option<Duration>,
-    pub log_format: Option<LogFormat>,
+/// Hands the list of settings every role has to `$callback`, so the list is written once
+/// and [`CommonFile`] and each role's struct are made from it.
+macro_rules! with_common_settings {
+    ($callback:ident ! { $($rest:tt)* }) => {
+        $callback! {
+            common {
+                /// ZooKeeper connect string `host:port[,host:port...]` [default: 127.0.0.1:2181]
+                zk_hosts: String => "rule::zk_hosts",
+                /// Root znode of this grid [default: /distributed_file_grid]
+                zk_root: String => "rule::zk_root",
+                /// ZooKeeper session timeout [default: 6s]
+                session_timeout: Duration => "rule::positive_duration",
+                /// Log format, text or json [default: text]
+                log_format: LogFormat => "rule::log_format",
+                /// Run without security: no cluster secret, client credentials or TLS required;
+                /// logs a warning at start [default: false]
+                insecure: bool => "rule::boolean",
+                /// File holding the cluster secret that heads and cluster servers sign their
+                /// requests to each other with. Required unless insecure.
+                cluster_secret_file: PathBuf => "rule::path",
+                /// File holding `user:password`, the ZooKeeper digest credential; with it every
+                /// node FileGrid creates is writable by that user only [default: none]
+                zk_auth_file: PathBuf => "rule::path",
+                /// PEM certificate chain of every listener of this process; with tls_key turns
+                /// on TLS, reloaded when the file changes [default: none]
+                tls_cert: PathBuf => "rule::path",
+                /// PEM private key of tls_cert [default: none]
+                tls_key: PathBuf => "rule::path",
+                /// PEM CA certificates client certificates must chain to (mutual TLS)
+                /// [default: none, client certificates are not asked for]
+                tls_client_ca: PathBuf => "rule::path",
+                /// PEM CA certificates this process trusts when it calls other FileGrid
+                /// servers over TLS [default: the system's roots]
+                tls_ca: PathBuf => "rule::path",
+                /// Connections served at once per listener; more wait in the kernel's queue
+                /// [default: 1024]
+                max_connections: u32 => "rule::max_connections",
+                /// Time a client has to send a request's headers [default: 10s]
+                header_read_timeout: Duration => "rule::positive_duration",
+                /// A connection with no request in progress is closed after this long
+                /// [default: 60s]
+                idle_timeout: Duration => "rule::positive_duration",
+                /// Largest request head (request line and headers) accepted; larger ones get
+                /// 431 [default: 64KiB]
+                max_header_bytes: u64 => "rule::header_bytes",
+                /// How far a signed request's time may be from this server's clock; older
+                /// signatures are refused as replays [default: 30s]
+                signature_window: Duration => "rule::positive_duration",
+            }
+            $($rest)*
+        }
+    };
 }
+
+/// Makes [`CommonFile`] from the list of common settings.
+macro_rules! common_file {
+    (
+        common { $( $(#[$cmeta:meta])* $cfield:ident: $cty:ty => $crule:tt, )* }
+    ) => {
+        /// The settings every role has; each role's struct has the same fields.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct CommonFile {
+            $( $(#[$cmeta])* pub $cfield: Option<$cty>, )*
+        }
+
+        /// Keys of the settings every role has.
+        pub const COMMON_KEYS: &[&str] = &[$(stringify!($cfield)),*];
+    };
+}
+
+with_common_settings!(common_file! {});
 
 impl CommonFile {
     /// Defaults shared by every role.
@@ -73,15 +136,23 @@ impl CommonFile {
             zk_root: Some("/distributed_file_grid".into()),
             session_timeout: Some(Duration::from_secs(6)),
             log_format: Some(LogFormat::Text),
+            insecure: Some(false),
+            max_connections: Some(1024),
+            header_read_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_header_bytes: Some(64 << 10),
+            signature_window: Some(Duration::from_secs(30)),
+            ..Self::default()
         }
     }
 }
 
 /// Defines a role's file struct: the common fields (serde's `flatten` does not work with
-/// `deny_unknown_fields`, so they are repeated here) followed by the role's own, each an
-/// `Option` read through a rule module of [`rule`]; and its [`RoleFile::KEYS`].
-macro_rules! role_file {
+/// `deny_unknown_fields`, so they are repeated in each struct) followed by the role's own,
+/// each an `Option` read through a rule module of [`rule`]; and its [`RoleFile::KEYS`].
+macro_rules! role_file_with {
     (
+        common { $( $(#[$cmeta:meta])* $cfield:ident: $cty:ty => $crule:tt, )* }
         $(#[$meta:meta])*
         pub struct $name:ident {
             $( $(#[$fmeta:meta])* pub $field:ident: $ty:ty => $rule:tt, )*
@@ -91,18 +162,11 @@ macro_rules! role_file {
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
-            /// ZooKeeper connect string `host:port[,host:port...]` [default: 127.0.0.1:2181]
-            #[serde(default, skip_serializing_if = "Option::is_none", with = "rule::zk_hosts")]
-            pub zk_hosts: Option<String>,
-            /// Root znode of this grid [default: /distributed_file_grid]
-            #[serde(default, skip_serializing_if = "Option::is_none", with = "rule::zk_root")]
-            pub zk_root: Option<String>,
-            /// ZooKeeper session timeout [default: 6s]
-            #[serde(default, skip_serializing_if = "Option::is_none", with = "rule::positive_duration")]
-            pub session_timeout: Option<Duration>,
-            /// Log format, text or json [default: text]
-            #[serde(default, skip_serializing_if = "Option::is_none", with = "rule::log_format")]
-            pub log_format: Option<LogFormat>,
+            $(
+                $(#[$cmeta])*
+                #[serde(default, skip_serializing_if = "Option::is_none", with = $crule)]
+                pub $cfield: Option<$cty>,
+            )*
             $(
                 $(#[$fmeta])*
                 #[serde(default, skip_serializing_if = "Option::is_none", with = $rule)]
@@ -113,34 +177,27 @@ macro_rules! role_file {
         impl $name {
             /// The common settings of this file.
             pub fn common(&self) -> CommonFile {
-                CommonFile {
-                    zk_hosts: self.zk_hosts.clone(),
-                    zk_root: self.zk_root.clone(),
-                    session_timeout: self.session_timeout,
-                    log_format: self.log_format,
-                }
+                CommonFile { $( $cfield: self.$cfield.clone(), )* }
             }
 
             /// This file with its common settings replaced by `common`.
             pub fn with_common(self, common: CommonFile) -> Self {
-                Self {
-                    zk_hosts: common.zk_hosts,
-                    zk_root: common.zk_root,
-                    session_timeout: common.session_timeout,
-                    log_format: common.log_format,
-                    ..self
-                }
+                Self { $( $cfield: common.$cfield, )* ..self }
             }
 
             /// Every key this file accepts.
             pub const KEYS: &'static [&'static str] = &[
-                "zk_hosts",
-                "zk_root",
-                "session_timeout",
-                "log_format",
+                $(stringify!($cfield),)*
                 $(stringify!($field)),*
             ];
         }
+    };
+}
+
+/// Defines a role's file struct with the common settings; see [`role_file_with`].
+macro_rules! role_file {
+    ($($body:tt)*) => {
+        with_common_settings!(role_file_with! { $($body)* });
     };
 }
 
@@ -176,6 +233,14 @@ role_file! {
         pub repair_rate: u64 => "rule::positive_size",
         /// Largest file accepted [default: 1TiB]
         pub max_file_size: u64 => "rule::positive_size",
+        /// File naming each client principal, its secret and its role (read, write or
+        /// admin). Required unless insecure.
+        pub credentials_file: PathBuf => "rule::path",
+        /// Let clients without credentials read (GET, HEAD, list) [default: false]
+        pub anonymous_read: bool => "rule::boolean",
+        /// Uploads in progress at once on this head; more get 503 with Retry-After
+        /// [default: 64]
+        pub max_uploads: u32 => "rule::max_uploads",
     }
 }
 
@@ -194,6 +259,8 @@ impl RoleFile for HeadFile {
             orphan_grace: Some(Duration::from_secs(600)),
             repair_rate: Some(64 << 20),
             max_file_size: Some(1 << 40),
+            anonymous_read: Some(false),
+            max_uploads: Some(64),
             ..Self::default()
         }
         .with_common(CommonFile::defaults())
@@ -407,6 +474,10 @@ pub mod rule {
         failure_threshold: u32 = values::failure_threshold;
         zone: String = values::zone;
         data_dir: PathBuf = values::data_dir;
+        path: PathBuf = values::path;
+        max_connections: u32 = values::max_connections;
+        header_bytes: u64 = values::header_bytes;
+        max_uploads: u32 = values::max_uploads;
         text: String = values::text;
     }
 }
@@ -507,7 +578,9 @@ mod tests {
         keys.sort_unstable();
         expected.sort_unstable();
         assert_eq!(keys, expected);
-        assert_eq!(&ClusterFile::KEYS[..4], &HeadFile::KEYS[..4]);
+        let n = COMMON_KEYS.len();
+        assert_eq!(&ClusterFile::KEYS[..n], &HeadFile::KEYS[..n]);
+        assert_eq!(&MonitorFile::KEYS[..n], COMMON_KEYS);
         assert!(MonitorFile::KEYS.contains(&"failure_threshold"));
     }
 

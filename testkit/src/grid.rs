@@ -107,6 +107,7 @@ impl Grid {
         let o = &self.options;
         let mut args: Vec<String> = vec![
             "head".into(),
+            "--insecure".into(),
             "--server-id".into(),
             id.into(),
             "--zk-hosts".into(),
@@ -147,6 +148,7 @@ impl Grid {
     fn spawn_cluster_server(&mut self, id: &str, port: u16, data_dir: PathBuf, index: usize) {
         let mut args: Vec<String> = vec![
             "cluster".into(),
+            "--insecure".into(),
             "--server-id".into(),
             id.into(),
             "--zk-hosts".into(),

@@ -97,6 +97,7 @@ impl<'a> RoundGrid<'a> {
         let o = self.options();
         let args: Vec<String> = vec![
             "head".into(),
+            "--insecure".into(),
             "--server-id".into(),
             id.into(),
             "--zk-hosts".into(),

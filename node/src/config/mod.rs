@@ -86,6 +86,46 @@ pub struct CommonArgs {
     #[arg(long, env = "FILEGRID_LOG_FORMAT", value_parser = values::log_format)]
     #[serde(serialize_with = "rule::serialize")]
     pub log_format: Option<LogFormat>,
+    /// Run without security (no cluster secret, client credentials or TLS); logs a warning
+    #[arg(long, env = "FILEGRID_INSECURE", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub insecure: Option<bool>,
+    /// File holding the cluster secret heads and cluster servers sign requests with
+    #[arg(long, env = "FILEGRID_CLUSTER_SECRET_FILE", value_parser = values::path, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// File holding `user:password`, the ZooKeeper digest credential
+    #[arg(long, env = "FILEGRID_ZK_AUTH_FILE", value_parser = values::path, value_name = "FILE")]
+    pub zk_auth_file: Option<PathBuf>,
+    /// PEM certificate chain of this process's listeners (TLS on with --tls-key)
+    #[arg(long, env = "FILEGRID_TLS_CERT", value_parser = values::path, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "FILEGRID_TLS_KEY", value_parser = values::path, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates client certificates must chain to (mutual TLS)
+    #[arg(long, env = "FILEGRID_TLS_CLIENT_CA", value_parser = values::path, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA certificates trusted when calling other FileGrid servers over TLS
+    #[arg(long, env = "FILEGRID_TLS_CA", value_parser = values::path, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Connections served at once per listener [default: 1024]
+    #[arg(long, env = "FILEGRID_MAX_CONNECTIONS", value_parser = values::max_connections)]
+    pub max_connections: Option<u32>,
+    /// Time a client has to send a request's headers [default: 10s]
+    #[arg(long, env = "FILEGRID_HEADER_READ_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in progress is closed after this long [default: 60s]
+    #[arg(long, env = "FILEGRID_IDLE_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub idle_timeout: Option<Duration>,
+    /// Largest request head accepted; larger ones get 431 [default: 64KiB]
+    #[arg(long, env = "FILEGRID_MAX_HEADER_BYTES", value_parser = values::header_bytes)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub max_header_bytes: Option<u64>,
+    /// How far a signed request's time may be from this server's clock [default: 30s]
+    #[arg(long, env = "FILEGRID_SIGNATURE_WINDOW", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub signature_window: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +134,49 @@ pub struct CommonConfig {
     pub zk_root: String,
     pub session_timeout: Duration,
     pub log_format: LogFormat,
+    pub security: SecurityConfig,
+    pub limits: ListenerLimits,
+}
+
+/// Where a process finds its secrets and certificates (the files are read at start).
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// Security was turned off on purpose.
+    pub insecure: bool,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub zk_auth_file: Option<PathBuf>,
+    /// The listeners' certificate and key, when TLS is on.
+    pub tls: Option<TlsFiles>,
+    pub tls_ca: Option<PathBuf>,
+    pub signature_window: Duration,
+}
+
+/// A listener's certificate chain and key, and the CA client certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What one listener allows a client before it answers with an error or closes.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    pub max_connections: u32,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 << 10,
+        }
+    }
 }
 
 /// Head server flags (`filegrid-node head`).
@@ -151,6 +234,15 @@ pub struct HeadArgs {
     #[arg(long, env = "FILEGRID_MAX_FILE_SIZE", value_parser = values::positive_size)]
     #[serde(serialize_with = "rule::serialize")]
     pub max_file_size: Option<u64>,
+    /// File naming each client principal, its secret and its role (read, write, admin)
+    #[arg(long, env = "FILEGRID_CREDENTIALS_FILE", value_parser = values::path, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Let clients without credentials read (GET, HEAD, list) [default: false]
+    #[arg(long, env = "FILEGRID_ANONYMOUS_READ", num_args = 0..=1, default_missing_value = "true", value_parser = values::boolean)]
+    pub anonymous_read: Option<bool>,
+    /// Uploads in progress at once on this head; more get 503 with Retry-After [default: 64]
+    #[arg(long, env = "FILEGRID_MAX_UPLOADS", value_parser = values::max_uploads)]
+    pub max_uploads: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +262,10 @@ pub struct HeadConfig {
     pub orphan_grace: Duration,
     pub repair_rate: u64,
     pub max_file_size: u64,
+    /// `None` only when insecure.
+    pub credentials_file: Option<PathBuf>,
+    pub anonymous_read: bool,
+    pub max_uploads: u32,
 }
 
 /// Cluster server flags (`filegrid-node cluster`).
@@ -392,12 +488,71 @@ fn required<T>(setting: &'static str, v: Option<T>) -> Result<T, ConfigError> {
 }
 
 fn common(file: filegrid_proto::config::CommonFile) -> Result<CommonConfig, ConfigError> {
+    let tls = match (file.tls_cert, file.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca: file.tls_client_ca,
+        }),
+        (None, None) if file.tls_client_ca.is_some() => {
+            return Err(ConfigError::Invalid {
+                setting: "tls_client_ca",
+                message: "needs tls_cert and tls_key: client certificates are asked for over TLS"
+                    .into(),
+            });
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(needs("tls_cert", "tls_key")),
+        (None, Some(_)) => return Err(needs("tls_key", "tls_cert")),
+    };
     Ok(CommonConfig {
         zk_hosts: required("zk_hosts", file.zk_hosts)?,
         zk_root: required("zk_root", file.zk_root)?,
         session_timeout: required("session_timeout", file.session_timeout)?,
         log_format: required("log_format", file.log_format)?,
+        security: SecurityConfig {
+            insecure: required("insecure", file.insecure)?,
+            cluster_secret_file: file.cluster_secret_file,
+            zk_auth_file: file.zk_auth_file,
+            tls,
+            tls_ca: file.tls_ca,
+            signature_window: required("signature_window", file.signature_window)?,
+        },
+        limits: ListenerLimits {
+            max_connections: required("max_connections", file.max_connections)?,
+            header_read_timeout: required("header_read_timeout", file.header_read_timeout)?,
+            idle_timeout: required("idle_timeout", file.idle_timeout)?,
+            max_header_bytes: required("max_header_bytes", file.max_header_bytes)?,
+        },
     })
+}
+
+fn needs(setting: &'static str, other: &str) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: format!("needs {other} too"),
+    }
+}
+
+/// A setting security needs: present, or `insecure` turned on.
+fn secure_required<T>(
+    security: &SecurityConfig,
+    setting: &'static str,
+    v: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match v {
+        Some(v) => Ok(Some(v)),
+        None if security.insecure => Ok(None),
+        None => Err(ConfigError::Invalid {
+            setting,
+            message: format!(
+                "is required: pass --{}, set FILEGRID_{}, or put `{setting}` in the config file \
+                 (see docs/security.md); to run without security set insecure = true",
+                setting.replace('_', "-"),
+                setting.to_ascii_uppercase()
+            ),
+        }),
+    }
 }
 
 /// The host name peers should use when a server listens on `listen` and no host was given.
@@ -476,8 +631,12 @@ impl HeadArgs {
                 message: format!("must be between 4KiB and 1GiB, got {chunk_size} bytes"),
             });
         }
+        secure_required(
+            &common.security,
+            "cluster_secret_file",
+            common.security.cluster_secret_file.as_ref(),
+        )?;
         Ok(HeadConfig {
-            common,
             server_id,
             listen,
             metrics_listen,
@@ -492,6 +651,14 @@ impl HeadArgs {
             orphan_grace: required("orphan_grace", f.orphan_grace)?,
             repair_rate: required("repair_rate", f.repair_rate)?,
             max_file_size: required("max_file_size", f.max_file_size)?,
+            credentials_file: secure_required(
+                &common.security,
+                "credentials_file",
+                f.credentials_file,
+            )?,
+            anonymous_read: required("anonymous_read", f.anonymous_read)?,
+            max_uploads: required("max_uploads", f.max_uploads)?,
+            common,
         })
     }
 }
@@ -512,6 +679,11 @@ impl ClusterArgs {
             f.listen,
             f.metrics_listen,
             f.advertise_host,
+        )?;
+        secure_required(
+            &common.security,
+            "cluster_secret_file",
+            common.security.cluster_secret_file.as_ref(),
         )?;
         Ok(ClusterConfig {
             common,
@@ -588,7 +760,7 @@ mod tests {
     #[test]
     fn file_fills_what_flags_leave_unset() {
         let f = file(
-            "server_id = \"head_server_3\"\nlisten = \"127.0.0.1:7000\"\nsession_timeout = \"3s\"\npreempt = true\n",
+            "server_id = \"head_server_3\"\nlisten = \"127.0.0.1:7000\"\nsession_timeout = \"3s\"\npreempt = true\ninsecure = true\n",
         );
         let args = HeadArgs {
             common: CommonArgs {
@@ -730,8 +902,10 @@ mod tests {
             err,
             format!(
                 "config file {}: unknown setting `preempt` (known settings for this role: \
-                 failure_threshold, interval, log_format, metrics_listen, monitor_id, \
-                 session_timeout, timeout, zk_hosts, zk_root)",
+                 cluster_secret_file, failure_threshold, header_read_timeout, idle_timeout, \
+                 insecure, interval, log_format, max_connections, max_header_bytes, \
+                 metrics_listen, monitor_id, session_timeout, signature_window, timeout, \
+                 tls_ca, tls_cert, tls_client_ca, tls_key, zk_auth_file, zk_hosts, zk_root)",
                 f.path().display()
             )
         );
@@ -752,11 +926,101 @@ mod tests {
     }
 
     #[test]
+    fn security_settings_are_required_unless_insecure() {
+        let head = |common: CommonArgs, credentials: Option<PathBuf>| HeadArgs {
+            common,
+            server_id: Some(ServerId::new("h1").unwrap()),
+            credentials_file: credentials,
+            ..Default::default()
+        };
+        let err = head(CommonArgs::default(), Some("/c".into()))
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("setting `cluster_secret_file`: is required"),
+            "{err}"
+        );
+        assert!(err.contains("insecure = true"), "{err}");
+        let secret = CommonArgs {
+            cluster_secret_file: Some("/s".into()),
+            ..Default::default()
+        };
+        let err = head(secret.clone(), None)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("setting `credentials_file`: is required"),
+            "{err}"
+        );
+        let cfg = head(secret, Some("/c".into())).resolve().unwrap();
+        assert_eq!(cfg.credentials_file, Some(PathBuf::from("/c")));
+        assert!(!cfg.anonymous_read);
+        assert_eq!(cfg.max_uploads, 64);
+        let insecure = CommonArgs {
+            insecure: Some(true),
+            ..Default::default()
+        };
+        let cfg = head(insecure, None).resolve().unwrap();
+        assert!(cfg.common.security.insecure);
+        assert_eq!(cfg.common.limits.max_header_bytes, 64 << 10);
+        // The monitor signs nothing: it needs no cluster secret.
+        assert!(MonitorArgs::default().resolve().is_ok());
+    }
+
+    #[test]
+    fn tls_needs_both_certificate_and_key() {
+        let cluster = |common: CommonArgs| ClusterArgs {
+            common: CommonArgs {
+                insecure: Some(true),
+                ..common
+            },
+            server_id: Some(ServerId::new("c1").unwrap()),
+            data_dir: Some("/data".into()),
+            ..Default::default()
+        };
+        let err = cluster(CommonArgs {
+            tls_cert: Some("/cert.pem".into()),
+            ..Default::default()
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "setting `tls_cert`: needs tls_key too");
+        let err = cluster(CommonArgs {
+            tls_client_ca: Some("/ca.pem".into()),
+            ..Default::default()
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("setting `tls_client_ca`: needs tls_cert"),
+            "{err}"
+        );
+        let cfg = cluster(CommonArgs {
+            tls_cert: Some("/cert.pem".into()),
+            tls_key: Some("/key.pem".into()),
+            ..Default::default()
+        })
+        .resolve()
+        .unwrap();
+        let tls = cfg.common.security.tls.unwrap();
+        assert_eq!(tls.key, PathBuf::from("/key.pem"));
+        assert!(tls.client_ca.is_none());
+    }
+
+    #[test]
     fn defaults_without_file_or_flags() {
         let cfg = ClusterArgs {
             server_id: Some(ServerId::new("c1").unwrap()),
             data_dir: Some("/data".into()),
             capacity: Some(u64::MAX),
+            common: CommonArgs {
+                cluster_secret_file: Some("/secret".into()),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .resolve()
@@ -775,6 +1039,10 @@ mod tests {
             server_id: Some(ServerId::new("h").unwrap()),
             replication_factor: Some(1),
             startup_grace: Some(Duration::from_millis(1500)),
+            common: CommonArgs {
+                insecure: Some(true),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .resolve()

@@ -166,6 +166,30 @@ pub fn data_dir(s: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A file path; only an empty one is refused here (the file is read at start).
+pub fn path(s: &str) -> Result<PathBuf, String> {
+    data_dir(s)
+}
+
+/// Connections served at once per listener, 1 to 1,000,000.
+pub fn max_connections(s: &str) -> Result<u32, String> {
+    bounded_u32(s, 1, 1_000_000)
+}
+
+/// Uploads in progress at once per head, 1 to 100,000.
+pub fn max_uploads(s: &str) -> Result<u32, String> {
+    bounded_u32(s, 1, 100_000)
+}
+
+/// Largest request head: a size from 8KiB (the HTTP parser's smallest buffer) to 16MiB.
+pub fn header_bytes(s: &str) -> Result<u64, String> {
+    let n = positive_size(s)?;
+    if !(8 << 10..=16 << 20).contains(&n) {
+        return Err(format!("must be between 8KiB and 16MiB, got {n} bytes"));
+    }
+    Ok(n)
+}
+
 /// Any text: addresses, which the node resolves itself.
 pub fn text(s: &str) -> Result<String, String> {
     Ok(s.to_string())
