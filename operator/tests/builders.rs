@@ -227,7 +227,13 @@ fn ports_probes_and_commands_follow_the_node_contract() {
 #[test]
 fn each_role_file_holds_only_that_roles_keys() {
     let g = fixture("zones");
-    let shared = ["zk_hosts", "zk_root", "session_timeout", "log_format"];
+    let shared = [
+        "zk_hosts",
+        "zk_root",
+        "session_timeout",
+        "log_format",
+        "insecure",
+    ];
     let allowed: [(Role, &[&str]); 3] = [
         (
             Role::Head,

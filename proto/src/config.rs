@@ -570,6 +570,13 @@ mod tests {
             metrics_listen: Some("0.0.0.0:1".into()),
             advertise_host: Some("h".into()),
             min_write_replicas: Some(1),
+            cluster_secret_file: Some("/s".into()),
+            credentials_file: Some("/c".into()),
+            zk_auth_file: Some("/z".into()),
+            tls_cert: Some("/t".into()),
+            tls_key: Some("/k".into()),
+            tls_client_ca: Some("/ca".into()),
+            tls_ca: Some("/ca".into()),
             ..HeadFile::defaults()
         };
         let v = serde_json::to_value(head).unwrap();
