@@ -46,6 +46,24 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
 
     let mut options = ApiOptions::new(format!("{}:{port}", cfg.advertise_host));
     options.readiness = ready.clone();
+    let directory = cluster::Directory::default();
+    let signer = match &cfg.common.security.cluster_secret_file {
+        Some(path) => {
+            let secret = crate::auth::ClusterSecret::load(path)?;
+            options.peer = Some(cluster::PeerAuth {
+                verifier: crate::auth::PeerVerifier::new(
+                    secret.clone(),
+                    cfg.common.security.signature_window,
+                ),
+                signer: crate::auth::PeerSigner::new(cfg.server_id.as_str(), secret.clone()),
+                directory: directory.clone(),
+                // The largest replication factor a head accepts, less this server.
+                max_pipeline: 4,
+            });
+            Some(crate::auth::PeerSigner::new(cfg.server_id.as_str(), secret))
+        }
+        None => None,
+    };
     options.scrub = Some(ScrubConfig {
         rate_bytes_per_sec: cfg.scrub_rate,
         pause_between_passes: Duration::from_secs(60),
@@ -72,6 +90,8 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
         fence,
         zk: zk_metrics,
         ready,
+        directory,
+        signer,
         http: reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
@@ -99,6 +119,10 @@ struct ClusterServer {
     fence: EpochFence,
     zk: ZkMetrics,
     ready: Readiness,
+    /// The leader and the registered servers, for checking signed requests.
+    directory: cluster::Directory,
+    /// Signs heartbeats, on grids with a cluster secret.
+    signer: Option<crate::auth::PeerSigner>,
     http: reqwest::Client,
 }
 
@@ -132,6 +156,8 @@ impl ClusterServer {
         self.ready.set(true);
         tokio::select! {
             e = self.follow_epoch(client) => e,
+            e = self.follow_leader(client) => e,
+            e = self.follow_servers(client) => e,
             e = self.heartbeats(client) => e,
         }
     }
@@ -190,6 +216,70 @@ impl ClusterServer {
         }
     }
 
+    /// Keeps the directory's leader (id and epoch) as ZooKeeper's `leader` node says.
+    async fn follow_leader(&self, client: &Client) -> ZkError {
+        let path = self.layout().leader();
+        loop {
+            let watch = match client.check_and_watch_stat(&path).await {
+                Ok((_, watch)) => watch,
+                Err(e) => {
+                    let e = ZkError::from(e);
+                    if e.is_session_lost() {
+                        return e;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            match zk::read::<LeaderRecord>(client, &path).await {
+                Ok(Some((l, _))) => {
+                    // The epoch node is raised before the leader node is written.
+                    self.fence.observe(l.epoch);
+                    self.directory
+                        .set_leader(Some((l.server_id.to_string(), l.epoch)));
+                }
+                Ok(None) => self.directory.set_leader(None),
+                Err(e) if e.is_session_lost() => return e,
+                Err(e) => tracing::warn!(error = %e, "unreadable leader record"),
+            }
+            let _ = watch.changed().await;
+        }
+    }
+
+    /// Keeps the directory's registered cluster servers as `cluster_servers/` says.
+    async fn follow_servers(&self, client: &Client) -> ZkError {
+        let layout = self.layout();
+        loop {
+            let (names, _, watch) = match client
+                .get_and_watch_children(&layout.cluster_servers())
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = ZkError::from(e);
+                    if e.is_session_lost() {
+                        return e;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut servers = std::collections::HashMap::new();
+            for name in names {
+                let Ok(id) = crate::ids::ServerId::new(name) else {
+                    continue;
+                };
+                if let Ok(Some((r, _))) =
+                    zk::read::<ClusterRecord>(client, &layout.cluster_server(&id)).await
+                {
+                    servers.insert(format!("{}:{}", r.host, r.port), r.id.to_string());
+                }
+            }
+            self.directory.set_servers(servers);
+            let _ = watch.changed().await;
+        }
+    }
+
     /// Tells the leader head this server's usage every `heartbeat_interval`.
     async fn heartbeats(&self, client: &Client) -> ZkError {
         let layout = self.layout();
@@ -217,11 +307,29 @@ impl ClusterServer {
                 chunks: usage.chunks,
             };
             let url = format!("http://{}:{}/v1/heartbeat", leader.host, leader.api_port);
-            match self.http.post(&url).json(&hb).send().await {
+            let Ok(body) = serde_json::to_vec(&hb) else {
+                continue;
+            };
+            let mut req = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json");
+            if let Some(signer) = &self.signer {
+                let digest = crate::auth::peer::body_digest(&body);
+                req = req.header(
+                    filegrid_proto::headers::PEER_AUTH,
+                    signer.header(&crate::auth::peer::Signed {
+                        method: "POST",
+                        path_and_query: "/v1/heartbeat",
+                        body_digest: Some(&digest),
+                        ..Default::default()
+                    }),
+                );
+            }
+            match req.body(body).send().await {
+                // The answer's epoch is not taken: epochs come from ZooKeeper only.
                 Ok(r) if r.status().is_success() => {
-                    if let Ok(a) = r.json::<HeartbeatAnswer>().await {
-                        self.fence.observe(a.epoch);
-                    }
+                    let _ = r.json::<HeartbeatAnswer>().await;
                 }
                 Ok(r) => {
                     tracing::debug!(status = %r.status(), leader = %leader.server_id, "heartbeat refused")

@@ -4,6 +4,7 @@
 //! [`monitor`] (health checks and forced failover), [`head`] (the head process and its API),
 //! [`zk`] (ZooKeeper layout and records), [`config`] (settings), [`cli`] (the `filegrid` tool).
 
+pub mod auth;
 pub mod chunk;
 pub mod cli;
 pub mod cluster;

@@ -29,8 +29,9 @@ struct Server {
 }
 
 impl Server {
+    /// A server whose ZooKeeper says epoch 1.
     async fn start() -> Self {
-        Self::start_with(None, EpochFence::default()).await
+        Self::start_with(None, EpochFence::new(1)).await
     }
 
     async fn start_with(capacity: Option<u64>, fence: EpochFence) -> Self {
@@ -55,6 +56,8 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let mut options = ApiOptions::new(addr.clone());
         options.downstream_timeout = downstream_timeout;
+        options.epoch_wait = EPOCH_WAIT;
+        fences().insert(addr.clone(), fence.clone());
         let readiness = options.readiness.clone();
         tokio::spawn(cluster::serve(
             listener,
@@ -125,6 +128,30 @@ fn random_bytes(len: usize) -> Vec<u8> {
     data
 }
 
+/// How long a request with an epoch ZooKeeper has not confirmed waits.
+const EPOCH_WAIT: Duration = Duration::from_millis(300);
+
+/// Each test server's epoch fence by address: what the server's ZooKeeper follower feeds.
+fn fences() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, EpochFence>> {
+    static FENCES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, EpochFence>>,
+    > = std::sync::OnceLock::new();
+    FENCES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// What ZooKeeper tells the servers at `addrs`: epoch `epoch` began.
+fn zk_says(addrs: &[&str], epoch: u64) {
+    let fences = fences();
+    for a in addrs {
+        if let Some(f) = fences.get(*a) {
+            f.observe(epoch);
+        }
+    }
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -136,6 +163,10 @@ async fn put(
     pipeline: &[&str],
     data: Vec<u8>,
 ) -> reqwest::Response {
+    // The leader that stamps `epoch` has been elected: ZooKeeper says so to every server.
+    let mut all = vec![server.addr.as_str()];
+    all.extend_from_slice(pipeline);
+    zk_says(&all, epoch);
     client()
         .put(server.url(&format!("/v1/chunks/{id}")))
         .header(headers::EPOCH, epoch)
@@ -162,6 +193,7 @@ async fn error_code(resp: reqwest::Response) -> ErrorCode {
 
 /// The body of a replicate request.
 fn replicate(targets: &[&str], epoch: u64) -> ReplicateRequest {
+    zk_says(targets, epoch);
     ReplicateRequest {
         targets: targets.iter().map(|t| t.to_string()).collect(),
         epoch,
@@ -278,7 +310,7 @@ async fn pipeline_of_three_stores_three_copies() {
             data.len() as f64
         );
     }
-    // The epoch travelled down the pipeline and raised every fence.
+    // Every server of the pipeline is at that epoch: an older one is refused everywhere.
     let resp = put(&c, "other-0-0", 6, &[], vec![1]).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
 }
@@ -356,13 +388,36 @@ async fn stale_epoch_is_rejected() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(resp).await, ErrorCode::MissingEpoch);
 
-    // A newer epoch raises the fence for everyone after it.
+    // Once ZooKeeper has a newer epoch, the older one is refused.
     assert_eq!(
         put(&s, "e-3-0", 8, &[], vec![3]).await.status(),
         StatusCode::CREATED
     );
     let resp = put(&s, "e-4-0", 5, &[], vec![3]).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
+
+    // A request never raises the fence: an epoch ZooKeeper has not confirmed is refused
+    // after a short wait and changes nothing (2^64-1 would otherwise lock out every leader).
+    for (method, id) in [
+        (reqwest::Method::PUT, "e-5-0"),
+        (reqwest::Method::DELETE, "e-3-0"),
+    ] {
+        let resp = client()
+            .request(method, s.url(&format!("/v1/chunks/{id}")))
+            .header(headers::EPOCH, u64::MAX)
+            .body(vec![4])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+        assert_eq!(error_code(resp).await, ErrorCode::BadEpoch);
+    }
+    assert_eq!(get(&s, "e-3-0").await.status(), StatusCode::OK);
+    assert_eq!(
+        put(&s, "e-6-0", 8, &[], vec![3]).await.status(),
+        StatusCode::CREATED,
+        "the current leader still writes"
+    );
 }
 
 /// Waits for chunk `id` to be reported bad, skipping reports of other chunks.

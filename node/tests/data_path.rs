@@ -11,7 +11,7 @@ use filegrid_proto::head::{
 };
 use filegrid_proto::manifest::Entry;
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
-use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
+use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 
@@ -21,11 +21,22 @@ fn node_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
 }
 
+/// A client with the test admin credential.
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
+        .default_headers(admin_headers())
         .build()
         .unwrap()
+}
+
+fn admin_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        auth::ADMIN.bearer().parse().unwrap(),
+    );
+    h
 }
 
 fn random(n: usize) -> Vec<u8> {
@@ -52,6 +63,23 @@ fn get(base: &str, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// A JSON answer to a GET, or `None` if there is none (yet) or it is not a `T`.
+/// A GET to a cluster server, signed with the grid's cluster secret as a peer would.
+fn signed_get(grid: &Grid, server: usize, path: &str) -> Option<reqwest::blocking::Response> {
+    use filegrid_node::auth::peer::Signed;
+    use filegrid_node::auth::{ClusterSecret, PeerSigner};
+    let secret = ClusterSecret::load(&grid.cluster_secret_file()).ok()?;
+    let header = PeerSigner::new("test-peer", secret).header(&Signed {
+        method: "GET",
+        path_and_query: path,
+        ..Signed::default()
+    });
+    http()
+        .get(format!("{}{path}", grid.cluster_url(server)))
+        .header(filegrid_proto::headers::PEER_AUTH, header)
+        .send()
+        .ok()
+}
+
 fn get_json<T: DeserializeOwned>(url: &str) -> Option<T> {
     http().get(url).send().ok()?.json().ok()
 }
@@ -295,10 +323,7 @@ fn a_flipped_byte_on_disk_is_read_around_and_repaired() {
         Duration::from_secs(20),
         "the bad replica to be repaired",
         || {
-            let r = http()
-                .get(format!("{}/v1/chunks/{chunk_id}", grid.cluster_url(victim)))
-                .send()
-                .ok()?;
+            let r = signed_get(&grid, victim, &format!("/v1/chunks/{chunk_id}"))?;
             if r.status() != 200 {
                 return None;
             }
@@ -456,7 +481,7 @@ fn a_full_server_is_avoided_and_a_full_grid_says_507() {
         );
         assert_eq!(hash(&get(&base, &format!("full/f{i}")).1), hash(&data));
     }
-    let r: ListResponse = get_json(&format!("{}/v1/chunks", grid.cluster_url(0))).unwrap();
+    let r: ListResponse = signed_get(&grid, 0, "/v1/chunks").unwrap().json().unwrap();
     let used = r.usage.used_bytes;
     assert!(
         used <= 600 * 1024,
@@ -497,7 +522,7 @@ fn malformed_requests_get_4xx_and_store_nothing() {
         let answer = raw(
             port,
             &format!(
-                "PUT /v1/files/{bad} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+                "PUT /v1/files/{bad} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer FGTESTADMIN:test-admin-secret-0123456789\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
             ),
         );
         assert!(answer.starts_with("HTTP/1.1 400"), "{bad:?}: {answer}");
@@ -522,7 +547,7 @@ fn malformed_requests_get_4xx_and_store_nothing() {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             s,
-            "PUT /v1/files/cut/f HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+            "PUT /v1/files/cut/f HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer FGTESTADMIN:test-admin-secret-0123456789\r\nContent-Length: 1000000\r\n\r\n"
         )
         .unwrap();
         s.write_all(&random(300_000)).unwrap();
@@ -783,7 +808,7 @@ fn a_paused_leaders_late_writes_are_rejected_by_epoch() {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "PUT /v1/files/late/f HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "PUT /v1/files/late/f HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer FGTESTADMIN:test-admin-secret-0123456789\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         data.len()
     )
     .unwrap();
@@ -839,6 +864,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     );
     assert_ne!(standby, leader);
     let no_redirects = reqwest::blocking::Client::builder()
+        .default_headers(admin_headers())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()
@@ -903,7 +929,9 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     let big = random(3 * 1024 * 1024 + 5);
     std::fs::write(&local, &big).unwrap();
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T"])
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: {}", auth::ADMIN.bearer()))
+        .arg("-T")
         .arg(&local)
         .arg(format!("{standby}/v1/files/via/curl.bin"))
         .output()
@@ -933,6 +961,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     let before = puts_via_standby();
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"))
+            .env("FILEGRID_TOKEN", auth::ADMIN.token())
             .arg("--head")
             .arg(&standby)
             .args(args)
@@ -964,7 +993,7 @@ fn every_error_is_json_and_an_unreadable_file_fails_before_its_body() {
     let grid = Grid::start(node_bin(), GridOptions::default());
     let base = grid.leader_url(Duration::from_secs(30));
     grid.wait_cluster_live(3, Duration::from_secs(30));
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let error = |resp: reqwest::blocking::Response| -> (u16, ErrorCode) {
         let status = resp.status().as_u16();
         let body: ErrorBody = resp.json().expect("a JSON error body");

@@ -34,6 +34,21 @@ pub struct PutResponse {
     pub stored: Vec<String>,
     /// Servers of the pipeline that did not store it.
     pub failed: Vec<Failure>,
+    /// Each storing server's signed acknowledgement (on grids with a cluster secret); the
+    /// head counts a replica only with an acknowledgement it can verify.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<Ack>,
+}
+
+/// A server's signature over (server id, chunk, checksum, length, epoch) of a copy it stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The server's `host:port`, as in `stored`.
+    pub addr: String,
+    /// The server's id.
+    pub server: String,
+    /// Hex HMAC-SHA256 under the server's key.
+    pub sig: String,
 }
 
 /// One chunk in a block report.

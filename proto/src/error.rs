@@ -20,6 +20,14 @@ pub enum ErrorCode {
     BadChunkId,
     LengthMismatch,
     TruncatedBody,
+    // 401: no credential, or one that does not check out.
+    Unauthorized,
+    /// A peer request whose signature is missing, wrong, expired or replayed.
+    BadSignature,
+    // 403: a valid credential that does not allow this.
+    Forbidden,
+    /// A chunk write, delete or replication from a server that does not lead at that epoch.
+    NotLeaderPeer,
     // 404
     NotFound,
     // 405
@@ -53,6 +61,8 @@ pub enum ErrorCode {
     ZkUnavailable,
     /// A pipeline hop that was never sent the chunk because a hop before it failed.
     NotReached,
+    /// More uploads in progress than the head allows; retry later.
+    TooManyUploads,
     // 507
     StorageFull,
     /// A code from a newer FileGrid.
@@ -68,6 +78,8 @@ impl ErrorCode {
             BadRequest | BadPath | BadHeader | BadEpoch | MissingEpoch | BadChecksum
             | BadContentLength | BadPipeline | BadTarget | BadChunkId | LengthMismatch
             | TruncatedBody => 400,
+            Unauthorized | BadSignature => 401,
+            Forbidden | NotLeaderPeer => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
             Conflict | StaleEpoch | Deposed | NeverLeader | NotRegistered => 409,
@@ -77,7 +89,7 @@ impl ErrorCode {
             ChecksumMismatch => 422,
             ChunkCorrupt | IoError | Unknown => 500,
             LeaderUnreachable => 502,
-            Unavailable | NoLeader | NotReady | ZkUnavailable | NotReached => 503,
+            Unavailable | NoLeader | NotReady | ZkUnavailable | NotReached | TooManyUploads => 503,
             StorageFull => 507,
         }
     }
@@ -125,6 +137,11 @@ impl std::fmt::Display for ErrorBody {
 /// Every code with its wire name, for [`ErrorCode::as_str`] and the tests.
 const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::BadRequest, "bad_request"),
+    (ErrorCode::Unauthorized, "unauthorized"),
+    (ErrorCode::BadSignature, "bad_signature"),
+    (ErrorCode::Forbidden, "forbidden"),
+    (ErrorCode::NotLeaderPeer, "not_leader_peer"),
+    (ErrorCode::TooManyUploads, "too_many_uploads"),
     (ErrorCode::BadPath, "bad_path"),
     (ErrorCode::BadHeader, "bad_header"),
     (ErrorCode::BadEpoch, "bad_epoch"),

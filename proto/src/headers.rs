@@ -13,3 +13,8 @@ pub const CHUNKS: &str = "x-filegrid-chunks";
 pub const MTIME: &str = "x-filegrid-mtime";
 /// Set by a standby on a request it forwards to the leader; a head never forwards twice.
 pub const FORWARDED_BY: &str = "x-filegrid-forwarded-by";
+/// A peer request's signature: `FG1 <signer> <unix ms> <hex HMAC-SHA256>` (see the node's
+/// `auth::peer`).
+pub const PEER_AUTH: &str = "x-filegrid-peer-auth";
+/// A replica's signed acknowledgement of a stored chunk, in the chunk API's answers.
+pub const ACK: &str = "x-filegrid-ack";

@@ -8,6 +8,7 @@
 //! depend on this crate, so a change to what one process sends is checked by the compiler
 //! everywhere it is read.
 
+pub mod auth;
 pub mod chunk;
 pub mod config;
 pub mod error;

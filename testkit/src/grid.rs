@@ -28,6 +28,11 @@ pub struct GridOptions {
     pub base_dir: Option<PathBuf>,
     /// `RUST_LOG` of the FileGrid processes; the testkit's debug default when `None`.
     pub log_filter: Option<String>,
+    /// Run without security (`--insecure`); otherwise the grid gets a cluster secret and
+    /// the test principals of [`crate::auth`].
+    pub insecure: bool,
+    /// Let requests without a credential read.
+    pub anonymous_read: bool,
 }
 
 impl Default for GridOptions {
@@ -46,6 +51,8 @@ impl Default for GridOptions {
             extra_cluster_args: Vec::new(),
             base_dir: None,
             log_filter: None,
+            insecure: false,
+            anonymous_read: false,
         }
     }
 }
@@ -79,6 +86,10 @@ impl Grid {
         let zk = ZkServer::start();
         let mut builder = tempfile::Builder::new();
         builder.prefix("filegrid-grid-");
+        // TESTKIT_KEEP_DIRS=1 keeps each grid's logs and data for a look afterwards.
+        if std::env::var_os("TESTKIT_KEEP_DIRS").is_some() {
+            builder.disable_cleanup(true);
+        }
         let dir = match &options.base_dir {
             Some(base) => builder.tempdir_in(base),
             None => builder.tempdir(),
@@ -107,7 +118,6 @@ impl Grid {
         let o = &self.options;
         let mut args: Vec<String> = vec![
             "head".into(),
-            "--insecure".into(),
             "--server-id".into(),
             id.into(),
             "--zk-hosts".into(),
@@ -129,6 +139,10 @@ impl Grid {
             "--startup-grace".into(),
             "0s".into(),
         ];
+        args.extend(self.security_args(true));
+        if o.anonymous_read {
+            args.push("--anonymous-read".into());
+        }
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
         self.heads.push(Head {
@@ -148,7 +162,6 @@ impl Grid {
     fn spawn_cluster_server(&mut self, id: &str, port: u16, data_dir: PathBuf, index: usize) {
         let mut args: Vec<String> = vec![
             "cluster".into(),
-            "--insecure".into(),
             "--server-id".into(),
             id.into(),
             "--zk-hosts".into(),
@@ -162,6 +175,7 @@ impl Grid {
             "--heartbeat-interval".into(),
             "500ms".into(),
         ];
+        args.extend(self.security_args(false));
         if let Some(Some(c)) = self.options.capacities.get(index) {
             args.push("--capacity".into());
             args.push(c.clone());
@@ -179,6 +193,31 @@ impl Grid {
         } else {
             self.cluster.push(server);
         }
+    }
+
+    /// The flags that give a process the grid's secrets (or `--insecure`).
+    fn security_args(&self, head: bool) -> Vec<String> {
+        if self.options.insecure {
+            return vec!["--insecure".into()];
+        }
+        let dir = self.dir.path();
+        let secret = dir.join("cluster-secret");
+        let credentials = dir.join("credentials.toml");
+        if !secret.exists() {
+            crate::auth::write_cluster_secret(&secret);
+            crate::auth::write_credentials(&credentials);
+        }
+        let mut args = vec!["--cluster-secret-file".into(), secret.display().to_string()];
+        if head {
+            args.push("--credentials-file".into());
+            args.push(credentials.display().to_string());
+        }
+        args
+    }
+
+    /// Path of the grid's cluster secret (absent when insecure).
+    pub fn cluster_secret_file(&self) -> PathBuf {
+        self.dir.path().join("cluster-secret")
     }
 
     fn spawn(&self, id: &str, args: &[String]) -> Proc {
@@ -245,14 +284,15 @@ impl Grid {
     }
 }
 
-/// A plain blocking HTTP GET on loopback; `None` unless 200.
+/// A plain blocking HTTP GET on loopback with the test admin credential; `None` unless 200.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        crate::auth::ADMIN.token()
     )
     .ok()?;
     let mut buf = String::new();

@@ -4,6 +4,7 @@
 //!
 //! Failures panic with a message saying what was awaited: this crate is for test code only.
 
+pub mod auth;
 pub mod grid;
 mod process;
 mod wait;

@@ -200,7 +200,12 @@ async fn measure(
     }
     processes.extend(standbys);
     processes.extend(grid.cluster.iter().map(|c| (c.id.clone(), c.proc.pid())));
+    let mut auth = reqwest::header::HeaderMap::new();
+    if let Ok(v) = filegrid_testkit::auth::ADMIN.bearer().parse() {
+        auth.insert(reqwest::header::AUTHORIZATION, v);
+    }
     let http = reqwest::Client::builder()
+        .default_headers(auth)
         .pool_max_idle_per_host(options.clients)
         .build()
         .map_err(|e| BenchError::Unexpected {

@@ -36,6 +36,9 @@ pub struct Cli {
     /// Give up on a request after this long
     #[arg(long, global = true, default_value = "10s", value_parser = crate::config::values::positive_duration)]
     pub timeout: Duration,
+    /// Credential `<access_key>:<secret>` [default: `token` in ~/.config/filegrid/credentials]
+    #[arg(long, env = "FILEGRID_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -124,6 +127,7 @@ impl Target {
         };
         let http = reqwest::Client::builder()
             .timeout(cli.timeout)
+            .default_headers(auth_headers(cli)?)
             .build()
             .map_err(|e| CliError::Usage(e.to_string()))?;
         Ok(Target::Head {
@@ -197,8 +201,62 @@ impl Target {
     }
 }
 
-fn data_client(timeout: Duration) -> Result<reqwest::Client, CliError> {
+/// The `Authorization` header every request carries, from `--token`, `FILEGRID_TOKEN` or
+/// the user's credentials file; none when there is no credential (anonymous or insecure grids).
+fn auth_headers(cli: &Cli) -> Result<reqwest::header::HeaderMap, CliError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let token = match &cli.token {
+        Some(t) => Some(t.clone()),
+        None => token_from_file(&credentials_path())?,
+    };
+    if let Some(token) = token {
+        if !token.contains(':') {
+            return Err(CliError::Usage(
+                "the token must be <access_key>:<secret>".into(),
+            ));
+        }
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| CliError::Usage("the token holds characters a header cannot".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+/// `$XDG_CONFIG_HOME/filegrid/credentials`, or `~/.config/filegrid/credentials`.
+pub fn credentials_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("filegrid").join("credentials")
+}
+
+/// The user's credentials file: TOML with `token = "<access_key>:<secret>"`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserCredentials {
+    token: String,
+}
+
+fn token_from_file(path: &std::path::Path) -> Result<Option<String>, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CliError::Usage(format!("{}: {e}", path.display()))),
+    };
+    let file: UserCredentials = toml::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("{}: {}", path.display(), e.message())))?;
+    Ok(Some(file.token))
+}
+
+fn data_client(
+    timeout: Duration,
+    auth: &reqwest::header::HeaderMap,
+) -> Result<reqwest::Client, CliError> {
     reqwest::Client::builder()
+        .default_headers(auth.clone())
         .connect_timeout(timeout)
         .read_timeout(timeout.max(Duration::from_secs(60)))
         .build()
@@ -223,6 +281,8 @@ fn print_json<T: Serialize>(v: &T) {
 /// Runs one command; the binary maps the error to a one-line message and exit code 1.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let target = Target::open(&cli).await?;
+    let auth = auth_headers(&cli)?;
+    let timeout = cli.timeout;
     match cli.command {
         Command::Leader => {
             let l = target.leader().await?;
@@ -256,7 +316,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let heads = target.heads().await?;
             let servers: Option<Vec<ServerView>> = match target.leader_base().await {
                 Ok(base) => {
-                    let http = data_client(cli.timeout)?;
+                    let http = data_client(timeout, &auth)?;
                     match http.get(format!("{base}/v1/cluster")).send().await {
                         Ok(r) if r.status().is_success() => r.json().await.ok(),
                         _ => None,
@@ -319,7 +379,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Put { local, remote } => {
             let base = target.leader_base().await?;
-            let r = transfer::put(&data_client(cli.timeout)?, &base, &local, &remote).await?;
+            let r = transfer::put(&data_client(timeout, &auth)?, &base, &local, &remote).await?;
             if cli.json {
                 print_json(&r);
             } else {
@@ -328,7 +388,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Get { remote, local } => {
             let base = target.leader_base().await?;
-            let n = transfer::get(&data_client(cli.timeout)?, &base, &remote, &local).await?;
+            let n = transfer::get(&data_client(timeout, &auth)?, &base, &remote, &local).await?;
             if cli.json {
                 print_json(&serde_json::json!({"path": remote, "local": local, "size": n}));
             } else if local != std::path::Path::new("-") {
@@ -338,7 +398,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ls { prefix } => {
             let base = target.leader_base().await?;
             let files = transfer::ls(
-                &data_client(cli.timeout)?,
+                &data_client(timeout, &auth)?,
                 &base,
                 prefix.as_deref().unwrap_or(""),
             )
@@ -353,7 +413,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Rm { remote } => {
             let base = target.leader_base().await?;
-            transfer::rm(&data_client(cli.timeout)?, &base, &remote).await?;
+            transfer::rm(&data_client(timeout, &auth)?, &base, &remote).await?;
             if cli.json {
                 print_json(&DeleteAnswer {
                     path: remote.clone(),
@@ -365,7 +425,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Stat { remote } => {
             let base = target.leader_base().await?;
-            let st = transfer::stat(&data_client(cli.timeout)?, &base, &remote).await?;
+            let st = transfer::stat(&data_client(timeout, &auth)?, &base, &remote).await?;
             if cli.json {
                 print_json(&st);
             } else {
@@ -384,7 +444,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Decommission { id, wait } => {
             let base = target.leader_base().await?;
             let state =
-                transfer::decommission(&data_client(cli.timeout)?, &base, &id, wait).await?;
+                transfer::decommission(&data_client(timeout, &auth)?, &base, &id, wait).await?;
             if cli.json {
                 print_json(&serde_json::json!({"id": id, "state": state}));
             } else {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, BodyDataStream};
+use axum::extract::Extension;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -59,6 +60,7 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
         )
         .route("/v1/chunks", get(list_chunks))
         .route("/v1/chunks/{id}/replicate", post(replicate_chunk))
+        .route_layer(middleware::from_fn_with_state(inner.clone(), verify_peer))
         .with_state(inner.clone())
         .merge(crate::http::ops_router(
             inner.registry.clone(),
@@ -92,6 +94,107 @@ async fn track(State(s): Shared, req: Request, next: Next) -> Response {
         .with_label_values(&[op, resp.status().as_str()])
         .inc();
     resp
+}
+
+/// The verified signer of a chunk API request (absent when running insecure).
+#[derive(Clone, Debug)]
+pub(super) struct Signer(pub String);
+
+/// Largest body read whole to check its signature (replicate orders).
+const SIGNED_BODY_LIMIT: usize = 64 * 1024;
+
+/// Middleware: on grids with a cluster secret, every chunk API call must carry a valid peer
+/// signature; the signer is handed to the handler, which decides what it may do.
+async fn verify_peer(State(s): Shared, req: Request, next: Next) -> Response {
+    let Some(peer) = &s.options.peer else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    // Bodies sent whole (replicate orders) are covered by their digest; chunk data by the
+    // checksum the signature covers and the replica's signed acknowledgement.
+    let (body, digest) = if parts.method == Method::POST {
+        match axum::body::to_bytes(body, SIGNED_BODY_LIMIT).await {
+            Ok(bytes) => {
+                let digest = crate::auth::peer::body_digest(&bytes);
+                (Body::from(bytes), Some(digest))
+            }
+            Err(_) => {
+                return ApiError::new(ErrorCode::TooLarge, "signed request body too large")
+                    .into_response();
+            }
+        }
+    } else {
+        (body, None)
+    };
+    let h = &parts.headers;
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let signed = crate::auth::peer::Signed {
+        method: parts.method.as_str(),
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        epoch: text(EPOCH_HEADER).and_then(|v| v.trim().parse().ok()),
+        checksum: text(CHECKSUM_HEADER),
+        pipeline: text(PIPELINE_HEADER),
+        // A body read whole is covered by its digest instead of its length.
+        content_length: match digest {
+            Some(_) => None,
+            None => text(header::CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse().ok()),
+        },
+        body_digest: digest.as_deref(),
+    };
+    match peer
+        .verifier
+        .verify(text(filegrid_proto::headers::PEER_AUTH), &signed)
+    {
+        Ok(signer) => {
+            let mut req = Request::from_parts(parts, body);
+            req.extensions_mut().insert(Signer(signer));
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::info!(method = %parts.method, path = %parts.uri.path(), error = %e, "refused an unsigned or badly signed chunk request");
+            ApiError::new(ErrorCode::BadSignature, e.to_string()).into_response()
+        }
+    }
+}
+
+/// Checks that the request's signer may do `act` at `epoch`, when signatures are on.
+fn permit(
+    s: &Inner,
+    signer: Option<&Signer>,
+    act: super::authority::Act,
+    epoch: Option<u64>,
+) -> Result<(), ApiError> {
+    match (&s.options.peer, signer) {
+        (None, _) => Ok(()),
+        (Some(peer), Some(Signer(id))) => {
+            super::authority::permit(&peer.directory.view(), id, act, epoch)
+        }
+        (Some(_), None) => Err(ApiError::new(ErrorCode::BadSignature, "not signed")),
+    }
+}
+
+/// Checks pipeline or replication targets against the registered servers, when
+/// signatures are on (without them, only repeats are refused).
+fn check_targets(s: &Inner, hops: &[String]) -> Result<(), ApiError> {
+    match &s.options.peer {
+        Some(peer) => super::authority::check_pipeline(
+            &peer.directory.view(),
+            &s.options.advertise,
+            hops,
+            peer.max_pipeline,
+        ),
+        None => {
+            for (i, hop) in hops.iter().enumerate() {
+                if *hop == s.options.advertise || hops[..i].contains(hop) {
+                    return Err(ApiError::new(
+                        ErrorCode::BadPipeline,
+                        format!("{hop} appears twice in the pipeline"),
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -149,11 +252,13 @@ fn too_large(max: u64) -> ApiError {
 async fn put_chunk(
     State(s): Shared,
     Path(id): Path<String>,
+    signer: Option<Extension<Signer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PutResponse>), ApiError> {
     let mut frames = body.into_data_stream();
-    let result = receive_chunk(&s, id, &headers, &mut frames).await;
+    let signer = signer.map(|Extension(s)| s);
+    let result = receive_chunk(&s, id, signer.as_ref(), &headers, &mut frames).await;
     if let Err(e) = &result
         && e.code() != ErrorCode::TruncatedBody
     {
@@ -187,12 +292,14 @@ async fn drain(frames: &mut BodyDataStream, limit: u64, timeout: Duration) {
 async fn receive_chunk(
     s: &Inner,
     id: String,
+    signer: Option<&Signer>,
     headers: &HeaderMap,
     frames: &mut BodyDataStream,
 ) -> Result<(StatusCode, Json<PutResponse>), ApiError> {
     let id = ChunkId::new(id)?;
     let epoch = epoch_header(headers)?;
-    s.fence.check(epoch)?;
+    s.fence.admit(epoch, s.options.epoch_wait).await?;
+    permit(s, signer, super::authority::Act::Write, Some(epoch))?;
     let expected = checksum_header(headers)?;
     let len = content_length(headers)?;
     let max = s.options.max_chunk_bytes;
@@ -201,6 +308,7 @@ async fn receive_chunk(
     }
     let hops = pipeline::parse_pipeline(header_str(headers, PIPELINE_HEADER)?.unwrap_or(""))
         .map_err(|e| ApiError::new(ErrorCode::BadPipeline, e))?;
+    check_targets(s, &hops)?;
 
     let mut writer = s.store.writer(id.clone(), len).await?;
     let mut downstream = hops.split_first().map(|(hop, rest)| {
@@ -247,10 +355,30 @@ async fn receive_chunk(
     };
     let (local, outcome) = tokio::join!(writer.finish(expected), finish_downstream);
     let meta = local?;
-    let response = pipeline::merge(&s.options.advertise, &meta, outcome);
+    let response = pipeline::merge(
+        &s.options.advertise,
+        &meta,
+        outcome,
+        own_ack(s, &meta, epoch),
+    );
     s.refresh_metrics();
     tracing::debug!(chunk = %id, len = meta.len, stored = ?response.stored, failed = ?response.failed, "chunk stored");
     Ok((StatusCode::CREATED, Json(response)))
+}
+
+/// This server's signed acknowledgement of `meta`, when it signs.
+fn own_ack(s: &Inner, meta: &ChunkMeta, epoch: u64) -> Option<filegrid_proto::chunk::Ack> {
+    let peer = s.options.peer.as_ref()?;
+    Some(filegrid_proto::chunk::Ack {
+        addr: s.options.advertise.clone(),
+        server: peer.signer.id().to_string(),
+        sig: peer.signer.ack(
+            meta.id.as_str(),
+            &meta.checksum.to_string(),
+            meta.len,
+            epoch,
+        ),
+    })
 }
 
 /// `GET /v1/chunks/{id}`: the chunk or a `Range` of it, verified while streaming.
@@ -352,10 +480,19 @@ async fn head_chunk(State(s): Shared, Path(id): Path<String>) -> Result<Response
 async fn delete_chunk(
     State(s): Shared,
     Path(id): Path<String>,
+    signer: Option<Extension<Signer>>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = ChunkId::new(id)?;
-    s.fence.check(epoch_header(&headers)?)?;
+    let epoch = epoch_header(&headers)?;
+    s.fence.admit(epoch, s.options.epoch_wait).await?;
+    let signer = signer.map(|Extension(s)| s);
+    permit(
+        &s,
+        signer.as_ref(),
+        super::authority::Act::LeaderOnly,
+        Some(epoch),
+    )?;
     s.store.delete(&id).await?;
     s.refresh_metrics();
     Ok(StatusCode::NO_CONTENT)
@@ -387,11 +524,19 @@ async fn list_chunks(State(s): Shared) -> Result<Json<ListResponse>, ApiError> {
 async fn replicate_chunk(
     State(s): Shared,
     Path(id): Path<String>,
+    signer: Option<Extension<Signer>>,
     body: Result<Json<ReplicateRequest>, JsonRejection>,
 ) -> Result<Json<PutResponse>, ApiError> {
     let id = ChunkId::new(id)?;
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    s.fence.check(req.epoch)?;
+    s.fence.admit(req.epoch, s.options.epoch_wait).await?;
+    let signer = signer.map(|Extension(s)| s);
+    permit(
+        &s,
+        signer.as_ref(),
+        super::authority::Act::LeaderOnly,
+        Some(req.epoch),
+    )?;
     let mut pending = Vec::new();
     for t in &req.targets {
         let hop = pipeline::parse_hop(t).map_err(|e| ApiError::new(ErrorCode::BadTarget, e))?;
@@ -402,14 +547,17 @@ async fn replicate_chunk(
     if pending.is_empty() {
         return Err(ApiError::new(ErrorCode::BadTarget, "no targets given"));
     }
+    check_targets(&s, &pending).map_err(|e| ApiError::new(ErrorCode::BadTarget, e.message()))?;
     let mut meta = s.store.meta(&id)?;
     let mut stored: Vec<String> = Vec::new();
+    let mut acks = Vec::new();
     let mut last_error: Vec<Failure> = Vec::new();
     while let Some((hop, rest)) = pending.split_first() {
         let (hop, rest) = (hop.clone(), rest.to_vec());
         let (read_meta, outcome) = copy_once(&s, &id, req.epoch, &hop, &rest).await?;
         meta = read_meta;
         stored.extend(outcome.stored);
+        acks.extend(outcome.acks);
         last_error.retain(|f| !outcome.failed.iter().any(|g| g.addr == f.addr));
         last_error.extend(outcome.failed);
         // The hop itself was tried; the ones it did not store are retried without it.
@@ -422,6 +570,7 @@ async fn replicate_chunk(
         checksum: meta.checksum.to_string(),
         stored,
         failed: last_error,
+        acks,
     }))
 }
 

@@ -14,6 +14,8 @@ use futures::Stream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use crate::auth::PeerSigner;
+use crate::auth::peer::{Signed, body_digest};
 use crate::chunk::Checksum;
 
 /// Characters escaped in a URL path segment: everything but unreserved ones (RFC 3986).
@@ -25,10 +27,12 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// `http://{addr}/v1/chunks/{id}{suffix}`, the id escaped as a path segment.
 pub fn chunk_url(addr: &str, id: &str, suffix: &str) -> String {
-    format!(
-        "http://{addr}/v1/chunks/{}{suffix}",
-        utf8_percent_encode(id, SEGMENT)
-    )
+    format!("http://{addr}{}", chunk_path(id, suffix))
+}
+
+/// `/v1/chunks/{id}{suffix}`, as [`chunk_url`] sends it (and as signatures cover it).
+pub fn chunk_path(id: &str, suffix: &str) -> String {
+    format!("/v1/chunks/{}{suffix}", utf8_percent_encode(id, SEGMENT))
 }
 
 /// Why a chunk API call failed.
@@ -141,6 +145,8 @@ pub struct ChunkRead {
 pub struct ChunkClient {
     http: reqwest::Client,
     metrics: ClientMetrics,
+    /// Signs every request, on grids with a cluster secret.
+    signer: Option<PeerSigner>,
 }
 
 impl ChunkClient {
@@ -156,7 +162,22 @@ impl ChunkClient {
         Ok(Self {
             http: b.build()?,
             metrics: ClientMetrics::register(registry)?,
+            signer: None,
         })
+    }
+
+    /// The same client, signing every request as `signer`.
+    pub fn with_signer(mut self, signer: Option<PeerSigner>) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// Adds the peer signature over `signed`, when this client signs.
+    fn sign(&self, req: reqwest::RequestBuilder, signed: Signed<'_>) -> reqwest::RequestBuilder {
+        match &self.signer {
+            Some(signer) => req.header(headers::PEER_AUTH, signer.header(&signed)),
+            None => req,
+        }
     }
 
     /// Streams a chunk to `hop`, which stores it and forwards it down `put.pipeline`;
@@ -171,19 +192,34 @@ impl ChunkClient {
     where
         S: Into<reqwest::Body>,
     {
+        let path = chunk_path(put.id, "");
         let mut req = self
             .http
-            .put(chunk_url(hop, put.id, ""))
+            .put(format!("http://{hop}{path}"))
             .header(headers::EPOCH, put.epoch);
+        let pipeline = put.pipeline.join(",");
         if !put.pipeline.is_empty() {
-            req = req.header(headers::PIPELINE, put.pipeline.join(","));
+            req = req.header(headers::PIPELINE, &pipeline);
         }
         if let Some(len) = put.len {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
         }
-        if let Some(c) = put.checksum {
-            req = req.header(headers::CHECKSUM, c.to_string());
+        let checksum = put.checksum.map(|c| c.to_string());
+        if let Some(c) = &checksum {
+            req = req.header(headers::CHECKSUM, c);
         }
+        let req = self.sign(
+            req,
+            Signed {
+                method: "PUT",
+                path_and_query: &path,
+                epoch: Some(put.epoch),
+                checksum: checksum.as_deref(),
+                pipeline: (!pipeline.is_empty()).then_some(pipeline.as_str()),
+                content_length: put.len,
+                body_digest: None,
+            },
+        );
         self.timed("put", hop, async {
             let resp = send(hop, req.body(body)).await?;
             json(hop, expect(hop, resp, reqwest::StatusCode::CREATED).await?).await
@@ -213,7 +249,17 @@ impl ChunkClient {
         range: Option<Range<u64>>,
         timeout: Duration,
     ) -> Result<ChunkRead, ChunkCallError> {
-        let mut req = self.http.get(chunk_url(addr, id, "")).timeout(timeout);
+        let path = chunk_path(id, "");
+        let mut req = self.sign(
+            self.http
+                .get(format!("http://{addr}{path}"))
+                .timeout(timeout),
+            Signed {
+                method: "GET",
+                path_and_query: &path,
+                ..Signed::default()
+            },
+        );
         let wanted = match &range {
             Some(r) => {
                 req = req.header(
@@ -246,10 +292,25 @@ impl ChunkClient {
         id: &str,
         request: &ReplicateRequest,
     ) -> Result<PutResponse, ChunkCallError> {
-        let req = self
-            .http
-            .post(chunk_url(source, id, "/replicate"))
-            .json(request);
+        let path = chunk_path(id, "/replicate");
+        let body = serde_json::to_vec(request).map_err(|e| ChunkCallError::BadAnswer {
+            addr: source.to_string(),
+            message: format!("cannot encode the request: {e}"),
+        })?;
+        let digest = body_digest(&body);
+        let req = self.sign(
+            self.http
+                .post(format!("http://{source}{path}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+            Signed {
+                method: "POST",
+                path_and_query: &path,
+                // The epoch is in the body, which the digest covers.
+                body_digest: Some(&digest),
+                ..Signed::default()
+            },
+        );
         self.timed("replicate", source, async {
             let resp = send(source, req).await?;
             json(source, expect(source, resp, reqwest::StatusCode::OK).await?).await
@@ -259,7 +320,14 @@ impl ChunkClient {
 
     /// The block report of `addr`: every chunk it holds and its space figures.
     pub async fn list(&self, addr: &str) -> Result<ListResponse, ChunkCallError> {
-        let req = self.http.get(format!("http://{addr}/v1/chunks"));
+        let req = self.sign(
+            self.http.get(format!("http://{addr}/v1/chunks")),
+            Signed {
+                method: "GET",
+                path_and_query: "/v1/chunks",
+                ..Signed::default()
+            },
+        );
         self.timed("list", addr, async {
             let resp = send(addr, req).await?;
             json(addr, expect(addr, resp, reqwest::StatusCode::OK).await?).await
@@ -269,10 +337,18 @@ impl ChunkClient {
 
     /// Deletes `id` on `addr` under `epoch`.
     pub async fn delete(&self, addr: &str, id: &str, epoch: u64) -> Result<(), ChunkCallError> {
-        let req = self
-            .http
-            .delete(chunk_url(addr, id, ""))
-            .header(headers::EPOCH, epoch);
+        let path = chunk_path(id, "");
+        let req = self.sign(
+            self.http
+                .delete(format!("http://{addr}{path}"))
+                .header(headers::EPOCH, epoch),
+            Signed {
+                method: "DELETE",
+                path_and_query: &path,
+                epoch: Some(epoch),
+                ..Signed::default()
+            },
+        );
         self.timed("delete", addr, async {
             let resp = send(addr, req).await?;
             expect(addr, resp, reqwest::StatusCode::NO_CONTENT)

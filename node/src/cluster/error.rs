@@ -3,7 +3,7 @@
 
 use filegrid_proto::ErrorCode;
 
-use super::fence::StaleEpoch;
+use super::fence::EpochError;
 use crate::chunk::{InvalidChunkId, StoreError};
 pub use crate::http::ApiError;
 
@@ -26,9 +26,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<StaleEpoch> for ApiError {
-    fn from(e: StaleEpoch) -> Self {
-        Self::new(ErrorCode::StaleEpoch, e.to_string())
+impl From<EpochError> for ApiError {
+    fn from(e: EpochError) -> Self {
+        match e {
+            EpochError::Stale { .. } => Self::new(ErrorCode::StaleEpoch, e.to_string()),
+            EpochError::Unconfirmed { .. } => Self::with_status(
+                axum::http::StatusCode::CONFLICT,
+                ErrorCode::BadEpoch,
+                e.to_string(),
+            ),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! ZooKeeper: the caller feeds the fence and the readiness flag.
 
 mod api;
+pub mod authority;
 pub mod client;
 mod error;
 mod fence;
@@ -21,8 +22,9 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 
 use crate::chunk::{ChunkStore, ScrubConfig, ScrubHandle};
+pub use authority::{Directory, PeerAuth};
 pub use error::ApiError;
-pub use fence::{EpochFence, StaleEpoch};
+pub use fence::{EpochError, EpochFence, StaleEpoch};
 pub use metrics::ClusterMetrics;
 pub use pipeline::{Failure, PutResponse};
 
@@ -52,6 +54,11 @@ pub struct ApiOptions {
     pub readiness: Readiness,
     /// How often the storage gauges are refreshed.
     pub metrics_interval: Duration,
+    /// How long a request stamped with an epoch newer than ZooKeeper's waits for ZooKeeper
+    /// to confirm it.
+    pub epoch_wait: Duration,
+    /// Signature checks and signing, on grids with a cluster secret; `None` when insecure.
+    pub peer: Option<PeerAuth>,
 }
 
 impl ApiOptions {
@@ -65,6 +72,8 @@ impl ApiOptions {
             scrub: None,
             readiness: Readiness::new(true),
             metrics_interval: Duration::from_secs(5),
+            epoch_wait: Duration::from_secs(3),
+            peer: None,
         }
     }
 }
@@ -108,7 +117,8 @@ impl ClusterApi {
                 pool_max_idle_per_host: 16,
             },
             registry,
-        )?;
+        )?
+        .with_signer(options.peer.as_ref().map(|p| p.signer.clone()));
         let scrub = options
             .scrub
             .map(|config| ScrubHandle::spawn(store.clone(), config));

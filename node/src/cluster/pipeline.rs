@@ -33,6 +33,8 @@ pub struct Outcome {
     pub failed: Vec<Failure>,
     /// The checksum the first hop computed, when it stored the chunk.
     pub checksum: Option<String>,
+    /// Signed acknowledgements of the servers that stored it.
+    pub acks: Vec<filegrid_proto::chunk::Ack>,
 }
 
 /// Checks a pipeline hop: `host:port`, nothing else.
@@ -87,6 +89,7 @@ where
             stored: resp.stored,
             failed: resp.failed,
             checksum: Some(resp.checksum),
+            acks: resp.acks,
         },
         Err(e) => {
             let error = e.detail();
@@ -112,15 +115,22 @@ fn not_reached(hop: &str, rest: &[String], code: ErrorCode, error: String) -> Ou
         stored: Vec::new(),
         failed,
         checksum: None,
+        acks: Vec::new(),
     }
 }
 
 /// Our own copy plus what the downstream hops reported, dropping any hop whose copy does
 /// not have our checksum.
-pub(super) fn merge(advertise: &str, meta: &ChunkMeta, downstream: Option<Outcome>) -> PutResponse {
+pub(super) fn merge(
+    advertise: &str,
+    meta: &ChunkMeta,
+    downstream: Option<Outcome>,
+    own_ack: Option<filegrid_proto::chunk::Ack>,
+) -> PutResponse {
     let checksum = meta.checksum.to_string();
     let mut stored = vec![advertise.to_string()];
     let mut failed = Vec::new();
+    let mut acks: Vec<_> = own_ack.into_iter().collect();
     if let Some(outcome) = downstream {
         match outcome.checksum {
             Some(theirs) if theirs != checksum => {
@@ -130,7 +140,15 @@ pub(super) fn merge(advertise: &str, meta: &ChunkMeta, downstream: Option<Outcom
                     error: format!("stored checksum {theirs}, expected {checksum}"),
                 }));
             }
-            _ => stored.extend(outcome.stored),
+            _ => {
+                acks.extend(
+                    outcome
+                        .acks
+                        .into_iter()
+                        .filter(|a| outcome.stored.contains(&a.addr)),
+                );
+                stored.extend(outcome.stored);
+            }
         }
         failed.extend(outcome.failed);
     }
@@ -140,6 +158,7 @@ pub(super) fn merge(advertise: &str, meta: &ChunkMeta, downstream: Option<Outcom
         checksum,
         stored,
         failed,
+        acks,
     }
 }
 

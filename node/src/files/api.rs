@@ -277,15 +277,44 @@ async fn list_files(
 async fn heartbeat(
     State(s): State<FilesState>,
     Extension(lead): Extension<Leadership>,
-    body: Result<axum::Json<Heartbeat>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     let start = Instant::now();
     let m = &s.dp.metrics;
     m.heartbeat_received.inc();
-    let Ok(axum::Json(hb)) = body else {
+    let Ok(hb) = serde_json::from_slice::<Heartbeat>(&body) else {
         m.heartbeat_errors.inc();
         return ApiError::new(ErrorCode::BadRequest, "malformed heartbeat").into_response();
     };
+    // On grids with a cluster secret a heartbeat must be signed by the server it describes.
+    if let Some(peers) = &s.dp.peers {
+        let digest = crate::auth::peer::body_digest(&body);
+        let signed = crate::auth::peer::Signed {
+            method: "POST",
+            path_and_query: "/v1/heartbeat",
+            body_digest: Some(&digest),
+            ..Default::default()
+        };
+        let header = headers
+            .get(filegrid_proto::headers::PEER_AUTH)
+            .and_then(|v| v.to_str().ok());
+        match peers.verify(header, &signed) {
+            Ok(signer) if signer == hb.id.as_str() => {}
+            Ok(signer) => {
+                m.heartbeat_errors.inc();
+                return ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("{signer} may not send {}'s heartbeat", hb.id),
+                )
+                .into_response();
+            }
+            Err(e) => {
+                m.heartbeat_errors.inc();
+                return ApiError::new(ErrorCode::BadSignature, e.to_string()).into_response();
+            }
+        }
+    }
     let known = s.dp.membership.heartbeat(&hb);
     m.heartbeat_seconds.observe(start.elapsed().as_secs_f64());
     if !known {

@@ -52,6 +52,9 @@ pub struct DataPlane {
     pub repairs: repair::Queue,
     /// Directories known to exist, for one-transaction commits of new files.
     pub known_dirs: KnownDirs,
+    /// Checks cluster servers' signatures (acknowledgements, heartbeats); `None` when
+    /// running insecure.
+    pub peers: Option<crate::auth::PeerVerifier>,
 }
 
 impl DataPlane {
@@ -60,6 +63,7 @@ impl DataPlane {
         config: DataConfig,
         metrics: DataMetrics,
         chunks: ChunkClient,
+        peers: Option<crate::auth::PeerVerifier>,
     ) -> Arc<Self> {
         Arc::new(Self {
             election,
@@ -69,6 +73,7 @@ impl DataPlane {
             chunks,
             repairs: repair::Queue::default(),
             known_dirs: KnownDirs::default(),
+            peers,
         })
     }
 

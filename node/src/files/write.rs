@@ -230,7 +230,14 @@ async fn store_chunk(
             len: Some(data.len() as u64),
             checksum: Some(checksum),
         };
-        let answer = dp.chunks.put(first, put, data.clone()).await;
+        let answer = dp
+            .chunks
+            .put(first, put, data.clone())
+            .await
+            .map(|resp| match &dp.peers {
+                Some(peers) => keep_verified(peers, &addrs, resp, &checksum.to_string(), epoch),
+                None => resp,
+            });
         if let Err(e) = &answer {
             tracing::warn!(chunk = %id, server = %first, error = %e.detail(), "chunk pipeline failed at its first hop");
         }
@@ -284,6 +291,43 @@ async fn store_chunk(
         replicas: stored,
     };
     Ok((chunk, data))
+}
+
+/// `resp` with every stored copy that lacks a valid acknowledgement from the server
+/// registered at its address (or has another checksum than the one sent) moved to `failed`:
+/// a server that answers "stored" without holding the secret, or for another server, is
+/// not counted.
+pub(crate) fn keep_verified(
+    peers: &crate::auth::PeerVerifier,
+    addrs: &[(ServerId, String)],
+    mut resp: PutResponse,
+    checksum: &str,
+    epoch: u64,
+) -> PutResponse {
+    let len = resp.len;
+    let chunk = resp.id.clone();
+    let same_data = resp.checksum == checksum;
+    let (ok, bad): (Vec<String>, Vec<String>) = resp.stored.drain(..).partition(|addr| {
+        let Some((sid, _)) = addrs.iter().find(|(_, a)| a == addr) else {
+            return false;
+        };
+        same_data
+            && resp.acks.iter().any(|a| {
+                a.addr == *addr
+                    && a.server == sid.as_str()
+                    && peers.ack_ok(sid.as_str(), &a.sig, &chunk, checksum, len, epoch)
+            })
+    });
+    for addr in bad {
+        tracing::warn!(chunk = %chunk, server = %addr, "a replica answered stored without a valid acknowledgement; not counted");
+        resp.failed.push(filegrid_proto::chunk::Failure {
+            addr,
+            code: ErrorCode::BadSignature,
+            error: "stored without a valid signed acknowledgement".into(),
+        });
+    }
+    resp.stored = ok;
+    resp
 }
 
 /// What one pipeline attempt says of its servers.
@@ -371,6 +415,7 @@ mod tests {
                     error: code.as_str().into(),
                 })
                 .collect(),
+            acks: Vec::new(),
         })
     }
 
@@ -410,5 +455,47 @@ mod tests {
             body: ErrorBody::new(ErrorCode::StorageFull, "full"),
         });
         assert_eq!(judge(&pipeline(), &e).full, 1);
+    }
+    #[test]
+    fn only_replicas_with_their_own_valid_acknowledgement_count() {
+        use crate::auth::{ClusterSecret, PeerSigner, PeerVerifier};
+        let secret = ClusterSecret::new(b"0123456789abcdef0123456789abcdef").unwrap();
+        let verifier = PeerVerifier::new(secret.clone(), std::time::Duration::from_secs(30));
+        let other = ClusterSecret::new(b"another secret, also 32 bytes long").unwrap();
+        let addrs: Vec<(ServerId, String)> =
+            (1..=4).map(|i| (sid(i), format!("h{i}:9700"))).collect();
+        let ack = |addr: u32, signer: u32, secret: &ClusterSecret, epoch: u64| {
+            filegrid_proto::chunk::Ack {
+                addr: format!("h{addr}:9700"),
+                server: sid(signer).to_string(),
+                sig: PeerSigner::new(sid(signer).as_str(), secret.clone()).ack(
+                    "f-0",
+                    "crc32c:00000000",
+                    1,
+                    epoch,
+                ),
+            }
+        };
+        let mut resp = answer(&[1, 2, 3, 4], &[]).unwrap();
+        resp.acks = vec![
+            ack(1, 1, &secret, 5),
+            // Signed by another server than the one registered at the address.
+            ack(2, 3, &secret, 5),
+            // Signed without the cluster secret.
+            ack(3, 3, &other, 5),
+            // Signed for another epoch.
+            ack(4, 4, &secret, 4),
+        ];
+        let kept = keep_verified(&verifier, &addrs, resp.clone(), "crc32c:00000000", 5);
+        assert_eq!(kept.stored, vec!["h1:9700".to_string()]);
+        assert_eq!(kept.failed.len(), 3);
+        assert!(
+            kept.failed
+                .iter()
+                .all(|f| f.code == ErrorCode::BadSignature)
+        );
+        // Another checksum than the one sent: nothing counts.
+        let kept = keep_verified(&verifier, &addrs, resp, "crc32c:11111111", 5);
+        assert!(kept.stored.is_empty());
     }
 }

@@ -49,6 +49,18 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     tracing::info!(server_id = %cfg.server_id, listen = %cfg.listen, advertise_host = %cfg.advertise_host,
         zk_hosts = %cfg.common.zk_hosts, zk_root = %cfg.common.zk_root, preempt = cfg.preempt, standby_proxy = cfg.standby_proxy, "starting head");
 
+    // On grids with a cluster secret, this head signs its chunk calls and checks the cluster
+    // servers' signatures.
+    let peer = match &cfg.common.security.cluster_secret_file {
+        Some(path) => {
+            let secret = crate::auth::ClusterSecret::load(path)?;
+            Some((
+                crate::auth::PeerSigner::new(cfg.server_id.as_str(), secret.clone()),
+                crate::auth::PeerVerifier::new(secret, cfg.common.security.signature_window),
+            ))
+        }
+        None => None,
+    };
     let data_plane = DataPlane::new(
         election.clone(),
         DataConfig {
@@ -69,7 +81,9 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             },
             &registry,
         )
-        .context("building the chunk API client")?,
+        .context("building the chunk API client")?
+        .with_signer(peer.as_ref().map(|(signer, _)| signer.clone())),
+        peer.as_ref().map(|(_, verifier)| verifier.clone()),
     );
     let repair_report = Arc::new(std::sync::Mutex::new(PassReport::default()));
     let proxy = if cfg.standby_proxy {
@@ -91,6 +105,19 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         proxy,
     };
 
+    let client_gate = crate::auth::gate::ClientGate {
+        credentials: match &cfg.credentials_file {
+            Some(path) => Some(
+                crate::auth::credentials::LiveCredentials::watch(
+                    path.clone(),
+                    std::time::Duration::from_secs(5),
+                )
+                .map_err(anyhow::Error::new)?,
+            ),
+            None => None,
+        },
+        anonymous_read: cfg.anonymous_read,
+    };
     let ready = Readiness::default();
     let ops = http::ops_router(registry.clone(), ready.clone());
     let files_state = files::api::FilesState {
@@ -108,6 +135,10 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             api_state,
         ))
         .merge(ops.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            client_gate,
+            crate::auth::gate::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
             http::track,
