@@ -205,6 +205,14 @@ pub struct DecommissionAnswer {
     pub state: DrainState,
 }
 
+/// `POST /v1/cluster/{id}/recommission`: the server is live again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecommissionAnswer {
+    pub id: ServerId,
+    /// The drain state it had; `None` when it was not being drained (nothing changed).
+    pub was: Option<DrainState>,
+}
+
 /// `GET /v1/repair`: what the leader's last repair pass found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairReport {

@@ -113,8 +113,20 @@ pub async fn check(State(gate): State<ClientGate>, mut req: Request, next: Next)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     match gate.judge(need, authorization) {
         Verdict::Allow(principal) => {
+            let audit = (need == Need::Client(Access::Admin)).then(|| {
+                (
+                    principal.name.clone(),
+                    req.method().clone(),
+                    req.uri().path().to_string(),
+                )
+            });
             req.extensions_mut().insert(principal);
-            next.run(req).await
+            let resp = next.run(req).await;
+            if let Some((principal, method, path)) = audit {
+                tracing::info!(target: "filegrid::audit", %principal, %method, %path,
+                    status = resp.status().as_u16(), "admin call");
+            }
+            resp
         }
         Verdict::Unauthorized(why) => {
             let mut resp = ApiError::new(ErrorCode::Unauthorized, why).into_response();
@@ -124,7 +136,10 @@ pub async fn check(State(gate): State<ClientGate>, mut req: Request, next: Next)
             );
             resp
         }
-        Verdict::Forbidden(why) => ApiError::new(ErrorCode::Forbidden, why).into_response(),
+        Verdict::Forbidden(why) => {
+            tracing::info!(target: "filegrid::audit", method = %req.method(), path = %req.uri().path(), reason = %why, "call refused");
+            ApiError::new(ErrorCode::Forbidden, why).into_response()
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub enum Command {
     Rm { remote: String },
     /// Size, checksum, chunk count and modification time of a file
     Stat { remote: String },
+    /// Bring a draining or drained cluster server back into service
+    Recommission { id: String },
     /// Drain a cluster server before removing it
     Decommission {
         id: String,
@@ -439,6 +441,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                         std::time::UNIX_EPOCH + Duration::from_millis(st.mtime)
                     )
                 );
+            }
+        }
+        Command::Recommission { id } => {
+            let base = target.leader_base().await?;
+            let state = transfer::recommission(&data_client(timeout, &auth)?, &base, &id).await?;
+            if cli.json {
+                print_json(&serde_json::json!({"id": id, "state": state}));
+            } else {
+                println!("{id}: {state}");
             }
         }
         Command::Decommission { id, wait } => {

@@ -283,6 +283,31 @@ pub async fn ls(
     }
 }
 
+/// Brings a draining or drained server back; answers what it was.
+pub async fn recommission(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+) -> Result<String, CliError> {
+    let url = format!("{base}/v1/cluster/{id}/recommission");
+    let resp = http
+        .post(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
+    let answer: filegrid_proto::head::RecommissionAnswer = resp
+        .json()
+        .await
+        .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))?;
+    Ok(match answer.was {
+        Some(was) => format!("live again (was {was:?})").to_lowercase(),
+        None => "live (was not being drained)".into(),
+    })
+}
+
 pub async fn decommission(
     http: &reqwest::Client,
     base: &str,

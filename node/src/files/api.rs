@@ -45,6 +45,7 @@ pub fn forwardable_routes(state: FilesState) -> Router {
         .route("/v1/files", get(list_files))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/{id}/decommission", post(decommission))
+        .route("/v1/cluster/{id}/recommission", post(recommission))
         .route("/v1/repair", get(repair_report))
         .with_state(state)
 }
@@ -85,6 +86,20 @@ async fn put_file(
                     .into_response();
             }
         },
+    };
+    // Each upload holds at most a few chunk buffers; the cap bounds what all of them hold.
+    let Ok(_permit) = s.dp.uploads.clone().try_acquire_owned() else {
+        let mut resp = ApiError::new(
+            ErrorCode::TooManyUploads,
+            format!(
+                "{} uploads are in progress, the most this head takes; retry shortly",
+                s.dp.config.max_uploads
+            ),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
     };
     match write::upload(&s.dp, &lead, path.clone(), body, content_length).await {
         Ok(meta) => (
@@ -333,6 +348,27 @@ async fn heartbeat(
 
 async fn cluster(State(s): State<FilesState>) -> Response {
     axum::Json(s.dp.membership.views(s.dp.config.dead_after)).into_response()
+}
+
+async fn recommission(
+    State(s): State<FilesState>,
+    Extension(lead): Extension<Leadership>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = ServerId::new(id.clone()) else {
+        return ApiError::new(ErrorCode::BadRequest, format!("bad server id {id:?}"))
+            .into_response();
+    };
+    let Some(server) = s.dp.membership.get(&id) else {
+        return ApiError::new(ErrorCode::NotFound, format!("no cluster server {id}"))
+            .into_response();
+    };
+    match drain::recommission(&s.dp, &lead, &server).await {
+        Ok(was) => axum::Json(filegrid_proto::head::RecommissionAnswer { id, was }).into_response(),
+        Err(e) => fail(DataError::Unavailable(format!(
+            "cannot record recommission: {e}"
+        ))),
+    }
 }
 
 async fn decommission(

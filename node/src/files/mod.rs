@@ -39,6 +39,8 @@ pub struct DataConfig {
     pub repair_rate: u64,
     /// Largest file accepted.
     pub max_file_size: u64,
+    /// Uploads in progress at once; more are refused with 503 and Retry-After.
+    pub max_uploads: u32,
 }
 
 /// Everything the data path shares.
@@ -55,6 +57,8 @@ pub struct DataPlane {
     /// Checks cluster servers' signatures (acknowledgements, heartbeats); `None` when
     /// running insecure.
     pub peers: Option<crate::auth::PeerVerifier>,
+    /// One permit per upload in progress (`max_uploads`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl DataPlane {
@@ -68,12 +72,13 @@ impl DataPlane {
         Arc::new(Self {
             election,
             membership: Arc::new(Membership::default()),
-            config,
             metrics,
             chunks,
             repairs: repair::Queue::default(),
             known_dirs: KnownDirs::default(),
             peers,
+            uploads: Arc::new(tokio::sync::Semaphore::new(config.max_uploads as usize)),
+            config,
         })
     }
 

@@ -71,6 +71,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             orphan_grace: cfg.orphan_grace,
             repair_rate: cfg.repair_rate,
             max_file_size: cfg.max_file_size,
+            max_uploads: cfg.max_uploads,
         },
         DataMetrics::new(&registry),
         ChunkClient::new(

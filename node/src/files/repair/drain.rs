@@ -66,6 +66,31 @@ pub async fn request(
     Ok(DrainState::Draining)
 }
 
+/// Undoes a decommission: deletes `server`'s drain state so it is live again and takes
+/// new chunks. Answers the state it had (`None`: it was not being drained).
+pub async fn recommission(
+    dp: &DataPlane,
+    lead: &Leadership,
+    server: &ServerInfo,
+) -> Result<Option<DrainState>, FenceError> {
+    let Some(was) = server.drain else {
+        return Ok(None);
+    };
+    let op = FencedOp::Delete {
+        path: lead.layout().cluster_state(&server.id),
+        version: None,
+    };
+    match lead.write(&[op]).await {
+        // Already gone: an earlier request got there first.
+        Ok(_) | Err(FenceError::Operation { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    dp.membership.set_drain(&server.id, None);
+    dp.repairs.wake();
+    tracing::info!(server_id = %server.id, was = ?was, "recommissioned cluster server: live again");
+    Ok(Some(was))
+}
+
 /// Records that `id` is drained (the plan found no manifest listing it).
 pub async fn mark_drained(
     dp: &DataPlane,

@@ -415,6 +415,7 @@ mod tests {
                     orphan_grace: GRACE,
                     repair_rate: 1 << 30,
                     max_file_size: 1 << 40,
+                    max_uploads: 64,
                 },
             };
             for id in up {
