@@ -28,6 +28,9 @@ pub struct GridOptions {
     pub base_dir: Option<PathBuf>,
     /// `RUST_LOG` of the FileGrid processes; the testkit's debug default when `None`.
     pub log_filter: Option<String>,
+    /// Start every process with `--zk-auth-file`: a digest credential (`filegrid:<random>`)
+    /// generated into the grid's dir, see [`Grid::zk_auth_file`].
+    pub zk_auth: bool,
 }
 
 impl Default for GridOptions {
@@ -46,6 +49,7 @@ impl Default for GridOptions {
             extra_cluster_args: Vec::new(),
             base_dir: None,
             log_filter: None,
+            zk_auth: false,
         }
     }
 }
@@ -92,6 +96,14 @@ impl Grid {
             options: options.clone(),
             node_bin: node_bin.to_path_buf(),
         };
+        if options.zk_auth {
+            let password = random_hex(16);
+            std::fs::write(
+                grid.dir.path().join(ZK_AUTH_FILE),
+                format!("filegrid:{password}\n"),
+            )
+            .unwrap_or_else(|e| panic!("writing the ZooKeeper credential: {e}"));
+        }
         for i in 1..=options.heads {
             grid.start_head(&format!("head_server_{i}"));
         }
@@ -129,6 +141,7 @@ impl Grid {
             "--startup-grace".into(),
             "0s".into(),
         ];
+        args.extend(self.zk_auth_args());
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
         self.heads.push(Head {
@@ -166,6 +179,7 @@ impl Grid {
             args.push("--capacity".into());
             args.push(c.clone());
         }
+        args.extend(self.zk_auth_args());
         args.extend(self.options.extra_cluster_args.iter().cloned());
         let proc = self.spawn(id, &args);
         let server = ClusterServer {
@@ -192,6 +206,21 @@ impl Grid {
                 std::process::Stdio::null(),
             ),
             None => Proc::spawn(id, &self.node_bin, args, self.dir.path()),
+        }
+    }
+
+    /// The credential file every process gets (with [`GridOptions::zk_auth`]).
+    pub fn zk_auth_file(&self) -> Option<PathBuf> {
+        self.options
+            .zk_auth
+            .then(|| self.dir.path().join(ZK_AUTH_FILE))
+    }
+
+    /// `--zk-auth-file <file>` when the grid has a credential, for any FileGrid process.
+    pub fn zk_auth_args(&self) -> Vec<String> {
+        match self.zk_auth_file() {
+            Some(f) => vec!["--zk-auth-file".into(), f.display().to_string()],
+            None => Vec::new(),
         }
     }
 
@@ -243,6 +272,19 @@ impl Grid {
     pub fn chunk_file(&self, server: usize, chunk_id: &str) -> PathBuf {
         self.cluster[server].data_dir.join("chunks").join(chunk_id)
     }
+}
+
+/// Name of the generated credential file in the grid's dir.
+const ZK_AUTH_FILE: &str = "zk-auth";
+
+/// `bytes` random bytes from the kernel, as hex.
+fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .unwrap_or_else(|e| panic!("/dev/urandom: {e}"));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A plain blocking HTTP GET on loopback; `None` unless 200.

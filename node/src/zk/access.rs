@@ -217,6 +217,21 @@ pub enum RootVerdict {
     Refuse(String),
 }
 
+/// Why a root this process may not even read the ACL of (ZooKeeper 3.6 and later answer
+/// `getACL` only with READ or ADMIN permission) is refused.
+pub fn unreadable_root(access: &ZkAccess) -> String {
+    match access.user() {
+        Some(user) => format!(
+            "exists, but the credential of zk_auth_file (digest user {user:?}) may not read it: \
+             the password differs from the grid's, or the root belongs to another principal; \
+             every process of a grid needs the same zk_auth_file"
+        ),
+        None => "exists, but is protected by ZooKeeper ACLs and this process has no credential: \
+                 set zk_auth_file to the file holding the grid's `user:password`"
+            .into(),
+    }
+}
+
 /// Decides on the root's `acl` for a process with `access` (pure: no I/O).
 pub fn judge_root(acl: &[Acl], access: &ZkAccess) -> RootVerdict {
     let ours = access.acl();
@@ -346,6 +361,13 @@ pub async fn prepare_root(client: &Client, layout: &Layout) -> Result<(), ZkErro
                     Err(e) => return Err(e.into()),
                 }
                 continue;
+            }
+            Err(zookeeper_client::Error::NoAuth) => {
+                return Err(AccessError::Refused {
+                    root: root.into(),
+                    reason: unreadable_root(access),
+                }
+                .into());
             }
             Err(e) => return Err(e.into()),
         };
@@ -564,5 +586,13 @@ mod tests {
             panic!("a protected root without a credential is refused");
         };
         assert!(why.contains("set zk_auth_file"), "{why}");
+        // A root this process may not read.
+        let why = unreadable_root(&access);
+        assert!(
+            why.contains("password differs") && why.contains("\"filegrid\""),
+            "{why}"
+        );
+        assert!(!why.contains("s3cret"), "{why}");
+        assert!(unreadable_root(&open).contains("set zk_auth_file"));
     }
 }
