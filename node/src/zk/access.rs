@@ -238,17 +238,21 @@ pub fn judge_root(acl: &[Acl], access: &ZkAccess) -> RootVerdict {
     if same_entries(acl, ours) {
         return RootVerdict::Ours;
     }
+    let world = acl
+        .iter()
+        .filter(|a| a.scheme() == "world" && a.id() == "anyone")
+        .fold(Permission::NONE, |p, a| p | a.permission());
     let entries = describe(acl);
     let Some(user) = access.user() else {
+        // As before ACLs: anything goes while anyone may do everything.
+        if world == Permission::ALL {
+            return RootVerdict::Ours;
+        }
         return RootVerdict::Refuse(format!(
             "is protected by ZooKeeper ACLs ({entries}), and this process has no credential: \
              set zk_auth_file to the file holding the grid's `user:password`"
         ));
     };
-    let world = acl
-        .iter()
-        .filter(|a| a.scheme() == "world" && a.id() == "anyone")
-        .fold(Permission::NONE, |p, a| p | a.permission());
     if world.has(Permission::ADMIN) {
         return RootVerdict::Adopt;
     }
@@ -545,6 +549,10 @@ mod tests {
 
         assert_eq!(judge_root(&[digest(&id, all)], &access), RootVerdict::Ours);
         assert_eq!(judge_root(&[world(all)], &open), RootVerdict::Ours);
+        assert_eq!(
+            judge_root(&[digest("admin:xyz", all), world(all)], &open),
+            RootVerdict::Ours
+        );
         // A grid made before ACLs: adopted.
         assert_eq!(judge_root(&[world(all)], &access), RootVerdict::Adopt);
         assert_eq!(
