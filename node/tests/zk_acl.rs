@@ -248,6 +248,23 @@ fn with_a_credential_anonymous_clients_cannot_touch_the_grid_which_works_and_fai
         }
     });
 
+    // The CLI reads ZooKeeper with the credential, and cannot without it.
+    let cli = |extra: &[String]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"))
+            .args(["--zk-hosts", &hosts, "--json"])
+            .args(extra)
+            .arg("heads")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let with = cli(&grid.zk_auth_args());
+    let listed = String::from_utf8_lossy(&with.stdout);
+    assert!(with.status.success(), "{with:?}");
+    assert!(listed.contains("head_server_2"), "{listed}");
+    let without = cli(&[]);
+    assert!(!without.status.success(), "{without:?}");
+
     // Reconnects re-authenticate: after a ZooKeeper restart the grid still writes.
     grid.zk.stop();
     grid.zk.start_again();
