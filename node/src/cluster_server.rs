@@ -101,7 +101,10 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
     let coordination = tokio::spawn(server.clone().coordinate(stop.clone()));
     let served = api_server.await;
     stop.cancel();
-    let _ = coordination.await;
+    let coordinated = coordination.await;
+    if let Ok(Err(e)) = coordinated {
+        return Err(anyhow::Error::new(e));
+    }
     match served {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(anyhow::Error::new(e).context("chunk API")),
@@ -128,20 +131,26 @@ struct ClusterServer {
 
 impl ClusterServer {
     fn layout(&self) -> Layout {
-        Layout::new(self.cfg.common.zk_root.clone())
+        Layout::for_config(&self.cfg.common)
     }
 
-    /// Registration, epoch watch and heartbeats, session after session.
-    async fn coordinate(self: Arc<Self>, stop: CancellationToken) {
+    /// Registration, epoch watch and heartbeats, session after session. If this server may
+    /// not use the grid's root, stops the process (`stop`) and returns why.
+    async fn coordinate(self: Arc<Self>, stop: CancellationToken) -> Result<(), ZkError> {
         let common = &self.cfg.common;
-        zk::run_sessions(
+        let ended = zk::run_sessions(
             &common.zk_hosts,
+            &self.layout(),
             common.session_timeout,
             &self.zk,
             &stop,
             &*self,
         )
         .await;
+        if ended.is_err() {
+            stop.cancel();
+        }
+        ended
     }
 
     async fn serve_session(&self, client: &Client) -> ZkError {
@@ -180,6 +189,7 @@ impl ClusterServer {
         let data = records::encode(&record);
         zk::register_ephemeral(
             client,
+            &layout,
             &path,
             &data,
             self.cfg.common.session_timeout * 2,

@@ -33,6 +33,16 @@ fn start<C>(
              can read, change and delete data; see docs/security.md"
         );
     }
+    match common(&cfg).security.zk_access.user() {
+        Some(user) => tracing::info!(
+            zk_user = user,
+            "authenticating to ZooKeeper with digest credentials (zk_auth_file); the grid's nodes are this user's only"
+        ),
+        None => tracing::warn!(
+            "ZooKeeper is unauthenticated (no zk_auth_file): anyone who reaches ZooKeeper can \
+             read the grid's metadata, move leadership and register servers; see docs/security.md"
+        ),
+    }
     return_large_buffers_to_the_os();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

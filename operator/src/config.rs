@@ -12,6 +12,9 @@ use crate::validate::ValidGrid;
 
 /// Where the config map is mounted in every FileGrid container.
 pub const CONFIG_DIR: &str = "/etc/filegrid";
+/// Where the Secret of `zookeeper.authSecret` is mounted, and the key (file) it must hold.
+pub const ZK_AUTH_DIR: &str = "/etc/filegrid-zk";
+pub const ZK_AUTH_KEY: &str = "auth";
 /// Where each cluster server's volume is mounted.
 pub const DATA_DIR: &str = "/var/lib/filegrid";
 pub const HEAD_API_PORT: i32 = 9669;
@@ -52,6 +55,12 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
     // Until the operator creates the grid's secrets, its pods run without security, and
     // say so in their logs.
     put("insecure", Value::Boolean(true));
+    if spec.zookeeper.auth_secret.is_some() {
+        put(
+            "zk_auth_file",
+            Value::String(format!("{ZK_AUTH_DIR}/{ZK_AUTH_KEY}")),
+        );
+    }
     let extra = match role {
         Role::Head => {
             put("listen", Value::String(format!("0.0.0.0:{HEAD_API_PORT}")));

@@ -106,6 +106,12 @@ pub struct ZooKeeperSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(/[A-Za-z0-9_.\-]+)+$"))]
     pub root: Option<String>,
+    /// Secret in the grid's namespace whose key `auth` holds the ZooKeeper digest credential
+    /// `user:password`. Every pod mounts it and uses it as `zk_auth_file`, so the grid's znodes
+    /// are readable and writable by that user only. Unset: the znodes are open to anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub auth_secret: Option<String>,
     /// ZooKeeper session timeout; a crashed leader is replaced after about this long.
     #[serde(default = "default_session_timeout")]
     #[schemars(regex(pattern = r"^[1-9][0-9]*(ms|s|m)$"))]

@@ -17,6 +17,7 @@ pub const MAX_NAME_LEN: usize = 40;
 pub const MANAGED_KEYS: &[&str] = &[
     "zk_hosts",
     "zk_root",
+    "zk_auth_file",
     "session_timeout",
     "log_format",
     "server_id",

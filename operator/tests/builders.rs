@@ -529,3 +529,41 @@ fn extra_config_of_another_role_is_refused() {
         "spec.extraConfig.head.scrub_rate: is a cluster setting, not a head one"
     );
 }
+
+#[test]
+fn a_zookeeper_auth_secret_is_mounted_in_every_pod_and_named_in_every_role_file() {
+    let mut g = fixture("minimal");
+    for role in [Role::Head, Role::Cluster, Role::Monitor] {
+        assert!(!config::render(&g, role).contains("zk_auth_file"));
+    }
+    g.spec.zookeeper.auth_secret = Some("demo-zk-auth".into());
+    for role in [Role::Head, Role::Cluster, Role::Monitor] {
+        let parsed: toml::Table = toml::from_str(&config::render(&g, role)).unwrap();
+        assert_eq!(
+            parsed["zk_auth_file"].as_str(),
+            Some("/etc/filegrid-zk/auth"),
+            "{role:?}"
+        );
+    }
+    let templates = [
+        builders::head_stateful_set(&g).spec.template,
+        builders::cluster_stateful_set(&g, 3).spec.template,
+        builders::monitor_deployment(&g).spec.template,
+    ];
+    for t in templates {
+        let pod = t.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "zk-auth")
+            .expect("a zk-auth volume");
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("demo-zk-auth"));
+        assert_eq!(secret.items.unwrap()[0].key, "auth");
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        let mount = mounts.iter().find(|m| m.name == "zk-auth").unwrap();
+        assert_eq!(mount.mount_path, "/etc/filegrid-zk");
+        assert_eq!(mount.read_only, Some(true));
+    }
+}

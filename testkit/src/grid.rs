@@ -33,6 +33,9 @@ pub struct GridOptions {
     pub insecure: bool,
     /// Let requests without a credential read.
     pub anonymous_read: bool,
+    /// Start every process with `--zk-auth-file`: a digest credential (`filegrid:<random>`)
+    /// generated into the grid's dir, see [`Grid::zk_auth_file`].
+    pub zk_auth: bool,
 }
 
 impl Default for GridOptions {
@@ -53,6 +56,7 @@ impl Default for GridOptions {
             log_filter: None,
             insecure: false,
             anonymous_read: false,
+            zk_auth: false,
         }
     }
 }
@@ -103,6 +107,14 @@ impl Grid {
             options: options.clone(),
             node_bin: node_bin.to_path_buf(),
         };
+        if options.zk_auth {
+            let password = random_hex(16);
+            std::fs::write(
+                grid.dir.path().join(ZK_AUTH_FILE),
+                format!("filegrid:{password}\n"),
+            )
+            .unwrap_or_else(|e| panic!("writing the ZooKeeper credential: {e}"));
+        }
         for i in 1..=options.heads {
             grid.start_head(&format!("head_server_{i}"));
         }
@@ -143,6 +155,7 @@ impl Grid {
         if o.anonymous_read {
             args.push("--anonymous-read".into());
         }
+        args.extend(self.zk_auth_args());
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
         self.heads.push(Head {
@@ -180,6 +193,7 @@ impl Grid {
             args.push("--capacity".into());
             args.push(c.clone());
         }
+        args.extend(self.zk_auth_args());
         args.extend(self.options.extra_cluster_args.iter().cloned());
         let proc = self.spawn(id, &args);
         let server = ClusterServer {
@@ -234,6 +248,21 @@ impl Grid {
         }
     }
 
+    /// The credential file every process gets (with [`GridOptions::zk_auth`]).
+    pub fn zk_auth_file(&self) -> Option<PathBuf> {
+        self.options
+            .zk_auth
+            .then(|| self.dir.path().join(ZK_AUTH_FILE))
+    }
+
+    /// `--zk-auth-file <file>` when the grid has a credential, for any FileGrid process.
+    pub fn zk_auth_args(&self) -> Vec<String> {
+        match self.zk_auth_file() {
+            Some(f) => vec!["--zk-auth-file".into(), f.display().to_string()],
+            None => Vec::new(),
+        }
+    }
+
     /// Restarts a stopped cluster server on the same port and data.
     pub fn restart_cluster_server(&mut self, index: usize) {
         let (id, port, dir) = {
@@ -282,6 +311,19 @@ impl Grid {
     pub fn chunk_file(&self, server: usize, chunk_id: &str) -> PathBuf {
         self.cluster[server].data_dir.join("chunks").join(chunk_id)
     }
+}
+
+/// Name of the generated credential file in the grid's dir.
+const ZK_AUTH_FILE: &str = "zk-auth";
+
+/// `bytes` random bytes from the kernel, as hex.
+fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .unwrap_or_else(|e| panic!("/dev/urandom: {e}"));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A plain blocking HTTP GET on loopback with the test admin credential; `None` unless 200.

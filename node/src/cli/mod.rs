@@ -30,6 +30,9 @@ pub struct Cli {
     #[arg(long, env = "FILEGRID_ZK_ROOT", global = true, default_value = "/distributed_file_grid",
           value_parser = crate::config::values::zk_root)]
     pub zk_root: String,
+    /// With --zk-hosts: file holding the grid's ZooKeeper `user:password` (its zk_auth_file)
+    #[arg(long, env = "FILEGRID_ZK_AUTH_FILE", global = true, value_parser = crate::config::values::path, value_name = "FILE")]
+    pub zk_auth_file: Option<PathBuf>,
     /// Print JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
@@ -100,7 +103,10 @@ enum Target {
 impl Target {
     async fn open(cli: &Cli) -> Result<Self, CliError> {
         if let (None, Some(hosts)) = (&cli.head, &cli.zk_hosts) {
-            let connect = zookeeper_client::Client::connector()
+            let access = zk::ZkAccess::from_file(cli.zk_auth_file.as_deref())
+                .map_err(|e| CliError::Usage(format!("--zk-auth-file: {e}")))?;
+            let connect = access
+                .connector()
                 .with_session_timeout(cli.timeout)
                 .connect(hosts);
             let client = tokio::time::timeout(cli.timeout, connect)
@@ -115,7 +121,7 @@ impl Target {
                 })?;
             return Ok(Target::Zk {
                 client,
-                layout: Layout::new(cli.zk_root.clone()),
+                layout: Layout::new(cli.zk_root.clone()).with_access(access),
             });
         }
         let base = cli

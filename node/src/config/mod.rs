@@ -145,6 +145,9 @@ pub struct SecurityConfig {
     pub insecure: bool,
     pub cluster_secret_file: Option<PathBuf>,
     pub zk_auth_file: Option<PathBuf>,
+    /// How to authenticate to ZooKeeper and which ACL nodes get: the credential of
+    /// `zk_auth_file`, read once when the settings are resolved (open without it).
+    pub zk_access: crate::zk::ZkAccess,
     /// The listeners' certificate and key, when TLS is on.
     pub tls: Option<TlsFiles>,
     pub tls_ca: Option<PathBuf>,
@@ -505,6 +508,12 @@ fn common(file: filegrid_proto::config::CommonFile) -> Result<CommonConfig, Conf
         (Some(_), None) => return Err(needs("tls_cert", "tls_key")),
         (None, Some(_)) => return Err(needs("tls_key", "tls_cert")),
     };
+    let zk_access = crate::zk::ZkAccess::from_file(file.zk_auth_file.as_deref()).map_err(|e| {
+        ConfigError::Invalid {
+            setting: "zk_auth_file",
+            message: e.to_string(),
+        }
+    })?;
     Ok(CommonConfig {
         zk_hosts: required("zk_hosts", file.zk_hosts)?,
         zk_root: required("zk_root", file.zk_root)?,
@@ -514,6 +523,7 @@ fn common(file: filegrid_proto::config::CommonFile) -> Result<CommonConfig, Conf
             insecure: required("insecure", file.insecure)?,
             cluster_secret_file: file.cluster_secret_file,
             zk_auth_file: file.zk_auth_file,
+            zk_access,
             tls,
             tls_ca: file.tls_ca,
             signature_window: required("signature_window", file.signature_window)?,

@@ -218,16 +218,18 @@ impl Election {
     }
 
     /// Takes part in elections until `shutdown` fires, then releases leadership and the
-    /// registration before returning.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// registration before returning; fails at once if this head may not use the grid's root
+    /// (see [`zk::access::prepare_root`]).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ZkError> {
         zk::run_sessions(
             &self.zk_hosts,
+            &self.layout,
             self.session_timeout,
             &self.metrics.zk,
             &shutdown,
             &*self,
         )
-        .await;
+        .await
     }
 
     fn is_old_session(&self, id: i64) -> bool {
@@ -316,9 +318,14 @@ impl Election {
             registered_by: None,
         };
         let data = records::encode(&record);
-        zk::register_ephemeral(client, &path, &data, self.session_timeout * 2, |owner| {
-            self.is_old_session(owner)
-        })
+        zk::register_ephemeral(
+            client,
+            &self.layout,
+            &path,
+            &data,
+            self.session_timeout * 2,
+            |owner| self.is_old_session(owner),
+        )
         .await?;
         tracing::info!(server_id = %self.me.server_id, session = %client.session_id(), "registered head");
         Ok(())
@@ -526,7 +533,7 @@ impl Election {
             multi.add_delete(&leader_path, Some(v))?;
         }
         multi.add_set_data(&epoch_path, &epoch_data, Some(estat.version))?;
-        multi.add_create(&leader_path, &leader_data, &zk::ephemeral())?;
+        multi.add_create(&leader_path, &leader_data, &self.layout.ephemeral())?;
         match multi.commit().await {
             Ok(results) => {
                 let epoch_version = results

@@ -81,7 +81,7 @@ pub async fn commit(
         lead.write(&[FencedOp::Create {
             path: layout.manifest_dir(&meta.file_id),
             data: Vec::new(),
-            options: zk::persistent(),
+            options: layout.persistent(),
         }])
         .await?;
         for (i, chunks) in parts.iter().enumerate() {
@@ -92,7 +92,7 @@ pub async fn commit(
             lead.write(&[FencedOp::Create {
                 path: layout.manifest_part(&meta.file_id, i as u32),
                 data: records::encode(&part),
-                options: zk::persistent(),
+                options: layout.persistent(),
             }])
             .await?;
         }
@@ -115,7 +115,7 @@ pub async fn commit(
         ops.push(FencedOp::Create {
             path: layout.file(path.as_str()),
             data: data.clone(),
-            options: zk::persistent(),
+            options: layout.persistent(),
         });
         match lead.write(&ops).await {
             Ok(_) => return Ok(None),
@@ -145,7 +145,7 @@ pub async fn commit(
                     ops.push(FencedOp::Create {
                         path: layout.file(dir),
                         data: records::encode(&Entry::dir()),
-                        options: zk::persistent(),
+                        options: layout.persistent(),
                     });
                     dirs.push((*dir, 0));
                 }
@@ -169,7 +169,7 @@ pub async fn commit(
                 ops.push(FencedOp::Create {
                     path: node,
                     data: data.clone(),
-                    options: zk::persistent(),
+                    options: layout.persistent(),
                 });
                 None
             }

@@ -142,7 +142,7 @@ async fn fenced_write(State(s): State<ApiState>) -> Response {
         FencedOp::Create {
             path,
             data,
-            options: zk::persistent(),
+            options: s.election.layout().persistent(),
         }
     };
     match s.election.write_with(&token, &[op]).await {

@@ -39,7 +39,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             api_port,
             metrics_port,
         },
-        Layout::new(cfg.common.zk_root.clone()),
+        Layout::for_config(&cfg.common),
         cfg.common.zk_hosts.clone(),
         cfg.common.session_timeout,
         cfg.preempt,
@@ -166,7 +166,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     ));
     tokio::spawn(crate::signals::cancel_on_signal(stop_election.clone()));
 
-    election.run(stop_election).await;
+    let elections = election.run(stop_election).await;
     stop_http.cancel();
     while let Some(r) = servers.join_next().await {
         if let Ok(Err(e)) = r {
@@ -174,6 +174,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         }
     }
     tracing::info!(server_id = %cfg.server_id, "head stopped");
+    elections?;
     Ok(())
 }
 

@@ -46,7 +46,7 @@ pub async fn force_if_leader(
     multi.add_create(
         &layout.excluded(id),
         &records::encode(&exclusion),
-        &zk::persistent(),
+        &layout.persistent(),
     )?;
     multi.add_delete(&layout.leader(), Some(lstat.version))?;
     match multi.commit().await {

@@ -129,7 +129,7 @@ async fn execute(monitor: &Monitor, cmd: Command) -> Result<String, String> {
                 .create(
                     &layout.head(&id),
                     &records::encode(&record),
-                    &zk::ephemeral(),
+                    &layout.ephemeral(),
                 )
                 .await
             {

@@ -63,7 +63,7 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
         failure_threshold = cfg.failure_threshold, "starting monitor");
     let interactive = cfg.interactive;
     let monitor = Arc::new(Monitor {
-        layout: Layout::new(cfg.common.zk_root.clone()),
+        layout: Layout::for_config(&cfg.common),
         cfg,
         metrics: monitor_metrics,
         heads: Mutex::new(BTreeMap::new()),
@@ -75,9 +75,12 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
         interactive::run(monitor.clone(), stop.clone()).await;
         stop.cancel();
     }
-    let _ = background.await;
+    let sessions = background.await;
     stop_http.cancel();
     let _ = server.await;
+    if let Ok(Err(e)) = sessions {
+        return Err(anyhow::Error::new(e));
+    }
     Ok(())
 }
 
@@ -113,16 +116,23 @@ impl Monitor {
         self.heads.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
-    async fn run_sessions(self: Arc<Self>, stop: CancellationToken) {
+    /// Session after session; if this monitor may not use the grid's root, stops the
+    /// process (`stop`, which also ends the interactive prompt) and returns why.
+    async fn run_sessions(self: Arc<Self>, stop: CancellationToken) -> Result<(), ZkError> {
         let common = &self.cfg.common;
-        zk::run_sessions(
+        let ended = zk::run_sessions(
             &common.zk_hosts,
+            &self.layout,
             common.session_timeout,
             &self.metrics.zk,
             &stop,
             &*self,
         )
         .await;
+        if ended.is_err() {
+            stop.cancel();
+        }
+        ended
     }
 
     /// Works within one session until it is lost; returns why.
@@ -169,6 +179,7 @@ impl Monitor {
         let path = self.layout.monitor(&self.cfg.monitor_id);
         zk::register_ephemeral(
             client,
+            &self.layout,
             &path,
             &records::encode(&record),
             self.cfg.common.session_timeout * 2,
@@ -319,7 +330,13 @@ impl Monitor {
             reporter: self.cfg.monitor_id.to_string(),
             error: last.error.clone(),
         };
-        zk::upsert(client, &self.layout.health_report(id), &report).await?;
+        zk::upsert(
+            client,
+            &self.layout,
+            &self.layout.health_report(id),
+            &report,
+        )
+        .await?;
         if h.consecutive_failures >= self.cfg.failure_threshold {
             failover::force_if_leader(
                 client,

@@ -1,20 +1,56 @@
-//! Where things live in ZooKeeper, relative to the grid's root (see `docs/zookeeper.md`).
+//! Where things live in ZooKeeper, relative to the grid's root (see `docs/zookeeper.md`),
+//! and the ACL the nodes there carry (see [`super::access`]).
 
+use zookeeper_client::CreateOptions;
+
+use super::access::ZkAccess;
+use crate::config::CommonConfig;
 use crate::ids::ServerId;
 
-/// Paths of one grid's znodes. The root is configurable so several grids share an ensemble.
+/// Paths of one grid's znodes and who may touch them. The root is configurable so several
+/// grids share an ensemble.
 #[derive(Clone, Debug)]
 pub struct Layout {
     root: String,
+    access: ZkAccess,
 }
 
 impl Layout {
+    /// A layout whose nodes are open to anyone (no `zk_auth_file`).
     pub fn new(root: impl Into<String>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            access: ZkAccess::open(),
+        }
+    }
+
+    /// The grid of a server's settings: `zk_root` and the credential of `zk_auth_file`.
+    pub fn for_config(common: &CommonConfig) -> Self {
+        Self::new(common.zk_root.clone()).with_access(common.security.zk_access.clone())
+    }
+
+    pub fn with_access(mut self, access: ZkAccess) -> Self {
+        self.access = access;
+        self
     }
 
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    pub fn access(&self) -> &ZkAccess {
+        &self.access
+    }
+
+    /// Options for creating a persistent node of this grid (with its ACL). Every node
+    /// FileGrid creates gets its options here or from [`Self::ephemeral`].
+    pub fn persistent(&self) -> CreateOptions<'static> {
+        self.access.persistent()
+    }
+
+    /// Options for creating an ephemeral node of this grid (with its ACL).
+    pub fn ephemeral(&self) -> CreateOptions<'static> {
+        self.access.ephemeral()
     }
 
     /// Parent directories created (persistent, empty) at start by every process.

@@ -1,6 +1,8 @@
-//! ZooKeeper access shared by every role: connecting, the session-after-session loop, the
-//! grid's znode layout, and the records stored in it.
+//! ZooKeeper access shared by every role: connecting (authenticated with `zk_auth_file`),
+//! the session-after-session loop, the grid's znode layout and ACL, and the records stored
+//! in it.
 
+pub mod access;
 pub mod layout;
 pub mod records;
 mod session;
@@ -9,8 +11,9 @@ use backon::{ConstantBuilder, ExponentialBuilder, Retryable};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
+use zookeeper_client::Client;
 
+pub use access::{AccessError, ZkAccess};
 pub use layout::Layout;
 pub(crate) use session::{SessionEnd, SessionRole, run_sessions, until_stopped};
 pub use zookeeper_client as client;
@@ -24,6 +27,8 @@ pub enum ZkError {
     BadRecord { path: String, message: String },
     #[error("shutting down")]
     Shutdown,
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 impl ZkError {
@@ -36,16 +41,11 @@ impl ZkError {
             )
         )
     }
-}
 
-/// Options for persistent nodes readable and writable by anyone (FileGrid relies on the
-/// network boundary of the ensemble, like the original system).
-pub fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
-}
-
-pub fn ephemeral() -> CreateOptions<'static> {
-    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+    /// This process cannot use the grid's root (see [`access::prepare_root`]): it stops.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ZkError::Access(_))
+    }
 }
 
 /// The session id as the hex string stored in records.
@@ -54,14 +54,17 @@ pub fn session_id(client: &Client) -> String {
 }
 
 /// Connects, retrying with capped exponential backoff (100 ms doubling to 2 s) until
-/// ZooKeeper answers or `cancel` fires.
+/// ZooKeeper answers or `cancel` fires. With a credential the session authenticates before
+/// anything else, and again after every reconnect.
 pub async fn connect(
     hosts: &str,
+    access: &ZkAccess,
     session_timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<Client, ZkError> {
     let attempt = || async move {
-        Client::connector()
+        access
+            .connector()
             .with_session_timeout(session_timeout)
             .connect(hosts)
             .await
@@ -107,14 +110,18 @@ where
 /// Creates the grid's persistent directories and the epoch counter if they are missing.
 pub async fn ensure_layout(client: &Client, layout: &Layout) -> Result<(), ZkError> {
     for dir in layout.directories() {
-        client.mkdir(&dir, &persistent()).await?;
+        client.mkdir(&dir, &layout.persistent()).await?;
     }
     let epoch = records::EpochRecord {
         v: records::RECORD_VERSION,
         epoch: 0,
     };
     match client
-        .create(&layout.epoch(), &records::encode(&epoch), &persistent())
+        .create(
+            &layout.epoch(),
+            &records::encode(&epoch),
+            &layout.persistent(),
+        )
         .await
     {
         Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
@@ -134,9 +141,10 @@ pub async fn read<T: for<'de> serde::Deserialize<'de>>(
     }
 }
 
-/// Creates or overwrites a persistent record.
+/// Creates (with the grid's ACL) or overwrites a persistent record.
 pub async fn upsert<T: serde::Serialize>(
     client: &Client,
+    layout: &Layout,
     path: &str,
     value: &T,
 ) -> Result<(), ZkError> {
@@ -144,7 +152,7 @@ pub async fn upsert<T: serde::Serialize>(
     match client.set_data(path, &data, None).await {
         Ok(_) => Ok(()),
         Err(zookeeper_client::Error::NoNode) => {
-            match client.create(path, &data, &persistent()).await {
+            match client.create(path, &data, &layout.persistent()).await {
                 Ok(_) => Ok(()),
                 Err(zookeeper_client::Error::NodeExists) => {
                     client.set_data(path, &data, None).await?;
@@ -163,13 +171,14 @@ pub async fn upsert<T: serde::Serialize>(
 /// run whose session has not expired yet, or a second process with the same id.
 pub async fn register_ephemeral(
     client: &Client,
+    layout: &Layout,
     path: &str,
     data: &[u8],
     wait: Duration,
     is_own_dead_session: impl Fn(i64) -> bool,
 ) -> Result<(), ZkError> {
     loop {
-        match client.create(path, data, &ephemeral()).await {
+        match client.create(path, data, &layout.ephemeral()).await {
             Ok(_) => return Ok(()),
             Err(zookeeper_client::Error::NodeExists) => {
                 let (stat, watcher) = client.check_and_watch_stat(path).await?;

@@ -3,14 +3,17 @@
 //! An expired ZooKeeper session cannot be revived; its ephemeral nodes and watches are gone,
 //! so a role keeps making new sessions until it is told to stop. The loop and the `connected`
 //! and `session_expirations` metrics are the same for every role and live here; what a role
-//! does within a session, at stop and after a loss is its own (`SessionRole`).
+//! does within a session, at stop and after a loss is its own (`SessionRole`). Before a role
+//! gets a session, the grid's root is checked (and created or adopted, see
+//! [`super::access::prepare_root`]); a root this process may not use ends the loop with an
+//! error, and the process stops.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::Client;
 
-use super::{ZkError, connect};
+use super::{Layout, ZkError, access, connect};
 use crate::metrics::ZkMetrics;
 
 /// How serving one session ended.
@@ -36,27 +39,63 @@ pub(crate) trait SessionRole {
 }
 
 /// Serves `role` session after session; returns once `stop` fires, after the role's cleanup
-/// if a session was up.
+/// if a session was up, or with the error if this process may not use the grid's root.
 pub(crate) async fn run_sessions(
     hosts: &str,
+    layout: &Layout,
     session_timeout: Duration,
     metrics: &ZkMetrics,
     stop: &CancellationToken,
     role: &impl SessionRole,
-) {
+) -> Result<(), ZkError> {
     // `connect` fails only when `stop` fires.
-    while let Ok(client) = connect(hosts, session_timeout, stop).await {
+    while let Ok(client) = connect(hosts, layout.access(), session_timeout, stop).await {
+        match prepare_root(&client, layout, stop).await {
+            Ok(()) => {}
+            Err(ZkError::Shutdown) => return Ok(()),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "ZooKeeper session lost while checking the grid's root; connecting again");
+                continue;
+            }
+        }
         metrics.connected.set(1);
         match role.serve(&client, stop).await {
             SessionEnd::Stopped => {
                 role.stop(&client).await;
-                return;
+                return Ok(());
             }
             SessionEnd::Lost(e) => {
                 metrics.connected.set(0);
                 metrics.session_expirations.inc();
                 role.lost(&client, &e);
             }
+        }
+    }
+    Ok(())
+}
+
+/// [`access::prepare_root`], retried every 500 ms on errors that leave the session up; ends
+/// with `Shutdown` when `stop` fires, and with the error when it is fatal or the session is
+/// lost.
+async fn prepare_root(
+    client: &Client,
+    layout: &Layout,
+    stop: &CancellationToken,
+) -> Result<(), ZkError> {
+    loop {
+        let e = tokio::select! {
+            _ = stop.cancelled() => return Err(ZkError::Shutdown),
+            r = access::prepare_root(client, layout) => match r {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_fatal() || e.is_session_lost() => return Err(e),
+                Err(e) => e,
+            },
+        };
+        tracing::warn!(zk_root = layout.root(), error = %e, "cannot check the grid's root in ZooKeeper; retrying");
+        tokio::select! {
+            _ = stop.cancelled() => return Err(ZkError::Shutdown),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

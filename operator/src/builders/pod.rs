@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{CONFIG_HASH_ANNOTATION, names, role_labels};
-use crate::config::{CONFIG_DIR, Role, config_hash};
+use crate::config::{CONFIG_DIR, Role, ZK_AUTH_DIR, ZK_AUTH_KEY, config_hash};
 use crate::crd::Scheduling;
 use crate::validate::ValidGrid;
 
@@ -84,22 +85,38 @@ pub fn node_container(
         ]),
         resources: resources.cloned(),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".to_string(),
-                mount_path: CONFIG_DIR.to_string(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".to_string(),
-                mount_path: "/tmp".to_string(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(node_mounts(grid)),
         ..Container::default()
     }
 }
+
+/// The config map, scratch space and, with `zookeeper.authSecret`, the ZooKeeper credential.
+fn node_mounts(grid: &ValidGrid) -> Vec<VolumeMount> {
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".to_string(),
+            mount_path: CONFIG_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".to_string(),
+            mount_path: "/tmp".to_string(),
+            ..VolumeMount::default()
+        },
+    ];
+    if grid.spec.zookeeper.auth_secret.is_some() {
+        mounts.push(VolumeMount {
+            name: ZK_AUTH_VOLUME.to_string(),
+            mount_path: ZK_AUTH_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
+}
+
+const ZK_AUTH_VOLUME: &str = "zk-auth";
 
 pub fn container_security_context() -> SecurityContext {
     SecurityContext {
@@ -140,6 +157,23 @@ pub fn pod_template(
             ..Volume::default()
         },
     ];
+    if let Some(secret) = &grid.spec.zookeeper.auth_secret {
+        volumes.push(Volume {
+            name: ZK_AUTH_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ZK_AUTH_KEY.to_string(),
+                    path: ZK_AUTH_KEY.to_string(),
+                    ..KeyToPath::default()
+                }]),
+                // Read by the node's group (fsGroup) only.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     volumes.extend(extra_volumes);
     PodTemplateSpec {
         metadata: Some(ObjectMeta {

@@ -52,7 +52,7 @@ pub async fn request(
     let op = FencedOp::Create {
         path: lead.layout().cluster_state(&server.id),
         data: encode(DrainState::Draining),
-        options: zk::persistent(),
+        options: lead.layout().persistent(),
     };
     match lead.write(&[op]).await {
         // The node exists: an earlier request got there first.
