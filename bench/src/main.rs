@@ -65,6 +65,10 @@ struct DataArgs {
     /// Keep the processes' logs (their directory is printed at the end).
     #[arg(long)]
     keep_logs: bool,
+    /// Run the grid without security (no client credentials, no peer signatures), to
+    /// compare with the default secured grid.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(clap::Args)]
@@ -160,6 +164,7 @@ fn run_data(a: DataArgs) -> Result<(), error::BenchError> {
             None => binaries::target_dir()?,
         },
         keep_logs: a.keep_logs,
+        insecure: a.insecure,
     };
     runtime()?.block_on(data::run(options, bins))
 }

@@ -37,6 +37,8 @@ pub struct DataOptions {
     /// Where the work directory (source file, baseline copies, FileGrid's data) is created.
     pub dir: PathBuf,
     pub keep_logs: bool,
+    /// The grid runs without security.
+    pub insecure: bool,
 }
 
 /// What every phase of every run shares.
@@ -128,7 +130,7 @@ pub async fn run(options: DataOptions, bins: NodeBinaries) -> Result<(), BenchEr
         o.clients
     );
 
-    let grid = start_grid(&bins.node, work.path()).await?;
+    let grid = start_grid(&bins.node, work.path(), o.insecure).await?;
     let result = measure(&options, &grid, work.path(), &source, crc).await;
     let logs = match (&result, o.keep_logs) {
         (Ok(_), false) => None,
@@ -156,7 +158,7 @@ pub async fn run(options: DataOptions, bins: NodeBinaries) -> Result<(), BenchEr
 }
 
 /// Starts the grid (the testkit panics on failure: that becomes an error here).
-async fn start_grid(node: &Path, base: &Path) -> Result<Grid, BenchError> {
+async fn start_grid(node: &Path, base: &Path, insecure: bool) -> Result<Grid, BenchError> {
     let options = GridOptions {
         heads: 2,
         cluster_servers: 3,
@@ -164,6 +166,7 @@ async fn start_grid(node: &Path, base: &Path) -> Result<Grid, BenchError> {
         base_dir: Some(base.to_path_buf()),
         // What an operator would run: no debug output to slow the servers down.
         log_filter: Some("info,zookeeper_client=warn".into()),
+        insecure,
         ..GridOptions::default()
     };
     let node = node.to_path_buf();
