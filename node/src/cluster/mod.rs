@@ -52,11 +52,16 @@ pub struct ApiOptions {
     pub readiness: Readiness,
     /// How often the storage gauges are refreshed.
     pub metrics_interval: Duration,
+    /// TLS and limits of the chunk API's listener.
+    pub listener: crate::http::ServeOptions,
+    /// TLS of the calls to other cluster servers (pipeline hops, replication).
+    pub tls: crate::http::Outgoing,
 }
 
 impl ApiOptions {
     /// Defaults for a server reachable at `advertise`: 30 s downstream timeout, 1 GiB
-    /// largest chunk, no scrubbing, ready, gauges refreshed every 5 s.
+    /// largest chunk, no scrubbing, ready, gauges refreshed every 5 s, plain HTTP with the
+    /// default listener limits.
     pub fn new(advertise: impl Into<String>) -> Self {
         Self {
             advertise: advertise.into(),
@@ -65,6 +70,8 @@ impl ApiOptions {
             scrub: None,
             readiness: Readiness::new(true),
             metrics_interval: Duration::from_secs(5),
+            listener: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -106,6 +113,7 @@ impl ClusterApi {
                 connect_timeout: Duration::from_secs(5),
                 read_timeout: None,
                 pool_max_idle_per_host: 16,
+                tls: options.tls.clone(),
             },
             registry,
         )?;
@@ -163,6 +171,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let interval = options.metrics_interval;
+    let listening = options.listener.clone();
     let api = ClusterApi::new(store, fence, &registry, options)?;
     let refresher = {
         let api = api.clone();
@@ -175,7 +184,7 @@ where
         })
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "chunk API listening");
-    let result = crate::http::serve(listener, api.router(), shutdown).await;
+    let result = crate::http::serve(listener, api.router(), listening, shutdown).await;
     refresher.abort();
     result.map_err(ServeError::Io)
 }
