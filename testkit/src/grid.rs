@@ -5,7 +5,7 @@ use filegrid_proto::head::{LeaderView, ServerState, ServerView};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{Proc, ZkServer, free_port, wait_until_sync};
+use crate::{CertFiles, GridTls, Proc, ZkServer, free_port, wait_until_sync};
 
 /// Settings of a [`Grid`].
 #[derive(Clone, Debug)]
@@ -28,6 +28,11 @@ pub struct GridOptions {
     pub base_dir: Option<PathBuf>,
     /// `RUST_LOG` of the FileGrid processes; the testkit's debug default when `None`.
     pub log_filter: Option<String>,
+    /// TLS on every listener: a CA and a certificate per process are made in the grid's temp
+    /// dir (`tls/`), and every process trusts the CA for its calls.
+    pub tls: bool,
+    /// With `tls`, every server also requires client certificates from the CA.
+    pub mutual_tls: bool,
 }
 
 impl Default for GridOptions {
@@ -46,6 +51,8 @@ impl Default for GridOptions {
             extra_cluster_args: Vec::new(),
             base_dir: None,
             log_filter: None,
+            tls: false,
+            mutual_tls: false,
         }
     }
 }
@@ -69,6 +76,8 @@ pub struct Grid {
     pub heads: Vec<Head>,
     pub cluster: Vec<ClusterServer>,
     pub options: GridOptions,
+    /// The grid's CA, when `options.tls`.
+    pub tls: Option<GridTls>,
     node_bin: PathBuf,
 }
 
@@ -84,7 +93,13 @@ impl Grid {
             None => builder.tempdir(),
         }
         .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let tls = options.tls.then(|| {
+            let tls = GridTls::new(&dir.path().join("tls"), "FileGrid test CA");
+            tls.issue("client");
+            tls
+        });
         let mut grid = Grid {
+            tls,
             zk,
             dir,
             heads: Vec::new(),
@@ -129,6 +144,7 @@ impl Grid {
             "--startup-grace".into(),
             "0s".into(),
         ];
+        args.extend(self.tls_args(id));
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
         self.heads.push(Head {
@@ -166,6 +182,7 @@ impl Grid {
             args.push("--capacity".into());
             args.push(c.clone());
         }
+        args.extend(self.tls_args(id));
         args.extend(self.options.extra_cluster_args.iter().cloned());
         let proc = self.spawn(id, &args);
         let server = ClusterServer {
@@ -178,6 +195,42 @@ impl Grid {
             self.cluster[index] = server;
         } else {
             self.cluster.push(server);
+        }
+    }
+
+    /// The TLS flags of process `id`; its certificate is made on first use.
+    fn tls_args(&self, id: &str) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let files = tls.files(id);
+        let files = if files.cert.exists() {
+            files
+        } else {
+            tls.issue(id)
+        };
+        tls.server_args(&files, self.options.mutual_tls)
+    }
+
+    /// `https` when the grid runs TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The certificate test clients present (`client`, issued by the grid's CA).
+    pub fn client_cert(&self) -> Option<CertFiles> {
+        self.tls.as_ref().map(|t| t.files("client"))
+    }
+
+    /// A reqwest-independent GET of `path` on a loopback port of this grid (TLS when on);
+    /// `None` unless 200.
+    pub fn get(&self, port: u16, path: &str) -> Option<String> {
+        match &self.tls {
+            None => http_get(port, path),
+            Some(tls) => {
+                let config = tls.client_config(Some(&tls.files("client")));
+                crate::tls::https_get(&config, port, path)
+            }
         }
     }
 
@@ -204,22 +257,23 @@ impl Grid {
         self.spawn_cluster_server(&id, port, dir, index);
     }
 
-    /// `http://127.0.0.1:<port>` of head `i`.
+    /// `http://127.0.0.1:<port>` of head `i` (`https://` when the grid runs TLS).
     pub fn head_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.heads[i].port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.heads[i].port)
     }
 
     pub fn cluster_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.cluster[i].port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.cluster[i].port)
     }
 
     /// The leader's URL, asking any head that answers.
     pub fn leader_url(&self, timeout: Duration) -> String {
         wait_until_sync(timeout, "a leader", || {
             self.heads.iter().find_map(|h| {
-                let body = http_get(h.port, "/v1/leader")?;
+                let body = self.get(h.port, "/v1/leader")?;
                 let l: LeaderView = serde_json::from_str(&body).ok()?;
-                Some(format!("http://{}:{}", l.host, l.api_port))
+                let scheme = if l.tls { "https" } else { "http" };
+                Some(format!("{scheme}://{}:{}", l.host, l.api_port))
             })
         })
     }
@@ -229,7 +283,7 @@ impl Grid {
         wait_until_sync(timeout, &format!("{n} live cluster servers"), || {
             let leader = self.leader_url(timeout);
             let port: u16 = leader.rsplit(':').next()?.parse().ok()?;
-            let body = http_get(port, "/v1/cluster")?;
+            let body = self.get(port, "/v1/cluster")?;
             let servers: Vec<ServerView> = serde_json::from_str(&body).ok()?;
             let live = servers
                 .iter()

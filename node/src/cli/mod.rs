@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
 use crate::head::api::{HeadView, LeaderView, list_heads};
+use crate::http::Outgoing;
+use crate::http::tls::ReloadingCert;
 use crate::zk::records::{HealthStatus, LeaderRecord};
 use crate::zk::{self, Layout};
 
@@ -33,6 +37,27 @@ pub struct Cli {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA certificates to trust for https:// heads [default: the system's roots]
+    #[arg(long, env = "FILEGRID_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for heads that require one (mutual TLS); with --client-key
+    #[arg(
+        long,
+        env = "FILEGRID_CLIENT_CERT",
+        global = true,
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert
+    #[arg(
+        long,
+        env = "FILEGRID_CLIENT_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Give up on a request after this long
     #[arg(long, global = true, default_value = "10s", value_parser = crate::config::values::positive_duration)]
     pub timeout: Duration,
@@ -93,7 +118,7 @@ enum Target {
 }
 
 impl Target {
-    async fn open(cli: &Cli) -> Result<Self, CliError> {
+    async fn open(cli: &Cli, outgoing: &Outgoing) -> Result<Self, CliError> {
         if let (None, Some(hosts)) = (&cli.head, &cli.zk_hosts) {
             let connect = zookeeper_client::Client::connector()
                 .with_session_timeout(cli.timeout)
@@ -122,7 +147,8 @@ impl Target {
         } else {
             format!("http://{base}")
         };
-        let http = reqwest::Client::builder()
+        let http = outgoing
+            .apply(reqwest::Client::builder())
             .timeout(cli.timeout)
             .build()
             .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -186,7 +212,8 @@ impl Target {
             return Ok(base.clone());
         }
         let l = self.leader().await?;
-        Ok(format!("http://{}:{}", l.host, l.api_port))
+        let scheme = Outgoing::scheme(l.tls);
+        Ok(format!("{scheme}://{}:{}", l.host, l.api_port))
     }
 
     async fn heads(&self) -> Result<Vec<HeadView>, CliError> {
@@ -197,12 +224,35 @@ impl Target {
     }
 }
 
-fn data_client(timeout: Duration) -> Result<reqwest::Client, CliError> {
-    reqwest::Client::builder()
+fn data_client(timeout: Duration, outgoing: &Outgoing) -> Result<reqwest::Client, CliError> {
+    outgoing
+        .apply(reqwest::Client::builder())
         .connect_timeout(timeout)
         .read_timeout(timeout.max(Duration::from_secs(60)))
         .build()
         .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The TLS the CLI's calls use: `--ca-cert` trusted, `--client-cert` presented.
+fn cli_tls(cli: &Cli) -> Result<Outgoing, CliError> {
+    let identity = match (&cli.client_cert, &cli.client_key) {
+        (Some(cert), Some(key)) => Some(
+            ReloadingCert::from_files(cert, key)
+                .map_err(|e| CliError::Usage(client_flags(e.to_string())))?
+                as Arc<dyn rustls::client::ResolvesClientCert>,
+        ),
+        _ => None,
+    };
+    Outgoing::new(cli.ca_cert.as_deref(), identity, false)
+        .map_err(|e| CliError::Usage(client_flags(e.to_string())))
+}
+
+/// Errors about TLS files name the CLI's flags, not the servers' settings.
+fn client_flags(message: String) -> String {
+    message
+        .replace("setting `tls_ca`", "--ca-cert")
+        .replace("setting `tls_cert`", "--client-cert")
+        .replace("setting `tls_key`", "--client-key")
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
@@ -222,7 +272,8 @@ fn print_json<T: Serialize>(v: &T) {
 
 /// Runs one command; the binary maps the error to a one-line message and exit code 1.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let target = Target::open(&cli).await?;
+    let outgoing = cli_tls(&cli)?;
+    let target = Target::open(&cli, &outgoing).await?;
     match cli.command {
         Command::Leader => {
             let l = target.leader().await?;
@@ -256,7 +307,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let heads = target.heads().await?;
             let servers: Option<Vec<ServerView>> = match target.leader_base().await {
                 Ok(base) => {
-                    let http = data_client(cli.timeout)?;
+                    let http = data_client(cli.timeout, &outgoing)?;
                     match http.get(format!("{base}/v1/cluster")).send().await {
                         Ok(r) if r.status().is_success() => r.json().await.ok(),
                         _ => None,
@@ -319,7 +370,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Put { local, remote } => {
             let base = target.leader_base().await?;
-            let r = transfer::put(&data_client(cli.timeout)?, &base, &local, &remote).await?;
+            let r = transfer::put(
+                &data_client(cli.timeout, &outgoing)?,
+                &base,
+                &local,
+                &remote,
+            )
+            .await?;
             if cli.json {
                 print_json(&r);
             } else {
@@ -328,7 +385,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Get { remote, local } => {
             let base = target.leader_base().await?;
-            let n = transfer::get(&data_client(cli.timeout)?, &base, &remote, &local).await?;
+            let n = transfer::get(
+                &data_client(cli.timeout, &outgoing)?,
+                &base,
+                &remote,
+                &local,
+            )
+            .await?;
             if cli.json {
                 print_json(&serde_json::json!({"path": remote, "local": local, "size": n}));
             } else if local != std::path::Path::new("-") {
@@ -338,7 +401,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ls { prefix } => {
             let base = target.leader_base().await?;
             let files = transfer::ls(
-                &data_client(cli.timeout)?,
+                &data_client(cli.timeout, &outgoing)?,
                 &base,
                 prefix.as_deref().unwrap_or(""),
             )
@@ -353,7 +416,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Rm { remote } => {
             let base = target.leader_base().await?;
-            transfer::rm(&data_client(cli.timeout)?, &base, &remote).await?;
+            transfer::rm(&data_client(cli.timeout, &outgoing)?, &base, &remote).await?;
             if cli.json {
                 print_json(&DeleteAnswer {
                     path: remote.clone(),
@@ -365,7 +428,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Stat { remote } => {
             let base = target.leader_base().await?;
-            let st = transfer::stat(&data_client(cli.timeout)?, &base, &remote).await?;
+            let st = transfer::stat(&data_client(cli.timeout, &outgoing)?, &base, &remote).await?;
             if cli.json {
                 print_json(&st);
             } else {
@@ -384,7 +447,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Decommission { id, wait } => {
             let base = target.leader_base().await?;
             let state =
-                transfer::decommission(&data_client(cli.timeout)?, &base, &id, wait).await?;
+                transfer::decommission(&data_client(cli.timeout, &outgoing)?, &base, &id, wait)
+                    .await?;
             if cli.json {
                 print_json(&serde_json::json!({"id": id, "state": state}));
             } else {

@@ -138,6 +138,13 @@ impl std::fmt::Debug for ReloadingCert {
 }
 
 impl ReloadingCert {
+    /// A certificate read once from `cert` and `key` (the CLI's client certificate).
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(load_certified_key(cert, key)?),
+        }))
+    }
+
     /// The leaf certificate now in use (DER).
     pub fn leaf(&self) -> Option<CertificateDer<'static>> {
         self.current.load().cert.first().cloned()
