@@ -543,3 +543,47 @@ fn a_stalled_request_head_is_cut_off_and_an_idle_connection_closed() {
         "{silent_for:?}"
     );
 }
+
+#[test]
+fn unusable_tls_files_stop_the_process_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = GridTls::new(dir.path(), "CA");
+    let good = tls.issue("h");
+    let other = tls.issue("other");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let run = |cert: &Path, key: &Path| {
+        let out = std::process::Command::new(node_bin())
+            .args([
+                "head",
+                "--insecure",
+                "--server-id",
+                "h1",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--zk-hosts")
+            .arg("127.0.0.1:1")
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+    };
+    let err = run(&missing, &good.key);
+    assert!(err.contains("setting `tls_cert`: cannot read"), "{err}");
+    let err = run(&junk, &good.key);
+    assert!(err.contains("setting `tls_cert`"), "{err}");
+    let err = run(&good.cert, &junk);
+    assert!(err.contains("setting `tls_key`"), "{err}");
+    let err = run(&good.cert, &other.key);
+    assert!(
+        err.contains("setting `tls_key`") && err.contains("is not the key of"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+}
