@@ -32,6 +32,7 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
         data_dir = %cfg.data_dir.display(), "opened chunk store");
 
     let registry = metrics::new_registry();
+    let (serve_options, outgoing) = http::process_options(&cfg.common)?;
     let zk_metrics = ZkMetrics::new(&registry);
     let listener = http::bind("listen", cfg.listen).await?;
     let port = listener.local_addr().context("listen address")?.port();
@@ -46,6 +47,8 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
 
     let mut options = ApiOptions::new(format!("{}:{port}", cfg.advertise_host));
     options.readiness = ready.clone();
+    options.listener = serve_options.clone();
+    options.tls = outgoing.clone();
     let directory = cluster::Directory::default();
     let signer = match &cfg.common.security.cluster_secret_file {
         Some(path) => {
@@ -80,19 +83,22 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
         tokio::spawn(http::serve(
             l,
             http::ops_router(registry.clone(), ready.clone()),
+            serve_options.clone(),
             stop.clone().cancelled_owned(),
         ));
     }
     let server = Arc::new(ClusterServer {
         cfg,
         port,
+        tls: serve_options.tls.is_some(),
         store,
         fence,
         zk: zk_metrics,
         ready,
         directory,
         signer,
-        http: reqwest::Client::builder()
+        http: outgoing
+            .apply(reqwest::Client::builder())
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()
@@ -118,6 +124,8 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
 struct ClusterServer {
     cfg: ClusterConfig,
     port: u16,
+    /// The chunk API speaks TLS.
+    tls: bool,
     store: Arc<ChunkStore>,
     fence: EpochFence,
     zk: ZkMetrics,
@@ -184,6 +192,7 @@ impl ClusterServer {
             capacity_bytes: usage.map(|u| u.capacity_bytes).unwrap_or(0),
             used_bytes: usage.map(|u| u.used_bytes).unwrap_or(0),
             started_at: records::now_ms(),
+            tls: self.tls,
         };
         let path = layout.cluster_server(&self.cfg.server_id);
         let data = records::encode(&record);
@@ -316,7 +325,11 @@ impl ClusterServer {
                 free_bytes: usage.free_bytes,
                 chunks: usage.chunks,
             };
-            let url = format!("http://{}:{}/v1/heartbeat", leader.host, leader.api_port);
+            let scheme = http::Outgoing::scheme(leader.tls);
+            let url = format!(
+                "{scheme}://{}:{}/v1/heartbeat",
+                leader.host, leader.api_port
+            );
             let Ok(body) = serde_json::to_vec(&hb) else {
                 continue;
             };

@@ -121,6 +121,7 @@ async fn decommission_failure_carries_status_and_body() {
         api_port: port,
         epoch: 1,
         elected_at: 0,
+        tls: false,
     };
     // Unknown route on the leader: 404 must surface as an error, not as success.
     let api = HttpHeadApi::new().unwrap();

@@ -65,6 +65,7 @@ fn leader() -> Leader {
         api_port: 9669,
         epoch: 4,
         elected_at: 1_767_225_600_000,
+        tls: false,
     }
 }
 

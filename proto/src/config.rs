@@ -90,8 +90,8 @@ macro_rules! with_common_settings {
                 /// PEM CA certificates this process trusts when it calls other FileGrid
                 /// servers over TLS [default: the system's roots]
                 tls_ca: PathBuf => "rule::path",
-                /// Connections served at once per listener; more wait in the kernel's queue
-                /// [default: 1024]
+                /// Connections served at once per listener; more are answered 503 with
+                /// Retry-After and closed [default: 1024]
                 max_connections: u32 => "rule::max_connections",
                 /// Time a client has to send a request's headers [default: 10s]
                 header_read_timeout: Duration => "rule::positive_duration",

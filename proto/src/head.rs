@@ -14,6 +14,9 @@ pub struct LeaderView {
     pub api_port: u16,
     pub epoch: u64,
     pub elected_at: u64,
+    /// The leader's API speaks TLS (`https://`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl From<LeaderRecord> for LeaderView {
@@ -24,6 +27,7 @@ impl From<LeaderRecord> for LeaderView {
             api_port: l.api_port,
             epoch: l.epoch,
             elected_at: l.elected_at,
+            tls: l.tls,
         }
     }
 }

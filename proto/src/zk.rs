@@ -31,6 +31,9 @@ pub struct HeadRecord {
     /// health-checked but never elected, since no FileGrid process stands behind the entry.
     #[serde(default)]
     pub registered_by: Option<String>,
+    /// The head's listeners speak TLS (`https://`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `cluster_servers/<id>`: how to reach a cluster server and what it holds at registration.
@@ -47,6 +50,9 @@ pub struct ClusterRecord {
     pub used_bytes: u64,
     #[serde(default)]
     pub started_at: u64,
+    /// The server's chunk API speaks TLS (`https://`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `cluster_state/<id>`: decommissioning progress of a cluster server.
@@ -79,6 +85,9 @@ pub struct LeaderRecord {
     pub elected_at: u64,
     /// ZooKeeper session id (hex) that created the node.
     pub session_id: String,
+    /// The leader's API speaks TLS (`https://`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `epoch`: the fencing counter.

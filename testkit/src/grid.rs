@@ -5,7 +5,7 @@ use filegrid_proto::head::{LeaderView, ServerState, ServerView};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{Proc, ZkServer, free_port, wait_until_sync};
+use crate::{CertFiles, GridTls, Proc, ZkServer, free_port, wait_until_sync};
 
 /// Settings of a [`Grid`].
 #[derive(Clone, Debug)]
@@ -36,6 +36,11 @@ pub struct GridOptions {
     /// Start every process with `--zk-auth-file`: a digest credential (`filegrid:<random>`)
     /// generated into the grid's dir, see [`Grid::zk_auth_file`].
     pub zk_auth: bool,
+    /// TLS on every listener: a CA and a certificate per process are made in the grid's temp
+    /// dir (`tls/`), and every process trusts the CA for its calls.
+    pub tls: bool,
+    /// With `tls`, every server also requires client certificates from the CA.
+    pub mutual_tls: bool,
 }
 
 impl Default for GridOptions {
@@ -57,6 +62,8 @@ impl Default for GridOptions {
             insecure: false,
             anonymous_read: false,
             zk_auth: false,
+            tls: false,
+            mutual_tls: false,
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct Grid {
     pub heads: Vec<Head>,
     pub cluster: Vec<ClusterServer>,
     pub options: GridOptions,
+    /// The grid's CA, when `options.tls`.
+    pub tls: Option<GridTls>,
     node_bin: PathBuf,
 }
 
@@ -99,7 +108,13 @@ impl Grid {
             None => builder.tempdir(),
         }
         .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let tls = options.tls.then(|| {
+            let tls = GridTls::new(&dir.path().join("tls"), "FileGrid test CA");
+            tls.issue("client");
+            tls
+        });
         let mut grid = Grid {
+            tls,
             zk,
             dir,
             heads: Vec::new(),
@@ -156,6 +171,7 @@ impl Grid {
             args.push("--anonymous-read".into());
         }
         args.extend(self.zk_auth_args());
+        args.extend(self.tls_args(id));
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
         self.heads.push(Head {
@@ -194,6 +210,7 @@ impl Grid {
             args.push(c.clone());
         }
         args.extend(self.zk_auth_args());
+        args.extend(self.tls_args(id));
         args.extend(self.options.extra_cluster_args.iter().cloned());
         let proc = self.spawn(id, &args);
         let server = ClusterServer {
@@ -234,6 +251,42 @@ impl Grid {
         self.dir.path().join("cluster-secret")
     }
 
+    /// The TLS flags of process `id`; its certificate is made on first use.
+    fn tls_args(&self, id: &str) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let files = tls.files(id);
+        let files = if files.cert.exists() {
+            files
+        } else {
+            tls.issue(id)
+        };
+        tls.server_args(&files, self.options.mutual_tls)
+    }
+
+    /// `https` when the grid runs TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The certificate test clients present (`client`, issued by the grid's CA).
+    pub fn client_cert(&self) -> Option<CertFiles> {
+        self.tls.as_ref().map(|t| t.files("client"))
+    }
+
+    /// A reqwest-independent GET of `path` on a loopback port of this grid (TLS when on);
+    /// `None` unless 200.
+    pub fn get(&self, port: u16, path: &str) -> Option<String> {
+        match &self.tls {
+            None => http_get(port, path),
+            Some(tls) => {
+                let config = tls.client_config(Some(&tls.files("client")));
+                crate::tls::https_get(&config, port, path)
+            }
+        }
+    }
+
     fn spawn(&self, id: &str, args: &[String]) -> Proc {
         match &self.options.log_filter {
             Some(filter) => Proc::spawn_with(
@@ -272,22 +325,23 @@ impl Grid {
         self.spawn_cluster_server(&id, port, dir, index);
     }
 
-    /// `http://127.0.0.1:<port>` of head `i`.
+    /// `http://127.0.0.1:<port>` of head `i` (`https://` when the grid runs TLS).
     pub fn head_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.heads[i].port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.heads[i].port)
     }
 
     pub fn cluster_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.cluster[i].port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.cluster[i].port)
     }
 
     /// The leader's URL, asking any head that answers.
     pub fn leader_url(&self, timeout: Duration) -> String {
         wait_until_sync(timeout, "a leader", || {
             self.heads.iter().find_map(|h| {
-                let body = http_get(h.port, "/v1/leader")?;
+                let body = self.get(h.port, "/v1/leader")?;
                 let l: LeaderView = serde_json::from_str(&body).ok()?;
-                Some(format!("http://{}:{}", l.host, l.api_port))
+                let scheme = if l.tls { "https" } else { "http" };
+                Some(format!("{scheme}://{}:{}", l.host, l.api_port))
             })
         })
     }
@@ -297,7 +351,7 @@ impl Grid {
         wait_until_sync(timeout, &format!("{n} live cluster servers"), || {
             let leader = self.leader_url(timeout);
             let port: u16 = leader.rsplit(':').next()?.parse().ok()?;
-            let body = http_get(port, "/v1/cluster")?;
+            let body = self.get(port, "/v1/cluster")?;
             let servers: Vec<ServerView> = serde_json::from_str(&body).ok()?;
             let live = servers
                 .iter()

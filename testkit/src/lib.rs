@@ -7,10 +7,12 @@
 pub mod auth;
 pub mod grid;
 mod process;
+pub mod tls;
 mod wait;
 mod zookeeper;
 
 pub use grid::{Grid, GridOptions};
 pub use process::{Proc, free_port};
+pub use tls::{CertFiles, GridTls};
 pub use wait::{wait_until, wait_until_sync};
 pub use zookeeper::ZkServer;

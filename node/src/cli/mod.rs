@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
 use crate::head::api::{HeadView, LeaderView, list_heads};
+use crate::http::Outgoing;
+use crate::http::tls::ReloadingCert;
 use crate::zk::records::{HealthStatus, LeaderRecord};
 use crate::zk::{self, Layout};
 
@@ -36,6 +40,27 @@ pub struct Cli {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA certificates to trust for https:// heads [default: the system's roots]
+    #[arg(long, env = "FILEGRID_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for heads that require one (mutual TLS); with --client-key
+    #[arg(
+        long,
+        env = "FILEGRID_CLIENT_CERT",
+        global = true,
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert
+    #[arg(
+        long,
+        env = "FILEGRID_CLIENT_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Give up on a request after this long
     #[arg(long, global = true, default_value = "10s", value_parser = crate::config::values::positive_duration)]
     pub timeout: Duration,
@@ -101,7 +126,7 @@ enum Target {
 }
 
 impl Target {
-    async fn open(cli: &Cli) -> Result<Self, CliError> {
+    async fn open(cli: &Cli, outgoing: &Outgoing) -> Result<Self, CliError> {
         if let (None, Some(hosts)) = (&cli.head, &cli.zk_hosts) {
             let access = zk::ZkAccess::from_file(cli.zk_auth_file.as_deref())
                 .map_err(|e| CliError::Usage(format!("--zk-auth-file: {e}")))?;
@@ -133,7 +158,8 @@ impl Target {
         } else {
             format!("http://{base}")
         };
-        let http = reqwest::Client::builder()
+        let http = outgoing
+            .apply(reqwest::Client::builder())
             .timeout(cli.timeout)
             .default_headers(auth_headers(cli)?)
             .build()
@@ -198,7 +224,8 @@ impl Target {
             return Ok(base.clone());
         }
         let l = self.leader().await?;
-        Ok(format!("http://{}:{}", l.host, l.api_port))
+        let scheme = Outgoing::scheme(l.tls);
+        Ok(format!("{scheme}://{}:{}", l.host, l.api_port))
     }
 
     async fn heads(&self) -> Result<Vec<HeadView>, CliError> {
@@ -261,14 +288,38 @@ fn token_from_file(path: &std::path::Path) -> Result<Option<String>, CliError> {
 
 fn data_client(
     timeout: Duration,
+    outgoing: &Outgoing,
     auth: &reqwest::header::HeaderMap,
 ) -> Result<reqwest::Client, CliError> {
-    reqwest::Client::builder()
+    outgoing
+        .apply(reqwest::Client::builder())
         .default_headers(auth.clone())
         .connect_timeout(timeout)
         .read_timeout(timeout.max(Duration::from_secs(60)))
         .build()
         .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The TLS the CLI's calls use: `--ca-cert` trusted, `--client-cert` presented.
+fn cli_tls(cli: &Cli) -> Result<Outgoing, CliError> {
+    let identity = match (&cli.client_cert, &cli.client_key) {
+        (Some(cert), Some(key)) => Some(
+            ReloadingCert::from_files(cert, key)
+                .map_err(|e| CliError::Usage(client_flags(e.to_string())))?
+                as Arc<dyn rustls::client::ResolvesClientCert>,
+        ),
+        _ => None,
+    };
+    Outgoing::new(cli.ca_cert.as_deref(), identity, false)
+        .map_err(|e| CliError::Usage(client_flags(e.to_string())))
+}
+
+/// Errors about TLS files name the CLI's flags, not the servers' settings.
+fn client_flags(message: String) -> String {
+    message
+        .replace("setting `tls_ca`", "--ca-cert")
+        .replace("setting `tls_cert`", "--client-cert")
+        .replace("setting `tls_key`", "--client-key")
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
@@ -288,9 +339,9 @@ fn print_json<T: Serialize>(v: &T) {
 
 /// Runs one command; the binary maps the error to a one-line message and exit code 1.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let target = Target::open(&cli).await?;
+    let outgoing = cli_tls(&cli)?;
+    let target = Target::open(&cli, &outgoing).await?;
     let auth = auth_headers(&cli)?;
-    let timeout = cli.timeout;
     match cli.command {
         Command::Leader => {
             let l = target.leader().await?;
@@ -324,7 +375,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let heads = target.heads().await?;
             let servers: Option<Vec<ServerView>> = match target.leader_base().await {
                 Ok(base) => {
-                    let http = data_client(timeout, &auth)?;
+                    let http = data_client(cli.timeout, &outgoing, &auth)?;
                     match http.get(format!("{base}/v1/cluster")).send().await {
                         Ok(r) if r.status().is_success() => r.json().await.ok(),
                         _ => None,
@@ -387,7 +438,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Put { local, remote } => {
             let base = target.leader_base().await?;
-            let r = transfer::put(&data_client(timeout, &auth)?, &base, &local, &remote).await?;
+            let r = transfer::put(
+                &data_client(cli.timeout, &outgoing, &auth)?,
+                &base,
+                &local,
+                &remote,
+            )
+            .await?;
             if cli.json {
                 print_json(&r);
             } else {
@@ -396,7 +453,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Get { remote, local } => {
             let base = target.leader_base().await?;
-            let n = transfer::get(&data_client(timeout, &auth)?, &base, &remote, &local).await?;
+            let n = transfer::get(
+                &data_client(cli.timeout, &outgoing, &auth)?,
+                &base,
+                &remote,
+                &local,
+            )
+            .await?;
             if cli.json {
                 print_json(&serde_json::json!({"path": remote, "local": local, "size": n}));
             } else if local != std::path::Path::new("-") {
@@ -406,7 +469,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ls { prefix } => {
             let base = target.leader_base().await?;
             let files = transfer::ls(
-                &data_client(timeout, &auth)?,
+                &data_client(cli.timeout, &outgoing, &auth)?,
                 &base,
                 prefix.as_deref().unwrap_or(""),
             )
@@ -421,7 +484,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Rm { remote } => {
             let base = target.leader_base().await?;
-            transfer::rm(&data_client(timeout, &auth)?, &base, &remote).await?;
+            transfer::rm(&data_client(cli.timeout, &outgoing, &auth)?, &base, &remote).await?;
             if cli.json {
                 print_json(&DeleteAnswer {
                     path: remote.clone(),
@@ -433,7 +496,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Stat { remote } => {
             let base = target.leader_base().await?;
-            let st = transfer::stat(&data_client(timeout, &auth)?, &base, &remote).await?;
+            let st = transfer::stat(&data_client(cli.timeout, &outgoing, &auth)?, &base, &remote)
+                .await?;
             if cli.json {
                 print_json(&st);
             } else {
@@ -451,7 +515,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Recommission { id } => {
             let base = target.leader_base().await?;
-            let state = transfer::recommission(&data_client(timeout, &auth)?, &base, &id).await?;
+            let state =
+                transfer::recommission(&data_client(cli.timeout, &outgoing, &auth)?, &base, &id)
+                    .await?;
             if cli.json {
                 print_json(&serde_json::json!({"id": id, "state": state}));
             } else {
@@ -460,8 +526,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Decommission { id, wait } => {
             let base = target.leader_base().await?;
-            let state =
-                transfer::decommission(&data_client(timeout, &auth)?, &base, &id, wait).await?;
+            let state = transfer::decommission(
+                &data_client(cli.timeout, &outgoing, &auth)?,
+                &base,
+                &id,
+                wait,
+            )
+            .await?;
             if cli.json {
                 print_json(&serde_json::json!({"id": id, "state": state}));
             } else {

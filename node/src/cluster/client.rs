@@ -17,6 +17,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use crate::auth::PeerSigner;
 use crate::auth::peer::{Signed, body_digest};
 use crate::chunk::Checksum;
+use crate::http::{Outgoing, PeerClient};
 
 /// Characters escaped in a URL path segment: everything but unreserved ones (RFC 3986).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -111,13 +112,15 @@ impl ClientMetrics {
     }
 }
 
-/// Timeouts of a [`ChunkClient`].
-#[derive(Clone, Copy, Debug)]
+/// Timeouts and TLS of a [`ChunkClient`].
+#[derive(Clone, Debug)]
 pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Longest silence while reading an answer; `None` leaves it to the caller.
     pub read_timeout: Option<Duration>,
     pub pool_max_idle_per_host: usize,
+    /// TLS of the calls; with [`Outgoing::https`] every call uses `https://`.
+    pub tls: Outgoing,
 }
 
 /// What a chunk `PUT` carries besides its body.
@@ -143,7 +146,7 @@ pub struct ChunkRead {
 /// The client of the chunk API, shared by every caller in a process.
 #[derive(Clone, Debug)]
 pub struct ChunkClient {
-    http: reqwest::Client,
+    http: PeerClient,
     metrics: ClientMetrics,
     /// Signs every request, on grids with a cluster secret.
     signer: Option<PeerSigner>,
@@ -152,7 +155,9 @@ pub struct ChunkClient {
 impl ChunkClient {
     /// Builds the client and registers its metrics into `registry`.
     pub fn new(options: ClientOptions, registry: &Registry) -> Result<Self, ClientError> {
-        let mut b = reqwest::Client::builder()
+        let mut b = options
+            .tls
+            .apply(reqwest::Client::builder())
             .no_proxy()
             .connect_timeout(options.connect_timeout)
             .pool_max_idle_per_host(options.pool_max_idle_per_host);
@@ -160,7 +165,7 @@ impl ChunkClient {
             b = b.read_timeout(t);
         }
         Ok(Self {
-            http: b.build()?,
+            http: PeerClient::new(b.build()?, options.tls.https()),
             metrics: ClientMetrics::register(registry)?,
             signer: None,
         })
@@ -522,6 +527,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             read_timeout: None,
             pool_max_idle_per_host: 1,
+            tls: Default::default(),
         };
         let client = ChunkClient::new(options, &Registry::new()).unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(10), client.list(&addr))

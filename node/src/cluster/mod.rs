@@ -59,11 +59,16 @@ pub struct ApiOptions {
     pub epoch_wait: Duration,
     /// Signature checks and signing, on grids with a cluster secret; `None` when insecure.
     pub peer: Option<PeerAuth>,
+    /// TLS and limits of the chunk API's listener.
+    pub listener: crate::http::ServeOptions,
+    /// TLS of the calls to other cluster servers (pipeline hops, replication).
+    pub tls: crate::http::Outgoing,
 }
 
 impl ApiOptions {
     /// Defaults for a server reachable at `advertise`: 30 s downstream timeout, 1 GiB
-    /// largest chunk, no scrubbing, ready, gauges refreshed every 5 s.
+    /// largest chunk, no scrubbing, ready, gauges refreshed every 5 s, plain HTTP with the
+    /// default listener limits.
     pub fn new(advertise: impl Into<String>) -> Self {
         Self {
             advertise: advertise.into(),
@@ -74,6 +79,8 @@ impl ApiOptions {
             metrics_interval: Duration::from_secs(5),
             epoch_wait: Duration::from_secs(3),
             peer: None,
+            listener: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -115,6 +122,7 @@ impl ClusterApi {
                 connect_timeout: Duration::from_secs(5),
                 read_timeout: None,
                 pool_max_idle_per_host: 16,
+                tls: options.tls.clone(),
             },
             registry,
         )?
@@ -173,6 +181,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let interval = options.metrics_interval;
+    let listening = options.listener.clone();
     let api = ClusterApi::new(store, fence, &registry, options)?;
     let refresher = {
         let api = api.clone();
@@ -185,7 +194,7 @@ where
         })
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "chunk API listening");
-    let result = crate::http::serve(listener, api.router(), shutdown).await;
+    let result = crate::http::serve(listener, api.router(), listening, shutdown).await;
     refresher.abort();
     result.map_err(ServeError::Io)
 }

@@ -19,6 +19,9 @@ pub const OTHER_PROGRAMS: &[&str] = &[
     // the `filegrid` CLI and the compose test client
     "FILEGRID_HEAD",
     "FILEGRID_HEADS",
+    "FILEGRID_CA_CERT",
+    "FILEGRID_CLIENT_CERT",
+    "FILEGRID_CLIENT_KEY",
     // the images' health check
     "FILEGRID_HEALTH_PORT",
     "FILEGRID_HEALTH_TIMEOUT",

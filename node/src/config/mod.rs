@@ -107,7 +107,7 @@ pub struct CommonArgs {
     /// PEM CA certificates trusted when calling other FileGrid servers over TLS
     #[arg(long, env = "FILEGRID_TLS_CA", value_parser = values::path, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
-    /// Connections served at once per listener [default: 1024]
+    /// Connections served at once per listener; more get 503 [default: 1024]
     #[arg(long, env = "FILEGRID_MAX_CONNECTIONS", value_parser = values::max_connections)]
     pub max_connections: Option<u32>,
     /// Time a client has to send a request's headers [default: 10s]

@@ -205,6 +205,7 @@ mod tests {
                 epoch: 3,
                 elected_at: 0,
                 session_id: "0x1".into(),
+                tls: false,
             },
             version: 7,
             owner,
@@ -248,6 +249,7 @@ mod tests {
             version: "test".into(),
             started_at: 0,
             registered_by: registered_by.map(Into::into),
+            tls: false,
         })
     }
 

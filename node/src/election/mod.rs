@@ -49,6 +49,8 @@ pub struct HeadIdentity {
     pub host: String,
     pub api_port: u16,
     pub metrics_port: Option<u16>,
+    /// The head's listeners speak TLS.
+    pub tls: bool,
 }
 
 /// Runs one head's part in the election.
@@ -316,6 +318,7 @@ impl Election {
             version: env!("CARGO_PKG_VERSION").into(),
             started_at: records::now_ms(),
             registered_by: None,
+            tls: self.me.tls,
         };
         let data = records::encode(&record);
         zk::register_ephemeral(
@@ -522,6 +525,7 @@ impl Election {
             epoch: next,
             elected_at: records::now_ms(),
             session_id: zk::session_id(client),
+            tls: self.me.tls,
         };
         let epoch_data = records::encode(&EpochRecord {
             v: records::RECORD_VERSION,

@@ -92,7 +92,8 @@ async fn gate(s: ApiState, mut req: Request, next: Next, may_forward: bool) -> R
 
 fn leader_url(leader: &LeaderRecord, req: &Request) -> String {
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    format!("http://{}:{}{}", leader.host, leader.api_port, pq)
+    let scheme = crate::http::Outgoing::scheme(leader.tls);
+    format!("{scheme}://{}:{}{}", leader.host, leader.api_port, pq)
 }
 
 fn redirect_to(leader: &LeaderRecord, req: &Request) -> Response {

@@ -21,6 +21,7 @@ use crate::zk::Layout;
 pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let head_metrics = HeadMetrics::new(&registry);
+    let (serve_options, outgoing) = http::process_options(&cfg.common)?;
     let http_metrics = HttpMetrics::new(&registry);
     let api_listener = http::bind("listen", cfg.listen).await?;
     let api_port = api_listener.local_addr().context("listen address")?.port();
@@ -38,6 +39,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             host: cfg.advertise_host.clone(),
             api_port,
             metrics_port,
+            tls: serve_options.tls.is_some(),
         },
         Layout::for_config(&cfg.common),
         cfg.common.zk_hosts.clone(),
@@ -79,6 +81,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
                 connect_timeout: std::time::Duration::from_secs(3),
                 read_timeout: Some(std::time::Duration::from_secs(30)),
                 pool_max_idle_per_host: 16,
+                tls: outgoing.clone(),
             },
             &registry,
         )
@@ -90,7 +93,8 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     let proxy = if cfg.standby_proxy {
         // No overall timeout: a forwarded upload or download lasts as long as the transfer.
         Some(
-            reqwest::Client::builder()
+            outgoing
+                .apply(reqwest::Client::builder())
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(std::time::Duration::from_secs(3))
@@ -151,10 +155,16 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     servers.spawn(http::serve(
         api_listener,
         app,
+        serve_options.clone(),
         stop_http.clone().cancelled_owned(),
     ));
     if let Some(l) = metrics_listener {
-        servers.spawn(http::serve(l, ops, stop_http.clone().cancelled_owned()));
+        servers.spawn(http::serve(
+            l,
+            ops,
+            serve_options,
+            stop_http.clone().cancelled_owned(),
+        ));
     }
     tokio::spawn(track_readiness(election.clone(), ready));
     tokio::spawn(watch_cluster(data_plane.clone(), stop_http.clone()));

@@ -1,7 +1,14 @@
 //! HTTP pieces every role shares: `/health`, `/ready`, `/metrics`, request metrics, JSON errors
-//! and serving with graceful shutdown.
+//! and serving with TLS, listener limits and graceful shutdown ([`serve`], [`tls`]).
 
+pub mod peer;
 pub mod range;
+pub mod serve;
+pub mod tls;
+
+pub use peer::PeerClient;
+pub use serve::ServeOptions;
+pub use tls::{Outgoing, ServerTls, TlsError};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,21 +192,33 @@ impl IntoResponse for ApiError {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
-/// Every role serves its HTTP this way.
-pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+/// Every role serves its HTTP this way, with the process's TLS and listener limits
+/// (`options`; see [`serve`] for what each limit does).
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    // No Nagle: answers are written as head then body, and waiting for the peer's delayed
-    // ACK between them costs 40 ms per small request.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, with_json_fallbacks(router))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve::serve_router(listener, with_json_fallbacks(router), options, shutdown).await
+}
+
+/// The listeners' options and the outgoing TLS of a process with `common` settings: loads the
+/// TLS files (failing with the setting's name) and starts watching them for changes.
+pub fn process_options(
+    common: &crate::config::CommonConfig,
+) -> Result<(ServeOptions, Outgoing), TlsError> {
+    let (server, outgoing) = tls::for_process(&common.security)?;
+    Ok((
+        ServeOptions {
+            limits: common.limits,
+            tls: server,
+        },
+        outgoing,
+    ))
 }
 
 /// Unknown routes (404) and methods a route does not take (405) answer the JSON error body

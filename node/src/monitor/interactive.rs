@@ -124,6 +124,8 @@ async fn execute(monitor: &Monitor, cmd: Command) -> Result<String, String> {
                 version: String::new(),
                 started_at: records::now_ms(),
                 registered_by: Some(monitor.id().to_string()),
+                // A head of this grid speaks TLS when the grid does.
+                tls: monitor.outgoing().https(),
             };
             match client
                 .create(

@@ -42,12 +42,16 @@ pub struct Monitor {
     heads: Mutex<BTreeMap<ServerId, HeadHealth>>,
     client: watch::Sender<Option<Client>>,
     ready: Readiness,
+    /// TLS of this process's calls (health checks of heads that speak TLS).
+    outgoing: http::Outgoing,
+    tls: tokio_rustls::TlsConnector,
 }
 
 /// Runs the monitor (and the interactive prompt with `-i`) until a signal, `quit` or EOF.
 pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let monitor_metrics = MonitorMetrics::new(&registry);
+    let (serve_options, outgoing) = http::process_options(&cfg.common)?;
     let listener = http::bind("metrics_listen", cfg.metrics_listen).await?;
     let ready = Readiness::default();
     let stop = CancellationToken::new();
@@ -55,6 +59,7 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(http::serve(
         listener,
         http::ops_router(registry, ready.clone()),
+        serve_options,
         stop_http.clone().cancelled_owned(),
     ));
     tokio::spawn(crate::signals::cancel_on_signal(stop.clone()));
@@ -69,6 +74,8 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
         heads: Mutex::new(BTreeMap::new()),
         client: watch::channel(None).0,
         ready,
+        tls: outgoing.connector(),
+        outgoing,
     });
     let background = tokio::spawn(monitor.clone().run_sessions(stop.clone()));
     if interactive {
@@ -85,6 +92,11 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
 }
 
 impl Monitor {
+    /// TLS of this process's calls.
+    pub fn outgoing(&self) -> &http::Outgoing {
+        &self.outgoing
+    }
+
     pub fn client(&self) -> Option<Client> {
         self.client.borrow().clone()
     }
@@ -261,17 +273,19 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let targets: Vec<(ServerId, String, u16)> = self
+            let targets: Vec<(ServerId, String, u16, bool)> = self
                 .heads()
                 .into_iter()
-                .map(|(id, h)| (id, h.record.host, h.record.api_port))
+                .map(|(id, h)| (id, h.record.host, h.record.api_port, h.record.tls))
                 .collect();
             let timeout = self.cfg.timeout;
-            let outcomes =
-                futures::future::join_all(targets.into_iter().map(|(id, host, port)| async move {
-                    (id, check::check(&host, port, timeout).await)
-                }))
-                .await;
+            let outcomes = futures::future::join_all(targets.into_iter().map(
+                |(id, host, port, tls)| async move {
+                    let tls = tls.then_some(&self.tls);
+                    (id, check::check(&host, port, tls, timeout).await)
+                },
+            ))
+            .await;
             let mut healthy = 0;
             for (id, outcome) in outcomes {
                 if outcome.healthy() {
