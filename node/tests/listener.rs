@@ -30,8 +30,14 @@ fn pem(path: &Path) -> Vec<u8> {
 
 /// A blocking client trusting the grid's CA, presenting `identity` if given.
 fn https_client(tls: &GridTls, identity: Option<&CertFiles>) -> reqwest::blocking::Client {
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        filegrid_testkit::auth::ADMIN.bearer().parse().unwrap(),
+    );
     let mut b = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
+        .default_headers(auth)
         .add_root_certificate(reqwest::Certificate::from_pem(&pem(&tls.ca)).unwrap());
     if let Some(id) = identity {
         let mut both = pem(&id.cert);
@@ -52,6 +58,7 @@ fn leaf(path: &Path) -> CertificateDer<'static> {
 /// Runs the `filegrid` CLI; panics with its output unless it succeeds.
 fn cli(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"))
+        .env("FILEGRID_TOKEN", filegrid_testkit::auth::ADMIN.token())
         .args(args)
         .output()
         .unwrap();
