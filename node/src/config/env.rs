@@ -22,6 +22,7 @@ pub const OTHER_PROGRAMS: &[&str] = &[
     "FILEGRID_CA_CERT",
     "FILEGRID_CLIENT_CERT",
     "FILEGRID_CLIENT_KEY",
+    "FILEGRID_TOKEN",
     // the images' health check
     "FILEGRID_HEALTH_PORT",
     "FILEGRID_HEALTH_TIMEOUT",
