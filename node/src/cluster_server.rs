@@ -283,17 +283,11 @@ impl ClusterServer {
                     continue;
                 }
             };
-            let mut servers = std::collections::HashMap::new();
-            for name in names {
-                let Ok(id) = crate::ids::ServerId::new(name) else {
-                    continue;
-                };
-                if let Ok(Some((r, _))) =
-                    zk::read::<ClusterRecord>(client, &layout.cluster_server(&id)).await
-                {
-                    servers.insert(format!("{}:{}", r.host, r.port), r.id.to_string());
-                }
-            }
+            let servers = zk::cluster_registrations(client, &layout, names)
+                .await
+                .into_iter()
+                .map(|r| (format!("{}:{}", r.host, r.port), r.id.to_string()))
+                .collect();
             self.directory.set_servers(servers);
             let _ = watch.changed().await;
         }

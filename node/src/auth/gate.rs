@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use filegrid_proto::ErrorCode;
 
-use super::credentials::{LiveCredentials, TokenError};
+use super::credentials::LiveCredentials;
 use super::{Access, Principal};
 use crate::http::ApiError;
 
@@ -83,12 +83,7 @@ impl ClientGate {
             }
             Some(value) => match credentials.load().verify_header(value) {
                 Ok(p) => p.clone(),
-                Err(TokenError::Malformed) => {
-                    return Verdict::Unauthorized(TokenError::Malformed.to_string());
-                }
-                Err(TokenError::Wrong) => {
-                    return Verdict::Unauthorized(TokenError::Wrong.to_string());
-                }
+                Err(e) => return Verdict::Unauthorized(e.to_string()),
             },
         };
         if principal.role >= wanted {

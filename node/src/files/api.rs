@@ -350,18 +350,29 @@ async fn cluster(State(s): State<FilesState>) -> Response {
     axum::Json(s.dp.membership.views(s.dp.config.dead_after)).into_response()
 }
 
+/// The cluster server a decommission or recommission names: 400 for a bad id, 404 when
+/// the leader does not know it.
+fn known_server(
+    s: &FilesState,
+    raw: String,
+) -> Result<(ServerId, super::servers::ServerInfo), ApiError> {
+    let id = ServerId::new(raw.clone())
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, format!("bad server id {raw:?}")))?;
+    let server =
+        s.dp.membership
+            .get(&id)
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no cluster server {id}")))?;
+    Ok((id, server))
+}
+
 async fn recommission(
     State(s): State<FilesState>,
     Extension(lead): Extension<Leadership>,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(id) = ServerId::new(id.clone()) else {
-        return ApiError::new(ErrorCode::BadRequest, format!("bad server id {id:?}"))
-            .into_response();
-    };
-    let Some(server) = s.dp.membership.get(&id) else {
-        return ApiError::new(ErrorCode::NotFound, format!("no cluster server {id}"))
-            .into_response();
+    let (id, server) = match known_server(&s, id) {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
     };
     match drain::recommission(&s.dp, &lead, &server).await {
         Ok(was) => axum::Json(filegrid_proto::head::RecommissionAnswer { id, was }).into_response(),
@@ -376,13 +387,9 @@ async fn decommission(
     Extension(lead): Extension<Leadership>,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(id) = ServerId::new(id.clone()) else {
-        return ApiError::new(ErrorCode::BadRequest, format!("bad server id {id:?}"))
-            .into_response();
-    };
-    let Some(server) = s.dp.membership.get(&id) else {
-        return ApiError::new(ErrorCode::NotFound, format!("no cluster server {id}"))
-            .into_response();
+    let (id, server) = match known_server(&s, id) {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
     };
     let state = match drain::request(&s.dp, &lead, &server).await {
         Ok(state) => state,

@@ -222,19 +222,7 @@ pub async fn watch_registrations(
                 continue;
             }
         };
-        let mut regs = Vec::new();
-        for name in names {
-            let Ok(id) = ServerId::new(name) else {
-                continue;
-            };
-            match zk::read::<ClusterRecord>(&client, &layout.cluster_server(&id)).await {
-                Ok(Some((r, _))) => regs.push(r),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(server_id = %id, error = %e, "unreadable cluster server registration")
-                }
-            }
-        }
+        let regs = zk::cluster_registrations(&client, &layout, names).await;
         let drains = drain::read_all(&client, &layout).await.unwrap_or_default();
         membership.apply_registrations(regs, drains);
         // Re-read at least every few seconds so drain-state changes and dead timers are seen.

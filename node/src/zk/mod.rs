@@ -214,3 +214,27 @@ pub async fn register_ephemeral(
         }
     }
 }
+
+/// The registration records of the cluster servers named `names` (children of
+/// `cluster_servers/`); a name that is not a server id or whose record is gone or unreadable
+/// is skipped (unreadable ones are logged).
+pub async fn cluster_registrations(
+    client: &Client,
+    layout: &Layout,
+    names: Vec<String>,
+) -> Vec<records::ClusterRecord> {
+    let mut regs = Vec::new();
+    for name in names {
+        let Ok(id) = crate::ids::ServerId::new(name) else {
+            continue;
+        };
+        match read::<records::ClusterRecord>(client, &layout.cluster_server(&id)).await {
+            Ok(Some((r, _))) => regs.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(server_id = %id, error = %e, "unreadable cluster server registration")
+            }
+        }
+    }
+    regs
+}
