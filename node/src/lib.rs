@@ -21,5 +21,6 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod run;
+pub mod s3;
 pub mod signals;
 pub mod zk;

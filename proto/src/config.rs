@@ -241,6 +241,17 @@ role_file! {
         /// Uploads in progress at once on this head; more get 503 with Retry-After
         /// [default: 64]
         pub max_uploads: u32 => "rule::max_uploads",
+        /// S3 API address `host:port` [default: none, no S3 API]
+        pub s3_listen: String => "rule::text",
+        /// Domain for virtual-host style S3 requests (`<bucket>.<domain>`) [default: none,
+        /// path style only]
+        pub s3_domain: String => "rule::host",
+        /// Region the S3 API reports; requests signed for any region are accepted
+        /// [default: us-east-1]
+        pub s3_region: String => "rule::text",
+        /// Multipart uploads neither completed nor aborted are collected after this long
+        /// [default: 24h]
+        pub s3_multipart_max_age: Duration => "rule::positive_duration",
     }
 }
 
@@ -261,6 +272,8 @@ impl RoleFile for HeadFile {
             max_file_size: Some(1 << 40),
             anonymous_read: Some(false),
             max_uploads: Some(64),
+            s3_region: Some("us-east-1".into()),
+            s3_multipart_max_age: Some(Duration::from_secs(24 * 3600)),
             ..Self::default()
         }
         .with_common(CommonFile::defaults())

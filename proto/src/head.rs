@@ -17,6 +17,9 @@ pub struct LeaderView {
     /// The leader's API speaks TLS (`https://`).
     #[serde(default)]
     pub tls: bool,
+    /// Port of the leader's S3 API, when it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_port: Option<u16>,
 }
 
 impl From<LeaderRecord> for LeaderView {
@@ -28,6 +31,7 @@ impl From<LeaderRecord> for LeaderView {
             epoch: l.epoch,
             elected_at: l.elected_at,
             tls: l.tls,
+            s3_port: l.s3_port,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Entry {
     pub kind: EntryKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileMeta>,
+    /// A directory kept when its last file goes: an S3 bucket (made by CreateBucket).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bucket: bool,
 }
 
 fn v1() -> u32 {
@@ -59,6 +62,44 @@ pub struct FileMeta {
     /// Number of parts under `manifests/<file_id>/` when the list is not inline.
     #[serde(default)]
     pub parts: u32,
+    /// What the S3 API stores beside the bytes (ETag, content headers, user metadata);
+    /// empty for files written through the native API.
+    #[serde(default, skip_serializing_if = "ObjectAttrs::is_empty")]
+    pub attrs: ObjectAttrs,
+}
+
+/// Attributes of an object written through the S3 API, returned on its reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttrs {
+    /// The S3 ETag without quotes: the MD5 of the content (hex) for a single-part upload,
+    /// `<md5 of the parts' MD5s>-<parts>` for a multipart one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// `x-amz-meta-*` headers, names lower-case without the prefix.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub user: std::collections::BTreeMap<String, String>,
+    /// A checksum the client sent (`x-amz-checksum-<algorithm>`), verified on upload:
+    /// the algorithm (`crc32`, `crc32c`, `crc64nvme`, `sha1`, `sha256`) and its base64 value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(String, String)>,
+}
+
+impl ObjectAttrs {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Entry {
@@ -67,6 +108,15 @@ impl Entry {
             v: 1,
             kind: EntryKind::Dir,
             file: None,
+            bucket: false,
+        }
+    }
+
+    /// The directory of an S3 bucket.
+    pub fn bucket() -> Self {
+        Self {
+            bucket: true,
+            ..Self::dir()
         }
     }
 
@@ -75,6 +125,7 @@ impl Entry {
             v: 1,
             kind: EntryKind::File,
             file: Some(meta),
+            bucket: false,
         }
     }
 }

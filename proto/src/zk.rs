@@ -34,6 +34,9 @@ pub struct HeadRecord {
     /// The head's listeners speak TLS (`https://`).
     #[serde(default)]
     pub tls: bool,
+    /// Port of the head's S3 API, when it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_port: Option<u16>,
 }
 
 /// `cluster_servers/<id>`: how to reach a cluster server and what it holds at registration.
@@ -88,6 +91,9 @@ pub struct LeaderRecord {
     /// The leader's API speaks TLS (`https://`).
     #[serde(default)]
     pub tls: bool,
+    /// Port of the leader's S3 API, when it serves one (standbys forward S3 calls there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_port: Option<u16>,
 }
 
 /// `epoch`: the fencing counter.

@@ -246,6 +246,19 @@ pub struct HeadArgs {
     /// Uploads in progress at once on this head; more get 503 with Retry-After [default: 64]
     #[arg(long, env = "FILEGRID_MAX_UPLOADS", value_parser = values::max_uploads)]
     pub max_uploads: Option<u32>,
+    /// S3 API address (e.g. 0.0.0.0:9000) [default: none, no S3 API]
+    #[arg(long, env = "FILEGRID_S3_LISTEN", value_parser = values::socket_addr)]
+    pub s3_listen: Option<SocketAddr>,
+    /// Domain for virtual-host style S3 requests (<bucket>.<domain>) [default: path style only]
+    #[arg(long, env = "FILEGRID_S3_DOMAIN", value_parser = values::host)]
+    pub s3_domain: Option<String>,
+    /// Region the S3 API reports; requests signed for any region are accepted [default: us-east-1]
+    #[arg(long, env = "FILEGRID_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Multipart uploads neither completed nor aborted are collected after this long [default: 24h]
+    #[arg(long, env = "FILEGRID_S3_MULTIPART_MAX_AGE", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub s3_multipart_max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +282,17 @@ pub struct HeadConfig {
     pub credentials_file: Option<PathBuf>,
     pub anonymous_read: bool,
     pub max_uploads: u32,
+    pub s3: S3Settings,
+}
+
+/// The S3 API's settings of a head.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `None`: no S3 listener.
+    pub listen: Option<SocketAddr>,
+    pub domain: Option<String>,
+    pub region: String,
+    pub multipart_max_age: Duration,
 }
 
 /// Cluster server flags (`filegrid-node cluster`).
@@ -668,6 +692,15 @@ impl HeadArgs {
             )?,
             anonymous_read: required("anonymous_read", f.anonymous_read)?,
             max_uploads: required("max_uploads", f.max_uploads)?,
+            s3: S3Settings {
+                listen: f
+                    .s3_listen
+                    .map(|a| layered.addr("s3_listen", &a))
+                    .transpose()?,
+                domain: f.s3_domain,
+                region: required("s3_region", f.s3_region)?,
+                multipart_max_age: required("s3_multipart_max_age", f.s3_multipart_max_age)?,
+            },
             common,
         })
     }

@@ -206,6 +206,7 @@ mod tests {
                 elected_at: 0,
                 session_id: "0x1".into(),
                 tls: false,
+                s3_port: None,
             },
             version: 7,
             owner,
@@ -250,6 +251,7 @@ mod tests {
             started_at: 0,
             registered_by: registered_by.map(Into::into),
             tls: false,
+            s3_port: None,
         })
     }
 

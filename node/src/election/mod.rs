@@ -51,6 +51,8 @@ pub struct HeadIdentity {
     pub metrics_port: Option<u16>,
     /// The head's listeners speak TLS.
     pub tls: bool,
+    /// Port of the head's S3 API, if it serves one.
+    pub s3_port: Option<u16>,
 }
 
 /// Runs one head's part in the election.
@@ -319,6 +321,7 @@ impl Election {
             started_at: records::now_ms(),
             registered_by: None,
             tls: self.me.tls,
+            s3_port: self.me.s3_port,
         };
         let data = records::encode(&record);
         zk::register_ephemeral(
@@ -526,6 +529,7 @@ impl Election {
             elected_at: records::now_ms(),
             session_id: zk::session_id(client),
             tls: self.me.tls,
+            s3_port: self.me.s3_port,
         };
         let epoch_data = records::encode(&EpochRecord {
             v: records::RECORD_VERSION,

@@ -12,7 +12,7 @@ pub const INLINE_LIMIT: usize = 256 * 1024;
 /// Largest serialized part.
 pub const PART_LIMIT: usize = 512 * 1024;
 
-pub use filegrid_proto::manifest::{ChunkRef, Entry, EntryKind, FileMeta, Part};
+pub use filegrid_proto::manifest::{ChunkRef, Entry, EntryKind, FileMeta, ObjectAttrs, Part};
 
 /// Splits `chunks` so that each part serializes under `limit` bytes.
 pub fn split(chunks: &[ChunkRef], limit: usize) -> Vec<Vec<ChunkRef>> {

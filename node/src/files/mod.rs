@@ -105,6 +105,9 @@ pub enum DataError {
     Unavailable(String),
     #[error("{0}")]
     StorageFull(String),
+    /// A create-only write found a file already there.
+    #[error("{0}")]
+    Exists(String),
 }
 
 impl From<NsError> for DataError {
@@ -112,6 +115,7 @@ impl From<NsError> for DataError {
         match e {
             NsError::NotFound(p) => DataError::NotFound(format!("{p} not found")),
             NsError::Conflict(m) => DataError::Conflict(m),
+            NsError::Exists(p) => DataError::Exists(format!("{p} exists already")),
             NsError::Fence(f) => DataError::Unavailable(format!(
                 "leadership changed during the request ({f}); retry"
             )),
@@ -131,6 +135,7 @@ impl DataError {
             DataError::Conflict(_) => ErrorCode::Conflict,
             DataError::Unavailable(_) => ErrorCode::Unavailable,
             DataError::StorageFull(_) => ErrorCode::StorageFull,
+            DataError::Exists(_) => ErrorCode::Conflict,
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum NsError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A create-only commit found a file already there.
+    #[error("{0} exists already")]
+    Exists(String),
     #[error(transparent)]
     Fence(#[from] FenceError),
     #[error(transparent)]
@@ -72,7 +75,19 @@ pub async fn commit(
     lead: &Leadership,
     known: &KnownDirs,
     path: &FilePath,
+    meta: FileMeta,
+) -> Result<Option<FileMeta>, NsError> {
+    commit_with(lead, known, path, meta, false).await
+}
+
+/// [`commit`]; with `must_be_new`, only where no file is yet ([`NsError::Exists`]
+/// otherwise), decided in the same transaction that creates it.
+pub async fn commit_with(
+    lead: &Leadership,
+    known: &KnownDirs,
+    path: &FilePath,
     mut meta: FileMeta,
+    must_be_new: bool,
 ) -> Result<Option<FileMeta>, NsError> {
     let client = lead.client();
     let layout = lead.layout();
@@ -173,6 +188,9 @@ pub async fn commit(
                 });
                 None
             }
+            Some((e, _)) if e.kind == EntryKind::File && must_be_new => {
+                return Err(NsError::Exists(path.to_string()));
+            }
             Some((e, version)) if e.kind == EntryKind::File => {
                 ops.push(FencedOp::SetData {
                     path: node,
@@ -230,11 +248,11 @@ pub async fn remove(
             path: node,
             version: Some(stat.version),
         }];
-        // Parent directories that only held this file go with it.
+        // Parent directories that only held this file go with it, but for a bucket.
         let mut deleted = Vec::new();
         for dir in path.ancestors().into_iter().rev() {
             match client.check_stat(&layout.file(dir)).await? {
-                Some(s) if s.num_children == 1 => {
+                Some(s) if s.num_children == 1 && !is_bucket(client, layout, dir).await? => {
                     ops.push(FencedOp::Delete {
                         path: layout.file(dir),
                         version: Some(s.version),
@@ -265,6 +283,16 @@ pub async fn remove(
     Err(NsError::Conflict(format!(
         "{path} is being changed concurrently; retry"
     )))
+}
+
+/// Whether `dir` is an S3 bucket (kept when empty); only top-level directories can be.
+async fn is_bucket(client: &Client, layout: &Layout, dir: &str) -> Result<bool, NsError> {
+    if dir.contains('/') {
+        return Ok(false);
+    }
+    Ok(zk::read::<Entry>(client, &layout.file(dir))
+        .await?
+        .is_some_and(|(e, _)| e.bucket))
 }
 
 /// Removes the manifest parts of a replaced or deleted file (best effort: leftovers are
@@ -466,7 +494,7 @@ async fn read_with_stats(
 }
 
 /// Reads many entries in few round trips.
-async fn read_entries(
+pub(crate) async fn read_entries(
     client: &Client,
     layout: &Layout,
     paths: &[String],

@@ -2,12 +2,14 @@
 
 use std::fmt;
 
-/// Longest path accepted, in bytes.
-pub const MAX_PATH_LEN: usize = 1024;
-/// Longest segment accepted, in bytes.
-pub const MAX_SEGMENT_LEN: usize = 255;
-/// Deepest nesting accepted.
-pub const MAX_DEPTH: usize = 64;
+/// Longest path accepted, in bytes: room for a bucket and any S3 key (up to 1,024 bytes)
+/// after escaping (see `s3::keys`).
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest segment accepted, in bytes: a 1,024-byte S3 key segment escaped.
+pub const MAX_SEGMENT_LEN: usize = 3200;
+/// Deepest nesting accepted. It bounds the directories one commit may check or create in
+/// its ZooKeeper transaction.
+pub const MAX_DEPTH: usize = 128;
 
 /// A validated file path such as `photos/2026/cat.jpg` (no leading or trailing slash).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,12 +133,15 @@ mod tests {
         assert_eq!(FilePath::parse("./a"), Err(PathError::DotSegment));
         assert_eq!(FilePath::parse("a\nb"), Err(PathError::BadChar));
         assert_eq!(
-            FilePath::parse(&"x".repeat(256)),
+            FilePath::parse(&"x".repeat(MAX_SEGMENT_LEN + 1)),
             Err(PathError::SegmentTooLong)
         );
-        assert_eq!(FilePath::parse(&"ab/".repeat(400)), Err(PathError::TooLong));
         assert_eq!(
-            FilePath::parse("a/".repeat(70).trim_end_matches('/')),
+            FilePath::parse(&"ab/".repeat(1400)),
+            Err(PathError::TooLong)
+        );
+        assert_eq!(
+            FilePath::parse("a/".repeat(MAX_DEPTH + 1).trim_end_matches('/')),
             Err(PathError::TooDeep)
         );
     }
@@ -151,7 +156,7 @@ mod tests {
         assert_eq!(FilePath::check_prefix("/a"), Err(PathError::Empty));
         assert_eq!(FilePath::check_prefix("a/b\u{0}"), Err(PathError::BadChar));
         assert_eq!(
-            FilePath::check_prefix(&"x".repeat(256)),
+            FilePath::check_prefix(&"x".repeat(MAX_SEGMENT_LEN + 1)),
             Err(PathError::SegmentTooLong)
         );
     }

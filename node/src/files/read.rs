@@ -59,20 +59,13 @@ pub async fn download(
         start: 0,
         end: meta.size,
     });
-    let chunk_size = meta.chunk_size.max(1);
-    let first = (range.start / chunk_size) as usize;
-    let last = if range.end == 0 {
-        0
-    } else {
-        ((range.end - 1) / chunk_size) as usize + 1
-    };
-    let mut wanted = meta
-        .chunks
-        .iter()
-        .enumerate()
-        .skip(first)
-        .take(last.saturating_sub(first))
-        .map(|(i, c)| (i as u64 * chunk_size, c.clone()));
+    // Offsets come from the chunks' own lengths: a multipart object's chunks are not all of
+    // `chunk_size` (each part ends with a short one).
+    let mut wanted = chunk_offsets(&meta.chunks)
+        .filter(|(offset, c)| *offset < range.end && offset + c.len > range.start)
+        .map(|(offset, c)| (offset, c.clone()))
+        .collect::<Vec<_>>()
+        .into_iter();
     let fetch = move |dp: Arc<DataPlane>, (offset, chunk): (u64, ChunkRef)| async move {
         // The part of this chunk the range covers.
         let from = range.start.saturating_sub(offset).min(chunk.len);
@@ -101,6 +94,15 @@ pub async fn download(
 /// travels for a range: the cluster server verifies the whole chunk before it ends the
 /// answer cleanly, and its checksum header must be the manifest's, so the part comes from
 /// the very chunk the manifest names.
+/// Each chunk with the offset of its first byte in the file.
+fn chunk_offsets(chunks: &[ChunkRef]) -> impl Iterator<Item = (u64, &ChunkRef)> {
+    chunks.iter().scan(0u64, |offset, c| {
+        let at = *offset;
+        *offset += c.len;
+        Some((at, c))
+    })
+}
+
 async fn fetch_part(
     dp: &Arc<DataPlane>,
     chunk: &ChunkRef,

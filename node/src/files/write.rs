@@ -33,6 +33,57 @@ const IN_FLIGHT: usize = 3;
 /// Pipelines tried for one chunk at most: each attempt rules out a server or stores the chunk.
 const MAX_ATTEMPTS: usize = 8;
 
+/// Digests computed over an upload's bytes as they stream through, beside the CRC32C every
+/// upload keeps: no second pass over the data.
+#[derive(Default)]
+pub struct Digests {
+    /// The MD5 of the content (the S3 ETag of a single-part upload).
+    pub md5: Option<md5::Md5>,
+    /// A checksum the client announced (`x-amz-checksum-*`), to verify once the body ends.
+    pub checksum: Option<s3s::checksum::ChecksumHasher>,
+}
+
+impl Digests {
+    fn update(&mut self, data: &[u8]) {
+        if let Some(m) = &mut self.md5 {
+            md5::Digest::update(m, data);
+        }
+        if let Some(c) = &mut self.checksum {
+            c.update(data);
+        }
+    }
+}
+
+/// A body stored as chunks on the cluster servers, not yet part of any file.
+pub struct Stored {
+    pub file_id: String,
+    pub size: u64,
+    /// CRC32C of the whole content.
+    pub crc32c: u32,
+    pub chunks: Vec<ChunkRef>,
+    pub digests: Digests,
+    /// The epoch the chunks were written under.
+    pub epoch: u64,
+}
+
+impl Stored {
+    /// The manifest of a file with this content.
+    pub fn into_meta(self, chunk_size: u64, attrs: super::manifest::ObjectAttrs) -> FileMeta {
+        FileMeta {
+            file_id: self.file_id,
+            size: self.size,
+            checksum: Checksum(self.crc32c).to_string(),
+            chunk_size,
+            chunk_count: self.chunks.len() as u64,
+            mtime: records::now_ms(),
+            epoch: self.epoch,
+            chunks: self.chunks,
+            parts: 0,
+            attrs,
+        }
+    }
+}
+
 /// Stores the body as the file at `path`; returns the committed manifest.
 pub async fn upload(
     dp: &Arc<DataPlane>,
@@ -41,6 +92,48 @@ pub async fn upload(
     body: Body,
     content_length: Option<u64>,
 ) -> Result<FileMeta, DataError> {
+    let mut guard = Uncommitted::new(&dp.repairs);
+    let stored = store(dp, lead, body, content_length, Digests::default()).await?;
+    let meta = stored.into_meta(dp.config.chunk_size, Default::default());
+    commit(dp, lead, &path, meta, false, &mut guard).await
+}
+
+/// Makes stored chunks the file at `path` (through the fenced write); returns the manifest.
+/// With `must_be_new`, only if no file is there yet ([`DataError::Exists`]).
+pub async fn commit(
+    dp: &Arc<DataPlane>,
+    lead: &Leadership,
+    path: &FilePath,
+    meta: FileMeta,
+    must_be_new: bool,
+    guard: &mut Uncommitted<'_>,
+) -> Result<FileMeta, DataError> {
+    let previous =
+        namespace::commit_with(lead, &dp.known_dirs, path, meta.clone(), must_be_new).await?;
+    guard.committed = true;
+    if previous.is_some() {
+        dp.repairs.orphaned();
+    }
+    for c in &meta.chunks {
+        if (c.replicas.len() as u32) < dp.config.replication_factor {
+            dp.repairs
+                .under_replicated(path.as_str(), &meta.file_id, &c.id);
+        }
+    }
+    tracing::info!(path = %path, size = meta.size, chunks = meta.chunk_count, epoch = meta.epoch, "stored file");
+    Ok(meta)
+}
+
+/// Cuts `body` into chunks as it streams and stores each on its replicas. The chunks belong
+/// to no file yet: a caller that does not commit them leaves them to the orphan collector
+/// (hold an [`Uncommitted`] until the commit).
+pub async fn store(
+    dp: &Arc<DataPlane>,
+    lead: &Leadership,
+    body: Body,
+    content_length: Option<u64>,
+    mut digests: Digests,
+) -> Result<Stored, DataError> {
     let token = lead.token();
     if let Some(n) = content_length
         && n > dp.config.max_file_size
@@ -51,12 +144,6 @@ pub async fn upload(
         )));
     }
     let chunk_size = dp.config.chunk_size as usize;
-    // Until the manifest is committed, chunks stored for this upload belong to no file: if it
-    // fails or is abandoned, the repair loop is told to collect them.
-    let mut uncommitted = Uncommitted {
-        repairs: &dp.repairs,
-        committed: false,
-    };
     let file_id = format!("{:032x}", rand::random::<u128>());
     let chunk_id = |index: u64| format!("{file_id}-{index}");
     let mut whole = crc32c_state();
@@ -87,6 +174,7 @@ pub async fn upload(
             )));
         }
         whole = crc32c::crc32c_append(whole, &data);
+        digests.update(&data);
         dp.metrics.bytes_in.inc_by(data.len() as u64);
         // Fill the chunk buffer exactly: a piece that overshot it would make it grow (and
         // copy) to twice its size.
@@ -125,30 +213,14 @@ pub async fn upload(
             "Content-Length said {n} bytes but the body had {total}; nothing was stored"
         )));
     }
-    let meta = FileMeta {
+    Ok(Stored {
         file_id,
         size: total,
-        checksum: Checksum(whole).to_string(),
-        chunk_size: dp.config.chunk_size,
-        chunk_count: chunks.len() as u64,
-        mtime: records::now_ms(),
-        epoch: token.epoch,
+        crc32c: whole,
         chunks,
-        parts: 0,
-    };
-    let previous = namespace::commit(lead, &dp.known_dirs, &path, meta.clone()).await?;
-    uncommitted.committed = true;
-    if previous.is_some() {
-        dp.repairs.orphaned();
-    }
-    for c in &meta.chunks {
-        if (c.replicas.len() as u32) < dp.config.replication_factor {
-            dp.repairs
-                .under_replicated(path.as_str(), &meta.file_id, &c.id);
-        }
-    }
-    tracing::info!(path = %path, size = meta.size, chunks = meta.chunk_count, epoch = meta.epoch, "stored file");
-    Ok(meta)
+        digests,
+        epoch: token.epoch,
+    })
 }
 
 fn crc32c_state() -> u32 {
@@ -156,9 +228,23 @@ fn crc32c_state() -> u32 {
 }
 
 /// Tells the repair loop about orphans when an upload ends without its commit.
-struct Uncommitted<'a> {
+pub struct Uncommitted<'a> {
     repairs: &'a super::repair::Queue,
     committed: bool,
+}
+
+impl<'a> Uncommitted<'a> {
+    pub fn new(repairs: &'a super::repair::Queue) -> Self {
+        Self {
+            repairs,
+            committed: false,
+        }
+    }
+
+    /// The chunks are referenced elsewhere (a multipart upload's part record).
+    pub fn keep(&mut self) {
+        self.committed = true;
+    }
 }
 
 impl Drop for Uncommitted<'_> {

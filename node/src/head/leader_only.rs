@@ -119,36 +119,50 @@ async fn forward(
     req: Request,
 ) -> Response {
     let url = leader_url(leader, &req);
-    let (parts, body) = req.into_parts();
-    let mut headers = without_hop_by_hop(&parts.headers);
-    if let Ok(me) = s.server_id.as_str().parse() {
-        headers.insert(FORWARDED_BY_HEADER, me);
-    }
-    let sent = client
-        .request(parts.method.clone(), &url)
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(a) => a,
+    match send_on(client, s.server_id.as_str(), &url, req, false).await {
+        Ok(resp) => resp,
         Err(e) => {
             tracing::warn!(leader = %leader.server_id, %url, error = %e, "could not forward a request to the leader");
-            return ApiError::new(
+            ApiError::new(
                 ErrorCode::LeaderUnreachable,
                 format!(
                     "{} leads, but this head could not reach it: {e}",
                     leader.server_id
                 ),
             )
-            .into_response();
+            .into_response()
         }
-    };
+    }
+}
+
+/// Sends `req` on to `url` with the body streamed, marked as forwarded by `me`, and streams
+/// the answer back. `keep_host` keeps the client's `Host` header (an S3 signature covers it).
+pub async fn send_on(
+    client: &reqwest::Client,
+    me: &str,
+    url: &str,
+    req: Request,
+    keep_host: bool,
+) -> Result<Response, reqwest::Error> {
+    let (parts, body) = req.into_parts();
+    let mut headers = without_hop_by_hop(&parts.headers);
+    if keep_host && let Some(host) = parts.headers.get(header::HOST) {
+        headers.insert(header::HOST, host.clone());
+    }
+    if let Ok(me) = me.parse() {
+        headers.insert(FORWARDED_BY_HEADER, me);
+    }
+    let answer = client
+        .request(parts.method.clone(), url)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await?;
     let (status, headers) = (answer.status(), without_hop_by_hop(answer.headers()));
     let mut resp = Response::new(Body::from_stream(answer.bytes_stream()));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
-    resp
+    Ok(resp)
 }
 
 fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {

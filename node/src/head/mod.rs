@@ -29,6 +29,14 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         Some(addr) => Some(http::bind("metrics_listen", addr).await?),
         None => None,
     };
+    let s3_listener = match cfg.s3.listen {
+        Some(addr) => Some(http::bind("s3_listen", addr).await?),
+        None => None,
+    };
+    let s3_port = match &s3_listener {
+        Some(l) => Some(l.local_addr().context("s3 listen address")?.port()),
+        None => None,
+    };
     let metrics_port = match &metrics_listener {
         Some(l) => Some(l.local_addr().context("metrics listen address")?.port()),
         None => None,
@@ -40,6 +48,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             api_port,
             metrics_port,
             tls: serve_options.tls.is_some(),
+            s3_port,
         },
         Layout::for_config(&cfg.common),
         cfg.common.zk_hosts.clone(),
@@ -110,18 +119,45 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         proxy,
     };
 
+    let credentials = match &cfg.credentials_file {
+        Some(path) => Some(
+            crate::auth::credentials::LiveCredentials::watch(
+                path.clone(),
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(anyhow::Error::new)?,
+        ),
+        None => None,
+    };
     let client_gate = crate::auth::gate::ClientGate {
-        credentials: match &cfg.credentials_file {
-            Some(path) => Some(
-                crate::auth::credentials::LiveCredentials::watch(
-                    path.clone(),
-                    std::time::Duration::from_secs(5),
-                )
-                .map_err(anyhow::Error::new)?,
-            ),
-            None => None,
-        },
+        credentials: credentials.clone(),
         anonymous_read: cfg.anonymous_read,
+    };
+    let s3_app = match &s3_listener {
+        Some(_) => Some(
+            crate::s3::router(
+                data_plane.clone(),
+                crate::s3::S3Options {
+                    credentials,
+                    anonymous_read: cfg.anonymous_read,
+                    domain: cfg.s3.domain.clone(),
+                    region: cfg.s3.region.clone(),
+                    server_id: cfg.server_id.to_string(),
+                    forward: outgoing
+                        .apply(reqwest::Client::builder())
+                        .no_proxy()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .connect_timeout(std::time::Duration::from_secs(3))
+                        .build()
+                        .context("building the S3 forwarding client")?,
+                },
+            )?
+            .layer(axum::middleware::from_fn_with_state(
+                http_metrics.clone(),
+                http::track,
+            )),
+        ),
+        None => None,
     };
     let ready = Readiness::default();
     let ops = http::ops_router(registry.clone(), ready.clone());
@@ -158,6 +194,14 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         serve_options.clone(),
         stop_http.clone().cancelled_owned(),
     ));
+    if let (Some(l), Some(app)) = (s3_listener, s3_app) {
+        servers.spawn(http::serve(
+            l,
+            app,
+            serve_options.clone(),
+            stop_http.clone().cancelled_owned(),
+        ));
+    }
     if let Some(l) = metrics_listener {
         servers.spawn(http::serve(
             l,

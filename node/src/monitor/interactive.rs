@@ -126,6 +126,7 @@ async fn execute(monitor: &Monitor, cmd: Command) -> Result<String, String> {
                 registered_by: Some(monitor.id().to_string()),
                 // A head of this grid speaks TLS when the grid does.
                 tls: monitor.outgoing().https(),
+                s3_port: None,
             };
             match client
                 .create(

@@ -471,6 +471,7 @@ mod tests {
                     epoch: 1,
                     chunks,
                     parts: 0,
+                    attrs: Default::default(),
                 },
             ));
             self

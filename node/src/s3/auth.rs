@@ -1,0 +1,111 @@
+//! Who may call the S3 API: AWS Signature V4 against the head's credentials file (one file
+//! serves both APIs: an S3 access key id and secret are a principal's `access_key` and
+//! `secret`), and each principal's role mapped onto the S3 operations.
+
+use async_trait::async_trait;
+use filegrid_proto::auth::Access;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{S3Result, s3_error};
+
+use crate::auth::credentials::LiveCredentials;
+
+/// The secret keys of the credentials file, for s3s's signature check.
+pub struct Keys {
+    pub credentials: LiveCredentials,
+}
+
+#[async_trait]
+impl S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        let creds = self.credentials.load();
+        match creds.secret_of(access_key) {
+            Some((_, secret)) => match std::str::from_utf8(secret) {
+                Ok(s) => Ok(SecretKey::from(s)),
+                Err(_) => Err(s3_error!(InvalidAccessKeyId)),
+            },
+            None => Err(s3_error!(InvalidAccessKeyId)),
+        }
+    }
+}
+
+/// The role an S3 operation needs (pure; unit-tested).
+pub fn need(op: &str) -> Access {
+    match op {
+        "GetObject"
+        | "HeadObject"
+        | "ListObjects"
+        | "ListObjectsV2"
+        | "HeadBucket"
+        | "ListBuckets"
+        | "GetBucketLocation"
+        | "ListParts"
+        | "ListMultipartUploads" => Access::Read,
+        "PutObject"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "CopyObject"
+        | "CreateBucket"
+        | "DeleteBucket"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload" => Access::Write,
+        // Anything not listed (and answered NotImplemented) needs the most.
+        _ => Access::Admin,
+    }
+}
+
+/// Checks each request's principal against [`need`].
+pub struct Roles {
+    pub credentials: Option<LiveCredentials>,
+    pub anonymous_read: bool,
+}
+
+#[async_trait]
+impl S3Access for Roles {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let op = cx.s3_op().name();
+        let need = need(op);
+        let Some(creds) = &self.credentials else {
+            // An insecure head: everything is allowed, as on its native API.
+            return Ok(());
+        };
+        let role = match cx.credentials() {
+            Some(c) => {
+                let all = creds.load();
+                match all.secret_of(&c.access_key) {
+                    Some((principal, _)) => principal.role,
+                    None => return Err(s3_error!(InvalidAccessKeyId)),
+                }
+            }
+            None if self.anonymous_read && need == Access::Read => Access::Read,
+            None => return Err(s3_error!(AccessDenied, "a signed request is required")),
+        };
+        if role >= need {
+            Ok(())
+        } else {
+            let who = cx
+                .credentials()
+                .map_or("anonymous", |c| c.access_key.as_str());
+            tracing::info!(target: "filegrid::audit", access_key = %who, op, "S3 call refused: role too low");
+            Err(s3_error!(AccessDenied, "this credential may not {op}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_writes_and_the_rest() {
+        assert_eq!(need("GetObject"), Access::Read);
+        assert_eq!(need("ListObjectsV2"), Access::Read);
+        assert_eq!(need("PutObject"), Access::Write);
+        assert_eq!(need("CompleteMultipartUpload"), Access::Write);
+        assert_eq!(need("PutBucketPolicy"), Access::Admin);
+        assert_eq!(need("SomethingNew"), Access::Admin);
+    }
+}

@@ -1,0 +1,145 @@
+//! The S3-compatible API of a head, on its own listener (`s3_listen`). See `docs/s3.md`.
+//!
+//! The S3 protocol (request parsing, AWS Signature V4 in headers and presigned URLs,
+//! `aws-chunked` bodies and their trailers, XML answers and errors) is the `s3s` crate's;
+//! FileGrid supplies the keys ([`auth::Keys`]), who may do what ([`auth::Roles`]), and the
+//! operations over its namespace and data path ([`service::FileGridS3`]). A bucket is a
+//! top-level directory of the native namespace and a key maps onto a path below it
+//! ([`keys`]), so both APIs see the same files.
+//!
+//! Every S3 call is served by the leader: a standby forwards it there unchanged (its
+//! signature covers the `Host` header, which is kept), streaming both ways.
+
+pub mod auth;
+pub mod error;
+pub mod keys;
+pub mod list;
+pub mod service;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use s3s::service::{S3Service, S3ServiceBuilder};
+
+use crate::auth::credentials::LiveCredentials;
+use crate::election::{Election, Role};
+use crate::files::DataPlane;
+use crate::head::leader_only::{FORWARDED_BY_HEADER, send_on};
+use crate::leadership::Leadership;
+
+/// What the S3 listener needs.
+pub struct S3Options {
+    pub credentials: Option<LiveCredentials>,
+    pub anonymous_read: bool,
+    pub domain: Option<String>,
+    pub region: String,
+    /// This head's id, marked on forwarded requests.
+    pub server_id: String,
+    /// Client for forwarding to the leader's S3 listener.
+    pub forward: reqwest::Client,
+}
+
+#[derive(Clone)]
+struct Gate {
+    election: Arc<Election>,
+    service: S3Service,
+    server_id: Arc<str>,
+    forward: reqwest::Client,
+}
+
+/// The S3 API as a router for `http::serve`.
+pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> {
+    let election = dp.election.clone();
+    let mut builder = S3ServiceBuilder::new(service::FileGridS3 {
+        dp,
+        region: options.region.clone(),
+    });
+    if let Some(creds) = &options.credentials {
+        builder.set_auth(auth::Keys {
+            credentials: creds.clone(),
+        });
+    }
+    builder.set_access(auth::Roles {
+        credentials: options.credentials.clone(),
+        anonymous_read: options.anonymous_read,
+    });
+    if let Some(domain) = &options.domain {
+        let host = s3s::host::SingleDomain::new(domain)
+            .map_err(|e| anyhow::anyhow!("setting `s3_domain` ({domain}): {e}"))?;
+        builder.set_host(host);
+    }
+    let gate = Gate {
+        election,
+        service: builder.build(),
+        server_id: options.server_id.into(),
+        forward: options.forward,
+    };
+    Ok(Router::new().fallback(serve).with_state(gate))
+}
+
+/// Serves a request on the leader, forwards it there from a standby.
+async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
+    let st = g.election.status().borrow().clone();
+    match (st.role, st.leader) {
+        (Role::Leader, _) => {
+            let Some(lead) = Leadership::current(&g.election) else {
+                return unavailable("this head stopped leading; retry shortly");
+            };
+            req.extensions_mut().insert(lead);
+            let mut svc = g.service.clone();
+            match tower::Service::call(&mut svc, req).await {
+                Ok(resp) => resp.map(Body::new),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "S3 request failed inside the protocol layer");
+                    unavailable("the request could not be served")
+                }
+            }
+        }
+        (Role::Standby, Some(leader)) if !req.headers().contains_key(FORWARDED_BY_HEADER) => {
+            let Some(port) = leader.s3_port else {
+                return unavailable(&format!("{} leads but serves no S3 API", leader.server_id));
+            };
+            let scheme = crate::http::Outgoing::scheme(leader.tls);
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let url = format!("{scheme}://{}:{port}{pq}", leader.host);
+            match send_on(&g.forward, &g.server_id, &url, req, true).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::warn!(leader = %leader.server_id, error = %e, "could not forward an S3 request to the leader");
+                    unavailable(&format!(
+                        "{} leads, but this head could not reach it",
+                        leader.server_id
+                    ))
+                }
+            }
+        }
+        _ => unavailable("no head leads right now; retry shortly"),
+    }
+}
+
+/// A `503 ServiceUnavailable` in S3's XML, which SDKs retry.
+fn unavailable(message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ServiceUnavailable</Code><Message>{}</Message></Error>",
+        xml_escape(message)
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "application/xml"),
+            (header::RETRY_AFTER, "1"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,1101 @@
+//! The S3 operations on FileGrid's namespace and data path. Each request arrives with the
+//! [`Leadership`] the S3 gate admitted it under, so its metadata writes are fenced like the
+//! native API's.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use base64::Engine;
+use futures::StreamExt;
+use md5::Digest;
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::{error, keys, list};
+use crate::fencing::FencedOp;
+use crate::files::manifest::{Entry, EntryKind, FileMeta, ObjectAttrs};
+use crate::files::namespace::{self, NsError};
+use crate::files::path::FilePath;
+use crate::files::read::{self, ByteRange};
+use crate::files::write::{self, Digests, Uncommitted};
+use crate::files::{DataError, DataPlane};
+use crate::leadership::Leadership;
+use crate::zk::{self, records};
+
+/// FileGrid behind the S3 API.
+pub struct FileGridS3 {
+    pub dp: Arc<DataPlane>,
+    pub region: String,
+}
+
+/// The leadership the gate admitted `req` under.
+fn lead<T>(req: &S3Request<T>) -> S3Result<Leadership> {
+    req.extensions
+        .get::<Leadership>()
+        .cloned()
+        .ok_or_else(error::no_leader)
+}
+
+fn path(bucket: &str, key: &str) -> S3Result<FilePath> {
+    keys::to_path(bucket, key).map_err(error::key)
+}
+
+/// The bucket's directory entry and its ZooKeeper stat, or NoSuchBucket.
+async fn bucket_entry(lead: &Leadership, bucket: &str) -> S3Result<zookeeper_client::Stat> {
+    if !keys::valid_bucket(bucket) {
+        return Err(s3_error!(NoSuchBucket));
+    }
+    match zk::read::<Entry>(lead.client(), &lead.layout().file(bucket)).await {
+        Ok(Some((e, stat))) if e.kind == EntryKind::Dir => Ok(stat),
+        Ok(_) => Err(s3_error!(NoSuchBucket)),
+        Err(e) => Err(error::ns(e.into())),
+    }
+}
+
+/// The object at `bucket`/`key`: NoSuchBucket or NoSuchKey when there is none.
+async fn object(lead: &Leadership, bucket: &str, key: &str) -> S3Result<FileMeta> {
+    let p = path(bucket, key)?;
+    match namespace::lookup(lead.client(), lead.layout(), &p).await {
+        Ok((meta, _)) => Ok(meta),
+        Err(NsError::NotFound(_)) => {
+            bucket_entry(lead, bucket).await?;
+            Err(s3_error!(NoSuchKey))
+        }
+        Err(e) => Err(error::ns(e)),
+    }
+}
+
+/// The object's ETag: its MD5 (or multipart ETag) when written through S3, its file id
+/// when written through the native API (which keeps no MD5).
+fn etag_of(meta: &FileMeta) -> String {
+    meta.attrs
+        .etag
+        .clone()
+        .unwrap_or_else(|| meta.file_id.clone())
+}
+
+fn modified(meta: &FileMeta) -> Timestamp {
+    Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.mtime))
+}
+
+/// Seconds since the epoch, the precision of HTTP dates.
+fn secs(t: &Timestamp) -> i64 {
+    let t: time::OffsetDateTime = t.clone().into();
+    t.unix_timestamp()
+}
+
+/// What the conditional headers of a read say (RFC 9110 §13.2.2, as S3 applies them).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Serve,
+    NotModified,
+    PreconditionFailed,
+}
+
+/// The conditions of a GET or HEAD against the object's ETag and modification time (pure).
+pub fn judge(
+    etag: &str,
+    mtime_secs: i64,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<i64>,
+    if_unmodified_since: Option<i64>,
+) -> Verdict {
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    };
+    match if_match {
+        Some(c) if !matches(c) => return Verdict::PreconditionFailed,
+        Some(_) => {}
+        None => {
+            if if_unmodified_since.is_some_and(|t| mtime_secs > t) {
+                return Verdict::PreconditionFailed;
+            }
+        }
+    }
+    match if_none_match {
+        Some(c) if matches(c) => return Verdict::NotModified,
+        Some(_) => {}
+        None => {
+            if if_modified_since.is_some_and(|t| mtime_secs <= t) {
+                return Verdict::NotModified;
+            }
+        }
+    }
+    Verdict::Serve
+}
+
+fn check_conditions(
+    meta: &FileMeta,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let mtime = (meta.mtime / 1000) as i64;
+    match judge(
+        &etag_of(meta),
+        mtime,
+        if_match,
+        if_none_match,
+        if_modified_since.map(secs),
+        if_unmodified_since.map(secs),
+    ) {
+        Verdict::Serve => Ok(()),
+        Verdict::NotModified => Err(S3Error::new(S3ErrorCode::NotModified)),
+        Verdict::PreconditionFailed => Err(s3_error!(PreconditionFailed)),
+    }
+}
+
+/// The user metadata of an object as S3 returns it.
+fn metadata(attrs: &ObjectAttrs) -> Option<Metadata> {
+    (!attrs.user.is_empty()).then(|| {
+        attrs
+            .user
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+/// The algorithm a client announced for a checksum of the body, as a hasher.
+fn hasher_for(algorithm: &str) -> Option<s3s::checksum::ChecksumHasher> {
+    let mut h = s3s::checksum::ChecksumHasher::default();
+    match algorithm {
+        "crc32" => h.crc32 = Some(Default::default()),
+        "crc32c" => h.crc32c = Some(Default::default()),
+        "crc64nvme" => h.crc64nvme = Some(Default::default()),
+        "sha1" => h.sha1 = Some(Default::default()),
+        "sha256" => h.sha256 = Some(Default::default()),
+        _ => return None,
+    }
+    Some(h)
+}
+
+/// The algorithm's value in a computed checksum.
+fn value_of(sum: &Checksum, algorithm: &str) -> Option<String> {
+    match algorithm {
+        "crc32" => sum.checksum_crc32.clone(),
+        "crc32c" => sum.checksum_crc32c.clone(),
+        "crc64nvme" => sum.checksum_crc64nvme.clone(),
+        "sha1" => sum.checksum_sha1.clone(),
+        "sha256" => sum.checksum_sha256.clone(),
+        _ => None,
+    }
+}
+
+/// The checksum a client announced for a body: the algorithm and, when sent as a header,
+/// its value (a trailer's value arrives after the body).
+fn announced(
+    input: &PutObjectInput,
+    headers: &axum::http::HeaderMap,
+) -> Option<(String, Option<String>)> {
+    let given = [
+        ("crc32", &input.checksum_crc32),
+        ("crc32c", &input.checksum_crc32c),
+        ("crc64nvme", &input.checksum_crc64nvme),
+        ("sha1", &input.checksum_sha1),
+        ("sha256", &input.checksum_sha256),
+    ];
+    if let Some((alg, v)) = given.iter().find(|(_, v)| v.is_some()) {
+        return Some((alg.to_string(), (*v).clone()));
+    }
+    // `x-amz-trailer: x-amz-checksum-crc32` names a checksum that follows the body.
+    let trailer = headers.get("x-amz-trailer")?.to_str().ok()?;
+    let alg = trailer.trim().strip_prefix("x-amz-checksum-")?;
+    Some((alg.to_ascii_lowercase(), None))
+}
+
+/// A streamed S3 body as the body the data path stores.
+fn body_of(blob: Option<StreamingBlob>) -> Body {
+    match blob {
+        Some(b) => Body::from_stream(b),
+        None => Body::empty(),
+    }
+}
+
+/// A body the data path reads, as the streamed body s3s sends.
+fn blob_of(body: Body) -> StreamingBlob {
+    let stream = sync_wrapper::SyncStream::new(body.into_data_stream());
+    StreamingBlob::wrap(stream)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The attributes a PUT (or a copy with `REPLACE`) gives an object.
+#[allow(clippy::too_many_arguments)]
+fn attrs_from(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<&Timestamp>,
+    user: Option<Metadata>,
+) -> ObjectAttrs {
+    ObjectAttrs {
+        etag: None,
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires: expires.map(|t| {
+            httpdate::fmt_http_date(std::time::SystemTime::from(time::OffsetDateTime::from(
+                t.clone(),
+            )))
+        }),
+        user: user
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        checksum: None,
+    }
+}
+
+/// Commits `meta` at `path`; with `must_be_new`, only if nothing is there yet.
+async fn commit(
+    dp: &Arc<DataPlane>,
+    lead: &Leadership,
+    p: &FilePath,
+    meta: FileMeta,
+    must_be_new: bool,
+    guard: &mut Uncommitted<'_>,
+) -> S3Result<FileMeta> {
+    match write::commit(dp, lead, p, meta, must_be_new, guard).await {
+        Ok(m) => Ok(m),
+        Err(DataError::Exists(_)) => Err(s3_error!(PreconditionFailed)),
+        Err(e) => Err(error::data(e)),
+    }
+}
+
+#[async_trait]
+impl S3 for FileGridS3 {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let lead = lead(&req)?;
+        let client = lead.client();
+        let layout = lead.layout();
+        let mut names = match client.list_children(&layout.files()).await {
+            Ok(n) => n,
+            Err(zookeeper_client::Error::NoNode) => Vec::new(),
+            Err(e) => return Err(error::ns(e.into())),
+        };
+        names.retain(|n| keys::valid_bucket(n));
+        names.sort();
+        let mut buckets = Vec::new();
+        for name in names {
+            match zk::read::<Entry>(client, &layout.file(&name)).await {
+                Ok(Some((e, stat))) if e.kind == EntryKind::Dir => buckets.push(Bucket {
+                    name: Some(name),
+                    creation_date: Some(Timestamp::from(
+                        std::time::UNIX_EPOCH
+                            + std::time::Duration::from_millis(stat.ctime.max(0) as u64),
+                    )),
+                    ..Default::default()
+                }),
+                Ok(_) => {}
+                Err(e) => return Err(error::ns(e.into())),
+            }
+        }
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some("filegrid".into()),
+                id: Some("filegrid".into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let lead = lead(&req)?;
+        let bucket = &req.input.bucket;
+        if !keys::valid_bucket(bucket) {
+            return Err(s3_error!(InvalidBucketName));
+        }
+        let node = lead.layout().file(bucket);
+        let op = match zk::read::<Entry>(lead.client(), &node).await {
+            Ok(None) => FencedOp::Create {
+                path: node,
+                data: records::encode(&Entry::bucket()),
+                options: lead.layout().persistent(),
+            },
+            Ok(Some((e, _))) if e.bucket => return Err(s3_error!(BucketAlreadyOwnedByYou)),
+            // A directory the native API made: it becomes a bucket.
+            Ok(Some((e, stat))) if e.kind == EntryKind::Dir => FencedOp::SetData {
+                path: node,
+                data: records::encode(&Entry::bucket()),
+                version: Some(stat.version),
+            },
+            Ok(Some(_)) => {
+                return Err(error::conflict(format!(
+                    "{bucket} is a file of the native API"
+                )));
+            }
+            Err(e) => return Err(error::ns(e.into())),
+        };
+        match lead.write(&[op]).await {
+            Ok(_) => {
+                tracing::info!(%bucket, "created bucket");
+                Ok(S3Response::new(CreateBucketOutput {
+                    location: Some(format!("/{bucket}")),
+                    ..Default::default()
+                }))
+            }
+            Err(crate::fencing::FenceError::Operation {
+                source: zookeeper_client::Error::NodeExists | zookeeper_client::Error::BadVersion,
+                ..
+            }) => Err(s3_error!(BucketAlreadyOwnedByYou)),
+            Err(e) => Err(error::ns(e.into())),
+        }
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let lead = lead(&req)?;
+        bucket_entry(&lead, &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let lead = lead(&req)?;
+        bucket_entry(&lead, &req.input.bucket).await?;
+        // us-east-1 is reported as no constraint, as S3 does.
+        let location = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let lead = lead(&req)?;
+        let bucket = &req.input.bucket;
+        let stat = bucket_entry(&lead, bucket).await?;
+        if stat.num_children > 0 {
+            return Err(s3_error!(BucketNotEmpty));
+        }
+        let op = FencedOp::Delete {
+            path: lead.layout().file(bucket),
+            version: Some(stat.version),
+        };
+        match lead.write(&[op]).await {
+            Ok(_) => {
+                tracing::info!(%bucket, "deleted bucket");
+                Ok(S3Response::new(DeleteBucketOutput {}))
+            }
+            Err(crate::fencing::FenceError::Operation {
+                source: zookeeper_client::Error::NotEmpty | zookeeper_client::Error::BadVersion,
+                ..
+            }) => Err(s3_error!(BucketNotEmpty)),
+            Err(crate::fencing::FenceError::Operation {
+                source: zookeeper_client::Error::NoNode,
+                ..
+            }) => Err(s3_error!(NoSuchBucket)),
+            Err(e) => Err(error::ns(e.into())),
+        }
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        bucket_entry(&lead, &input.bucket).await?;
+        let token = match &input.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => None,
+        };
+        let after = token
+            .clone()
+            .or_else(|| input.start_after.clone())
+            .unwrap_or_default();
+        let max = max_keys(input.max_keys)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let page = list_page(
+            &lead,
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &after,
+            max,
+        )
+        .await?;
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let (contents, prefixes) = rows(&page, url);
+        let next = page
+            .truncated
+            .then(|| page.found.last().map(|f| encode_token(f.name())))
+            .flatten();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: Some(enc(&prefix, url)),
+            delimiter: input.delimiter.map(|d| enc(&d, url)),
+            max_keys: Some(max as i32),
+            key_count: Some(page.found.len() as i32),
+            is_truncated: Some(page.truncated),
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            continuation_token: input.continuation_token,
+            next_continuation_token: next,
+            start_after: input.start_after.map(|s| enc(&s, url)),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        bucket_entry(&lead, &input.bucket).await?;
+        let after = input.marker.clone().unwrap_or_default();
+        let max = max_keys(input.max_keys)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let page = list_page(
+            &lead,
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &after,
+            max,
+        )
+        .await?;
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let (contents, prefixes) = rows(&page, url);
+        // NextMarker is returned with a delimiter; without one clients use the last key.
+        let next = (page.truncated && input.delimiter.is_some())
+            .then(|| page.found.last().map(|f| enc(f.name(), url)))
+            .flatten();
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc(&prefix, url)),
+            delimiter: input.delimiter.map(|d| enc(&d, url)),
+            marker: input.marker.map(|m| enc(&m, url)),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            next_marker: next,
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let lead = lead(&req)?;
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers.clone();
+        let mut input = req.input;
+        let p = path(&input.bucket, &input.key)?;
+        bucket_entry(&lead, &input.bucket).await?;
+        if input.write_offset_bytes.is_some() {
+            return Err(s3_error!(NotImplemented, "appends are not supported"));
+        }
+        let must_be_new = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
+        if let Some(cond) = &input.if_match {
+            let current = object(&lead, &input.bucket, &input.key).await;
+            match (current, cond) {
+                (Ok(_), ETagCondition::Any) => {}
+                (Ok(m), ETagCondition::ETag(e)) if e.value() == etag_of(&m) => {}
+                (Err(e), _) if e.code() != &S3ErrorCode::NoSuchKey => return Err(e),
+                _ => return Err(s3_error!(PreconditionFailed)),
+            }
+        }
+        if must_be_new
+            && namespace::lookup(lead.client(), lead.layout(), &p)
+                .await
+                .is_ok()
+        {
+            return Err(s3_error!(PreconditionFailed));
+        }
+        let checksum = announced(&input, &headers);
+        let mut digests = Digests {
+            md5: Some(md5::Md5::new()),
+            checksum: None,
+        };
+        if let Some((alg, _)) = &checksum {
+            digests.checksum =
+                Some(hasher_for(alg).ok_or_else(|| {
+                    s3_error!(InvalidArgument, "unknown checksum algorithm {alg}")
+                })?);
+        }
+        let Ok(_permit) = self.dp.uploads.clone().try_acquire_owned() else {
+            return Err(s3_error!(
+                SlowDown,
+                "too many uploads in progress; retry shortly"
+            ));
+        };
+        let mut guard = Uncommitted::new(&self.dp.repairs);
+        let body = body_of(input.body.take());
+        let stored = write::store(&self.dp, &lead, body, None, digests)
+            .await
+            .map_err(error::data)?;
+        let md5 = stored
+            .digests
+            .md5
+            .clone()
+            .map(|m| m.finalize().to_vec())
+            .unwrap_or_default();
+        if let Some(sent) = &input.content_md5 {
+            let want = base64::engine::general_purpose::STANDARD
+                .decode(sent)
+                .map_err(|_| s3_error!(InvalidDigest))?;
+            if want != md5 {
+                return Err(s3_error!(BadDigest));
+            }
+        }
+        let mut stored = stored;
+        let mut kept_checksum = None;
+        if let (Some((alg, sent)), Some(h)) = (checksum, stored.digests.checksum.take()) {
+            let computed = value_of(&h.finalize(), &alg);
+            let sent = match sent {
+                Some(v) => Some(v),
+                None => trailers.as_ref().and_then(|t| {
+                    t.read(|h| {
+                        h.get(format!("x-amz-checksum-{alg}").as_str())
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    })
+                    .flatten()
+                }),
+            };
+            match (sent, computed) {
+                (Some(s), Some(c)) if s == c => kept_checksum = Some((alg, c)),
+                (Some(_), _) => {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::BadDigest,
+                        format!("the {alg} checksum of the body does not match the one sent"),
+                    ));
+                }
+                // Announced but never sent: nothing to check, nothing to keep.
+                (None, _) => {}
+            }
+        }
+        let etag = hex(&md5);
+        let mut attrs = attrs_from(
+            input.content_type.take(),
+            input.content_encoding.take(),
+            input.content_disposition.take(),
+            input.content_language.take(),
+            input.cache_control.take(),
+            input.expires.as_ref(),
+            input.metadata.take(),
+        );
+        attrs.etag = Some(etag.clone());
+        attrs.checksum = kept_checksum.clone();
+        let meta = stored.into_meta(self.dp.config.chunk_size, attrs);
+        commit(&self.dp, &lead, &p, meta, must_be_new, &mut guard).await?;
+        let mut out = PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        };
+        if let Some((alg, v)) = kept_checksum {
+            set_checksum(&mut out, &alg, v);
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        if input.part_number.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "partNumber reads are not supported"
+            ));
+        }
+        let meta = object(&lead, &input.bucket, &input.key).await?;
+        check_conditions(
+            &meta,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let range = match &input.range {
+            Some(r) => Some(r.check(meta.size).map_err(|_| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidRange,
+                    format!(
+                        "the range is not satisfiable (the object is {} bytes)",
+                        meta.size
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let (start, end) = range.clone().map_or((0, meta.size), |r| (r.start, r.end));
+        let content_range = range.as_ref().map(|r| {
+            format!(
+                "bytes {}-{}/{}",
+                r.start,
+                r.end.saturating_sub(1),
+                meta.size
+            )
+        });
+        let whole = range.is_none();
+        let attrs = meta.attrs.clone();
+        let etag = etag_of(&meta);
+        let last_modified = modified(&meta);
+        let size = meta.size;
+        let body = read::download(self.dp.clone(), meta, Some(ByteRange { start, end }))
+            .await
+            .map_err(error::data)?;
+        let mut out = GetObjectOutput {
+            body: Some(blob_of(body)),
+            content_length: Some((end - start) as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong(etag)),
+            last_modified: Some(last_modified),
+            metadata: metadata(&attrs),
+            content_type: input
+                .response_content_type
+                .or(attrs.content_type.clone())
+                .or(Some("binary/octet-stream".into())),
+            content_encoding: input
+                .response_content_encoding
+                .or(attrs.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or(attrs.content_disposition.clone()),
+            content_language: input
+                .response_content_language
+                .or(attrs.content_language.clone()),
+            cache_control: input.response_cache_control.or(attrs.cache_control.clone()),
+            ..Default::default()
+        };
+        if let Some(exp) = input.response_expires {
+            out.expires = Some(exp);
+        } else if let Some(exp) = attrs.expires.as_deref().and_then(parse_http_date) {
+            out.expires = Some(exp);
+        }
+        if whole
+            && input.checksum_mode.is_some()
+            && let Some((alg, v)) = &attrs.checksum
+        {
+            set_get_checksum(&mut out, alg, v.clone());
+        }
+        let _ = size;
+        Ok(S3Response::new(out))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        let meta = object(&lead, &input.bucket, &input.key).await?;
+        check_conditions(
+            &meta,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let attrs = &meta.attrs;
+        let mut out = HeadObjectOutput {
+            content_length: Some(meta.size as i64),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong(etag_of(&meta))),
+            last_modified: Some(modified(&meta)),
+            metadata: metadata(attrs),
+            content_type: input
+                .response_content_type
+                .or(attrs.content_type.clone())
+                .or(Some("binary/octet-stream".into())),
+            content_encoding: attrs.content_encoding.clone(),
+            content_disposition: attrs.content_disposition.clone(),
+            content_language: attrs.content_language.clone(),
+            cache_control: attrs.cache_control.clone(),
+            expires: attrs.expires.as_deref().and_then(parse_http_date),
+            ..Default::default()
+        };
+        if input.checksum_mode.is_some()
+            && let Some((alg, v)) = &attrs.checksum
+        {
+            match alg.as_str() {
+                "crc32" => out.checksum_crc32 = Some(v.clone()),
+                "crc32c" => out.checksum_crc32c = Some(v.clone()),
+                "crc64nvme" => out.checksum_crc64nvme = Some(v.clone()),
+                "sha1" => out.checksum_sha1 = Some(v.clone()),
+                "sha256" => out.checksum_sha256 = Some(v.clone()),
+                _ => {}
+            }
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        bucket_entry(&lead, &input.bucket).await?;
+        delete_key(&self.dp, &lead, &input.bucket, &input.key).await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        bucket_entry(&lead, &input.bucket).await?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "at most 1000 keys per request"));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in input.delete.objects {
+            match delete_key(&self.dp, &lead, &input.bucket, &o.key).await {
+                Ok(()) => {
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(o.key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => errors.push(s3s::dto::Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(o.key),
+                    message: e.message().map(str::to_string),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let lead = lead(&req)?;
+        let input = req.input;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            version_id,
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access point copy sources are not supported"
+            ));
+        };
+        if version_id.is_some() {
+            return Err(s3_error!(NotImplemented, "versions are not supported"));
+        }
+        let dest = path(&input.bucket, &input.key)?;
+        bucket_entry(&lead, &input.bucket).await?;
+        let src = object(&lead, src_bucket, src_key).await?;
+        check_conditions(
+            &src,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| {
+            // A copy answers 412 for every failed source condition, 304 included.
+            if e.code() == &S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed)
+            } else {
+                e
+            }
+        })?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        let same = dest.as_str()
+            == keys::to_path(src_bucket, src_key)
+                .map_err(error::key)?
+                .as_str();
+        if same && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "copying an object to itself needs the REPLACE metadata directive"
+            ));
+        }
+        let etag = etag_of(&src);
+        let mut attrs = if replace {
+            attrs_from(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.expires.as_ref(),
+                input.metadata,
+            )
+        } else {
+            src.attrs.clone()
+        };
+        attrs.etag = src.attrs.etag.clone();
+        attrs.checksum = src.attrs.checksum.clone();
+        // The copy shares the source's chunks: no data moves. The orphan collector keeps a
+        // chunk while any manifest names it, so deleting either file leaves the other whole.
+        let meta = FileMeta {
+            file_id: format!("{:032x}", rand::random::<u128>()),
+            mtime: records::now_ms(),
+            epoch: lead.epoch(),
+            parts: 0,
+            attrs,
+            ..src
+        };
+        let mut guard = Uncommitted::new(&self.dp.repairs);
+        guard.keep();
+        let meta = commit(&self.dp, &lead, &dest, meta, false, &mut guard).await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(modified(&meta)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Deletes one key; a key that is not there (or names a directory) is already deleted.
+async fn delete_key(
+    dp: &Arc<DataPlane>,
+    lead: &Leadership,
+    bucket: &str,
+    key: &str,
+) -> S3Result<()> {
+    let p = path(bucket, key)?;
+    match namespace::remove(lead, &dp.known_dirs, &p).await {
+        Ok(_) => {
+            dp.repairs.orphaned();
+            Ok(())
+        }
+        Err(NsError::NotFound(_)) | Err(NsError::Conflict(_)) => Ok(()),
+        Err(e) => Err(error::ns(e)),
+    }
+}
+
+fn parse_http_date(s: &str) -> Option<Timestamp> {
+    httpdate::parse_http_date(s).ok().map(Timestamp::from)
+}
+
+fn set_checksum(out: &mut PutObjectOutput, alg: &str, v: String) {
+    match alg {
+        "crc32" => out.checksum_crc32 = Some(v),
+        "crc32c" => out.checksum_crc32c = Some(v),
+        "crc64nvme" => out.checksum_crc64nvme = Some(v),
+        "sha1" => out.checksum_sha1 = Some(v),
+        "sha256" => out.checksum_sha256 = Some(v),
+        _ => {}
+    }
+}
+
+fn set_get_checksum(out: &mut GetObjectOutput, alg: &str, v: String) {
+    match alg {
+        "crc32" => out.checksum_crc32 = Some(v),
+        "crc32c" => out.checksum_crc32c = Some(v),
+        "crc64nvme" => out.checksum_crc64nvme = Some(v),
+        "sha1" => out.checksum_sha1 = Some(v),
+        "sha256" => out.checksum_sha256 = Some(v),
+        _ => {}
+    }
+}
+
+fn max_keys(n: Option<i32>) -> S3Result<usize> {
+    match n {
+        None => Ok(1000),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+async fn list_page(
+    lead: &Leadership,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: &str,
+    max: usize,
+) -> S3Result<list::Page> {
+    if max == 0 {
+        return Ok(list::Page::default());
+    }
+    list::list(
+        lead.client(),
+        lead.layout(),
+        &list::Query {
+            bucket,
+            prefix,
+            delimiter,
+            after,
+            max,
+        },
+    )
+    .await
+    .map_err(error::ns)
+}
+
+/// Percent-encodes a key for `encoding-type=url`.
+fn enc(s: &str, url: bool) -> String {
+    if url {
+        percent_encoding::utf8_percent_encode(s, URL_KEY).to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// What `encoding-type=url` encodes: all but unreserved characters and `/`.
+const URL_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+fn rows(page: &list::Page, url: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
+    let mut contents = Vec::new();
+    let mut prefixes = Vec::new();
+    for f in &page.found {
+        match f {
+            list::Found::Object { key, meta } => contents.push(Object {
+                key: Some(enc(key, url)),
+                size: Some(meta.size as i64),
+                e_tag: Some(ETag::Strong(etag_of(meta))),
+                last_modified: Some(modified(meta)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            }),
+            list::Found::Prefix(p) => prefixes.push(CommonPrefix {
+                prefix: Some(enc(p, url)),
+            }),
+        }
+    }
+    (contents, prefixes)
+}
+
+/// Continuation tokens are the last key returned, base64 so clients treat them as opaque.
+fn encode_token(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_token(t: &str) -> S3Result<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "the continuation token is not one FileGrid made"
+            )
+        })
+}
+
+#[allow(dead_code)]
+fn _assert_stream_send(b: Body) -> impl futures::Stream + Send {
+    b.into_data_stream().map(|r| r.map(|_| ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(v: &str) -> ETagCondition {
+        ETagCondition::ETag(ETag::Strong(v.into()))
+    }
+
+    #[test]
+    fn conditions_follow_rfc_9110_as_s3_applies_them() {
+        use Verdict::*;
+        assert_eq!(judge("e", 100, None, None, None, None), Serve);
+        assert_eq!(judge("e", 100, Some(&tag("e")), None, None, None), Serve);
+        assert_eq!(
+            judge("e", 100, Some(&tag("x")), None, None, None),
+            PreconditionFailed
+        );
+        assert_eq!(
+            judge("e", 100, Some(&ETagCondition::Any), None, None, None),
+            Serve
+        );
+        assert_eq!(
+            judge("e", 100, None, Some(&tag("e")), None, None),
+            NotModified
+        );
+        assert_eq!(judge("e", 100, None, Some(&tag("x")), None, None), Serve);
+        assert_eq!(judge("e", 100, None, None, Some(100), None), NotModified);
+        assert_eq!(judge("e", 100, None, None, Some(99), None), Serve);
+        assert_eq!(
+            judge("e", 100, None, None, None, Some(99)),
+            PreconditionFailed
+        );
+        assert_eq!(judge("e", 100, None, None, None, Some(100)), Serve);
+        // If-Match true wins over a failing If-Unmodified-Since; If-None-Match false over
+        // a matching If-Modified-Since.
+        assert_eq!(
+            judge("e", 100, Some(&tag("e")), None, None, Some(50)),
+            Serve
+        );
+        assert_eq!(
+            judge("e", 100, None, Some(&tag("x")), Some(200), None),
+            Serve
+        );
+    }
+
+    #[test]
+    fn tokens_round_trip_and_foreign_ones_are_refused() {
+        let t = encode_token("a/ü//b");
+        assert_eq!(decode_token(&t).unwrap(), "a/ü//b");
+        assert!(decode_token("***").is_err());
+    }
+}
