@@ -137,3 +137,32 @@ pub struct Part {
     pub v: u32,
     pub chunks: Vec<ChunkRef>,
 }
+
+/// `uploads/<upload_id>`: a multipart upload in progress (S3 API).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub bucket: String,
+    pub key: String,
+    /// Unix milliseconds.
+    pub created: u64,
+    /// What the completed object will carry (its ETag is set on completion).
+    #[serde(default, skip_serializing_if = "ObjectAttrs::is_empty")]
+    pub attrs: ObjectAttrs,
+}
+
+/// `uploads/<upload_id>/<part>`: one stored part; its chunks become the object's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub size: u64,
+    /// MD5 of the part (hex), its S3 ETag.
+    pub md5: String,
+    /// CRC32C of the part, combined into the object's checksum on completion.
+    pub crc32c: u32,
+    /// Unix milliseconds.
+    pub mtime: u64,
+    pub chunks: Vec<ChunkRef>,
+}

@@ -41,6 +41,8 @@ pub struct GridOptions {
     pub tls: bool,
     /// With `tls`, every server also requires client certificates from the CA.
     pub mutual_tls: bool,
+    /// Every head also serves the S3 API (`--s3-listen` on a free port).
+    pub s3: bool,
 }
 
 impl Default for GridOptions {
@@ -64,6 +66,7 @@ impl Default for GridOptions {
             zk_auth: false,
             tls: false,
             mutual_tls: false,
+            s3: false,
         }
     }
 }
@@ -71,6 +74,8 @@ impl Default for GridOptions {
 pub struct Head {
     pub id: String,
     pub port: u16,
+    /// The S3 API's port, with `GridOptions::s3`.
+    pub s3_port: Option<u16>,
     pub proc: Proc,
 }
 
@@ -172,11 +177,17 @@ impl Grid {
         }
         args.extend(self.zk_auth_args());
         args.extend(self.tls_args(id));
+        let s3_port = o.s3.then(free_port);
+        if let Some(p) = s3_port {
+            args.push("--s3-listen".into());
+            args.push(format!("127.0.0.1:{p}"));
+        }
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
         self.heads.push(Head {
             id: id.into(),
             port,
+            s3_port,
             proc,
         });
     }
@@ -328,6 +339,14 @@ impl Grid {
     /// `http://127.0.0.1:<port>` of head `i` (`https://` when the grid runs TLS).
     pub fn head_url(&self, i: usize) -> String {
         format!("{}://127.0.0.1:{}", self.scheme(), self.heads[i].port)
+    }
+
+    /// The S3 endpoint of head `i` (with `GridOptions::s3`).
+    pub fn s3_url(&self, i: usize) -> String {
+        let port = self.heads[i]
+            .s3_port
+            .unwrap_or_else(|| panic!("head {i} serves no S3 API: set GridOptions::s3"));
+        format!("{}://127.0.0.1:{port}", self.scheme())
     }
 
     pub fn cluster_url(&self, i: usize) -> String {

@@ -11,6 +11,7 @@ pub mod placement;
 pub mod read;
 pub mod repair;
 pub mod servers;
+pub mod uploads;
 pub mod write;
 
 use std::sync::Arc;

@@ -218,6 +218,13 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         stop_http.clone(),
         repair_report,
     ));
+    if cfg.s3.listen.is_some() {
+        tokio::spawn(crate::s3::collect_uploads(
+            data_plane.clone(),
+            cfg.s3.multipart_max_age,
+            stop_http.clone(),
+        ));
+    }
     tokio::spawn(crate::signals::cancel_on_signal(stop_election.clone()));
 
     let elections = election.run(stop_election).await;

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 pub mod keys;
 pub mod list;
+pub mod multipart;
 pub mod service;
 
 use std::sync::Arc;
@@ -118,6 +119,32 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
             }
         }
         _ => unavailable("no head leads right now; retry shortly"),
+    }
+}
+
+/// On the leader, removes multipart uploads left alone longer than `max_age`, until `stop`.
+pub async fn collect_uploads(
+    dp: Arc<DataPlane>,
+    max_age: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let every = (max_age / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some(lead) = Leadership::current(&dp.election) else {
+            continue;
+        };
+        match crate::files::uploads::collect_abandoned(&lead, max_age).await {
+            Ok(0) => {}
+            Ok(_) => dp.repairs.orphaned(),
+            Err(e) => tracing::warn!(error = %e, "could not collect abandoned multipart uploads"),
+        }
     }
 }
 

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use base64::Engine;
-use futures::StreamExt;
 use md5::Digest;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{error, keys, list};
+use super::{error, keys, list, multipart};
 use crate::fencing::FencedOp;
 use crate::files::manifest::{Entry, EntryKind, FileMeta, ObjectAttrs};
 use crate::files::namespace::{self, NsError};
@@ -30,19 +29,22 @@ pub struct FileGridS3 {
 }
 
 /// The leadership the gate admitted `req` under.
-fn lead<T>(req: &S3Request<T>) -> S3Result<Leadership> {
+pub(super) fn lead<T>(req: &S3Request<T>) -> S3Result<Leadership> {
     req.extensions
         .get::<Leadership>()
         .cloned()
         .ok_or_else(error::no_leader)
 }
 
-fn path(bucket: &str, key: &str) -> S3Result<FilePath> {
+pub(super) fn path(bucket: &str, key: &str) -> S3Result<FilePath> {
     keys::to_path(bucket, key).map_err(error::key)
 }
 
 /// The bucket's directory entry and its ZooKeeper stat, or NoSuchBucket.
-async fn bucket_entry(lead: &Leadership, bucket: &str) -> S3Result<zookeeper_client::Stat> {
+pub(super) async fn bucket_entry(
+    lead: &Leadership,
+    bucket: &str,
+) -> S3Result<zookeeper_client::Stat> {
     if !keys::valid_bucket(bucket) {
         return Err(s3_error!(NoSuchBucket));
     }
@@ -54,7 +56,7 @@ async fn bucket_entry(lead: &Leadership, bucket: &str) -> S3Result<zookeeper_cli
 }
 
 /// The object at `bucket`/`key`: NoSuchBucket or NoSuchKey when there is none.
-async fn object(lead: &Leadership, bucket: &str, key: &str) -> S3Result<FileMeta> {
+pub(super) async fn object(lead: &Leadership, bucket: &str, key: &str) -> S3Result<FileMeta> {
     let p = path(bucket, key)?;
     match namespace::lookup(lead.client(), lead.layout(), &p).await {
         Ok((meta, _)) => Ok(meta),
@@ -75,7 +77,7 @@ fn etag_of(meta: &FileMeta) -> String {
         .unwrap_or_else(|| meta.file_id.clone())
 }
 
-fn modified(meta: &FileMeta) -> Timestamp {
+pub(super) fn modified(meta: &FileMeta) -> Timestamp {
     Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.mtime))
 }
 
@@ -209,7 +211,7 @@ fn announced(
 }
 
 /// A streamed S3 body as the body the data path stores.
-fn body_of(blob: Option<StreamingBlob>) -> Body {
+pub(super) fn body_of(blob: Option<StreamingBlob>) -> Body {
     match blob {
         Some(b) => Body::from_stream(b),
         None => Body::empty(),
@@ -222,13 +224,13 @@ fn blob_of(body: Body) -> StreamingBlob {
     StreamingBlob::wrap(stream)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The attributes a PUT (or a copy with `REPLACE`) gives an object.
 #[allow(clippy::too_many_arguments)]
-fn attrs_from(
+pub(super) fn attrs_from(
     content_type: Option<String>,
     content_encoding: Option<String>,
     content_disposition: Option<String>,
@@ -259,7 +261,7 @@ fn attrs_from(
 }
 
 /// Commits `meta` at `path`; with `must_be_new`, only if nothing is there yet.
-async fn commit(
+pub(super) async fn commit(
     dp: &Arc<DataPlane>,
     lead: &Leadership,
     p: &FilePath,
@@ -814,6 +816,55 @@ impl S3 for FileGridS3 {
         }))
     }
 
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        multipart::create(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        multipart::upload_part(self, req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        multipart::upload_part_copy(self, req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        multipart::complete(self, req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        multipart::abort(self, req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        multipart::list_parts(req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_uploads(req).await
+    }
+
     async fn copy_object(
         &self,
         req: S3Request<CopyObjectInput>,
@@ -1040,11 +1091,6 @@ fn decode_token(t: &str) -> S3Result<String> {
                 "the continuation token is not one FileGrid made"
             )
         })
-}
-
-#[allow(dead_code)]
-fn _assert_stream_send(b: Body) -> impl futures::Stream + Send {
-    b.into_data_stream().map(|r| r.map(|_| ()))
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ impl Layout {
             self.health_reports_dir(),
             self.files(),
             self.manifests(),
+            self.uploads(),
             self.cluster_state_dir(),
         ]
     }
@@ -148,6 +149,19 @@ impl Layout {
 
     pub fn manifest_part(&self, file_id: &str, part: u32) -> String {
         format!("{}/manifests/{file_id}/{part:06}", self.root)
+    }
+
+    /// Multipart uploads in progress: `uploads/<upload_id>`, with a child per stored part.
+    pub fn uploads(&self) -> String {
+        format!("{}/uploads", self.root)
+    }
+
+    pub fn upload(&self, upload_id: &str) -> String {
+        format!("{}/uploads/{upload_id}", self.root)
+    }
+
+    pub fn upload_part(&self, upload_id: &str, part: u32) -> String {
+        format!("{}/uploads/{upload_id}/{part:05}", self.root)
     }
 
     pub fn cluster_state_dir(&self) -> String {

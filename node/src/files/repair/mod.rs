@@ -265,6 +265,13 @@ async fn pass(
         }
     };
     dp.metrics.files.set(files.len() as i64);
+    let pinned = match super::uploads::pinned(lead.client(), lead.layout()).await {
+        Ok(p) => p,
+        Err(e) => {
+            dp.repairs.requeue(reads);
+            return Err(NsError::from(e).into());
+        }
+    };
     let servers = dp.membership.all();
     let held = execute::list_held(dp, &servers).await;
     let plan = plan::plan(
@@ -274,6 +281,7 @@ async fn pass(
             reads: &reads,
             held: &held,
             first_seen: unreferenced,
+            pinned: &pinned,
             now: Instant::now(),
             leading_since,
             config: &dp.config,

@@ -48,6 +48,8 @@ pub struct Input<'a> {
     pub held: &'a BTreeMap<ServerId, Vec<String>>,
     /// When each unreferenced chunk was first seen (the previous plan's `unreferenced`).
     pub first_seen: &'a HashMap<Held, Instant>,
+    /// Chunks that parts of multipart uploads in progress hold: never orphans, on any server.
+    pub pinned: &'a HashSet<String>,
     pub now: Instant,
     /// When this head became leader: servers that manifests name but that never registered
     /// with it count as lost only once it has led for `dead_after`.
@@ -269,7 +271,7 @@ pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
     let mut unreferenced = HashMap::new();
     for (server, chunks) in input.held {
         for chunk in chunks {
-            if referenced.contains(&(server, chunk.as_str())) {
+            if referenced.contains(&(server, chunk.as_str())) || input.pinned.contains(chunk) {
                 continue;
             }
             let key = Held {
@@ -390,6 +392,7 @@ mod tests {
         reads: Vec<ReadRepair>,
         held: BTreeMap<ServerId, Vec<String>>,
         first_seen: HashMap<Held, Instant>,
+        pinned: HashSet<String>,
         config: DataConfig,
     }
 
@@ -407,6 +410,7 @@ mod tests {
                 reads: Vec::new(),
                 held: BTreeMap::new(),
                 first_seen: HashMap::new(),
+                pinned: HashSet::new(),
                 config: DataConfig {
                     replication_factor: 3,
                     min_write_replicas: 2,
@@ -492,6 +496,7 @@ mod tests {
                 reads: &self.reads,
                 held: &self.held,
                 first_seen: &self.first_seen,
+                pinned: &self.pinned,
                 now: self.now,
                 leading_since: self.leading_since,
                 config: &self.config,
@@ -838,6 +843,40 @@ mod tests {
         w.held.remove(&sid("a"));
         let p = w.plan();
         assert!(!p.unreferenced.contains_key(&orphan_a));
+    }
+
+    #[test]
+    fn chunks_of_multipart_uploads_in_progress_are_never_orphans() {
+        let mut w = World::new(&["a", "b", "c"]);
+        w.holds("a", &["part-0", "gone-0"]).holds("b", &["part-0"]);
+        w.first_seen = HashMap::from([
+            (
+                Held {
+                    server: sid("a"),
+                    chunk: "part-0".into(),
+                },
+                w.t0,
+            ),
+            (
+                Held {
+                    server: sid("b"),
+                    chunk: "part-0".into(),
+                },
+                w.t0,
+            ),
+            (
+                Held {
+                    server: sid("a"),
+                    chunk: "gone-0".into(),
+                },
+                w.t0,
+            ),
+        ]);
+        w.pinned = HashSet::from(["part-0".to_string()]);
+        let p = w.plan();
+        let gone: Vec<&str> = deleted(&p).iter().map(|h| h.chunk.as_str()).collect();
+        assert_eq!(gone, ["gone-0"], "{p:?}");
+        assert!(p.unreferenced.keys().all(|h| h.chunk != "part-0"));
     }
 
     #[test]
