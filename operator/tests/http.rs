@@ -122,6 +122,7 @@ async fn decommission_failure_carries_status_and_body() {
         epoch: 1,
         elected_at: 0,
         tls: false,
+        s3_port: None,
     };
     // Unknown route on the leader: 404 must surface as an error, not as success.
     let api = HttpHeadApi::new().unwrap();

@@ -66,6 +66,7 @@ fn leader() -> Leader {
         epoch: 4,
         elected_at: 1_767_225_600_000,
         tls: false,
+        s3_port: None,
     }
 }
 

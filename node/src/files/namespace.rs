@@ -268,6 +268,15 @@ pub async fn remove(
         }
         match lead.write(&ops).await {
             Ok(_) => {
+                // A sibling deleted at the same time saw this file still there and kept the
+                // parent; whichever delete ends last removes what is left empty.
+                let kept: Vec<&str> = path
+                    .ancestors()
+                    .into_iter()
+                    .rev()
+                    .filter(|d| !deleted.contains(d))
+                    .collect();
+                prune_empty(lead, known, &kept).await;
                 drop_parts(lead, &meta).await;
                 return Ok(meta);
             }
@@ -283,6 +292,33 @@ pub async fn remove(
     Err(NsError::Conflict(format!(
         "{path} is being changed concurrently; retry"
     )))
+}
+
+/// Deletes the directories of `dirs` (deepest first) that are empty, up to the first that is
+/// not (or is a bucket). Best effort: a directory left empty is harmless, only untidy.
+async fn prune_empty(lead: &Leadership, known: &KnownDirs, dirs: &[&str]) {
+    let client = lead.client();
+    let layout = lead.layout();
+    for dir in dirs {
+        let node = layout.file(dir);
+        let Ok(Some(stat)) = client.check_stat(&node).await else {
+            return;
+        };
+        if stat.num_children > 0 || !matches!(is_bucket(client, layout, dir).await, Ok(false)) {
+            return;
+        }
+        known.forget(dir);
+        if lead
+            .write(&[FencedOp::Delete {
+                path: node,
+                version: Some(stat.version),
+            }])
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Whether `dir` is an S3 bucket (kept when empty); only top-level directories can be.

@@ -119,7 +119,7 @@ async fn forward(
     req: Request,
 ) -> Response {
     let url = leader_url(leader, &req);
-    match send_on(client, s.server_id.as_str(), &url, req, false).await {
+    match send_on(client, s.server_id.as_str(), &url, req).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::warn!(leader = %leader.server_id, %url, error = %e, "could not forward a request to the leader");
@@ -136,19 +136,15 @@ async fn forward(
 }
 
 /// Sends `req` on to `url` with the body streamed, marked as forwarded by `me`, and streams
-/// the answer back. `keep_host` keeps the client's `Host` header (an S3 signature covers it).
-pub async fn send_on(
+/// the answer back.
+async fn send_on(
     client: &reqwest::Client,
     me: &str,
     url: &str,
     req: Request,
-    keep_host: bool,
 ) -> Result<Response, reqwest::Error> {
     let (parts, body) = req.into_parts();
     let mut headers = without_hop_by_hop(&parts.headers);
-    if keep_host && let Some(host) = parts.headers.get(header::HOST) {
-        headers.insert(header::HOST, host.clone());
-    }
     if let Ok(me) = me.parse() {
         headers.insert(FORWARDED_BY_HEADER, me);
     }
@@ -165,7 +161,7 @@ pub async fn send_on(
     Ok(resp)
 }
 
-fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
     for h in HOP_BY_HOP {
         out.remove(h);

@@ -143,13 +143,9 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
                     domain: cfg.s3.domain.clone(),
                     region: cfg.s3.region.clone(),
                     server_id: cfg.server_id.to_string(),
-                    forward: outgoing
-                        .apply(reqwest::Client::builder())
-                        .no_proxy()
-                        .redirect(reqwest::redirect::Policy::none())
-                        .connect_timeout(std::time::Duration::from_secs(3))
-                        .build()
-                        .context("building the S3 forwarding client")?,
+                    forward: crate::s3::forward::Forwarder {
+                        tls: outgoing.connector(),
+                    },
                 },
             )?
             .layer(axum::middleware::from_fn_with_state(
@@ -195,7 +191,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         stop_http.clone().cancelled_owned(),
     ));
     if let (Some(l), Some(app)) = (s3_listener, s3_app) {
-        servers.spawn(http::serve(
+        servers.spawn(http::serve_as_is(
             l,
             app,
             serve_options.clone(),

@@ -206,6 +206,20 @@ where
     serve::serve_router(listener, with_json_fallbacks(router), options, shutdown).await
 }
 
+/// [`serve`] for a router that answers every request itself (the S3 API, whose errors are
+/// XML), without the JSON fallbacks.
+pub async fn serve_as_is<F>(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    serve::serve_router(listener, router, options, shutdown).await
+}
+
 /// The listeners' options and the outgoing TLS of a process with `common` settings: loads the
 /// TLS files (failing with the setting's name) and starts watching them for changes.
 pub fn process_options(

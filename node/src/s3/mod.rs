@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod forward;
 pub mod keys;
 pub mod list;
 pub mod multipart;
@@ -29,7 +30,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use crate::auth::credentials::LiveCredentials;
 use crate::election::{Election, Role};
 use crate::files::DataPlane;
-use crate::head::leader_only::{FORWARDED_BY_HEADER, send_on};
+use crate::head::leader_only::FORWARDED_BY_HEADER;
 use crate::leadership::Leadership;
 
 /// What the S3 listener needs.
@@ -40,8 +41,8 @@ pub struct S3Options {
     pub region: String,
     /// This head's id, marked on forwarded requests.
     pub server_id: String,
-    /// Client for forwarding to the leader's S3 listener.
-    pub forward: reqwest::Client,
+    /// Forwards requests to the leader's S3 listener.
+    pub forward: forward::Forwarder,
 }
 
 #[derive(Clone)]
@@ -49,7 +50,7 @@ struct Gate {
     election: Arc<Election>,
     service: S3Service,
     server_id: Arc<str>,
-    forward: reqwest::Client,
+    forward: forward::Forwarder,
 }
 
 /// The S3 API as a router for `http::serve`.
@@ -104,10 +105,11 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
             let Some(port) = leader.s3_port else {
                 return unavailable(&format!("{} leads but serves no S3 API", leader.server_id));
             };
-            let scheme = crate::http::Outgoing::scheme(leader.tls);
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let url = format!("{scheme}://{}:{port}{pq}", leader.host);
-            match send_on(&g.forward, &g.server_id, &url, req, true).await {
+            match g
+                .forward
+                .send(&leader.host, port, leader.tls, &g.server_id, req)
+                .await
+            {
                 Ok(resp) => resp,
                 Err(e) => {
                     tracing::warn!(leader = %leader.server_id, error = %e, "could not forward an S3 request to the leader");

@@ -352,7 +352,6 @@ impl S3 for FileGridS3 {
                 tracing::info!(%bucket, "created bucket");
                 Ok(S3Response::new(CreateBucketOutput {
                     location: Some(format!("/{bucket}")),
-                    ..Default::default()
                 }))
             }
             Err(crate::fencing::FenceError::Operation {

@@ -1,0 +1,253 @@
+"""boto3 against a FileGrid head's S3 API; run by node/tests/s3_clients.rs.
+
+Environment: FG_S3 (endpoint URL), FG_KEY/FG_SECRET (a writer), FG_READER_KEY/FG_READER_SECRET.
+Every check raises on failure; the script prints `boto3 suite: N checks passed` at the end.
+"""
+import hashlib
+import os
+import sys
+import time
+
+import boto3
+import botocore
+from botocore.config import Config
+
+CHECKS = 0
+
+
+def check(cond, what):
+    global CHECKS
+    if not cond:
+        raise AssertionError(what)
+    CHECKS += 1
+
+
+def error_code(fn):
+    try:
+        fn()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    return None, 200
+
+
+def client(key, secret, **cfg):
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["FG_S3"],
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}, **cfg),
+    )
+
+
+s3 = client(os.environ["FG_KEY"], os.environ["FG_SECRET"])
+bucket = "boto"
+s3.create_bucket(Bucket=bucket)
+code, status = error_code(lambda: s3.create_bucket(Bucket=bucket))
+check(code == "BucketAlreadyOwnedByYou", f"second create: {code}")
+check(any(b["Name"] == bucket for b in s3.list_buckets()["Buckets"]), "bucket listed")
+code, status = error_code(lambda: s3.head_bucket(Bucket="no-such-bucket"))
+check(status == 404, f"head of a missing bucket: {status}")
+
+# Metadata round trip.
+body = b"hello, filegrid\n" * 100
+put = s3.put_object(
+    Bucket=bucket,
+    Key="docs/hello.txt",
+    Body=body,
+    ContentType="text/plain",
+    ContentEncoding="identity",
+    ContentDisposition='attachment; filename="hello.txt"',
+    CacheControl="max-age=60",
+    Metadata={"Owner": "ana", "project": "grid"},
+)
+check(put["ETag"].strip('"') == hashlib.md5(body).hexdigest(), f"single-part ETag {put['ETag']}")
+head = s3.head_object(Bucket=bucket, Key="docs/hello.txt")
+check(head["ContentLength"] == len(body), "size")
+check(head["ContentType"] == "text/plain", f"content type {head['ContentType']}")
+check(head["ContentEncoding"] == "identity", "content encoding")
+check(head["ContentDisposition"] == 'attachment; filename="hello.txt"', "disposition")
+check(head["CacheControl"] == "max-age=60", "cache control")
+check(head["Metadata"] == {"owner": "ana", "project": "grid"}, f"metadata {head['Metadata']}")
+got = s3.get_object(Bucket=bucket, Key="docs/hello.txt", ResponseContentType="application/x-test")
+check(got["Body"].read() == body, "bytes")
+check(got["ContentType"] == "application/x-test", "response-content-type override")
+
+# Ranges and conditions.
+r = s3.get_object(Bucket=bucket, Key="docs/hello.txt", Range="bytes=16-31")
+check(r["Body"].read() == body[16:32], "range bytes")
+check(r["ContentRange"] == f"bytes 16-31/{len(body)}", f"content range {r['ContentRange']}")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt", Range=f"bytes={len(body)}-"))
+check(code == "InvalidRange" and status == 416, f"unsatisfiable range: {code} {status}")
+etag = head["ETag"]
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt", IfNoneMatch=etag))
+check(status == 304, f"If-None-Match with the ETag: {status}")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt", IfMatch='"nope"'))
+check(code == "PreconditionFailed" and status == 412, f"If-Match another ETag: {code}")
+check(s3.get_object(Bucket=bucket, Key="docs/hello.txt", IfMatch=etag)["Body"].read() == body, "If-Match")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt",
+                                                IfModifiedSince=head["LastModified"]))
+check(status == 304, f"If-Modified-Since its own time: {status}")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="missing"))
+check(code == "NoSuchKey" and status == 404, f"missing key: {code}")
+
+# Conditional create.
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="docs/hello.txt", Body=b"x", IfNoneMatch="*"))
+check(code == "PreconditionFailed", f"If-None-Match * over an object: {code}")
+s3.put_object(Bucket=bucket, Key="docs/new.txt", Body=b"new", IfNoneMatch="*")
+check(s3.get_object(Bucket=bucket, Key="docs/new.txt")["Body"].read() == b"new", "conditional create")
+
+# A checksum the client asks for is verified, kept and returned.
+p = s3.put_object(Bucket=bucket, Key="sum.bin", Body=b"checksummed" * 1000, ChecksumAlgorithm="SHA256")
+h = s3.head_object(Bucket=bucket, Key="sum.bin", ChecksumMode="ENABLED")
+check(h.get("ChecksumSHA256") == p.get("ChecksumSHA256") and h.get("ChecksumSHA256"), f"SHA256 kept: {h}")
+
+# Server-side copy, with metadata copied or replaced.
+c = s3.copy_object(Bucket=bucket, Key="docs/copy.txt", CopySource={"Bucket": bucket, "Key": "docs/hello.txt"})
+check(c["CopyObjectResult"]["ETag"] == etag, "copy keeps the ETag")
+check(s3.get_object(Bucket=bucket, Key="docs/copy.txt")["Body"].read() == body, "copy bytes")
+check(s3.head_object(Bucket=bucket, Key="docs/copy.txt")["Metadata"] == {"owner": "ana", "project": "grid"}, "copy metadata")
+s3.copy_object(Bucket=bucket, Key="docs/copy2.txt", CopySource=f"{bucket}/docs/hello.txt",
+               MetadataDirective="REPLACE", Metadata={"new": "yes"}, ContentType="text/x-new")
+h2 = s3.head_object(Bucket=bucket, Key="docs/copy2.txt")
+check(h2["Metadata"] == {"new": "yes"} and h2["ContentType"] == "text/x-new", "replaced metadata")
+# Deleting the source leaves the copy whole (shared chunks are kept while named).
+s3.delete_object(Bucket=bucket, Key="docs/hello.txt")
+check(s3.get_object(Bucket=bucket, Key="docs/copy.txt")["Body"].read() == body, "copy outlives its source")
+
+# Multipart: a 12 MiB object in parts of 5 MiB, 5 MiB and 2 MiB.
+mib = 1 << 20
+data = os.urandom(12 * mib)
+up = s3.create_multipart_upload(Bucket=bucket, Key="big/object.bin", ContentType="application/x-big",
+                                Metadata={"kind": "multipart"})
+uid = up["UploadId"]
+parts = []
+for n, (a, b) in enumerate([(0, 5 * mib), (5 * mib, 10 * mib), (10 * mib, 12 * mib)], start=1):
+    r = s3.upload_part(Bucket=bucket, Key="big/object.bin", UploadId=uid, PartNumber=n, Body=data[a:b])
+    check(r["ETag"].strip('"') == hashlib.md5(data[a:b]).hexdigest(), f"part {n} ETag")
+    parts.append({"PartNumber": n, "ETag": r["ETag"]})
+listed = s3.list_parts(Bucket=bucket, Key="big/object.bin", UploadId=uid)
+check([p["PartNumber"] for p in listed["Parts"]] == [1, 2, 3], "ListParts")
+uploads = s3.list_multipart_uploads(Bucket=bucket)
+check(any(u["UploadId"] == uid for u in uploads.get("Uploads", [])), "ListMultipartUploads")
+code, _ = error_code(lambda: s3.complete_multipart_upload(
+    Bucket=bucket, Key="big/object.bin", UploadId=uid,
+    MultipartUpload={"Parts": [parts[1], parts[0], parts[2]]}))
+check(code == "InvalidPartOrder", f"wrong order: {code}")
+code, _ = error_code(lambda: s3.complete_multipart_upload(
+    Bucket=bucket, Key="big/object.bin", UploadId=uid,
+    MultipartUpload={"Parts": [parts[0], {"PartNumber": 2, "ETag": '"0000"'}, parts[2]]}))
+check(code == "InvalidPart", f"wrong ETag: {code}")
+done = s3.complete_multipart_upload(Bucket=bucket, Key="big/object.bin", UploadId=uid,
+                                    MultipartUpload={"Parts": parts})
+md5s = b"".join(hashlib.md5(data[a:b]).digest() for a, b in [(0, 5 * mib), (5 * mib, 10 * mib), (10 * mib, 12 * mib)])
+check(done["ETag"].strip('"') == hashlib.md5(md5s).hexdigest() + "-3", f"multipart ETag {done['ETag']}")
+got = s3.get_object(Bucket=bucket, Key="big/object.bin")
+check(got["Body"].read() == data, "multipart bytes")
+check(got["ContentType"] == "application/x-big" and got["Metadata"] == {"kind": "multipart"}, "multipart attrs")
+r = s3.get_object(Bucket=bucket, Key="big/object.bin", Range=f"bytes={5 * mib - 10}-{5 * mib + 9}")
+check(r["Body"].read() == data[5 * mib - 10:5 * mib + 10], "range across a part boundary")
+code, _ = error_code(lambda: s3.list_parts(Bucket=bucket, Key="big/object.bin", UploadId=uid))
+check(code == "NoSuchUpload", f"completed upload is gone: {code}")
+
+# A part under 5 MiB that is not the last is refused; abort removes the upload.
+uid2 = s3.create_multipart_upload(Bucket=bucket, Key="small-parts")["UploadId"]
+p1 = s3.upload_part(Bucket=bucket, Key="small-parts", UploadId=uid2, PartNumber=1, Body=b"a" * 1000)
+p2 = s3.upload_part(Bucket=bucket, Key="small-parts", UploadId=uid2, PartNumber=2, Body=b"b" * 1000)
+code, _ = error_code(lambda: s3.complete_multipart_upload(
+    Bucket=bucket, Key="small-parts", UploadId=uid2,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]}))
+check(code == "EntityTooSmall", f"small part: {code}")
+s3.abort_multipart_upload(Bucket=bucket, Key="small-parts", UploadId=uid2)
+code, _ = error_code(lambda: s3.upload_part(Bucket=bucket, Key="small-parts", UploadId=uid2, PartNumber=3, Body=b"c"))
+check(code == "NoSuchUpload", f"part after abort: {code}")
+
+# UploadPartCopy from an existing object.
+uid3 = s3.create_multipart_upload(Bucket=bucket, Key="assembled")["UploadId"]
+pc = s3.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=uid3, PartNumber=1,
+                         CopySource={"Bucket": bucket, "Key": "big/object.bin"}, CopySourceRange=f"bytes=0-{5 * mib - 1}")
+tail = s3.upload_part(Bucket=bucket, Key="assembled", UploadId=uid3, PartNumber=2, Body=b"tail")
+s3.complete_multipart_upload(Bucket=bucket, Key="assembled", UploadId=uid3, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": pc["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": tail["ETag"]}]})
+check(s3.get_object(Bucket=bucket, Key="assembled")["Body"].read() == data[:5 * mib] + b"tail", "UploadPartCopy")
+
+# Keys the native namespace cannot take as they are round-trip.
+odd = ["odd/a//b", "odd/folder/", "odd/x/../y", "odd/%41", "odd/tab\there", "odd/ünï cødé"]
+for k in odd:
+    s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+for k in odd:
+    check(s3.get_object(Bucket=bucket, Key=k)["Body"].read() == k.encode(), f"odd key {k!r}")
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="odd/")["Contents"]]
+check(keys == sorted(odd, key=lambda s: s.encode()), f"odd keys listed in byte order: {keys}")
+
+# Listing: delimiter, pagination, start-after, v1 markers, url encoding.
+for i in range(7):
+    s3.put_object(Bucket=bucket, Key=f"page/{i:02d}", Body=b"p")
+s3.put_object(Bucket=bucket, Key="page-sibling", Body=b"s")
+top = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+check(sorted(p["Prefix"] for p in top["CommonPrefixes"]) == ["big/", "docs/", "odd/", "page/"], f"prefixes {top['CommonPrefixes']}")
+check([o["Key"] for o in top["Contents"]] == ["assembled", "page-sibling", "sum.bin"], f"top keys {[o['Key'] for o in top['Contents']]}")
+seen, token = [], None
+while True:
+    kw = {"ContinuationToken": token} if token else {}
+    r = s3.list_objects_v2(Bucket=bucket, Prefix="page/", MaxKeys=3, **kw)
+    seen += [o["Key"] for o in r.get("Contents", [])]
+    if not r["IsTruncated"]:
+        break
+    token = r["NextContinuationToken"]
+check(seen == [f"page/{i:02d}" for i in range(7)], f"paged v2 {seen}")
+r = s3.list_objects_v2(Bucket=bucket, Prefix="page/", StartAfter="page/04")
+check([o["Key"] for o in r["Contents"]] == ["page/05", "page/06"], "start-after")
+r = s3.list_objects(Bucket=bucket, Prefix="page/", MaxKeys=4)
+check(r["IsTruncated"] and len(r["Contents"]) == 4, "v1 page")
+r = s3.list_objects(Bucket=bucket, Prefix="page/", Marker=r["Contents"][-1]["Key"])
+check([o["Key"] for o in r["Contents"]] == ["page/04", "page/05", "page/06"], "v1 marker")
+r = s3.list_objects_v2(Bucket=bucket, Prefix="odd/ü", EncodingType="url")
+check(r["Contents"][0]["Key"] in ("odd/%C3%BCn%C3%AF%20c%C3%B8d%C3%A9", "odd/ünï cødé"), f"url encoding {r['Contents'][0]['Key']}")
+
+# DeleteObjects.
+r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"page/{i:02d}"} for i in range(7)] + [{"Key": "never-was"}]})
+check(len(r.get("Deleted", [])) == 8 and not r.get("Errors"), f"delete_objects {r}")
+check("Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="page/"), "page/ emptied")
+
+# Bucket deletion refused while not empty.
+code, status = error_code(lambda: s3.delete_bucket(Bucket=bucket))
+check(code == "BucketNotEmpty" and status == 409, f"non-empty bucket delete: {code}")
+s3.create_bucket(Bucket="empty-one")
+s3.delete_bucket(Bucket="empty-one")
+code, _ = error_code(lambda: s3.head_bucket(Bucket="empty-one"))
+check(code in ("404", "NoSuchBucket"), f"deleted bucket: {code}")
+# An emptied bucket stays.
+s3.create_bucket(Bucket="keeps")
+s3.put_object(Bucket="keeps", Key="only", Body=b"1")
+s3.delete_object(Bucket="keeps", Key="only")
+s3.head_bucket(Bucket="keeps")
+CHECKS += 1
+
+# Authentication and roles.
+bad = client(os.environ["FG_KEY"], "wrong-secret")
+code, status = error_code(lambda: bad.list_buckets())
+check(code == "SignatureDoesNotMatch" and status == 403, f"wrong secret: {code}")
+unknown = client("NOSUCHKEY", "whatever")
+code, status = error_code(lambda: unknown.list_buckets())
+check(code == "InvalidAccessKeyId", f"unknown key: {code}")
+reader = client(os.environ["FG_READER_KEY"], os.environ["FG_READER_SECRET"])
+check(reader.get_object(Bucket=bucket, Key="sum.bin")["Body"].read() == b"checksummed" * 1000, "reader reads")
+code, status = error_code(lambda: reader.put_object(Bucket=bucket, Key="nope", Body=b"x"))
+check(code == "AccessDenied" and status == 403, f"reader writes: {code}")
+
+# Presigned URLs: valid, then expired.
+import urllib.request
+import urllib.error
+url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "sum.bin"}, ExpiresIn=60)
+check(urllib.request.urlopen(url).read() == b"checksummed" * 1000, "presigned GET")
+url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "sum.bin"}, ExpiresIn=1)
+time.sleep(2.5)
+try:
+    urllib.request.urlopen(url)
+    check(False, "an expired presigned URL was served")
+except urllib.error.HTTPError as e:
+    check(e.code == 403, f"expired presigned URL: {e.code}")
+
+print(f"boto3 suite: {CHECKS} checks passed")

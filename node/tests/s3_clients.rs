@@ -1,0 +1,453 @@
+//! The S3 API driven by the clients people use: aws-cli, boto3, rclone and s3cmd, each
+//! against a real grid (ZooKeeper, two heads, three cluster servers) over real sockets,
+//! each checking the bytes and the listings. The clients must be installed
+//! (`scripts/lib.sh ensure_s3_clients`, which `.ci/run` calls); a missing one fails its test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use filegrid_proto::head::ListPage;
+use filegrid_testkit::{Grid, GridOptions, auth};
+use rand::RngCore;
+
+fn node_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
+}
+
+fn grid() -> Grid {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            cluster_servers: 3,
+            chunk_size: "1MiB".into(),
+            s3: true,
+            ..Default::default()
+        },
+    );
+    grid.leader_url(Duration::from_secs(30));
+    grid
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs a client; panics with its output unless it succeeds (or `expect_ok` is false).
+fn run(cmd: &mut Command, expect_ok: bool) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}): install the S3 clients with `. scripts/lib.sh && ensure_s3_clients`"));
+    if expect_ok && !out.status.success() {
+        panic!(
+            "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An aws-cli with its own config (path-style addressing), a principal's keys, and the
+/// endpoint of head `head`.
+struct Aws {
+    endpoint: String,
+    home: tempfile::TempDir,
+    key: &'static str,
+    secret: &'static str,
+}
+
+impl Aws {
+    fn new(grid: &Grid, head: usize, p: &auth::TestPrincipal) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config"),
+            "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+        )
+        .unwrap();
+        Self {
+            endpoint: grid.s3_url(head),
+            home,
+            key: p.access_key,
+            secret: p.secret,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("aws");
+        c.args(["--endpoint-url", &self.endpoint])
+            .args(args)
+            .env("AWS_CONFIG_FILE", self.home.path().join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join("none"))
+            .env("AWS_ACCESS_KEY_ID", self.key)
+            .env("AWS_SECRET_ACCESS_KEY", self.secret)
+            .env_remove("AWS_PROFILE");
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        stdout(&run(&mut self.cmd(args), true))
+    }
+}
+
+fn native(grid: &Grid) -> reqwest::blocking::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        auth::ADMIN.bearer().parse().unwrap(),
+    );
+    let _ = grid;
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn aws_cli_copies_lists_syncs_and_presigns() {
+    let grid = grid();
+    let dir = tempfile::tempdir().unwrap();
+    let aws = Aws::new(&grid, 0, &auth::WRITER);
+    aws.ok(&["s3", "mb", "s3://photos"]);
+
+    let small = random(3000);
+    let big = random(20 << 20); // over aws-cli's 8 MiB multipart threshold
+    std::fs::write(dir.path().join("small.bin"), &small).unwrap();
+    std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+    let small_path = dir.path().join("small.bin");
+    let big_path = dir.path().join("big.bin");
+    aws.ok(&[
+        "s3",
+        "cp",
+        small_path.to_str().unwrap(),
+        "s3://photos/2026/small.bin",
+    ]);
+    aws.ok(&[
+        "s3",
+        "cp",
+        big_path.to_str().unwrap(),
+        "s3://photos/big.bin",
+    ]);
+
+    let ls = aws.ok(&["s3", "ls", "s3://photos/"]);
+    assert!(ls.contains("PRE 2026/"), "{ls}");
+    assert!(ls.contains(&format!("{} big.bin", big.len())), "{ls}");
+
+    // head-object: the single-part ETag is the MD5; the multipart one has a part count.
+    let head = aws.ok(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "photos",
+        "--key",
+        "2026/small.bin",
+    ]);
+    assert!(head.contains(&md5_hex(&small)), "{head}");
+    assert!(head.contains("\"ContentLength\": 3000"), "{head}");
+    let head = aws.ok(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "photos",
+        "--key",
+        "big.bin",
+    ]);
+    assert!(
+        head.contains("-3\\\""),
+        "a 20 MiB upload in 8 MiB parts: {head}"
+    );
+
+    let listed = aws.ok(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "photos",
+        "--delimiter",
+        "/",
+    ]);
+    assert!(listed.contains("\"Prefix\": \"2026/\""), "{listed}");
+    assert!(listed.contains("\"Key\": \"big.bin\""), "{listed}");
+    assert!(
+        !listed.contains("small.bin"),
+        "rolled up under 2026/: {listed}"
+    );
+
+    let part = dir.path().join("part.out");
+    aws.ok(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "photos",
+        "--key",
+        "big.bin",
+        "--range",
+        "bytes=8388600-8388700",
+        part.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&part).unwrap(), &big[8_388_600..=8_388_700]);
+
+    let back = dir.path().join("big.back");
+    aws.ok(&["s3", "cp", "s3://photos/big.bin", back.to_str().unwrap()]);
+    assert!(
+        std::fs::read(&back).unwrap() == big,
+        "big.bin read back differs"
+    );
+
+    // A presigned URL fetched with curl.
+    let url = aws.ok(&[
+        "s3",
+        "presign",
+        "s3://photos/2026/small.bin",
+        "--expires-in",
+        "300",
+    ]);
+    let fetched = run(Command::new("curl").args(["-sf", url.trim()]), true);
+    assert_eq!(fetched.stdout, small);
+
+    // The same files through the native API, and a native file through S3.
+    let api = native(&grid);
+    let base = grid.leader_url(Duration::from_secs(10));
+    let got = api
+        .get(format!("{base}/v1/files/photos/2026/small.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().unwrap().as_ref(), small.as_slice());
+    let put = api
+        .put(format!("{base}/v1/files/photos/native/file.txt"))
+        .body("from the native API")
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let native_back = dir.path().join("native.txt");
+    aws.ok(&[
+        "s3",
+        "cp",
+        "s3://photos/native/file.txt",
+        native_back.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&native_back).unwrap(),
+        "from the native API"
+    );
+
+    // sync up, change one file, sync again: only what changed is sent; then a recursive rm.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    for (name, n) in [("a.txt", 10), ("b.txt", 2000), ("sub/c.txt", 70_000)] {
+        std::fs::write(tree.join(name), random(n)).unwrap();
+    }
+    let out = aws.ok(&["s3", "sync", tree.to_str().unwrap(), "s3://photos/tree/"]);
+    assert_eq!(out.matches("upload:").count(), 3, "{out}");
+    std::fs::write(tree.join("b.txt"), random(2001)).unwrap();
+    let out = aws.ok(&["s3", "sync", tree.to_str().unwrap(), "s3://photos/tree/"]);
+    assert_eq!(
+        out.matches("upload:").count(),
+        1,
+        "only b.txt changed: {out}"
+    );
+    let tree_ls = aws.ok(&["s3", "ls", "--recursive", "s3://photos/tree/"]);
+    assert_eq!(tree_ls.lines().count(), 3, "{tree_ls}");
+
+    // Through the standby head: forwarded to the leader, signature intact.
+    let leader = grid.leader_url(Duration::from_secs(10));
+    let standby = (0..2).find(|&i| grid.head_url(i) != leader).unwrap();
+    let via_standby = Aws::new(&grid, standby, &auth::WRITER);
+    via_standby.ok(&[
+        "s3",
+        "cp",
+        small_path.to_str().unwrap(),
+        "s3://photos/via-standby.bin",
+    ]);
+    let again = dir.path().join("again.bin");
+    via_standby.ok(&[
+        "s3",
+        "cp",
+        "s3://photos/via-standby.bin",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&again).unwrap(), small);
+
+    // A bucket with objects cannot be removed; emptied, it can.
+    let out = run(&mut aws.cmd(&["s3", "rb", "s3://photos"]), false);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BucketNotEmpty"),
+        "{out:?}"
+    );
+    aws.ok(&["s3", "rm", "--recursive", "s3://photos/"]);
+    let page: ListPage = api
+        .get(format!("{base}/v1/files?prefix=photos/"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(page.files.is_empty(), "{:?}", page.files);
+    aws.ok(&["s3", "rb", "s3://photos"]);
+    let buckets = aws.ok(&["s3", "ls"]);
+    assert!(!buckets.contains("photos"), "{buckets}");
+}
+
+#[test]
+fn boto3_suite() {
+    let grid = grid();
+    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "s3", "boto3_suite.py"]
+        .iter()
+        .collect();
+    let out = run(
+        Command::new("python3")
+            .arg(&script)
+            .env("FG_S3", grid.s3_url(0))
+            .env("FG_KEY", auth::WRITER.access_key)
+            .env("FG_SECRET", auth::WRITER.secret)
+            .env("FG_READER_KEY", auth::READER.access_key)
+            .env("FG_READER_SECRET", auth::READER.secret)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        true,
+    );
+    let text = stdout(&out);
+    assert!(text.contains("checks passed"), "{text}");
+
+    // Keys the native namespace cannot take as they are, as the native API shows them.
+    let api = native(&grid);
+    let base = grid.leader_url(Duration::from_secs(10));
+    let page: ListPage = api
+        .get(format!("{base}/v1/files?prefix=boto/odd/"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let paths: Vec<&str> = page.files.iter().map(|f| f.path.as_str()).collect();
+    for native_path in [
+        "boto/odd/a/%/b",
+        "boto/odd/folder/%",
+        "boto/odd/x/%%2E%2E/y",
+        "boto/odd/%%2541",
+    ] {
+        assert!(
+            paths.contains(&native_path),
+            "{native_path} not in {paths:?}"
+        );
+    }
+    let got = api
+        .get(format!("{base}/v1/files/boto/odd/a/%25/b"))
+        .send()
+        .unwrap();
+    assert_eq!(got.text().unwrap(), "odd/a//b");
+}
+
+#[test]
+fn rclone_copies_syncs_and_checks_with_checksums() {
+    let grid = grid();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("deep/er")).unwrap();
+    let files = [
+        ("one.bin", 1000),
+        ("deep/two.bin", 300_000),
+        ("deep/er/three.bin", 3 << 20),
+    ];
+    for (name, n) in files {
+        std::fs::write(src.join(name), random(n)).unwrap();
+    }
+    let rclone = |args: &[&str], ok: bool| {
+        let mut c = Command::new("rclone");
+        c.args(args)
+            .env("RCLONE_CONFIG", dir.path().join("rclone.conf"))
+            .env("RCLONE_CONFIG_FG_TYPE", "s3")
+            .env("RCLONE_CONFIG_FG_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_FG_ENDPOINT", grid.s3_url(0))
+            .env("RCLONE_CONFIG_FG_ACCESS_KEY_ID", auth::WRITER.access_key)
+            .env("RCLONE_CONFIG_FG_SECRET_ACCESS_KEY", auth::WRITER.secret)
+            .env("RCLONE_CONFIG_FG_FORCE_PATH_STYLE", "true")
+            .env("RCLONE_CONFIG_FG_REGION", "us-east-1")
+            // rclone 1.60 cannot load a CA bundle named by AWS_CA_BUNDLE (and needs none here).
+            .env_remove("AWS_CA_BUNDLE");
+        run(&mut c, ok)
+    };
+    rclone(&["mkdir", "fg:rcl"], true);
+    rclone(&["copy", src.to_str().unwrap(), "fg:rcl/copy"], true);
+    let lsl = stdout(&rclone(&["lsl", "fg:rcl/copy"], true));
+    for (name, n) in files {
+        assert!(
+            lsl.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{n} ")) && l.ends_with(name)),
+            "{name}: {lsl}"
+        );
+    }
+    // check compares sizes and MD5 hashes (the ETags) of every file.
+    rclone(&["check", src.to_str().unwrap(), "fg:rcl/copy"], true);
+    // sync removes what the source no longer has.
+    std::fs::remove_file(src.join("one.bin")).unwrap();
+    rclone(&["sync", src.to_str().unwrap(), "fg:rcl/copy"], true);
+    let lsl = stdout(&rclone(&["lsl", "fg:rcl/copy"], true));
+    assert!(!lsl.contains("one.bin"), "{lsl}");
+    rclone(&["check", src.to_str().unwrap(), "fg:rcl/copy"], true);
+    // A changed file fails the check.
+    std::fs::write(src.join("deep/two.bin"), random(300_000)).unwrap();
+    let out = rclone(&["check", src.to_str().unwrap(), "fg:rcl/copy"], false);
+    assert!(!out.status.success(), "check passed with a changed file");
+    let back = dir.path().join("back");
+    rclone(&["copy", "fg:rcl/copy", back.to_str().unwrap()], true);
+    assert_eq!(
+        std::fs::read(back.join("deep/er/three.bin")).unwrap(),
+        std::fs::read(src.join("deep/er/three.bin")).unwrap()
+    );
+}
+
+#[test]
+fn s3cmd_puts_gets_lists_and_deletes() {
+    let grid = grid();
+    let dir = tempfile::tempdir().unwrap();
+    let host = grid.s3_url(0).trim_start_matches("http://").to_string();
+    let cfg = dir.path().join("s3cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\nhost_bucket = {host}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n",
+            auth::WRITER.access_key,
+            auth::WRITER.secret
+        ),
+    )
+    .unwrap();
+    let s3cmd = |args: &[&str]| {
+        let mut c = Command::new("s3cmd");
+        c.arg("-c").arg(&cfg).args(args);
+        stdout(&run(&mut c, true))
+    };
+    s3cmd(&["mb", "s3://cmd"]);
+    let data = random(2 << 20);
+    let file = dir.path().join("f.bin");
+    std::fs::write(&file, &data).unwrap();
+    s3cmd(&["put", file.to_str().unwrap(), "s3://cmd/dir/f.bin"]);
+    let ls = s3cmd(&["ls", "s3://cmd/dir/"]);
+    assert!(
+        ls.contains("s3://cmd/dir/f.bin") && ls.contains(&data.len().to_string()),
+        "{ls}"
+    );
+    let back = dir.path().join("back.bin");
+    s3cmd(&["get", "s3://cmd/dir/f.bin", back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == data, "s3cmd get differs");
+    s3cmd(&["del", "s3://cmd/dir/f.bin"]);
+    let ls = s3cmd(&["ls", "s3://cmd/dir/"]);
+    assert!(!ls.contains("f.bin"), "{ls}");
+}
