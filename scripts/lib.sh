@@ -31,3 +31,21 @@ ensure_zookeeper() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# The S3 clients the S3 tests drive: rclone and s3cmd from Debian, aws-cli and boto3 from
+# PyPI into the project's venv (.venv), whose bin/ is then put first on PATH.
+ensure_s3_clients() {
+    ensure_debian_packages rclone s3cmd python3-venv curl || return 1
+    local root venv
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    venv="$root/.venv"
+    if [ ! -x "$venv/bin/python3" ]; then
+        python3 -m venv "$venv" || return 1
+    fi
+    if ! "$venv/bin/python3" -c 'import boto3' 2>/dev/null || [ ! -x "$venv/bin/aws" ]; then
+        echo "installing awscli and boto3 (PyPI) into $venv" >&2
+        "$venv/bin/pip" install --quiet --upgrade pip >&2 || return 1
+        "$venv/bin/pip" install --quiet awscli boto3 >&2 || return 1
+    fi
+    export PATH="$venv/bin:$PATH"
+}

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_zookeeper
+# aws-cli, boto3, rclone and s3cmd for the S3 tests (node/tests/s3_clients.rs).
+ensure_s3_clients
 
 results=()
 run_suite() {

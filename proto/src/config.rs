@@ -590,6 +590,8 @@ mod tests {
             tls_key: Some("/k".into()),
             tls_client_ca: Some("/ca".into()),
             tls_ca: Some("/ca".into()),
+            s3_listen: Some("127.0.0.1:9000".into()),
+            s3_domain: Some("s3.example".into()),
             ..HeadFile::defaults()
         };
         let v = serde_json::to_value(head).unwrap();

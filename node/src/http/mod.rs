@@ -5,6 +5,7 @@ pub mod peer;
 pub mod range;
 pub mod serve;
 pub mod tls;
+pub mod unread;
 
 pub use peer::PeerClient;
 pub use serve::ServeOptions;
@@ -203,7 +204,13 @@ pub async fn serve<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    serve::serve_router(listener, with_json_fallbacks(router), options, shutdown).await
+    serve::serve_router(
+        listener,
+        with_json_fallbacks(router).layer(axum::middleware::from_fn(unread::close_if_unread)),
+        options,
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve`] for a router that answers every request itself (the S3 API, whose errors are
@@ -217,7 +224,13 @@ pub async fn serve_as_is<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    serve::serve_router(listener, router, options, shutdown).await
+    serve::serve_router(
+        listener,
+        router.layer(axum::middleware::from_fn(unread::close_if_unread)),
+        options,
+        shutdown,
+    )
+    .await
 }
 
 /// The listeners' options and the outgoing TLS of a process with `common` settings: loads the

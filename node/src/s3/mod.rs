@@ -60,6 +60,9 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
         dp,
         region: options.region.clone(),
     });
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3_config(),
+    ))));
     if let Some(creds) = &options.credentials {
         builder.set_auth(auth::Keys {
             credentials: creds.clone(),
@@ -81,6 +84,19 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
         forward: options.forward,
     };
     Ok(Router::new().fallback(serve).with_state(gate))
+}
+
+/// Limits on what one request may make the head hold in memory.
+fn s3_config() -> s3s::config::S3Config {
+    let mut c = s3s::config::S3Config::default();
+    // The largest XML body a client needs: CompleteMultipartUpload of 10,000 parts (about
+    // 1.5 MB). s3s's default, 20 MB, times every connection allowed is too much to hold.
+    c.xml_max_body_size = 4 << 20;
+    // POST uploads (browser forms) are not supported; their form fields need no room.
+    c.post_object_max_file_size = 0;
+    c.form_max_field_size = 64 << 10;
+    c.form_max_fields_size = 256 << 10;
+    c
 }
 
 /// Serves a request on the leader, forwards it there from a standby.

@@ -181,6 +181,14 @@ for k in odd:
 keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="odd/")["Contents"]]
 check(keys == sorted(odd, key=lambda s: s.encode()), f"odd keys listed in byte order: {keys}")
 
+# A key cannot be an object and a directory of other keys at once (documented limit).
+s3.put_object(Bucket=bucket, Key="clash", Body=b"object")
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="clash/below", Body=b"x"))
+check(code == "KeyConflict" and status == 409, f"object under an object: {code} {status}")
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="odd", Body=b"x"))
+check(code == "KeyConflict" and status == 409, f"object over a directory: {code} {status}")
+s3.delete_object(Bucket=bucket, Key="clash")
+
 # Listing: delimiter, pagination, start-after, v1 markers, url encoding.
 for i in range(7):
     s3.put_object(Bucket=bucket, Key=f"page/{i:02d}", Body=b"p")
