@@ -72,8 +72,9 @@ fn pod_names(headless: &str, ns: &str) -> [String; 2] {
     ]
 }
 
-/// The DNS names `role`'s certificate must cover: its pods' names under their headless
-/// Service (what they advertise to each other) and the names of its Services.
+/// The names `role`'s certificate must cover: its pods' names under their headless Service
+/// (what they advertise to each other), the names of its Services, and for heads `localhost`
+/// and `127.0.0.1` (a port-forward).
 pub fn dns_names(grid: &ValidGrid, role: Role) -> Vec<String> {
     let ns = &grid.namespace;
     let mut out = vec![];
@@ -81,6 +82,8 @@ pub fn dns_names(grid: &ValidGrid, role: Role) -> Vec<String> {
         Role::Head => {
             out.extend(service_names(&names::head(grid), ns));
             out.extend(pod_names(&names::head_headless(grid), ns));
+            // For `kubectl port-forward` to a head.
+            out.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
         }
         Role::Cluster => {
             out.extend(pod_names(&names::cluster_headless(grid), ns));
@@ -134,6 +137,7 @@ mod tests {
             "demo-head.team-a.svc",
             "demo-head",
             "demo-metrics.team-a.svc",
+            "localhost",
         ] {
             assert!(head.iter().any(|p| covers(p, host)), "{host}: {head:?}");
         }
