@@ -157,15 +157,17 @@ pub fn backoff(n: u32) -> Duration {
 }
 
 async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
-    let grid = match validate(fg) {
+    let mut grid = match validate(fg) {
         Ok(g) => g,
         Err(invalid) => return refuse(fg, ctx, &invalid.to_string()).await,
     };
-    let ns = grid.namespace.as_str();
     let client = &ctx.client;
 
-    // Secrets first: the pods mount them.
+    // Secrets first: the pods mount them. A new CA restarts the pods (see ValidGrid::ca_sha256).
     let access = security::ensure(client, &grid, unix_now()).await?;
+    grid.ca_sha256 = access.ca_pem.as_deref().map(security::generate::ca_sha256);
+    let grid = grid;
+    let ns = grid.namespace.as_str();
     apply(client, ns, &builders::config_map(&grid)).await?;
     apply(client, ns, &builders::head_headless_service(&grid)).await?;
     apply(client, ns, &builders::head_client_service(&grid)).await?;

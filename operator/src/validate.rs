@@ -78,6 +78,9 @@ pub struct ValidGrid {
     /// Secret holding the ZooKeeper credential (key `auth`): `zookeeper.authSecret`, else the
     /// one the operator generates for a secured grid, else none.
     pub zk_auth_secret: Option<String>,
+    /// SHA-256 of the grid's CA certificate once the reconciler has read it; on the pod
+    /// templates, so that pods restart when the CA is replaced (they read `tls_ca` at start).
+    pub ca_sha256: Option<String>,
 }
 
 /// Validate a FileGrid read from the API server.
@@ -209,6 +212,7 @@ pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
         min_write_replicas,
         secured,
         zk_auth_secret,
+        ca_sha256: None,
     })
 }
 

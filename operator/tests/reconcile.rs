@@ -1318,3 +1318,73 @@ async fn network_policy_switched_off_is_not_applied_and_the_old_one_is_deleted()
             .any(|l| l == &format!("kube PATCH {NET}/networkpolicies/demo"))
     );
 }
+
+#[tokio::test]
+async fn a_replaced_ca_reissues_every_certificate_and_restarts_the_pods() {
+    let first = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    let mut stored = applied_secrets(&first.bodies);
+    // Someone deleted the CA Secret: a new CA is made, and every certificate it did not sign
+    // is issued again.
+    stored.remove("demo-ca");
+    let mut script = vec![];
+    for name in secret_names("demo", true, true) {
+        let path = format!("{NS}/secrets/{name}");
+        match stored.get(&name) {
+            Some(s) => script.push(expect(Method::GET, &path, Reply::Json(200, s.clone()))),
+            None => script.push(expect(Method::GET, &path, not_found())),
+        }
+        if name == "demo-ca" || name.ends_with("-tls") {
+            script.push(apply(&path));
+        }
+    }
+    script.extend(children_after_secrets(existing_cluster(3), true));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fixture("minimal"), script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let renewed = applied_secrets(&r.bodies);
+    let new_ca = secret_text(&renewed["demo-ca"], "ca.crt");
+    assert_ne!(
+        new_ca,
+        secret_text(
+            &first
+                .bodies
+                .iter()
+                .find(|b| b["metadata"]["name"] == "demo-ca")
+                .unwrap()
+                .clone(),
+            "ca.crt"
+        )
+    );
+    for role in ["head", "cluster", "monitor"] {
+        assert_eq!(
+            secret_text(&renewed[&format!("demo-{role}-tls")], "ca.crt"),
+            new_ca
+        );
+    }
+    // Processes read tls_ca at start: the pod templates change, so every role rolls.
+    for (kind, name) in [
+        ("StatefulSet", "demo-head"),
+        ("StatefulSet", "demo-cluster"),
+        ("Deployment", "demo-monitor"),
+    ] {
+        let before =
+            &applied(&first.bodies, kind, name)["spec"]["template"]["metadata"]["annotations"];
+        let after = &applied(&r.bodies, kind, name)["spec"]["template"]["metadata"]["annotations"];
+        assert_ne!(
+            before["filegrid.io/ca-sha256"], after["filegrid.io/ca-sha256"],
+            "{name}"
+        );
+        assert_eq!(
+            before["filegrid.io/config-hash"], after["filegrid.io/config-hash"],
+            "{name}"
+        );
+    }
+}

@@ -33,6 +33,8 @@ pub use stateful_sets::{cluster_stateful_set, head_stateful_set};
 pub const FIELD_MANAGER: &str = "filegrid-operator";
 /// Pod template annotation holding the hash of the role's config file.
 pub const CONFIG_HASH_ANNOTATION: &str = "filegrid.io/config-hash";
+/// Pod template annotation holding the SHA-256 of the grid's CA certificate.
+pub const CA_ANNOTATION: &str = "filegrid.io/ca-sha256";
 /// Pod annotation the operator sets to the zone of the pod's node.
 pub const ZONE_ANNOTATION: &str = "filegrid.io/zone";
 pub const MANAGED_BY: &str = "filegrid-operator";

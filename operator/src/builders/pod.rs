@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CONFIG_HASH_ANNOTATION, names, role_labels};
+use super::{CA_ANNOTATION, CONFIG_HASH_ANNOTATION, names, role_labels};
 use crate::config::{
     CLUSTER_SECRET_DIR, CLUSTER_SECRET_KEY, CONFIG_DIR, CREDENTIALS_DIR, CREDENTIALS_KEY, Role,
     TLS_DIR, ZK_AUTH_DIR, ZK_AUTH_KEY, config_hash,
@@ -229,13 +229,15 @@ pub fn pod_template(
         }
     }));
     volumes.extend(extra_volumes);
+    let mut annotations =
+        BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash(grid, role))]);
+    if let Some(ca) = &grid.ca_sha256 {
+        annotations.insert(CA_ANNOTATION.to_string(), ca.clone());
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(role_labels(grid, role)),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH_ANNOTATION.to_string(),
-                config_hash(grid, role),
-            )])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {

@@ -114,8 +114,13 @@ impl std::fmt::Debug for Ca {
 impl Ca {
     /// Hex SHA-256 of the certificate, naming this CA on the certificates it signed.
     pub fn sha256(&self) -> String {
-        hex(&Sha256::digest(self.cert_pem.trim().as_bytes()))
+        ca_sha256(&self.cert_pem)
     }
+}
+
+/// Hex SHA-256 of a CA certificate (PEM), as [`Ca::sha256`].
+pub fn ca_sha256(cert_pem: &str) -> String {
+    hex(&Sha256::digest(cert_pem.trim().as_bytes()))
 }
 
 /// A certificate signed by the grid's CA and its key, PEM.
