@@ -19,7 +19,7 @@ use super::{
     ca_common_name, dns_names, roles, secrets,
 };
 use crate::builders::{FIELD_MANAGER, names};
-use crate::config::{CLUSTER_SECRET_KEY, CREDENTIALS_KEY, ZK_AUTH_KEY};
+use crate::config::{CLUSTER_SECRET_KEY, CREDENTIALS_KEY, Role, ZK_AUTH_KEY};
 use crate::head_api::HeadAccess;
 use crate::validate::ValidGrid;
 
@@ -103,29 +103,8 @@ pub async fn ensure(
         cert_pem: required(&ca_secret, &names::ca(grid), CA_CERT_KEY)?,
         key_pem: required(&ca_secret, &names::ca(grid), CA_KEY_KEY)?,
     };
-    let ca_sha256 = ca.sha256();
     for role in roles(grid) {
-        let name = names::tls(grid, role);
-        let wanted = dns_names(grid, role);
-        let existing = api.get_opt(&name).await?;
-        if let Some(reason) = plan::certificate(existing.as_ref(), &ca_sha256, &wanted, now) {
-            info!(grid = %grid.name, secret = %name, reason = reason.as_str(), "issuing a certificate");
-            let issued = Issued {
-                not_before: now - secs(CLOCK_SKEW),
-                not_after: now + secs(CERT_VALIDITY),
-                ca_sha256: ca_sha256.clone(),
-                dns_names: wanted,
-            };
-            let leaf = generate::issue(
-                &ca,
-                &ca_common_name(grid),
-                &names::ca(grid),
-                &issued.dns_names,
-                issued.not_before,
-                issued.not_after,
-            )?;
-            apply(&api, &secrets::tls(grid, role, &leaf, &ca, &issued)).await?;
-        }
+        ensure_certificate(&api, grid, &ca, role, now).await?;
     }
     Ok(HeadAccess {
         token: Some(
@@ -135,6 +114,40 @@ pub async fn ensure(
         ),
         ca_pem: Some(ca.cert_pem),
     })
+}
+
+/// Issue `role`'s certificate when [`plan::certificate`] says it is due.
+async fn ensure_certificate(
+    api: &Api<Secret>,
+    grid: &ValidGrid,
+    ca: &Ca,
+    role: Role,
+    now: i64,
+) -> Result<(), SecurityError> {
+    let name = names::tls(grid, role);
+    let ca_sha256 = ca.sha256();
+    let wanted = dns_names(grid, role);
+    let existing = api.get_opt(&name).await?;
+    let Some(reason) = plan::certificate(existing.as_ref(), &ca_sha256, &wanted, now) else {
+        return Ok(());
+    };
+    info!(grid = %grid.name, secret = %name, reason = reason.as_str(), "issuing a certificate");
+    let issued = Issued {
+        not_before: now - secs(CLOCK_SKEW),
+        not_after: now + secs(CERT_VALIDITY),
+        ca_sha256,
+        dns_names: wanted,
+    };
+    let leaf = generate::issue(
+        ca,
+        &ca_common_name(grid),
+        &names::ca(grid),
+        &issued.dns_names,
+        issued.not_before,
+        issued.not_after,
+    )?;
+    apply(api, &secrets::tls(grid, role, &leaf, ca, &issued)).await?;
+    Ok(())
 }
 
 fn required(secret: &Secret, name: &str, key: &str) -> Result<String, SecurityError> {
