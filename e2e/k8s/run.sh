@@ -141,9 +141,9 @@ wait_for "FileGrid $GRID Available" available
 ok "grid Available with 2 heads, 3 cluster servers, leader $(fg_field .status.leader)"
 
 SECRETS=("$GRID-cluster-secret" "$GRID-admin" "$GRID-zookeeper" "$GRID-ca" "$GRID-head-tls" "$GRID-cluster-tls" "$GRID-monitor-tls")
-head_toml() { kubectl -n "$NS" get configmap "$GRID-config" -o jsonpath='{.data.head\.toml}'; }
+head_toml="$(kubectl -n "$NS" get configmap "$GRID-config" -o jsonpath='{.data.head\.toml}')"
 if [ "$INSECURE" = 1 ]; then
-  head_toml | grep -q '^insecure = true' || die "head.toml of an insecure grid lacks insecure = true"
+  grep -q '^insecure = true' <<<"$head_toml" || die "head.toml of an insecure grid lacks insecure = true"
   for s in "${SECRETS[@]}"; do
     ! kubectl -n "$NS" get secret "$s" >/dev/null 2>&1 || die "insecure grid has Secret $s"
   done
@@ -151,8 +151,8 @@ if [ "$INSECURE" = 1 ]; then
 else
   kubectl -n "$NS" get secret "${SECRETS[@]}" >/dev/null || die "the grid's Secrets are missing"
   kubectl -n "$NS" get networkpolicy "$GRID" >/dev/null || die "NetworkPolicy $GRID is missing"
-  ! head_toml | grep -q '^insecure' || die "head.toml still sets insecure"
-  head_toml | grep -q '^credentials_file = "/etc/filegrid-credentials/credentials"' \
+  ! grep -q '^insecure' <<<"$head_toml" || die "head.toml still sets insecure"
+  grep -q '^credentials_file = "/etc/filegrid-credentials/credentials"' <<<"$head_toml" \
     || die "head.toml does not name the mounted credentials file"
   ok "secured grid: Secrets, NetworkPolicy, role files pointing at them"
 fi
