@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # FileGrid on a real Kubernetes cluster (kind, k3d or any other), given by KUBECONFIG.
 #
-# Installs the operator chart, a one-node ZooKeeper and the minimal FileGrid sample, then:
-#   1. waits for the grid to become Available;
-#   2. puts a file through the client Service and gets it back unchanged;
-#   3. deletes the leader head's pod and waits for a different leader in status;
-#   4. scales cluster servers 3 -> 4 -> 3 (the operator decommissions before shrinking)
+# Installs the operator chart, a one-node ZooKeeper and the minimal FileGrid sample (secured,
+# as every grid is by default), then:
+#   1. waits for the grid to become Available, with its Secrets and NetworkPolicy;
+#   2. checks the security: no `insecure` in the role files, the heads refuse a wrong
+#      credential and plain HTTP, ZooKeeper refuses the grid's nodes without its credential;
+#   3. puts a file through the client Service (https, admin credential) and gets it back;
+#   4. deletes the leader head's pod and waits for a different leader in status;
+#   5. has the head certificate reissued and checks the grid keeps serving without any pod
+#      restarting;
+#   6. scales cluster servers 3 -> 4 -> 3 (the operator decommissions before shrinking)
 #      and checks every file is still there, byte for byte.
 #
 # Images filegrid/node, filegrid/zookeeper and filegrid/operator (docker/build-images.sh)
 # must be available to the cluster's nodes. Set FILEGRID_E2E_KIND_CLUSTER=<name> or
 # FILEGRID_E2E_K3D_CLUSTER=<name> to load them from the local Docker engine first.
 # Other settings: FILEGRID_IMAGE_TAG (0.1.0), FILEGRID_E2E_TIMEOUT (seconds per wait, 600),
-# FILEGRID_E2E_KEEP=1 keeps the test namespace for inspection.
+# FILEGRID_E2E_KEEP=1 keeps the test namespace for inspection, FILEGRID_E2E_INSECURE=1 runs
+# the suite on a grid with `security.insecure: true` (steps 2 and 5 are then skipped).
 set -euo pipefail
 
 if [ -z "${KUBECONFIG:-}" ]; then
@@ -26,6 +32,7 @@ TIMEOUT="${FILEGRID_E2E_TIMEOUT:-600}"
 NS="filegrid-e2e-$(date +%s)"
 OP_NS="filegrid-system"
 GRID=demo
+INSECURE="${FILEGRID_E2E_INSECURE:-0}"
 passed=0
 failed=0
 
@@ -116,7 +123,13 @@ YAML
 kubectl -n "$NS" rollout status statefulset/zookeeper --timeout="${TIMEOUT}s" || die "ZooKeeper did not start"
 
 log "applying crds/samples/minimal.yaml"
-kubectl -n "$NS" apply -f "$ROOT/crds/samples/minimal.yaml" >/dev/null
+if [ "$INSECURE" = 1 ]; then
+  # The sample ends inside `spec:`; the switch is added there, before the first reconcile.
+  { cat "$ROOT/crds/samples/minimal.yaml"; printf '  security:\n    insecure: true\n'; } \
+    | kubectl -n "$NS" apply -f - >/dev/null
+else
+  kubectl -n "$NS" apply -f "$ROOT/crds/samples/minimal.yaml" >/dev/null
+fi
 if [ "$TAG" != 0.1.0 ]; then
   kubectl -n "$NS" patch filegrid "$GRID" --type merge -p "{\"spec\":{\"image\":\"filegrid/node:$TAG\"}}" >/dev/null
 fi
@@ -127,12 +140,74 @@ wait_for "FileGrid $GRID Available" available
 [ "$(fg_field .status.observedGeneration)" = "$(fg_field .metadata.generation)" ] || die "observedGeneration lags"
 ok "grid Available with 2 heads, 3 cluster servers, leader $(fg_field .status.leader)"
 
+SECRETS=("$GRID-cluster-secret" "$GRID-admin" "$GRID-zookeeper" "$GRID-ca" "$GRID-head-tls" "$GRID-cluster-tls" "$GRID-monitor-tls")
+head_toml="$(kubectl -n "$NS" get configmap "$GRID-config" -o jsonpath='{.data.head\.toml}')"
+if [ "$INSECURE" = 1 ]; then
+  grep -q '^insecure = true' <<<"$head_toml" || die "head.toml of an insecure grid lacks insecure = true"
+  for s in "${SECRETS[@]}"; do
+    ! kubectl -n "$NS" get secret "$s" >/dev/null 2>&1 || die "insecure grid has Secret $s"
+  done
+  ok "insecure grid: insecure = true, no Secrets"
+else
+  kubectl -n "$NS" get secret "${SECRETS[@]}" >/dev/null || die "the grid's Secrets are missing"
+  kubectl -n "$NS" get networkpolicy "$GRID" >/dev/null || die "NetworkPolicy $GRID is missing"
+  ! grep -q '^insecure' <<<"$head_toml" || die "head.toml still sets insecure"
+  grep -q '^credentials_file = "/etc/filegrid-credentials/credentials"' <<<"$head_toml" \
+    || die "head.toml does not name the mounted credentials file"
+  ok "secured grid: Secrets, NetworkPolicy, role files pointing at them"
+fi
+
 log "starting a client pod"
-kubectl -n "$NS" run client --image="filegrid/node:$TAG" --image-pull-policy=IfNotPresent --restart=Never \
-  --command -- sleep 86400 >/dev/null
+if [ "$INSECURE" = 1 ]; then
+  HEAD="http://$GRID-head:9669"
+  client_env=""
+  client_mounts=""
+  client_volumes=""
+else
+  HEAD="https://$GRID-head:9669"
+  # The admin credential and the grid's CA, as a user gets them from the Secrets.
+  client_env="
+      env:
+        - {name: FILEGRID_TOKEN, valueFrom: {secretKeyRef: {name: $GRID-admin, key: token}}}
+        - {name: FILEGRID_CA_CERT, value: /etc/grid-ca/ca.crt}"
+  client_mounts="
+      volumeMounts:
+        - {name: ca, mountPath: /etc/grid-ca, readOnly: true}
+        - {name: zk, mountPath: /etc/grid-zk, readOnly: true}"
+  client_volumes="
+  volumes:
+    - {name: ca, secret: {secretName: $GRID-head-tls, items: [{key: ca.crt, path: ca.crt}]}}
+    - {name: zk, secret: {secretName: $GRID-zookeeper}}"
+fi
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: client
+      image: filegrid/node:$TAG
+      imagePullPolicy: IfNotPresent
+      command: [sleep, "86400"]$client_env$client_mounts$client_volumes
+YAML
 kubectl -n "$NS" wait pod/client --for=condition=Ready --timeout="${TIMEOUT}s" >/dev/null || die "client pod"
-HEAD="http://$GRID-head:9669"
 client() { kubectl -n "$NS" exec client -- sh -c "$1"; }
+
+if [ "$INSECURE" != 1 ]; then
+  client "filegrid --head $HEAD leader >/dev/null" || die "the admin credential is refused"
+  ! client "FILEGRID_TOKEN=FGAWRONG:wrong-secret-0123456789 filegrid --head $HEAD leader" >/dev/null 2>&1 \
+    || die "a wrong credential was accepted"
+  ! client "env -u FILEGRID_TOKEN filegrid --head $HEAD leader" >/dev/null 2>&1 \
+    || die "a call without credential was accepted"
+  ! client "filegrid --head http://$GRID-head:9669 leader" >/dev/null 2>&1 \
+    || die "plain HTTP was answered"
+  ZK="--zk-hosts zookeeper:2181 --zk-root /filegrid/$NS/$GRID"
+  client "filegrid $ZK --zk-auth-file /etc/grid-zk/auth heads >/dev/null" \
+    || die "the grid's ZooKeeper credential cannot read its nodes"
+  ! client "filegrid $ZK heads" >/dev/null 2>&1 || die "ZooKeeper showed the grid's nodes without its credential"
+  ok "heads refuse wrong, missing and plain-HTTP calls; ZooKeeper refuses the grid's nodes without its credential"
+fi
 
 # put_file NAME MB: a random file, uploaded and kept in the client pod for comparison.
 put_file() {
@@ -160,6 +235,34 @@ new_leader_in_status() {
 wait_for "a new leader in status" new_leader_in_status
 check_file one
 ok "leader moved from $old_leader to $(fg_field .status.leader) (epoch $old_epoch -> $(fg_field .status.epoch)); file intact"
+
+if [ "$INSECURE" != 1 ]; then
+  # Certificate rotation: a deleted certificate Secret is issued again at once; the kubelet
+  # updates the mounted files and the processes reload them, with no pod restarting.
+  pods_state() {
+    kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$GRID" \
+      -o jsonpath='{range .items[*]}{.metadata.uid}:{.status.containerStatuses[0].restartCount} {end}'
+  }
+  before="$(pods_state)"
+  old_cert="$(kubectl -n "$NS" get secret "$GRID-head-tls" -o jsonpath='{.data.tls\.crt}')"
+  log "deleting Secret $GRID-head-tls to have the head certificate reissued"
+  kubectl -n "$NS" delete secret "$GRID-head-tls" >/dev/null
+  reissued() {
+    local c
+    c="$(kubectl -n "$NS" get secret "$GRID-head-tls" -o jsonpath='{.data.tls\.crt}' 2>/dev/null)"
+    [ -n "$c" ] && [ "$c" != "$old_cert" ]
+  }
+  wait_for "a new head certificate" reissued
+  # Secret volumes are refreshed at the kubelet's sync (about a minute), the files are
+  # checked every 2 s; then every new connection gets the new certificate.
+  sleep 90
+  put_file rotated 5
+  check_file rotated
+  check_file one
+  [ "$(pods_state)" = "$before" ] || die "pods restarted or were replaced during the rotation: $before -> $(pods_state)"
+  available || die "grid not Available after the rotation"
+  ok "head certificate reissued; the grid kept serving with no pod restarted"
+fi
 
 log "scaling cluster servers 3 -> 4"
 kubectl -n "$NS" patch filegrid "$GRID" --type merge -p '{"spec":{"cluster":{"replicas":4}}}' >/dev/null

@@ -15,6 +15,14 @@ pub const CONFIG_DIR: &str = "/etc/filegrid";
 /// Where the Secret of `zookeeper.authSecret` is mounted, and the key (file) it must hold.
 pub const ZK_AUTH_DIR: &str = "/etc/filegrid-zk";
 pub const ZK_AUTH_KEY: &str = "auth";
+/// Where the cluster secret is mounted (heads and cluster servers), and its key.
+pub const CLUSTER_SECRET_DIR: &str = "/etc/filegrid-cluster-secret";
+pub const CLUSTER_SECRET_KEY: &str = "cluster-secret";
+/// Where the heads' credentials file is mounted, and its key in the admin Secret.
+pub const CREDENTIALS_DIR: &str = "/etc/filegrid-credentials";
+pub const CREDENTIALS_KEY: &str = "credentials";
+/// Where each role's certificate, key and the grid's CA are mounted.
+pub const TLS_DIR: &str = "/etc/filegrid-tls";
 /// Where each cluster server's volume is mounted.
 pub const DATA_DIR: &str = "/var/lib/filegrid";
 pub const HEAD_API_PORT: i32 = 9669;
@@ -52,14 +60,35 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
         "log_format",
         Value::String(spec.log_format.as_str().to_string()),
     );
-    // Until the operator creates the grid's secrets, its pods run without security, and
-    // say so in their logs.
-    put("insecure", Value::Boolean(true));
-    if spec.zookeeper.auth_secret.is_some() {
+    if grid.zk_auth_secret.is_some() {
         put(
             "zk_auth_file",
             Value::String(format!("{ZK_AUTH_DIR}/{ZK_AUTH_KEY}")),
         );
+    }
+    if grid.secured {
+        use crate::security::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
+        put(
+            "tls_cert",
+            Value::String(format!("{TLS_DIR}/{TLS_CERT_KEY}")),
+        );
+        put("tls_key", Value::String(format!("{TLS_DIR}/{TLS_KEY_KEY}")));
+        put("tls_ca", Value::String(format!("{TLS_DIR}/{CA_CERT_KEY}")));
+        if role != Role::Monitor {
+            put(
+                "cluster_secret_file",
+                Value::String(format!("{CLUSTER_SECRET_DIR}/{CLUSTER_SECRET_KEY}")),
+            );
+        }
+        if role == Role::Head {
+            put(
+                "credentials_file",
+                Value::String(format!("{CREDENTIALS_DIR}/{CREDENTIALS_KEY}")),
+            );
+        }
+    } else {
+        // Asked for explicitly (spec.security.insecure); every process logs a warning.
+        put("insecure", Value::Boolean(true));
     }
     let extra = match role {
         Role::Head => {

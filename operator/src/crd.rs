@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -89,6 +90,9 @@ pub struct FileGridSpec {
     /// Prometheus integration.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Credentials, TLS and network isolation; on by default.
+    #[serde(default)]
+    pub security: SecuritySpec,
     /// Further settings per role, written into that role's TOML file. Keys the operator
     /// manages (addresses, ids, ZooKeeper) are refused.
     #[serde(default)]
@@ -320,6 +324,44 @@ impl Default for ServiceMonitorSpec {
             enabled: false,
             interval: default_scrape_interval(),
             labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Security of the grid. By default the operator creates and mounts a cluster secret, an
+/// admin client credential, a ZooKeeper digest credential, a CA and per-role TLS
+/// certificates, and a NetworkPolicy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySpec {
+    /// Run without security: no credentials, no TLS, no peer signatures. Anyone who reaches
+    /// a head can read, change and delete every file. The pods log a warning at start.
+    #[serde(default)]
+    pub insecure: bool,
+    /// The NetworkPolicy that lets clients reach only the heads' API port.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// The grid's NetworkPolicy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy: clients reach only the heads' API port, the grid's pods
+    /// reach each other, and the scrapers of `metricsFrom` reach the metrics ports.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who may scrape the metrics ports. Unset: pods labelled
+    /// `app.kubernetes.io/name: prometheus` in any namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_from: Option<Vec<NetworkPolicyPeer>>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics_from: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! tested with a fake head while the Kubernetes API is mocked. The bodies are FileGrid's wire
 //! types ([`filegrid_proto::head`]), shared with the heads.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use filegrid_proto::head::{LeaderView, ServerView};
@@ -23,6 +25,8 @@ pub enum HeadApiError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("HTTP client for the grid's CA: {0}")]
+    Client(#[source] reqwest::Error),
     #[error("head API {url} answered HTTP {status}: {body}")]
     Status {
         url: String,
@@ -31,40 +35,108 @@ pub enum HeadApiError {
     },
 }
 
+/// How the operator reaches one grid's heads: the admin credential it presents and the CA
+/// it trusts (https). The default, for an insecure grid, is plain HTTP without a credential.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeadAccess {
+    /// `access_key:secret`, sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// PEM of the grid's CA; with it the heads are called over https.
+    pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for HeadAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadAccess")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+impl HeadAccess {
+    /// `https` when the grid's CA is known, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// Head API of one grid. `base` is any head's URL (the client Service); leader-only calls
-/// go to the leader's own address.
+/// go to the leader's own address. `access` says how to authenticate and what to trust.
 pub trait HeadApi: Send + Sync {
-    fn leader<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<Leader, HeadApiError>>;
+    fn leader<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Leader, HeadApiError>>;
     fn cluster_servers<'a>(
         &'a self,
+        access: &'a HeadAccess,
         leader: &'a Leader,
     ) -> BoxFuture<'a, Result<Vec<ClusterServer>, HeadApiError>>;
     fn decommission<'a>(
         &'a self,
+        access: &'a HeadAccess,
         leader: &'a Leader,
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>>;
 }
 
-/// The real head API over HTTP.
+/// The real head API over HTTP(S). One client per CA, made when first needed.
+#[derive(Default)]
 pub struct HttpHeadApi {
-    http: reqwest::Client,
+    clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
 }
 
 impl HttpHeadApi {
     pub fn new() -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        Ok(Self::default())
+    }
+
+    /// The client trusting exactly `ca_pem` (no other roots), or a plain one.
+    fn client(&self, ca_pem: Option<&String>) -> Result<reqwest::Client, HeadApiError> {
+        let key = ca_pem.cloned();
+        if let Ok(clients) = self.clients.lock()
+            && let Some(c) = clients.get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
-        Ok(Self { http })
+            .connect_timeout(Duration::from_secs(2));
+        if let Some(pem) = ca_pem {
+            let ca =
+                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(HeadApiError::Client)?;
+            builder = builder
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
+        }
+        let client = builder.build().map_err(HeadApiError::Client)?;
+        if let Ok(mut clients) = self.clients.lock() {
+            // Grids come and go with their CAs; a small cache is enough.
+            if clients.len() > 256 {
+                clients.clear();
+            }
+            clients.insert(key, client.clone());
+        }
+        Ok(client)
     }
 
     async fn send(
         &self,
-        req: reqwest::RequestBuilder,
+        access: &HeadAccess,
+        method: reqwest::Method,
         url: String,
     ) -> Result<reqwest::Response, HeadApiError> {
+        let mut req = self.client(access.ca_pem.as_ref())?.request(method, &url);
+        if let Some(token) = &access.token {
+            req = req.bearer_auth(token);
+        }
         let resp = req.send().await.map_err(|source| HeadApiError::Request {
             url: url.clone(),
             source,
@@ -85,15 +157,21 @@ impl HttpHeadApi {
     }
 }
 
+/// The leader's own address, https when it serves TLS.
 fn leader_url(leader: &Leader, path: &str) -> String {
-    format!("http://{}:{}{path}", leader.host, leader.api_port)
+    let scheme = if leader.tls { "https" } else { "http" };
+    format!("{scheme}://{}:{}{path}", leader.host, leader.api_port)
 }
 
 impl HeadApi for HttpHeadApi {
-    fn leader<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<Leader, HeadApiError>> {
+    fn leader<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Leader, HeadApiError>> {
         Box::pin(async move {
             let url = format!("{base}/v1/leader");
-            let resp = self.send(self.http.get(&url), url.clone()).await?;
+            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
             resp.json()
                 .await
                 .map_err(|source| HeadApiError::Request { url, source })
@@ -102,11 +180,12 @@ impl HeadApi for HttpHeadApi {
 
     fn cluster_servers<'a>(
         &'a self,
+        access: &'a HeadAccess,
         leader: &'a Leader,
     ) -> BoxFuture<'a, Result<Vec<ClusterServer>, HeadApiError>> {
         Box::pin(async move {
             let url = leader_url(leader, "/v1/cluster");
-            let resp = self.send(self.http.get(&url), url.clone()).await?;
+            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
             resp.json()
                 .await
                 .map_err(|source| HeadApiError::Request { url, source })
@@ -115,12 +194,13 @@ impl HeadApi for HttpHeadApi {
 
     fn decommission<'a>(
         &'a self,
+        access: &'a HeadAccess,
         leader: &'a Leader,
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>> {
         Box::pin(async move {
             let url = leader_url(leader, &format!("/v1/cluster/{server_id}/decommission"));
-            self.send(self.http.post(&url), url.clone())
+            self.send(access, reqwest::Method::POST, url)
                 .await
                 .map(|_| ())
         })

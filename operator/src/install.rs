@@ -44,6 +44,13 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         rule(&[""], &["configmaps", "services"], &manage),
         rule(&["apps"], &["statefulsets", "deployments"], &manage),
         rule(&["policy"], &["poddisruptionbudgets"], &manage),
+        // Generated once and kept: never deleted by the operator (garbage collection does).
+        rule(
+            &[""],
+            &["secrets"],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        rule(&["networking.k8s.io"], &["networkpolicies"], &manage),
         rule(&[""], &["pods"], &["get", "list", "watch", "patch"]),
         rule(&[""], &["nodes"], &["get"]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),

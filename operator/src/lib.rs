@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod reconciler;
 pub mod render;
 pub mod run;
+pub mod security;
 pub mod status;
 pub mod validate;
 pub mod zone;

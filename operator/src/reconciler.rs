@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -21,8 +22,9 @@ use tracing::{info, warn};
 use crate::builders::{self, FIELD_MANAGER, names};
 use crate::config::HEAD_API_PORT;
 use crate::crd::{FileGrid, FileGridStatus};
-use crate::head_api::{HeadApi, HeadApiError, Leader, ServerState};
+use crate::head_api::{HeadAccess, HeadApi, HeadApiError, Leader, ServerState};
 use crate::metrics::Metrics;
+use crate::security::{self, SecurityError};
 use crate::status::{self, Observed};
 use crate::validate::{ValidGrid, validate};
 use crate::zone;
@@ -40,6 +42,8 @@ pub enum Error {
     HeadApi(#[from] HeadApiError),
     #[error("encoding an object: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("secrets: {0}")]
+    Security(#[from] SecurityError),
 }
 
 impl Error {
@@ -49,6 +53,8 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::HeadApi(_) => "head_api",
             Error::Encode(_) => "encode",
+            Error::Security(SecurityError::Kube(_)) => "kube",
+            Error::Security(_) => "security",
         }
     }
 }
@@ -92,13 +98,22 @@ impl Context {
     }
 }
 
-/// `http://<grid>-head.<namespace>.svc:9669`.
+/// `https://<grid>-head.<namespace>.svc:9669` (`http` for an insecure grid).
 pub fn client_service_url(grid: &ValidGrid) -> String {
+    let scheme = if grid.secured { "https" } else { "http" };
     format!(
-        "http://{}.{}.svc:{HEAD_API_PORT}",
+        "{scheme}://{}.{}.svc:{HEAD_API_PORT}",
         names::head(grid),
         grid.namespace
     )
+}
+
+/// Seconds since the Unix epoch, for certificate validity.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn key(fg: &FileGrid) -> String {
@@ -142,13 +157,17 @@ pub fn backoff(n: u32) -> Duration {
 }
 
 async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
-    let grid = match validate(fg) {
+    let mut grid = match validate(fg) {
         Ok(g) => g,
         Err(invalid) => return refuse(fg, ctx, &invalid.to_string()).await,
     };
-    let ns = grid.namespace.as_str();
     let client = &ctx.client;
 
+    // Secrets first: the pods mount them. A new CA restarts the pods (see ValidGrid::ca_sha256).
+    let access = security::ensure(client, &grid, unix_now()).await?;
+    grid.ca_sha256 = access.ca_pem.as_deref().map(security::generate::ca_sha256);
+    let grid = grid;
+    let ns = grid.namespace.as_str();
     apply(client, ns, &builders::config_map(&grid)).await?;
     apply(client, ns, &builders::head_headless_service(&grid)).await?;
     apply(client, ns, &builders::head_client_service(&grid)).await?;
@@ -168,8 +187,8 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
     let mut decommissioning = vec![];
     let replicas = match current {
         Some(current) if desired < current => {
-            let l = ctx.head_api.leader(&base).await?;
-            decommissioning = drain(&grid, ctx, &l, desired, current).await?;
+            let l = ctx.head_api.leader(&access, &base).await?;
+            decommissioning = drain(&grid, ctx, &access, &l, desired, current).await?;
             leader = Some(l);
             if decommissioning.is_empty() {
                 desired
@@ -187,6 +206,9 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
     };
     apply(client, ns, &builders::head_pdb(&grid)).await?;
     apply(client, ns, &builders::cluster_pdb(&grid)).await?;
+    if grid.spec.security.network_policy.enabled {
+        apply(client, ns, &builders::network_policy(&grid)).await?;
+    }
     let service_monitors = service_monitor_api(client, ns).await?;
     if let Some(api) = &service_monitors
         && grid.spec.metrics.service_monitor.enabled
@@ -215,7 +237,7 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
 
     let leader = match leader {
         Some(l) => Some(l),
-        None => match ctx.head_api.leader(&base).await {
+        None => match ctx.head_api.leader(&access, &base).await {
             Ok(l) => Some(l),
             Err(e) => {
                 info!(grid = %grid.name, error = %e, "leader not known");
@@ -255,11 +277,12 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
 async fn drain(
     grid: &ValidGrid,
     ctx: &Context,
+    access: &HeadAccess,
     leader: &Leader,
     desired: i32,
     current: i32,
 ) -> Result<Vec<String>, Error> {
-    let servers = ctx.head_api.cluster_servers(leader).await?;
+    let servers = ctx.head_api.cluster_servers(access, leader).await?;
     let mut waiting = vec![];
     for ordinal in desired..current {
         let id = names::cluster_pod(grid, ordinal);
@@ -272,7 +295,7 @@ async fn drain(
             Some(ServerState::Draining) => {}
             _ => {
                 info!(grid = %grid.name, server = %id, "decommissioning before scale-down");
-                ctx.head_api.decommission(leader, &id).await?;
+                ctx.head_api.decommission(access, leader, &id).await?;
             }
         }
         waiting.push(id);
@@ -384,6 +407,17 @@ async fn prune(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
         grid,
         &BTreeSet::from([names::head(grid), names::cluster(grid)]),
+    )
+    .await?;
+    let policies = if grid.spec.security.network_policy.enabled {
+        BTreeSet::from([names::network_policy(grid)])
+    } else {
+        BTreeSet::new()
+    };
+    prune_kind(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        grid,
+        &policies,
     )
     .await?;
     if let Some(api) = service_monitors {

@@ -170,6 +170,9 @@ pub fn children(grid: &ValidGrid) -> Result<Vec<Value>, serde_json::Error> {
     if grid.spec.metrics.service_monitor.enabled {
         out.push(serde_json::to_value(builders::service_monitor(grid))?);
     }
+    if grid.spec.security.network_policy.enabled {
+        out.push(serde_json::to_value(builders::network_policy(grid))?);
+    }
     Ok(out)
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::{Router, extract::State, routing::get};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -121,6 +122,9 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         Api::<PodDisruptionBudget>::all(client.clone()),
         children.clone(),
     )
+    // A deleted Secret is made again (a new one: its material is gone).
+    .owns(Api::<Secret>::all(client.clone()), children.clone())
+    .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
     // Pods are not owned by the grid; a scheduled cluster pod may need its zone.
     .watches(Api::<Pod>::all(client.clone()), children, |pod| {
         let grid = pod.labels().get(LABEL_INSTANCE)?.clone();

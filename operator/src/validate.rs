@@ -37,6 +37,14 @@ pub const MANAGED_KEYS: &[&str] = &[
     "timeout",
     "failure_threshold",
     "interactive",
+    "insecure",
+    "cluster_secret_file",
+    "credentials_file",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    // Mutual TLS would refuse the kubelet's probes and Prometheus, which bring no certificate.
+    "tls_client_ca",
 ];
 
 /// Why a FileGrid cannot be built. The message names the field.
@@ -65,6 +73,14 @@ pub struct ValidGrid {
     pub spec: FileGridSpec,
     pub zk_root: String,
     pub min_write_replicas: i32,
+    /// Credentials, TLS and peer signatures are on (`spec.security.insecure` is false).
+    pub secured: bool,
+    /// Secret holding the ZooKeeper credential (key `auth`): `zookeeper.authSecret`, else the
+    /// one the operator generates for a secured grid, else none.
+    pub zk_auth_secret: Option<String>,
+    /// SHA-256 of the grid's CA certificate once the reconciler has read it; on the pod
+    /// templates, so that pods restart when the CA is replaced (they read `tls_ca` at start).
+    pub ca_sha256: Option<String>,
 }
 
 /// Validate a FileGrid read from the API server.
@@ -180,6 +196,12 @@ pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
             "must be an absolute znode path such as /filegrid/prod",
         ));
     }
+    let secured = !spec.security.insecure;
+    let zk_auth_secret = match &spec.zookeeper.auth_secret {
+        Some(s) => Some(s.clone()),
+        None if secured => Some(crate::builders::names::zookeeper_auth(&name)),
+        None => None,
+    };
     Ok(ValidGrid {
         name,
         namespace,
@@ -188,6 +210,9 @@ pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
         spec: spec.clone(),
         zk_root,
         min_write_replicas,
+        secured,
+        zk_auth_secret,
+        ca_sha256: None,
     })
 }
 

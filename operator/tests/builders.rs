@@ -10,8 +10,14 @@ use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, Probe, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 fn fixture(name: &str) -> ValidGrid {
+    fixture_with(name, |_| {})
+}
+
+/// A fixture changed before validation, as a user would change the resource.
+fn fixture_with(name: &str, change: impl FnOnce(&mut FileGrid)) -> ValidGrid {
     let path = format!("{}/tests/fixtures/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
-    let fg: FileGrid = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut fg: FileGrid = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    change(&mut fg);
     validate(&fg).unwrap()
 }
 
@@ -142,31 +148,64 @@ fn ports_probes_and_commands_follow_the_node_contract() {
         probe_port(&c.readiness_probe),
         ("/ready".to_string(), "api".to_string())
     );
-    let env: Vec<(String, String)> = c
-        .env
+    let env = |c: &Container| -> Vec<(String, String)> {
+        c.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let value = match &e.value_from {
+                    Some(from) => format!("field {}", from.field_ref.as_ref().unwrap().field_path),
+                    None => e.value.clone().unwrap(),
+                };
+                (e.name.clone(), value)
+            })
+            .collect()
+    };
+    // Secured: peers reach each other by the pod DNS name their certificate covers, which
+    // the kubelet expands from the server id defined before it.
+    assert_eq!(
+        env(c),
+        [
+            ("FILEGRID_SERVER_ID".into(), "field metadata.name".into()),
+            (
+                "FILEGRID_ADVERTISE_HOST".into(),
+                "$(FILEGRID_SERVER_ID).demo-head-headless.team-a.svc".into()
+            )
+        ]
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .scheme
+            .as_deref(),
+        Some("HTTPS")
+    );
+    // Insecure: the pod IP, probed over plain HTTP.
+    let insecure = fixture_with("minimal", |fg| fg.spec.security.insecure = true);
+    let insecure_head = builders::head_stateful_set(&insecure);
+    let ic = &insecure_head
+        .spec
+        .template
+        .spec
         .as_ref()
         .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e.name.clone(),
-                e.value_from
-                    .as_ref()
-                    .unwrap()
-                    .field_ref
-                    .as_ref()
-                    .unwrap()
-                    .field_path
-                    .clone(),
-            )
-        })
-        .collect();
+        .containers[0];
+    assert_eq!(env(ic)[1].1, "field status.podIP");
     assert_eq!(
-        env,
-        [
-            ("FILEGRID_SERVER_ID".into(), "metadata.name".into()),
-            ("FILEGRID_ADVERTISE_HOST".into(), "status.podIP".into())
-        ]
+        ic.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .scheme
+            .as_deref(),
+        Some("HTTP")
     );
     let toml = config::render(&g, Role::Head);
     assert!(toml.contains("listen = \"0.0.0.0:9669\""), "{toml}");
@@ -232,12 +271,17 @@ fn each_role_file_holds_only_that_roles_keys() {
         "zk_root",
         "session_timeout",
         "log_format",
-        "insecure",
+        "zk_auth_file",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
     ];
     let allowed: [(Role, &[&str]); 3] = [
         (
             Role::Head,
             &[
+                "cluster_secret_file",
+                "credentials_file",
                 "listen",
                 "metrics_listen",
                 "preempt",
@@ -249,7 +293,13 @@ fn each_role_file_holds_only_that_roles_keys() {
         ),
         (
             Role::Cluster,
-            &["listen", "metrics_listen", "data_dir", "capacity"],
+            &[
+                "cluster_secret_file",
+                "listen",
+                "metrics_listen",
+                "data_dir",
+                "capacity",
+            ],
         ),
         (
             Role::Monitor,
@@ -296,8 +346,8 @@ fn every_child_has_an_owner_reference_and_instance_labels() {
     let children = filegrid_operator::render::children(&g).unwrap();
     assert_eq!(
         children.len(),
-        11,
-        "config map, 4 services, 2 stateful sets, 2 PDBs, monitor, service monitor"
+        12,
+        "config map, 4 services, 2 stateful sets, 2 PDBs, monitor, service monitor, network policy"
     );
     for obj in children {
         let owners = obj
@@ -496,7 +546,14 @@ fn every_rendered_file_reads_as_the_nodes_file_for_that_role() {
         let monitor: MonitorFile = toml::from_str(&config::render(&g, Role::Monitor))
             .unwrap_or_else(|e| panic!("{name}: monitor.toml: {e}"));
         assert_eq!(head.common(), cluster.common(), "{name}");
-        assert_eq!(cluster.common(), monitor.common(), "{name}");
+        // The monitor signs nothing: the same settings without the cluster secret.
+        let mut without_secret = cluster.common();
+        without_secret.cluster_secret_file = None;
+        assert_eq!(without_secret, monitor.common(), "{name}");
+        assert!(
+            head.credentials_file.is_some(),
+            "{name}: secured by default"
+        );
         assert_eq!(
             head.replication_factor,
             Some(g.spec.replication_factor as u32)
@@ -532,11 +589,18 @@ fn extra_config_of_another_role_is_refused() {
 
 #[test]
 fn a_zookeeper_auth_secret_is_mounted_in_every_pod_and_named_in_every_role_file() {
-    let mut g = fixture("minimal");
+    let g = fixture_with("minimal", |fg| fg.spec.security.insecure = true);
     for role in [Role::Head, Role::Cluster, Role::Monitor] {
         assert!(!config::render(&g, role).contains("zk_auth_file"));
     }
-    g.spec.zookeeper.auth_secret = Some("demo-zk-auth".into());
+    // Secured without `authSecret`: the generated one.
+    let g = fixture("minimal");
+    assert_eq!(g.zk_auth_secret.as_deref(), Some("demo-zookeeper"));
+    // `authSecret` wins, secured or not.
+    let g = fixture_with("minimal", |fg| {
+        fg.spec.security.insecure = true;
+        fg.spec.zookeeper.auth_secret = Some("demo-zk-auth".into());
+    });
     for role in [Role::Head, Role::Cluster, Role::Monitor] {
         let parsed: toml::Table = toml::from_str(&config::render(&g, role)).unwrap();
         assert_eq!(
@@ -566,4 +630,167 @@ fn a_zookeeper_auth_secret_is_mounted_in_every_pod_and_named_in_every_role_file(
         assert_eq!(mount.mount_path, "/etc/filegrid-zk");
         assert_eq!(mount.read_only, Some(true));
     }
+}
+
+/// The Secrets each role mounts when secured: read-only, whole directories (no subPath, so a
+/// renewed certificate reaches the files), each holding only the keys it needs.
+#[test]
+fn secured_pods_mount_only_their_roles_secrets() {
+    let g = fixture("minimal");
+    let templates = [
+        (Role::Head, builders::head_stateful_set(&g).spec.template),
+        (
+            Role::Cluster,
+            builders::cluster_stateful_set(&g, 3).spec.template,
+        ),
+        (
+            Role::Monitor,
+            builders::monitor_deployment(&g).spec.template,
+        ),
+    ];
+    for (role, t) in templates {
+        let pod = t.spec.unwrap();
+        let secrets: BTreeMap<String, (String, Vec<String>)> = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .filter_map(|v| {
+                let s = v.secret?;
+                let keys = s.items.unwrap().into_iter().map(|i| i.key).collect();
+                Some((v.name, (s.secret_name.unwrap(), keys)))
+            })
+            .collect();
+        let r = role.as_str();
+        assert_eq!(
+            secrets["tls"],
+            (
+                format!("demo-{r}-tls"),
+                vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]
+            ),
+            "{r}"
+        );
+        assert_eq!(secrets["zk-auth"].0, "demo-zookeeper");
+        assert_eq!(
+            secrets.contains_key("cluster-secret"),
+            role != Role::Monitor,
+            "{r}"
+        );
+        assert_eq!(
+            secrets.contains_key("credentials"),
+            role == Role::Head,
+            "{r}"
+        );
+        if role == Role::Head {
+            // Only the credentials file of the admin Secret, not its separate keys.
+            assert_eq!(
+                secrets["credentials"],
+                ("demo-admin".into(), vec!["credentials".into()])
+            );
+        }
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        for name in secrets.keys() {
+            let m = mounts.iter().find(|m| &m.name == name).unwrap();
+            assert_eq!(m.read_only, Some(true), "{r}: {name}");
+            assert_eq!(m.sub_path, None, "{r}: {name}");
+        }
+        // The role file names the mounted files.
+        let file: toml::Table = toml::from_str(&config::render(&g, role)).unwrap();
+        assert_eq!(file["tls_cert"].as_str(), Some("/etc/filegrid-tls/tls.crt"));
+        assert!(!file.contains_key("insecure"));
+    }
+}
+
+#[test]
+fn network_policy_opens_only_the_head_api_to_clients() {
+    use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let g = fixture("minimal");
+    let np = builders::network_policy(&g);
+    assert_eq!(np.metadata.name.as_deref(), Some("demo"));
+    assert_eq!(np.metadata.owner_references.as_ref().unwrap()[0].uid, g.uid);
+    let spec = np.spec.unwrap();
+    let selector = spec.pod_selector.unwrap().match_labels.unwrap();
+    // Selects every pod of this grid (every role), and only this grid.
+    for t in [
+        builders::head_stateful_set(&g).spec.template,
+        builders::cluster_stateful_set(&g, 3).spec.template,
+        builders::monitor_deployment(&g).spec.template,
+    ] {
+        assert!(matches(&selector, &pod_labels(&t)));
+    }
+    let other = fixture("zones");
+    assert!(!matches(
+        &selector,
+        &pod_labels(&builders::head_stateful_set(&other).spec.template)
+    ));
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let rules = spec.ingress.unwrap();
+    let ports = |i: usize| -> Vec<i32> {
+        rules[i]
+            .ports
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| match p.port.unwrap() {
+                IntOrString::Int(n) => n,
+                IntOrString::String(s) => panic!("named port {s}"),
+            })
+            .collect()
+    };
+    // Anyone: the heads' API port only (not the chunk port 9700).
+    assert_eq!(rules[0].from, None);
+    assert_eq!(ports(0), [9669]);
+    // The grid's own pods: everything.
+    let own = rules[1].from.clone().unwrap();
+    assert_eq!(
+        own[0].pod_selector.clone().unwrap().match_labels.unwrap(),
+        selector
+    );
+    assert!(own[0].namespace_selector.is_none(), "same namespace only");
+    assert!(rules[1].ports.is_none());
+    // Scrapers: the metrics ports, by default Prometheus pods in any namespace.
+    assert_eq!(ports(2), [9091, 9092]);
+    let scraper = &rules[2].from.clone().unwrap()[0];
+    assert_eq!(
+        scraper.pod_selector.clone().unwrap().match_labels.unwrap()["app.kubernetes.io/name"],
+        "prometheus"
+    );
+    assert_eq!(scraper.namespace_selector, Some(LabelSelector::default()));
+    // metricsFrom replaces the default.
+    let g = fixture_with("minimal", |fg| {
+        fg.spec.security.network_policy.metrics_from = Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "name".to_string(),
+                    "monitoring".to_string(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }])
+    });
+    let rules = builders::network_policy(&g).spec.unwrap().ingress.unwrap();
+    let from = rules[2].from.clone().unwrap();
+    assert_eq!(from.len(), 1);
+    assert!(from[0].pod_selector.is_none());
+}
+
+#[test]
+fn service_monitor_scrapes_over_https_when_secured() {
+    let g = fixture("zones");
+    let sm = builders::service_monitor(&g);
+    let e = &sm.data["spec"]["endpoints"][0];
+    assert_eq!(e["scheme"], "https");
+    assert_eq!(e["tlsConfig"]["ca"]["secret"]["name"], "files-head-tls");
+    assert_eq!(e["tlsConfig"]["ca"]["secret"]["key"], "ca.crt");
+    let server_name = e["tlsConfig"]["serverName"].as_str().unwrap();
+    for role in [Role::Head, Role::Cluster, Role::Monitor] {
+        assert!(
+            filegrid_operator::security::dns_names(&g, role).contains(&server_name.to_string()),
+            "{role:?} certificate must carry {server_name}"
+        );
+    }
+    let insecure = fixture_with("zones", |fg| fg.spec.security.insecure = true);
+    let e = &builders::service_monitor(&insecure).data["spec"]["endpoints"][0];
+    assert!(e.get("scheme").is_none() && e.get("tlsConfig").is_none());
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use filegrid_operator::head_api::{HeadApi, HeadApiError, HttpHeadApi, ServerState};
+use filegrid_operator::head_api::{HeadAccess, HeadApi, HeadApiError, HttpHeadApi, ServerState};
 use filegrid_operator::metrics::Metrics;
 use filegrid_operator::run::http_router;
 use serde_json::json;
@@ -76,12 +76,15 @@ async fn head_api_reads_leader_and_cluster_and_decommissions_on_the_leader() {
     ))
     .await;
     let api = HttpHeadApi::new().unwrap();
-    let leader = api.leader(&standby).await.unwrap();
+    let leader = api.leader(&HeadAccess::default(), &standby).await.unwrap();
     assert_eq!(
         (leader.server_id.as_str(), leader.api_port, leader.epoch),
         ("head-0", port, 7)
     );
-    let servers = api.cluster_servers(&leader).await.unwrap();
+    let servers = api
+        .cluster_servers(&HeadAccess::default(), &leader)
+        .await
+        .unwrap();
     let states: Vec<_> = servers.iter().map(|s| (s.id.as_str(), s.state)).collect();
     assert_eq!(
         states,
@@ -91,7 +94,9 @@ async fn head_api_reads_leader_and_cluster_and_decommissions_on_the_leader() {
             ("c-2", ServerState::Unknown)
         ]
     );
-    api.decommission(&leader, "c-0").await.unwrap();
+    api.decommission(&HeadAccess::default(), &leader, "c-0")
+        .await
+        .unwrap();
     assert_eq!(*calls.lock().unwrap(), ["c-0"]);
 }
 
@@ -107,7 +112,11 @@ async fn no_leader_is_a_typed_error() {
         }),
     ))
     .await;
-    let err = HttpHeadApi::new().unwrap().leader(&head).await.unwrap_err();
+    let err = HttpHeadApi::new()
+        .unwrap()
+        .leader(&HeadAccess::default(), &head)
+        .await
+        .unwrap_err();
     assert!(matches!(err, HeadApiError::NoLeader), "{err}");
 }
 
@@ -126,7 +135,10 @@ async fn decommission_failure_carries_status_and_body() {
     };
     // Unknown route on the leader: 404 must surface as an error, not as success.
     let api = HttpHeadApi::new().unwrap();
-    let err = api.decommission(&leader, "a/b").await.unwrap_err();
+    let err = api
+        .decommission(&HeadAccess::default(), &leader, "a/b")
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, HeadApiError::Status { status: 404, .. }),
         "{err}"
@@ -159,4 +171,123 @@ async fn operator_serves_health_and_metrics() {
         text.contains("filegrid_operator_reconcile_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+/// Serves `router` over TLS on localhost with a certificate for `localhost` signed by a new
+/// grid CA; returns the port and the CA.
+async fn serve_tls(router: Router) -> (u16, filegrid_operator::security::generate::Ca) {
+    use filegrid_operator::security::generate;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let now = 1_767_225_600;
+    let ca = generate::new_ca("FileGrid CA test/grid", now, 4_102_444_800).unwrap();
+    let leaf = generate::issue(
+        &ca,
+        "FileGrid CA test/grid",
+        "grid-ca",
+        &["localhost".to_string()],
+        now,
+        4_102_444_800,
+    )
+    .unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, ca)
+}
+
+#[tokio::test]
+async fn head_api_over_tls_presents_the_admin_credential_and_trusts_only_the_grid_ca() {
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let port_cell = Arc::new(Mutex::new(0u16));
+    let (seen2, port2) = (seen.clone(), port_cell.clone());
+    let router = Router::new()
+        .route(
+            "/v1/leader",
+            get(move |headers: HeaderMap| {
+                let port = *port2.lock().unwrap();
+                seen2.lock().unwrap().push(
+                    headers
+                        .get(header::AUTHORIZATION)
+                        .map(|v| v.to_str().unwrap().to_string()),
+                );
+                async move {
+                    Json(
+                        json!({"server_id": "head-0", "host": "localhost", "api_port": port,
+                        "epoch": 3, "elected_at": 0, "tls": true}),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/v1/cluster/{id}/decommission",
+            post(|Path(id): Path<String>| async move {
+                (
+                    StatusCode::ACCEPTED,
+                    Json(json!({"id": id, "state": "draining"})),
+                )
+            }),
+        );
+    let (port, ca) = serve_tls(router).await;
+    *port_cell.lock().unwrap() = port;
+    let access = HeadAccess {
+        token: Some("FGAADMIN:0123456789abcdef0123".into()),
+        ca_pem: Some(ca.cert_pem.clone()),
+    };
+    assert_eq!(access.scheme(), "https");
+    assert!(
+        !format!("{access:?}").contains("0123456789abcdef"),
+        "no secret in logs"
+    );
+    let api = HttpHeadApi::new().unwrap();
+    let base = format!("https://localhost:{port}");
+    let leader = api.leader(&access, &base).await.unwrap();
+    assert!(leader.tls);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("Bearer FGAADMIN:0123456789abcdef0123".to_string())]
+    );
+    // Leader-only calls go to the leader's own address over https.
+    api.decommission(&access, &leader, "c-0").await.unwrap();
+
+    // Another grid's CA is not trusted: the handshake fails.
+    let other = filegrid_operator::security::generate::new_ca("other", 0, 4_102_444_800).unwrap();
+    let wrong = HeadAccess {
+        token: access.token.clone(),
+        ca_pem: Some(other.cert_pem),
+    };
+    let err = api.leader(&wrong, &base).await.unwrap_err();
+    assert!(matches!(err, HeadApiError::Request { .. }), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent without trust");
 }

@@ -1,11 +1,14 @@
 //! The reconcile loop against a mocked API server (tower-test) and a fake head, asserting
 //! the exact calls, in order.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use filegrid_operator::crd::{FileGrid, FileGridStatus};
-use filegrid_operator::head_api::{ClusterServer, HeadApi, HeadApiError, Leader, ServerState};
+use filegrid_operator::head_api::{
+    ClusterServer, HeadAccess, HeadApi, HeadApiError, Leader, ServerState,
+};
 use filegrid_operator::metrics::Metrics;
 use filegrid_operator::reconciler::{
     BUSY_REQUEUE, Context, STEADY_REQUEUE, backoff, error_policy, reconcile,
@@ -20,40 +23,49 @@ use serde_json::{Value, json};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
-/// A head whose answers the test sets; every call is appended to the shared log.
+/// A head whose answers the test sets; every call is appended to the shared log, and the
+/// access (credential, CA) it was made with to `accesses`.
 struct FakeHead {
     log: Log,
+    accesses: Arc<Mutex<Vec<HeadAccess>>>,
     leader: Option<Leader>,
     servers: Vec<ClusterServer>,
 }
 
+impl FakeHead {
+    fn record(&self, access: &HeadAccess, call: String) {
+        self.log.lock().unwrap().push(call);
+        self.accesses.lock().unwrap().push(access.clone());
+    }
+}
+
 impl HeadApi for FakeHead {
-    fn leader<'a>(&'a self, base: &'a str) -> BoxFuture<'a, Result<Leader, HeadApiError>> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("head GET {base}/v1/leader"));
+    fn leader<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Leader, HeadApiError>> {
+        self.record(access, format!("head GET {base}/v1/leader"));
         Box::pin(async move { self.leader.clone().ok_or(HeadApiError::NoLeader) })
     }
     fn cluster_servers<'a>(
         &'a self,
+        access: &'a HeadAccess,
         leader: &'a Leader,
     ) -> BoxFuture<'a, Result<Vec<ClusterServer>, HeadApiError>> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("head GET {}/v1/cluster", leader.host));
+        self.record(access, format!("head GET {}/v1/cluster", leader.host));
         Box::pin(async move { Ok(self.servers.clone()) })
     }
     fn decommission<'a>(
         &'a self,
+        access: &'a HeadAccess,
         leader: &'a Leader,
         id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>> {
-        self.log.lock().unwrap().push(format!(
-            "head POST {}/v1/cluster/{id}/decommission",
-            leader.host
-        ));
+        self.record(
+            access,
+            format!("head POST {}/v1/cluster/{id}/decommission", leader.host),
+        );
         Box::pin(async { Ok(()) })
     }
 }
@@ -109,6 +121,72 @@ fn expect(method: Method, path: &str, reply: Reply) -> Expect {
 const NS: &str = "/api/v1/namespaces/team-a";
 const APPS: &str = "/apis/apps/v1/namespaces/team-a";
 const POLICY: &str = "/apis/policy/v1/namespaces/team-a";
+const NET: &str = "/apis/networking.k8s.io/v1/namespaces/team-a";
+
+/// Secrets already stored, by name (as the API server returns them).
+type Stored = BTreeMap<String, Value>;
+
+/// The names of a secured grid's Secrets, in the order the operator handles them.
+fn secret_names(grid: &str, monitor: bool, generated_zk: bool) -> Vec<String> {
+    let mut names = vec![format!("{grid}-cluster-secret"), format!("{grid}-admin")];
+    if generated_zk {
+        names.push(format!("{grid}-zookeeper"));
+    }
+    names.push(format!("{grid}-ca"));
+    names.push(format!("{grid}-head-tls"));
+    names.push(format!("{grid}-cluster-tls"));
+    if monitor {
+        names.push(format!("{grid}-monitor-tls"));
+    }
+    names
+}
+
+/// Reading each Secret: stored ones are answered and left alone, missing ones are created.
+fn secrets_script_in(ns: &str, names: &[String], stored: &Stored) -> Vec<Expect> {
+    let mut s = vec![];
+    for name in names {
+        let path = format!("{ns}/secrets/{name}");
+        match stored.get(name) {
+            Some(secret) => s.push(expect(Method::GET, &path, Reply::Json(200, secret.clone()))),
+            None => {
+                s.push(expect(Method::GET, &path, not_found()));
+                s.push(apply(&path));
+            }
+        }
+    }
+    s
+}
+
+fn secrets_script(stored: &Stored, monitor: bool) -> Vec<Expect> {
+    secrets_script_in(NS, &secret_names("demo", monitor, true), stored)
+}
+
+/// The Secrets a run applied, by name.
+fn applied_secrets(bodies: &[Value]) -> Stored {
+    bodies
+        .iter()
+        .filter(|b| b["kind"] == "Secret")
+        .map(|b| {
+            (
+                b["metadata"]["name"].as_str().unwrap().to_string(),
+                b.clone(),
+            )
+        })
+        .collect()
+}
+
+fn secret_text(secret: &Value, key: &str) -> String {
+    use base64::Engine;
+    let b64 = secret["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key}"));
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
 
 fn apply(kind_path: &str) -> Expect {
     expect(Method::PATCH, kind_path, Reply::Applied)
@@ -187,6 +265,7 @@ fn serve(
             if req.method() == Method::GET
                 && e.path.ends_with('s')
                 && !e.path.contains("monitoring")
+                && !e.path.contains("/secrets/")
             {
                 assert!(
                     query.contains("labelSelector="),
@@ -238,6 +317,8 @@ struct Run {
     bodies: Vec<Value>,
     log: Vec<String>,
     metrics: Arc<Metrics>,
+    /// How each head API call authenticated.
+    accesses: Vec<HeadAccess>,
 }
 
 async fn run(
@@ -250,8 +331,10 @@ async fn run(
     let log: Log = Arc::default();
     let server = serve(handle, script, log.clone());
     let metrics = Arc::new(Metrics::new().unwrap());
+    let accesses: Arc<Mutex<Vec<HeadAccess>>> = Arc::default();
     let head = Arc::new(FakeHead {
         log: log.clone(),
+        accesses: accesses.clone(),
         leader,
         servers,
     });
@@ -275,16 +358,26 @@ async fn run(
     drop(ctx);
     let bodies = server.await.unwrap();
     let log = log.lock().unwrap().clone();
+    let accesses = accesses.lock().unwrap().clone();
     Run {
         action,
         bodies,
         log,
         metrics,
+        accesses,
     }
 }
 
-/// Calls of a full reconcile of the `demo` grid, up to (not including) the leader lookup.
+/// Calls of a full reconcile of the `demo` grid (secured, its Secrets made on the way), up to
+/// (not including) the leader lookup.
 fn children_script(existing_cluster: Reply, monitor: bool) -> Vec<Expect> {
+    let mut s = secrets_script(&Stored::new(), monitor);
+    s.extend(children_after_secrets(existing_cluster, monitor));
+    s
+}
+
+/// The same, after the Secrets.
+fn children_after_secrets(existing_cluster: Reply, monitor: bool) -> Vec<Expect> {
     let mut s = vec![
         apply(&format!("{NS}/configmaps/demo-config")),
         apply(&format!("{NS}/services/demo-head-headless")),
@@ -311,6 +404,7 @@ fn after_cluster_script(monitor: bool) -> Vec<Expect> {
     s.extend([
         apply(&format!("{POLICY}/poddisruptionbudgets/demo-head")),
         apply(&format!("{POLICY}/poddisruptionbudgets/demo-cluster")),
+        apply(&format!("{NET}/networkpolicies/demo")),
         expect(Method::GET, "/apis/monitoring.coreos.com/v1", not_found()),
     ]);
     s
@@ -327,6 +421,7 @@ fn prune_script(services: Reply, deployments: Reply) -> Vec<Expect> {
             &format!("{POLICY}/poddisruptionbudgets"),
             empty_list(),
         ),
+        expect(Method::GET, &format!("{NET}/networkpolicies"), empty_list()),
     ]
 }
 
@@ -358,7 +453,12 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 }
 
 fn full_script(existing: Reply, with_status_patch: bool) -> Vec<Expect> {
-    let mut s = children_script(existing, true);
+    full_script_stored(&Stored::new(), existing, with_status_patch)
+}
+
+fn full_script_stored(stored: &Stored, existing: Reply, with_status_patch: bool) -> Vec<Expect> {
+    let mut s = secrets_script(stored, true);
+    s.extend(children_after_secrets(existing, true));
     s.extend(after_cluster_script(true));
     s.extend(prune_script(empty_list(), empty_list()));
     if with_status_patch {
@@ -378,9 +478,9 @@ async fn first_create_applies_every_child_then_reports_progress() {
     .await;
     assert_eq!(r.action, Ok(Action::requeue(BUSY_REQUEUE)));
     // The applied objects are the builders' output, with owner references.
-    assert_eq!(r.bodies[0]["kind"], "ConfigMap");
+    let config = r.bodies.iter().find(|b| b["kind"] == "ConfigMap").unwrap();
     assert!(
-        r.bodies[0]["data"]["head.toml"]
+        config["data"]["head.toml"]
             .as_str()
             .unwrap()
             .contains("zk_root = \"/filegrid/team-a/demo\"")
@@ -406,7 +506,7 @@ async fn first_create_applies_every_child_then_reports_progress() {
     assert!(
         r.log
             .iter()
-            .any(|l| l == "head GET http://demo-head.team-a.svc:9669/v1/leader"),
+            .any(|l| l == "head GET https://demo-head.team-a.svc:9669/v1/leader"),
         "{:?}",
         r.log
     );
@@ -431,12 +531,13 @@ async fn steady_state_writes_no_status_and_requeues_slowly() {
     assert_eq!(status["epoch"], 4);
     assert_eq!(status["readyClusterServers"], 3);
 
-    // Second pass with that status stored: the same applies, but no status write.
+    // Second pass with that status and those Secrets stored: the same applies, but no
+    // status write and no Secret write.
     let mut fg = fixture("minimal");
     fg.status = Some(serde_json::from_value::<FileGridStatus>(status).unwrap());
     let second = run(
         fg,
-        full_script(existing_cluster(3), false),
+        full_script_stored(&applied_secrets(&first.bodies), existing_cluster(3), false),
         Some(leader()),
         vec![],
     )
@@ -662,7 +763,8 @@ async fn invalid_resource_gets_an_event_and_degraded_once_and_is_not_retried() {
 
 #[tokio::test]
 async fn api_errors_requeue_with_backoff_and_count_by_kind() {
-    let script = vec![
+    let mut script = secrets_script(&Stored::new(), true);
+    script.extend([
         expect(
             Method::PATCH,
             &format!("{NS}/configmaps/demo-config"),
@@ -673,7 +775,7 @@ async fn api_errors_requeue_with_backoff_and_count_by_kind() {
             ),
         ),
         status_patch(),
-    ];
+    ]);
     let r = run(fixture("minimal"), script, None, vec![]).await;
     assert!(r.action.unwrap_err().contains("etcd unavailable"));
     assert_eq!(r.metrics.failures.with_label_values(&["kube"]).get(), 1);
@@ -688,6 +790,7 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
     let apps = "/apis/apps/v1/namespaces/storage";
     let policy = "/apis/policy/v1/namespaces/storage";
     let sm = "/apis/monitoring.coreos.com/v1/namespaces/storage/servicemonitors";
+    let net = "/apis/networking.k8s.io/v1/namespaces/storage";
     let pod = |name: &str, node: Option<&str>, zone: Option<&str>| {
         let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "storage"}, "spec": {"containers": []}});
         if let Some(n) = node {
@@ -714,7 +817,8 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
         "spec": {"replicas": 6, "selector": {}, "serviceName": "files-cluster-headless", "template": {}}}),
     );
     let stored = json!({"metadata": {"name": "files", "namespace": "storage"}, "spec": {"zookeeper": {"connect": "zk:2181"}}});
-    let script = vec![
+    let mut script = secrets_script_in(ns, &secret_names("files", true, true), &Stored::new());
+    script.extend([
         apply(&format!("{ns}/configmaps/files-config")),
         apply(&format!("{ns}/services/files-head-headless")),
         apply(&format!("{ns}/services/files-head")),
@@ -730,6 +834,7 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
         apply(&format!("{apps}/deployments/files-monitor")),
         apply(&format!("{policy}/poddisruptionbudgets/files-head")),
         apply(&format!("{policy}/poddisruptionbudgets/files-cluster")),
+        apply(&format!("{net}/networkpolicies/files")),
         expect(
             Method::GET,
             "/apis/monitoring.coreos.com/v1",
@@ -752,23 +857,535 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
             &format!("{policy}/poddisruptionbudgets"),
             empty_list(),
         ),
+        expect(Method::GET, &format!("{net}/networkpolicies"), empty_list()),
         expect(Method::GET, sm, empty_list()),
         expect(
             Method::PATCH,
             "/apis/filegrid.io/v1alpha1/namespaces/storage/filegrids/files/status",
             Reply::EchoWith(stored),
         ),
-    ];
+    ]);
     let r = run(fixture("zones"), script, Some(leader()), vec![]).await;
     assert!(r.action.is_ok(), "{:?}", r.action);
-    let sm_body = &r.bodies[12];
-    assert_eq!(sm_body["kind"], "ServiceMonitor");
+    let sm_body = r
+        .bodies
+        .iter()
+        .find(|b| b["kind"] == "ServiceMonitor")
+        .unwrap();
     assert_eq!(sm_body["spec"]["endpoints"][0]["port"], "metrics");
-    // Only the scheduled pod without a zone is annotated, with its node's label.
+    assert_eq!(sm_body["spec"]["endpoints"][0]["scheme"], "https");
     assert_eq!(
-        r.bodies[15],
+        sm_body["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"]["name"],
+        "files-head-tls"
+    );
+    // Only the scheduled pod without a zone is annotated, with its node's label.
+    let patch_index = r
+        .log
+        .iter()
+        .filter(|l| l.starts_with("kube "))
+        .position(|l| l == &format!("kube PATCH {ns}/pods/files-cluster-0"))
+        .unwrap();
+    assert_eq!(
+        r.bodies[patch_index],
         json!({"metadata": {"annotations": {"filegrid.io/zone": "eu-1a"}}})
     );
     let status = &r.bodies.last().unwrap()["status"];
     assert_eq!(condition(status, "Available")["status"], "True", "{status}");
+}
+
+const DAY: i64 = 86_400;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn rfc3339(unix: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(unix)
+        .unwrap()
+        .to_string()
+}
+
+fn applied<'a>(bodies: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    bodies
+        .iter()
+        .find(|b| b["kind"] == kind && b["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} applied"))
+}
+
+fn role_file(bodies: &[Value], role: &str) -> toml::Table {
+    let cm = applied(bodies, "ConfigMap", "demo-config");
+    toml::from_str(cm["data"][format!("{role}.toml")].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn secured_grid_gets_its_secrets_on_first_reconcile_and_role_files_point_at_them() {
+    let r = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let secrets = applied_secrets(&r.bodies);
+    assert_eq!(
+        secrets.keys().cloned().collect::<Vec<_>>(),
+        [
+            "demo-admin",
+            "demo-ca",
+            "demo-cluster-secret",
+            "demo-cluster-tls",
+            "demo-head-tls",
+            "demo-monitor-tls",
+            "demo-zookeeper"
+        ]
+    );
+    for s in secrets.values() {
+        assert_eq!(
+            s["metadata"]["ownerReferences"][0]["uid"],
+            "6f1c2b7e-0000-4000-8000-000000000001"
+        );
+        assert_eq!(
+            s["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "filegrid-operator"
+        );
+    }
+    // The admin credential: a credentials file the heads accept, and its parts.
+    let admin = &secrets["demo-admin"];
+    let file: filegrid_proto::auth::CredentialsFile =
+        toml::from_str(&secret_text(admin, "credentials")).unwrap();
+    file.check().unwrap();
+    assert_eq!(file.principals.len(), 1);
+    let p = &file.principals[0];
+    assert_eq!(p.role, filegrid_proto::auth::Access::Admin);
+    assert_eq!(secret_text(admin, "access-key"), p.access_key);
+    assert_eq!(secret_text(admin, "secret"), p.secret);
+    let token = secret_text(admin, "token");
+    assert_eq!(token, format!("{}:{}", p.access_key, p.secret));
+    // ZooKeeper digest `user:password`, and a cluster secret of at least 32 bytes.
+    let zk = secret_text(&secrets["demo-zookeeper"], "auth");
+    let (user, password) = zk.trim().split_once(':').unwrap();
+    assert_eq!(user, "filegrid-demo");
+    assert!(password.len() >= 16);
+    assert!(
+        secret_text(&secrets["demo-cluster-secret"], "cluster-secret")
+            .trim()
+            .len()
+            >= 44
+    );
+    // Certificates: signed by the grid's CA, which each one carries, annotated for renewal.
+    let ca = secret_text(&secrets["demo-ca"], "ca.crt");
+    for role in ["head", "cluster", "monitor"] {
+        let tls = &secrets[&format!("demo-{role}-tls")];
+        assert_eq!(tls["type"], "kubernetes.io/tls");
+        assert_eq!(secret_text(tls, "ca.crt"), ca);
+        assert!(secret_text(tls, "tls.crt").starts_with("-----BEGIN CERTIFICATE"));
+        assert!(secret_text(tls, "tls.key").contains("PRIVATE KEY"));
+        let a = &tls["metadata"]["annotations"];
+        let not_after: k8s_openapi::jiff::Timestamp = a["filegrid.io/not-after"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((not_after.as_second() - unix_now() - 90 * DAY).abs() < 60);
+    }
+    assert!(
+        secrets["demo-head-tls"]["metadata"]["annotations"]["filegrid.io/dns-names"]
+            .as_str()
+            .unwrap()
+            .contains("*.demo-head-headless.team-a.svc")
+    );
+    // Secrets come before anything that mounts them.
+    let first_secret = r.log.iter().position(|l| l.contains("/secrets/")).unwrap();
+    let config = r
+        .log
+        .iter()
+        .position(|l| l.contains("/configmaps/"))
+        .unwrap();
+    assert!(first_secret < config);
+
+    // Role files: mounted files, no `insecure`.
+    let head = role_file(&r.bodies, "head");
+    assert_eq!(head.get("insecure"), None);
+    assert_eq!(
+        head["credentials_file"].as_str(),
+        Some("/etc/filegrid-credentials/credentials")
+    );
+    assert_eq!(
+        head["cluster_secret_file"].as_str(),
+        Some("/etc/filegrid-cluster-secret/cluster-secret")
+    );
+    assert_eq!(head["zk_auth_file"].as_str(), Some("/etc/filegrid-zk/auth"));
+    assert_eq!(head["tls_cert"].as_str(), Some("/etc/filegrid-tls/tls.crt"));
+    assert_eq!(head["tls_key"].as_str(), Some("/etc/filegrid-tls/tls.key"));
+    assert_eq!(head["tls_ca"].as_str(), Some("/etc/filegrid-tls/ca.crt"));
+    let cluster = role_file(&r.bodies, "cluster");
+    assert!(
+        cluster.contains_key("cluster_secret_file") && !cluster.contains_key("credentials_file")
+    );
+    let monitor = role_file(&r.bodies, "monitor");
+    assert!(monitor.contains_key("tls_ca") && !monitor.contains_key("cluster_secret_file"));
+
+    // The head pods mount their Secrets read-only, whole (no subPath), and probe over HTTPS.
+    let sts = applied(&r.bodies, "StatefulSet", "demo-head");
+    let pod = &sts["spec"]["template"]["spec"];
+    let volumes: BTreeMap<String, String> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("secret").is_some())
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["secret"]["secretName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(volumes["tls"], "demo-head-tls");
+    assert_eq!(volumes["credentials"], "demo-admin");
+    assert_eq!(volumes["cluster-secret"], "demo-cluster-secret");
+    assert_eq!(volumes["zk-auth"], "demo-zookeeper");
+    let c = &pod["containers"][0];
+    for m in c["volumeMounts"].as_array().unwrap() {
+        assert!(m.get("subPath").is_none(), "{m}");
+        if volumes.contains_key(m["name"].as_str().unwrap()) {
+            assert_eq!(m["readOnly"], true, "{m}");
+        }
+    }
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+
+    // The operator calls the heads over https, as admin, trusting the grid's CA only.
+    assert!(
+        r.log
+            .iter()
+            .any(|l| l == "head GET https://demo-head.team-a.svc:9669/v1/leader"),
+        "{:?}",
+        r.log
+    );
+    assert!(!r.accesses.is_empty());
+    for a in &r.accesses {
+        assert_eq!(a.token.as_deref(), Some(token.as_str()));
+        assert_eq!(a.ca_pem.as_deref(), Some(ca.as_str()));
+    }
+    // And the NetworkPolicy lets clients reach only the heads' API port.
+    let np = applied(&r.bodies, "NetworkPolicy", "demo");
+    let open = &np["spec"]["ingress"][0];
+    assert!(open.get("from").is_none());
+    assert_eq!(open["ports"], json!([{"port": 9669, "protocol": "TCP"}]));
+}
+
+#[tokio::test]
+async fn existing_secrets_are_kept_and_not_regenerated() {
+    let first = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    let stored = applied_secrets(&first.bodies);
+    let second = run(
+        fixture("minimal"),
+        full_script_stored(&stored, existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    assert!(second.action.is_ok(), "{:?}", second.action);
+    // Only reads of Secrets, no write (the script would fail on any other call).
+    assert!(
+        !second
+            .log
+            .iter()
+            .any(|l| l.starts_with("kube PATCH") && l.contains("/secrets/")),
+        "{:?}",
+        second.log
+    );
+    // The heads are called with the stored credential.
+    let token = secret_text(&stored["demo-admin"], "token");
+    assert_eq!(second.accesses[0].token.as_deref(), Some(token.as_str()));
+}
+
+#[tokio::test]
+async fn certificates_close_to_expiry_are_reissued_and_the_rest_is_kept() {
+    let first = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    let mut stored = applied_secrets(&first.bodies);
+    // The head certificate has 20 of its 90 days left: less than a third.
+    let now = unix_now();
+    let old = stored["demo-head-tls"].clone();
+    let a = &mut stored.get_mut("demo-head-tls").unwrap()["metadata"]["annotations"];
+    a["filegrid.io/not-before"] = json!(rfc3339(now - 70 * DAY));
+    a["filegrid.io/not-after"] = json!(rfc3339(now + 20 * DAY));
+    // The cluster certificate has 40 days left: kept.
+    let a = &mut stored.get_mut("demo-cluster-tls").unwrap()["metadata"]["annotations"];
+    a["filegrid.io/not-before"] = json!(rfc3339(now - 50 * DAY));
+    a["filegrid.io/not-after"] = json!(rfc3339(now + 40 * DAY));
+
+    let mut script = vec![];
+    for name in secret_names("demo", true, true) {
+        let path = format!("{NS}/secrets/{name}");
+        script.push(expect(
+            Method::GET,
+            &path,
+            Reply::Json(200, stored[&name].clone()),
+        ));
+        if name == "demo-head-tls" {
+            script.push(apply(&path));
+        }
+    }
+    script.extend(children_after_secrets(existing_cluster(3), true));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fixture("minimal"), script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let renewed = applied_secrets(&r.bodies);
+    assert_eq!(renewed.keys().collect::<Vec<_>>(), ["demo-head-tls"]);
+    let new = &renewed["demo-head-tls"];
+    assert_ne!(secret_text(new, "tls.crt"), secret_text(&old, "tls.crt"));
+    assert_ne!(secret_text(new, "tls.key"), secret_text(&old, "tls.key"));
+    assert_eq!(
+        secret_text(new, "ca.crt"),
+        secret_text(&old, "ca.crt"),
+        "same CA"
+    );
+    let not_after: k8s_openapi::jiff::Timestamp =
+        new["metadata"]["annotations"]["filegrid.io/not-after"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(not_after.as_second() > now + 89 * DAY);
+    // A rotated certificate changes no pod template: the mounted files are updated in place.
+    let before = applied(&first.bodies, "StatefulSet", "demo-head")["spec"]["template"].clone();
+    let after = applied(&r.bodies, "StatefulSet", "demo-head")["spec"]["template"].clone();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_secret_missing_a_key_is_reported_and_not_overwritten() {
+    let first = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    let mut stored = applied_secrets(&first.bodies);
+    stored.get_mut("demo-admin").unwrap()["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("token");
+    let script = vec![
+        expect(
+            Method::GET,
+            &format!("{NS}/secrets/demo-cluster-secret"),
+            Reply::Json(200, stored["demo-cluster-secret"].clone()),
+        ),
+        expect(
+            Method::GET,
+            &format!("{NS}/secrets/demo-admin"),
+            Reply::Json(200, stored["demo-admin"].clone()),
+        ),
+        status_patch(),
+    ];
+    let r = run(fixture("minimal"), script, Some(leader()), vec![]).await;
+    let err = r.action.unwrap_err();
+    assert!(
+        err.contains("demo-admin") && err.contains("`token`"),
+        "{err}"
+    );
+    assert_eq!(r.metrics.failures.with_label_values(&["security"]).get(), 1);
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(condition(status, "Degraded")["reason"], "ReconcileError");
+}
+
+#[tokio::test]
+async fn insecure_grid_renders_insecure_and_creates_no_secrets() {
+    let mut fg = fixture("minimal");
+    fg.spec.security.insecure = true;
+    let mut script = children_after_secrets(existing_cluster(3), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fg, script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(!r.log.iter().any(|l| l.contains("/secrets")), "{:?}", r.log);
+    for role in ["head", "cluster", "monitor"] {
+        let file = role_file(&r.bodies, role);
+        assert_eq!(file["insecure"].as_bool(), Some(true), "{role}");
+        for key in [
+            "tls_cert",
+            "cluster_secret_file",
+            "credentials_file",
+            "zk_auth_file",
+        ] {
+            assert!(!file.contains_key(key), "{role}: {key}");
+        }
+    }
+    let sts = applied(&r.bodies, "StatefulSet", "demo-head");
+    let pod = &sts["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v.get("secret").is_none())
+    );
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+        "HTTP"
+    );
+    assert!(
+        r.log
+            .iter()
+            .any(|l| l == "head GET http://demo-head.team-a.svc:9669/v1/leader")
+    );
+    assert!(r.accesses.iter().all(|a| *a == HeadAccess::default()));
+}
+
+#[tokio::test]
+async fn user_zookeeper_secret_is_used_instead_of_a_generated_one() {
+    let mut fg = fixture("minimal");
+    fg.spec.zookeeper.auth_secret = Some("zk-credential".into());
+    let mut script = secrets_script_in(NS, &secret_names("demo", true, false), &Stored::new());
+    script.extend(children_after_secrets(existing_cluster(3), true));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fg, script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(!r.log.iter().any(|l| l.contains("demo-zookeeper")));
+    let sts = applied(&r.bodies, "StatefulSet", "demo-cluster");
+    let zk = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "zk-auth")
+        .unwrap();
+    assert_eq!(zk["secret"]["secretName"], "zk-credential");
+    assert_eq!(
+        role_file(&r.bodies, "cluster")["zk_auth_file"].as_str(),
+        Some("/etc/filegrid-zk/auth")
+    );
+}
+
+#[tokio::test]
+async fn network_policy_switched_off_is_not_applied_and_the_old_one_is_deleted() {
+    let mut fg = fixture("minimal");
+    fg.spec.security.network_policy.enabled = false;
+    let mut script = children_script(existing_cluster(3), true);
+    let mut after = after_cluster_script(true);
+    after.retain(|e| !e.path.contains("networkpolicies"));
+    script.extend(after);
+    let mut prune = prune_script(empty_list(), empty_list());
+    prune.pop();
+    let policies = Reply::Json(
+        200,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList", "metadata": {}, "items": [
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "demo", "namespace": "team-a",
+             "ownerReferences": [{"apiVersion": "filegrid.io/v1alpha1", "kind": "FileGrid", "name": "demo",
+             "uid": "6f1c2b7e-0000-4000-8000-000000000001"}]}}]}),
+    );
+    prune.push(expect(
+        Method::GET,
+        &format!("{NET}/networkpolicies"),
+        policies,
+    ));
+    prune.push(expect(
+        Method::DELETE,
+        &format!("{NET}/networkpolicies/demo"),
+        Reply::Json(
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+    ));
+    script.extend(prune);
+    script.push(status_patch());
+    let r = run(fg, script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(
+        !r.log
+            .iter()
+            .any(|l| l == &format!("kube PATCH {NET}/networkpolicies/demo"))
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_ca_reissues_every_certificate_and_restarts_the_pods() {
+    let first = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    let mut stored = applied_secrets(&first.bodies);
+    // Someone deleted the CA Secret: a new CA is made, and every certificate it did not sign
+    // is issued again.
+    stored.remove("demo-ca");
+    let mut script = vec![];
+    for name in secret_names("demo", true, true) {
+        let path = format!("{NS}/secrets/{name}");
+        match stored.get(&name) {
+            Some(s) => script.push(expect(Method::GET, &path, Reply::Json(200, s.clone()))),
+            None => script.push(expect(Method::GET, &path, not_found())),
+        }
+        if name == "demo-ca" || name.ends_with("-tls") {
+            script.push(apply(&path));
+        }
+    }
+    script.extend(children_after_secrets(existing_cluster(3), true));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fixture("minimal"), script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let renewed = applied_secrets(&r.bodies);
+    let new_ca = secret_text(&renewed["demo-ca"], "ca.crt");
+    assert_ne!(
+        new_ca,
+        secret_text(
+            &first
+                .bodies
+                .iter()
+                .find(|b| b["metadata"]["name"] == "demo-ca")
+                .unwrap()
+                .clone(),
+            "ca.crt"
+        )
+    );
+    for role in ["head", "cluster", "monitor"] {
+        assert_eq!(
+            secret_text(&renewed[&format!("demo-{role}-tls")], "ca.crt"),
+            new_ca
+        );
+    }
+    // Processes read tls_ca at start: the pod templates change, so every role rolls.
+    for (kind, name) in [
+        ("StatefulSet", "demo-head"),
+        ("StatefulSet", "demo-cluster"),
+        ("Deployment", "demo-monitor"),
+    ] {
+        let before =
+            &applied(&first.bodies, kind, name)["spec"]["template"]["metadata"]["annotations"];
+        let after = &applied(&r.bodies, kind, name)["spec"]["template"]["metadata"]["annotations"];
+        assert_ne!(
+            before["filegrid.io/ca-sha256"], after["filegrid.io/ca-sha256"],
+            "{name}"
+        );
+        assert_eq!(
+            before["filegrid.io/config-hash"], after["filegrid.io/config-hash"],
+            "{name}"
+        );
+    }
 }

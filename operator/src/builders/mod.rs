@@ -5,6 +5,7 @@
 
 mod config_map;
 mod monitor;
+mod network_policy;
 mod pdb;
 pub mod pod;
 mod service_monitor;
@@ -20,6 +21,7 @@ use crate::validate::ValidGrid;
 
 pub use config_map::config_map;
 pub use monitor::monitor_deployment;
+pub use network_policy::{DEFAULT_SCRAPER_LABEL, network_policy, scrapers};
 pub use pdb::{cluster_max_unavailable, cluster_pdb, head_pdb};
 pub use service_monitor::{SERVICE_MONITOR_API_VERSION, service_monitor, service_monitor_resource};
 pub use services::{
@@ -31,6 +33,8 @@ pub use stateful_sets::{cluster_stateful_set, head_stateful_set};
 pub const FIELD_MANAGER: &str = "filegrid-operator";
 /// Pod template annotation holding the hash of the role's config file.
 pub const CONFIG_HASH_ANNOTATION: &str = "filegrid.io/config-hash";
+/// Pod template annotation holding the SHA-256 of the grid's CA certificate.
+pub const CA_ANNOTATION: &str = "filegrid.io/ca-sha256";
 /// Pod annotation the operator sets to the zone of the pod's node.
 pub const ZONE_ANNOTATION: &str = "filegrid.io/zone";
 pub const MANAGED_BY: &str = "filegrid-operator";
@@ -60,6 +64,30 @@ pub mod names {
     }
     pub fn monitor(g: &ValidGrid) -> String {
         format!("{}-monitor", g.name)
+    }
+    /// Secret: the cluster secret heads and cluster servers sign their requests with.
+    pub fn cluster_secret(g: &ValidGrid) -> String {
+        format!("{}-cluster-secret", g.name)
+    }
+    /// Secret: the heads' credentials file and the admin credential.
+    pub fn admin(g: &ValidGrid) -> String {
+        format!("{}-admin", g.name)
+    }
+    /// Secret: the generated ZooKeeper digest credential (by grid name, as validation needs it).
+    pub fn zookeeper_auth(grid_name: &str) -> String {
+        format!("{grid_name}-zookeeper")
+    }
+    /// Secret: the grid's CA certificate and key.
+    pub fn ca(g: &ValidGrid) -> String {
+        format!("{}-ca", g.name)
+    }
+    /// Secret: the TLS certificate of one role.
+    pub fn tls(g: &ValidGrid, role: crate::config::Role) -> String {
+        format!("{}-{}-tls", g.name, role.as_str())
+    }
+    /// NetworkPolicy of the grid.
+    pub fn network_policy(g: &ValidGrid) -> String {
+        g.name.clone()
     }
     /// Pod name, and so server id, of cluster server `ordinal`.
     pub fn cluster_pod(g: &ValidGrid, ordinal: i32) -> String {
@@ -112,7 +140,11 @@ pub fn owner_reference(grid: &ValidGrid) -> OwnerReference {
     }
 }
 
-fn metadata(grid: &ValidGrid, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+pub(crate) fn metadata(
+    grid: &ValidGrid,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(grid.namespace.clone()),

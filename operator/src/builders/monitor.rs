@@ -12,7 +12,7 @@ pub fn monitor_deployment(grid: &ValidGrid) -> Deployment {
     let mut c = node_container(grid, Role::Monitor, spec.resources.as_ref());
     c.ports = Some(vec![container_port("metrics", MONITOR_METRICS_PORT)]);
     c.env = Some(vec![field_env("FILEGRID_MONITOR_ID", "metadata.name")]);
-    let c = with_probes(c, "metrics");
+    let c = with_probes(grid, c, "metrics");
     Deployment {
         metadata: metadata(grid, names::monitor(grid), role_labels(grid, Role::Monitor)),
         spec: DeploymentSpec {

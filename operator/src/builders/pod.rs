@@ -11,9 +11,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CONFIG_HASH_ANNOTATION, names, role_labels};
-use crate::config::{CONFIG_DIR, Role, ZK_AUTH_DIR, ZK_AUTH_KEY, config_hash};
+use super::{CA_ANNOTATION, CONFIG_HASH_ANNOTATION, names, role_labels};
+use crate::config::{
+    CLUSTER_SECRET_DIR, CLUSTER_SECRET_KEY, CONFIG_DIR, CREDENTIALS_DIR, CREDENTIALS_KEY, Role,
+    TLS_DIR, ZK_AUTH_DIR, ZK_AUTH_KEY, config_hash,
+};
 use crate::crd::Scheduling;
+use crate::security::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::validate::ValidGrid;
 
 /// The image's non-root user.
@@ -43,12 +47,12 @@ pub fn container_port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
-fn http_probe(path: &str, port: &str, period: i32, failures: i32) -> Probe {
+fn http_probe(path: &str, port: &str, scheme: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String(port.to_string()),
-            scheme: Some("HTTP".to_string()),
+            scheme: Some(scheme.to_string()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -59,11 +63,13 @@ fn http_probe(path: &str, port: &str, period: i32, failures: i32) -> Probe {
 }
 
 /// `/health` for liveness, `/ready` for readiness, and a startup probe so a slow
-/// start (ZooKeeper not yet reachable) is not killed by liveness.
-pub fn with_probes(mut c: Container, port: &str) -> Container {
-    c.startup_probe = Some(http_probe("/health", port, 2, 60));
-    c.liveness_probe = Some(http_probe("/health", port, 10, 3));
-    c.readiness_probe = Some(http_probe("/ready", port, 5, 2));
+/// start (ZooKeeper not yet reachable) is not killed by liveness. Over HTTPS when the grid
+/// is secured (the kubelet does not verify the certificate; neither path needs a credential).
+pub fn with_probes(grid: &ValidGrid, mut c: Container, port: &str) -> Container {
+    let scheme = if grid.secured { "HTTPS" } else { "HTTP" };
+    c.startup_probe = Some(http_probe("/health", port, scheme, 2, 60));
+    c.liveness_probe = Some(http_probe("/health", port, scheme, 10, 3));
+    c.readiness_probe = Some(http_probe("/ready", port, scheme, 5, 2));
     c
 }
 
@@ -85,38 +91,81 @@ pub fn node_container(
         ]),
         resources: resources.cloned(),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(node_mounts(grid)),
+        volume_mounts: Some(node_mounts(grid, role)),
         ..Container::default()
     }
 }
 
-/// The config map, scratch space and, with `zookeeper.authSecret`, the ZooKeeper credential.
-fn node_mounts(grid: &ValidGrid) -> Vec<VolumeMount> {
+/// The config map, scratch space and the role's secrets, each Secret in its own directory
+/// (never `subPath`, so updated Secrets reach the files: certificates rotate in place).
+fn node_mounts(grid: &ValidGrid, role: Role) -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(read_only).filter(|r| *r),
+        ..VolumeMount::default()
+    };
     let mut mounts = vec![
-        VolumeMount {
-            name: "config".to_string(),
-            mount_path: CONFIG_DIR.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-        VolumeMount {
-            name: "tmp".to_string(),
-            mount_path: "/tmp".to_string(),
-            ..VolumeMount::default()
-        },
+        mount("config", CONFIG_DIR, true),
+        mount("tmp", "/tmp", false),
     ];
-    if grid.spec.zookeeper.auth_secret.is_some() {
-        mounts.push(VolumeMount {
-            name: ZK_AUTH_VOLUME.to_string(),
-            mount_path: ZK_AUTH_DIR.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
-    }
+    mounts.extend(
+        secret_volumes(grid, role)
+            .into_iter()
+            .map(|v| mount(v.name, v.dir, true)),
+    );
     mounts
 }
 
 const ZK_AUTH_VOLUME: &str = "zk-auth";
+
+/// One Secret mounted into a role's containers.
+struct SecretMount {
+    name: &'static str,
+    dir: &'static str,
+    secret: String,
+    keys: &'static [&'static str],
+}
+
+/// The Secrets `role` mounts: the ZooKeeper credential when there is one; when secured, the
+/// role's certificate (with the CA), the cluster secret (heads and cluster servers) and the
+/// credentials file (heads).
+fn secret_volumes(grid: &ValidGrid, role: Role) -> Vec<SecretMount> {
+    let mut out = vec![];
+    if let Some(secret) = &grid.zk_auth_secret {
+        out.push(SecretMount {
+            name: ZK_AUTH_VOLUME,
+            dir: ZK_AUTH_DIR,
+            secret: secret.clone(),
+            keys: &[ZK_AUTH_KEY],
+        });
+    }
+    if grid.secured {
+        out.push(SecretMount {
+            name: "tls",
+            dir: TLS_DIR,
+            secret: names::tls(grid, role),
+            keys: &[TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY],
+        });
+        if role != Role::Monitor {
+            out.push(SecretMount {
+                name: "cluster-secret",
+                dir: CLUSTER_SECRET_DIR,
+                secret: names::cluster_secret(grid),
+                keys: &[CLUSTER_SECRET_KEY],
+            });
+        }
+        if role == Role::Head {
+            out.push(SecretMount {
+                name: "credentials",
+                dir: CREDENTIALS_DIR,
+                secret: names::admin(grid),
+                keys: &[CREDENTIALS_KEY],
+            });
+        }
+    }
+    out
+}
 
 pub fn container_security_context() -> SecurityContext {
     SecurityContext {
@@ -157,31 +206,38 @@ pub fn pod_template(
             ..Volume::default()
         },
     ];
-    if let Some(secret) = &grid.spec.zookeeper.auth_secret {
-        volumes.push(Volume {
-            name: ZK_AUTH_VOLUME.to_string(),
+    volumes.extend(secret_volumes(grid, role).into_iter().map(|m| {
+        Volume {
+            name: m.name.to_string(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                items: Some(vec![KeyToPath {
-                    key: ZK_AUTH_KEY.to_string(),
-                    path: ZK_AUTH_KEY.to_string(),
-                    ..KeyToPath::default()
-                }]),
+                secret_name: Some(m.secret),
+                items: Some(
+                    m.keys
+                        .iter()
+                        .map(|k| KeyToPath {
+                            key: k.to_string(),
+                            path: k.to_string(),
+                            ..KeyToPath::default()
+                        })
+                        .collect(),
+                ),
                 // Read by the node's group (fsGroup) only.
                 default_mode: Some(0o440),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
-        });
-    }
+        }
+    }));
     volumes.extend(extra_volumes);
+    let mut annotations =
+        BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash(grid, role))]);
+    if let Some(ca) = &grid.ca_sha256 {
+        annotations.insert(CA_ANNOTATION.to_string(), ca.clone());
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(role_labels(grid, role)),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH_ANNOTATION.to_string(),
-                config_hash(grid, role),
-            )])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {

@@ -3,7 +3,7 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, ObjectFieldSelector,
+    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
@@ -21,6 +21,21 @@ use crate::validate::ValidGrid;
 /// Where cluster pods see their own annotations (the zone) through the downward API.
 pub const PODINFO_DIR: &str = "/etc/podinfo";
 
+/// Server id (the pod name) and the address peers reach it at: the pod's DNS name when TLS
+/// is on (its certificate covers it), its IP otherwise.
+fn server_env(grid: &ValidGrid, role: Role) -> Vec<EnvVar> {
+    let advertise = if grid.secured {
+        EnvVar {
+            name: "FILEGRID_ADVERTISE_HOST".to_string(),
+            value: Some(crate::security::advertise_host(grid, role)),
+            ..EnvVar::default()
+        }
+    } else {
+        field_env("FILEGRID_ADVERTISE_HOST", "status.podIP")
+    };
+    vec![field_env("FILEGRID_SERVER_ID", "metadata.name"), advertise]
+}
+
 fn selector(grid: &ValidGrid, role: Role) -> LabelSelector {
     LabelSelector {
         match_labels: Some(selector_labels(grid, role)),
@@ -36,11 +51,8 @@ pub fn head_stateful_set(grid: &ValidGrid) -> StatefulSet {
         container_port("api", HEAD_API_PORT),
         container_port("metrics", METRICS_PORT),
     ]);
-    c.env = Some(vec![
-        field_env("FILEGRID_SERVER_ID", "metadata.name"),
-        field_env("FILEGRID_ADVERTISE_HOST", "status.podIP"),
-    ]);
-    let c = with_probes(c, "api");
+    c.env = Some(server_env(grid, Role::Head));
+    let c = with_probes(grid, c, "api");
     StatefulSet {
         metadata: metadata(grid, names::head(grid), role_labels(grid, Role::Head)),
         spec: StatefulSetSpec {
@@ -75,10 +87,7 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
         container_port("chunks", CLUSTER_PORT),
         container_port("metrics", METRICS_PORT),
     ]);
-    c.env = Some(vec![
-        field_env("FILEGRID_SERVER_ID", "metadata.name"),
-        field_env("FILEGRID_ADVERTISE_HOST", "status.podIP"),
-    ]);
+    c.env = Some(server_env(grid, Role::Cluster));
     let mut mounts = c.volume_mounts.take().unwrap_or_default();
     mounts.push(VolumeMount {
         name: "data".to_string(),
@@ -139,7 +148,7 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
         ]);
     }
     c.volume_mounts = Some(mounts);
-    let c = with_probes(c, "chunks");
+    let c = with_probes(grid, c, "chunks");
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some("data".to_string()),
