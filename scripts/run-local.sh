@@ -33,8 +33,10 @@ CFG
 
 pids=()
 zk_pid=
+stopping=0
 cleanup() {
     trap - INT TERM EXIT
+    stopping=1
     echo "stopping FileGrid..." >&2
     # FileGrid first (heads release leadership through ZooKeeper), ZooKeeper last.
     for pid in "${pids[@]}"; do [ "$pid" = "$zk_pid" ] || kill -TERM "$pid" 2>/dev/null || true; done
@@ -154,4 +156,4 @@ $(if [ "$insecure" = 1 ]; then
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true
-echo "a FileGrid process exited; see $dir/logs" >&2
+[ "$stopping" = 1 ] || echo "a FileGrid process exited; see $dir/logs" >&2
