@@ -460,9 +460,30 @@ fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallR
             runs.iter().map(|l| size / f(l).as_secs_f64()).collect()
         };
         let (plain, secured) = (rates(&larges[0]), rates(&larges[1]));
-        r.row(Row::new(format!("{name}, insecure"), Unit::MebibytesPerSecond, plain.clone()).higher_is_better());
-        r.row(Row::new(format!("{name}, secured + TLS"), Unit::MebibytesPerSecond, secured.clone()).higher_is_better());
-        r.row(Row::new("  ratio secured / insecure", Unit::Ratio, ratios(&plain, &secured)).target(target()));
+        r.row(
+            Row::new(
+                format!("{name}, insecure"),
+                Unit::MebibytesPerSecond,
+                plain.clone(),
+            )
+            .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                format!("{name}, secured + TLS"),
+                Unit::MebibytesPerSecond,
+                secured.clone(),
+            )
+            .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                "  ratio secured / insecure",
+                Unit::Ratio,
+                ratios(&plain, &secured),
+            )
+            .target(target()),
+        );
     }
     let small_rows: [(&str, fn(&SmallRun) -> f64); 2] = [
         ("4 KiB puts", |s| s.puts.per_second),
@@ -473,9 +494,26 @@ fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallR
             smalls[0].iter().map(f).collect(),
             smalls[1].iter().map(f).collect(),
         );
-        r.row(Row::new(format!("{name}, insecure"), Unit::PerSecond, plain.clone()).higher_is_better());
-        r.row(Row::new(format!("{name}, secured + TLS"), Unit::PerSecond, secured.clone()).higher_is_better());
-        r.row(Row::new("  ratio secured / insecure", Unit::Ratio, ratios(&plain, &secured)).target(target()));
+        r.row(
+            Row::new(format!("{name}, insecure"), Unit::PerSecond, plain.clone())
+                .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                format!("{name}, secured + TLS"),
+                Unit::PerSecond,
+                secured.clone(),
+            )
+            .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                "  ratio secured / insecure",
+                Unit::Ratio,
+                ratios(&plain, &secured),
+            )
+            .target(target()),
+        );
     }
     r
 }
