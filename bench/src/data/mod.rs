@@ -439,6 +439,11 @@ async fn compare_runs(
     Ok(reports)
 }
 
+/// Which time of a large run a row shows.
+type LargeFigure = fn(&LargeRun) -> Duration;
+/// Which rate of a small run a row shows.
+type SmallFigure = fn(&SmallRun) -> f64;
+
 /// Throughputs of both grids and secured/plain ratios per run (index 0 plain, 1 secured).
 fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallRun>]) -> Report {
     let size = setup.size as f64;
@@ -451,7 +456,7 @@ fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallR
         .on_median()
     };
     let mut r = Report::new();
-    let large_rows: [(String, fn(&LargeRun) -> Duration); 2] = [
+    let large_rows: [(String, LargeFigure); 2] = [
         (format!("put {file}"), |l| l.put),
         (format!("get {file}"), |l| l.get),
     ];
@@ -485,7 +490,7 @@ fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallR
             .target(target()),
         );
     }
-    let small_rows: [(&str, fn(&SmallRun) -> f64); 2] = [
+    let small_rows: [(&str, SmallFigure); 2] = [
         ("4 KiB puts", |s| s.puts.per_second),
         ("4 KiB gets", |s| s.gets.per_second),
     ];
