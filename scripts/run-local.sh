@@ -17,7 +17,7 @@ unset FILEGRID_LOCAL_INSECURE
 ensure_zookeeper
 [ "$insecure" = 1 ] || ensure_openssl
 cargo build --release -p filegrid-node --bins
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 
 dir=${FILEGRID_LOCAL_DIR:-$PWD/.filegrid-local}
 zk_port=${FILEGRID_ZK_PORT:-2181}
