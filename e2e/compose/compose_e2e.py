@@ -938,7 +938,18 @@ def secrets_survive_down_and_up(g):
     The admin credential stays valid and ZooKeeper stays readable with the kept credential."""
     before = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in SECRET_FILES}
     token = g.token()
+    # Containers' anonymous volumes (cluster servers' chunks) do not come back after `down`:
+    # remove them with their containers, so the run leaves nothing behind.
+    anonymous = []
+    for s in ALWAYS_UP:
+        for c in g.containers(s, include_stopped=True):
+            out = run(["docker", "inspect", "-f",
+                       "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", c])
+            anonymous += [v for v in out.stdout.decode().split()
+                          if re.fullmatch(r"[0-9a-f]{64}", v)]
     g.dc("down", "--timeout", "5")
+    for v in anonymous:
+        run(["docker", "volume", "rm", v], check=False)
     up = g.dc("up", "-d", check=False)
     assert up.returncode == 0, f"up after down failed: {up.stderr.decode(errors='replace')[-400:]}"
 
