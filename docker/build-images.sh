@@ -285,7 +285,8 @@ build_node() {
     local b
     for b in "${NODE_BINARIES[@]}"; do stage_binary "$b" "$bins"; done
     docker_build "filegrid/node:$TAG" "$DOCKER_DIR/node/Dockerfile" \
-        "$DOCKER_DIR/node/setup-runtime.sh" "$DOCKER_DIR/node/entrypoint.sh" "$DOCKER_DIR/healthcheck.sh" \
+        "$DOCKER_DIR/node/setup-runtime.sh" "$DOCKER_DIR/node/entrypoint.sh" "$DOCKER_DIR/node/init-secrets.sh" \
+        "$DOCKER_DIR/healthcheck.sh" \
         "${NODE_BINARIES[@]/#/$bins/}"
     rm -rf "$bins"
 }

@@ -27,6 +27,46 @@ ensure_zookeeper() {
     ensure_debian_packages zookeeper default-jre-headless
 }
 
+# openssl makes the local grid's CA and certificates.
+ensure_openssl() {
+    command -v openssl >/dev/null 2>&1 || ensure_debian_packages openssl
+}
+
+# make_local_ca DIR: a self-signed CA in DIR (ca.pem, ca.key) unless one is there.
+make_local_ca() {
+    local dir=$1
+    [ -s "$dir/ca.pem" ] && [ -s "$dir/ca.key" ] && return 0
+    mkdir -p "$dir"
+    (umask 077
+     openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -keyout "$dir/ca.key.tmp" -out "$dir/ca.pem.tmp" -days 3650 -subj "/CN=FileGrid local CA" \
+         -addext "basicConstraints=critical,CA:TRUE" \
+         -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+     mv "$dir/ca.key.tmp" "$dir/ca.key"
+     mv "$dir/ca.pem.tmp" "$dir/ca.pem")
+}
+
+# issue_local_cert DIR NAME SAN: NAME.pem and NAME.key in DIR, signed by DIR's CA, for the
+# subjectAltName SAN (e.g. IP:127.0.0.1,DNS:localhost), usable as server and client
+# certificate; kept when present and valid for another 30 days.
+issue_local_cert() {
+    local dir=$1 name=$2 san=$3
+    if [ -s "$dir/$name.pem" ] && [ -s "$dir/$name.key" ] \
+        && openssl x509 -in "$dir/$name.pem" -noout -checkend $((30 * 86400)) >/dev/null 2>&1; then
+        return 0
+    fi
+    (umask 077
+     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -keyout "$dir/$name.key.tmp" -out "$dir/$name.csr" -subj "/CN=$name" 2>/dev/null
+     printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n' "$san" > "$dir/$name.ext"
+     openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+         -days 825 -sha256 -extfile "$dir/$name.ext" -out "$dir/$name.pem.tmp" 2>/dev/null
+     rm -f "$dir/$name.csr" "$dir/$name.ext"
+     # The key first: a process reloading its files never sees a certificate without its key.
+     mv "$dir/$name.key.tmp" "$dir/$name.key"
+     mv "$dir/$name.pem.tmp" "$dir/$name.pem")
+}
+
 # Prints the path of a free TCP port on 127.0.0.1.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -2,15 +2,22 @@
 # Runs a local FileGrid as plain processes: ZooKeeper (Debian's package), two heads, three
 # cluster servers and a monitor, all on 127.0.0.1. Ctrl-C stops everything.
 #
-#   FILEGRID_LOCAL_DIR   where data and logs go (default ./.filegrid-local)
-#   FILEGRID_ZK_PORT     ZooKeeper client port (default 2181)
+#   FILEGRID_LOCAL_DIR        where data and logs go (default ./.filegrid-local)
+#   FILEGRID_ZK_PORT          ZooKeeper client port (default 2181)
+#   FILEGRID_LOCAL_INSECURE   1: no credentials, signatures or TLS (anyone reaching the ports
+#                             owns the grid)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# Read once and kept out of the servers' environment (they check every FILEGRID_* variable).
+insecure=${FILEGRID_LOCAL_INSECURE:-0}
+unset FILEGRID_LOCAL_INSECURE
+
 ensure_zookeeper
+[ "$insecure" = 1 ] || ensure_openssl
 cargo build --release -p filegrid-node --bins
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 
 dir=${FILEGRID_LOCAL_DIR:-$PWD/.filegrid-local}
 zk_port=${FILEGRID_ZK_PORT:-2181}
@@ -26,8 +33,10 @@ CFG
 
 pids=()
 zk_pid=
+stopping=0
 cleanup() {
     trap - INT TERM EXIT
+    stopping=1
     echo "stopping FileGrid..." >&2
     # FileGrid first (heads release leadership through ZooKeeper), ZooKeeper last.
     for pid in "${pids[@]}"; do [ "$pid" = "$zk_pid" ] || kill -TERM "$pid" 2>/dev/null || true; done
@@ -54,12 +63,21 @@ zk_ok || { echo "error: ZooKeeper did not start; see $dir/logs/zookeeper.log" >&
 zk=127.0.0.1:$zk_port
 
 # Security, made on first start and kept in $dir/secrets: a cluster secret the servers sign
-# with, a ZooKeeper credential, and an admin client credential for the CLI and curl.
-# FILEGRID_LOCAL_INSECURE=1 runs without it.
+# with, a ZooKeeper credential, an admin client credential for the CLI and curl, and a
+# self-signed CA with a certificate per process (secrets/tls) for TLS on every listener.
+# FILEGRID_LOCAL_INSECURE=1 runs without any of it.
 secrets=$dir/secrets
+tls_dir=$secrets/tls
 head_security=()
-if [ "${FILEGRID_LOCAL_INSECURE:-0}" = 1 ]; then
+scheme=http
+cli_tls=()
+tls_args() { :; }
+if [ "$insecure" = 1 ]; then
     export FILEGRID_INSECURE=true
+    if [ -s "$secrets/zk-auth" ]; then
+        # ZooKeeper's data in $dir/zk was made by a secured run and belongs to its credential.
+        export FILEGRID_ZK_AUTH_FILE=$secrets/zk-auth
+    fi
 else
     mkdir -p "$secrets"
     chmod 700 "$secrets"
@@ -84,36 +102,58 @@ TOML
     head_security=(--credentials-file "$secrets/credentials.toml")
     FILEGRID_TOKEN=$(sed -n 's/^token = "\(.*\)"/\1/p' "$secrets/cli-credentials")
     export FILEGRID_TOKEN
+    # TLS: one CA, one certificate per process (server and client usages) for 127.0.0.1,
+    # made again when one is missing or expires within 30 days.
+    make_local_ca "$tls_dir"
+    for name in head_server_1 head_server_2 cluster_server_1 cluster_server_2 cluster_server_3 monitor; do
+        issue_local_cert "$tls_dir" "$name" "IP:127.0.0.1,DNS:localhost"
+    done
+    export FILEGRID_TLS_CA=$tls_dir/ca.pem
+    tls_args() { echo "--tls-cert=$tls_dir/$1.pem --tls-key=$tls_dir/$1.key"; }
+    scheme=https
+    cli_tls=(--ca-cert "$tls_dir/ca.pem")
 fi
-start head_server_1 "$bin/filegrid-node" head --server-id head_server_1 --zk-hosts "$zk" --listen 127.0.0.1:9669 "${head_security[@]}"
-start head_server_2 "$bin/filegrid-node" head --server-id head_server_2 --zk-hosts "$zk" --listen 127.0.0.1:9670 "${head_security[@]}"
+# shellcheck disable=SC2046  # tls_args prints flags without spaces in their values
+start head_server_1 "$bin/filegrid-node" head --server-id head_server_1 --zk-hosts "$zk" --listen 127.0.0.1:9669 \
+    "${head_security[@]}" $(tls_args head_server_1)
+# shellcheck disable=SC2046
+start head_server_2 "$bin/filegrid-node" head --server-id head_server_2 --zk-hosts "$zk" --listen 127.0.0.1:9670 \
+    "${head_security[@]}" $(tls_args head_server_2)
 for i in 1 2 3; do
     mkdir -p "$dir/cluster_server_$i"
+    # shellcheck disable=SC2046
     start "cluster_server_$i" "$bin/filegrid-node" cluster --server-id "cluster_server_$i" --zk-hosts "$zk" \
-        --listen "127.0.0.1:970$((i - 1))" --data-dir "$dir/cluster_server_$i"
+        --listen "127.0.0.1:970$((i - 1))" --data-dir "$dir/cluster_server_$i" $(tls_args "cluster_server_$i")
 done
-start monitor "$bin/zk_head_server_monitor" --zk-hosts "$zk" --interval 2s --timeout 1s --metrics-listen 127.0.0.1:9092
+# shellcheck disable=SC2046
+start monitor "$bin/zk_head_server_monitor" --zk-hosts "$zk" --interval 2s --timeout 1s --metrics-listen 127.0.0.1:9092 \
+    $(tls_args monitor)
 
+cli() { "$bin/filegrid" --head "$scheme://127.0.0.1:9669" "${cli_tls[@]}" "$@"; }
 for _ in $(seq 100); do
-    if "$bin/filegrid" --head http://127.0.0.1:9669 leader >/dev/null 2>&1; then break; fi
+    if cli leader >/dev/null 2>&1; then break; fi
     sleep 0.2
 done
+ca_flag=${cli_tls[*]:+ ${cli_tls[*]}}
 cat <<MSG
 
 FileGrid is running (logs in $dir/logs):
-  leader:    $("$bin/filegrid" --head http://127.0.0.1:9669 leader 2>&1)
-  head API:  http://127.0.0.1:9669  http://127.0.0.1:9670
-  monitor:   http://127.0.0.1:9092/metrics
-  try:       $bin/filegrid --head http://127.0.0.1:9669 status
-$(if [ "${FILEGRID_LOCAL_INSECURE:-0}" = 1 ]; then
+  leader:    $(cli leader 2>&1)
+  head API:  $scheme://127.0.0.1:9669  $scheme://127.0.0.1:9670
+  monitor:   $scheme://127.0.0.1:9092/metrics
+$(if [ "$insecure" = 1 ]; then
+    echo "  try:       $bin/filegrid --head http://127.0.0.1:9669 status"
     echo "  security:  OFF (FILEGRID_LOCAL_INSECURE=1): anyone who reaches these ports owns the grid"
   else
-    echo "  security:  on; secrets in $secrets. For the CLI and curl:"
-    echo "             export FILEGRID_TOKEN=\$(sed -n 's/^token = \"\\(.*\\)\"/\\1/p' $secrets/cli-credentials)"
-    echo "             curl -H \"Authorization: Bearer \$FILEGRID_TOKEN\" http://127.0.0.1:9669/v1/files"
-    echo "             (or copy $secrets/cli-credentials to ~/.config/filegrid/credentials)"
+    echo "  security:  on: credentials, signed peer calls, ZooKeeper ACLs and TLS on every listener;"
+    echo "             secrets in $secrets, the CA and certificates in $tls_dir. For the CLI and curl:"
+    echo "  export FILEGRID_TOKEN=\$(sed -n 's/^token = \"\\(.*\\)\"/\\1/p' $secrets/cli-credentials)"
+    echo "  $bin/filegrid --head https://127.0.0.1:9669$ca_flag status"
+    echo "  curl --cacert $tls_dir/ca.pem -H \"Authorization: Bearer \$FILEGRID_TOKEN\" https://127.0.0.1:9669/v1/files"
+    echo "  (or copy $secrets/cli-credentials to ~/.config/filegrid/credentials, and set"
+    echo "  FILEGRID_CA_CERT=$tls_dir/ca.pem instead of --ca-cert)"
   fi)
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true
-echo "a FileGrid process exited; see $dir/logs" >&2
+[ "$stopping" = 1 ] || echo "a FileGrid process exited; see $dir/logs" >&2

@@ -67,8 +67,13 @@ struct DataArgs {
     keep_logs: bool,
     /// Run the grid without security (no client credentials, no peer signatures), to
     /// compare with the default secured grid.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "compare_security")]
     insecure: bool,
+    /// Run the same workloads on two grids, one without security and one with client
+    /// credentials, peer signatures, ZooKeeper ACLs and TLS on every listener, alternating
+    /// runs between them, and print both and the secured/insecure ratios (target ≥ 0.8).
+    #[arg(long)]
+    compare_security: bool,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +170,7 @@ fn run_data(a: DataArgs) -> Result<(), error::BenchError> {
         },
         keep_logs: a.keep_logs,
         insecure: a.insecure,
+        compare_security: a.compare_security,
     };
     runtime()?.block_on(data::run(options, bins))
 }

@@ -9,6 +9,11 @@
 # id `cluster_<hostname>` (the container's short id, so every replica of a scaled compose service
 # gets its own) and its IP address on the container network. Explicit flags or FILEGRID_SERVER_ID /
 # FILEGRID_ADVERTISE_HOST always win.
+#
+# FILEGRID_INSECURE=true means what docs/security.md says of `insecure`: no client credentials
+# and no peer signatures. The entry point therefore drops FILEGRID_CLUSTER_SECRET_FILE and
+# FILEGRID_CREDENTIALS_FILE from the environment of an insecure server (docker-compose.yml sets
+# them for every server, secure or not); the ZooKeeper credential stays.
 set -euo pipefail
 
 has_flag() {
@@ -25,6 +30,10 @@ container_ip() {
     ip="$(getent hosts "$(hostname)" | awk '{ print $1; exit }')"
     echo "${ip:-$(hostname)}"
 }
+
+case "$(printf '%s' "${FILEGRID_INSECURE:-}" | tr 'A-Z' 'a-z' | tr -d ' ')" in
+    true|1|yes|on) unset FILEGRID_CLUSTER_SECRET_FILE FILEGRID_CREDENTIALS_FILE ;;
+esac
 
 case "${1:-}" in
     head|cluster|monitor)

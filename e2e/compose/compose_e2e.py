@@ -7,10 +7,16 @@ test-client container, HTTP), and always tears it down with `down -v`. Each case
 function; a case fails by raising AssertionError (or any error) and the summary lists every case.
 Waits poll a condition until a deadline; nothing sleeps and hopes.
 
+The stack runs as users get it: secured, with the secrets the `secrets` service made on the first
+`up`. The suite reads the admin credential (and, to sign chunk requests as a deposed leader would,
+the cluster secret) from that volume through the test client.
+
 Standard library only.
 """
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -43,6 +49,9 @@ ALWAYS_UP = ["zookeeper", *HEADS, "cluster-server", "zk-head-monitor", "promethe
 FILE_SIZES = [0, 1024, 1024 * 1024 + 7, 8 * 1024 * 1024 + 1, 20 * 1024 * 1024 + 3]
 REPLICATION = 3
 CLIENT_DIR = "/var/lib/filegrid/e2e"
+SECRETS_DIR = "/etc/filegrid/secrets"
+SECRET_FILES = ["cluster-secret", "zk-auth", "admin-token", "credentials.toml",
+                "client/filegrid/credentials"]
 
 # Deadlines in seconds (override with FILEGRID_E2E_<NAME>).
 def _deadline(name, default):
@@ -197,8 +206,12 @@ class Grid:
             "FILEGRID_PROMETHEUS_PORT": str(free_port()),
             "FILEGRID_GRAFANA_PORT": str(free_port()),
         })
+        # Never inherit a caller's FILEGRID_INSECURE: the suite tests the stack as shipped.
+        self.env.pop("FILEGRID_INSECURE", None)
         self.files = {}  # remote path -> (size, sha256)
         self.network = None
+        self._token = None
+        self._cluster_secret = None
 
     # -- compose and docker ------------------------------------------------------------------
 
@@ -249,11 +262,48 @@ class Grid:
         return run(["docker", "exec", *flags, cid, *cmd], check=check, timeout=timeout,
                    input_bytes=input_bytes)
 
+    # -- secrets -------------------------------------------------------------------------------
+
+    def secret(self, name):
+        """A file of the stack's secrets volume, read through the test client."""
+        return self.exec(self.client(), "cat", f"{SECRETS_DIR}/{name}").stdout.decode().strip()
+
+    def token(self):
+        """The admin credential `<access_key>:<secret>` the `secrets` service made."""
+        if self._token is None:
+            self._token = self.secret("admin-token")
+            assert re.fullmatch(r"[A-Za-z0-9._-]{3,128}:\S{16,}", self._token), \
+                "admin-token is not <access_key>:<secret>"
+        return self._token
+
+    def auth_headers(self):
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def peer_auth(self, signer, method, path, epoch=None, content_length=None):
+        """An x-filegrid-peer-auth value signed with the cluster secret as `signer`
+        (docs/security.md, "Peer authentication")."""
+        if self._cluster_secret is None:
+            self._cluster_secret = self.secret("cluster-secret").encode()
+        key = hmac.new(self._cluster_secret, b"filegrid peer key v1\0" + signer.encode(),
+                       hashlib.sha256).digest()
+        now_ms = int(time.time() * 1000)
+        nonce = os.urandom(12).hex()
+        opt = lambda v: "-" if v is None else str(v)  # noqa: E731
+        text = "\n".join(["FG1", method, path, signer, str(now_ms), nonce, opt(epoch), "-", "-",
+                          opt(content_length), "-"])
+        sig = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+        return f"FG1 {signer} {now_ms} {nonce} {sig}"
+
     # -- HTTP from inside the grid network ----------------------------------------------------
 
-    def http(self, cid, host, port, path, method="GET", headers=None, body=None):
-        """One HTTP/1.0 request made from container cid (bash /dev/tcp); (status, body)."""
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    def http(self, cid, host, port, path, method="GET", headers=None, body=None, anonymous=False):
+        """One HTTP/1.0 request made from container cid (bash /dev/tcp); (status, body).
+
+        It carries the admin credential unless `anonymous`."""
+        headers = dict(headers or {})
+        if not anonymous:
+            headers.update(self.auth_headers())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         if body is not None:
             extra += f"Content-Length: {len(body)}\r\n"
         script = ('exec 3<>"/dev/tcp/$1/$2" || exit 7; '
@@ -334,9 +384,12 @@ class Grid:
         return heads
 
     def cli(self, *args, check=True, cid=None, head=None, timeout=300):
+        """The CLI with the admin credential (the test client also has it in its config
+        directory; other containers get it here)."""
         cid = cid or self.client()
         head = head or self.head_url()
-        return self.exec(cid, "filegrid", "--head", head, *args, check=check, timeout=timeout)
+        return self.exec(cid, "env", f"FILEGRID_TOKEN={self.token()}", "filegrid", "--head", head,
+                         *args, check=check, timeout=timeout)
 
     def sha256_in(self, cid, path):
         out = self.exec(cid, "sha256sum", path).stdout.decode().split()
@@ -434,6 +487,50 @@ def single_leader(g):
     log(f"  leader {leader['server_id']} epoch {leader['epoch']}")
 
 
+@case("secrets", *HEADS, "test-client")
+def secured_by_default(g):
+    """Heads refuse anonymous and wrong credentials (401); the generated admin one works.
+
+    Inside the grid and on the host ports; /health needs no credential."""
+    ports = {"head-server-1": g.env["FILEGRID_HEAD1_PORT"], "head-server-2": g.env["FILEGRID_HEAD2_PORT"]}
+    access_key = g.token().split(":", 1)[0]
+    bad = []
+    for s in HEADS:
+        cid = g.container(s)
+        status, body = g.http(cid, "127.0.0.1", API_PORT, "/v1/leader", anonymous=True)
+        if status != 401:
+            bad.append(f"{s}: anonymous /v1/leader answered {status}")
+        else:
+            doc = json.loads(body)
+            if doc.get("code") != "unauthorized":
+                bad.append(f"{s}: anonymous 401 body {doc}")
+        status, _ = g.http(cid, "127.0.0.1", API_PORT, "/v1/files/any", "PUT",
+                           {"Authorization": f"Bearer {access_key}:wrong-secret-0123456789"},
+                           b"x", anonymous=True)
+        if status != 401:
+            bad.append(f"{s}: PUT with a wrong secret answered {status}")
+        status, _ = g.http(cid, "127.0.0.1", API_PORT, "/health", anonymous=True)
+        if status != 200:
+            bad.append(f"{s}: anonymous /health answered {status}")
+        status, _ = g.http(cid, "127.0.0.1", API_PORT, "/v1/leader")
+        if status != 200:
+            bad.append(f"{s}: /v1/leader with the admin credential answered {status}")
+        # From the host, through the published port.
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[s]}/v1/files", timeout=10) as r:
+                bad.append(f"{s}: anonymous GET /v1/files on host port {ports[s]} answered {r.status}")
+        except urllib.error.HTTPError as e:
+            if e.code != 401:
+                bad.append(f"{s}: anonymous GET /v1/files on host port {ports[s]} answered {e.code}")
+    # The secrets are the secrets service's, readable by the grid's user only.
+    modes = g.exec(g.client(), "stat", "-c", "%a %u %n", *[f"{SECRETS_DIR}/{f}" for f in SECRET_FILES])
+    for line in modes.stdout.decode().splitlines():
+        mode, uid, name = line.split(" ", 2)
+        if mode != "400" or uid != "10001":
+            bad.append(f"{name}: mode {mode}, owner {uid} (want 400, 10001)")
+    assert not bad, "; ".join(bad)
+
+
 @case("head-server-1", "head-server-2", "cluster-server", "zk-head-monitor")
 def ops_endpoints(g):
     """Every process serves /health, /ready and /metrics on its API and metrics ports."""
@@ -498,7 +595,7 @@ def host_ports_of_both_heads_serve_files(g):
 
     def call(service, method, data=None):
         req = urllib.request.Request(f"http://127.0.0.1:{ports[service]}/v1/files/{remote}",
-                                     data=data, method=method)
+                                     data=data, method=method, headers=g.auth_headers())
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, r.read()
 
@@ -653,7 +750,8 @@ def partition_fencing(g):
     g.cli("put", local, remote)
     g.files[remote] = (100000, g.sha256_in(tc, local))
     # Epoch fencing on the data path: every live cluster server now refuses a chunk stamped
-    # with the deposed leader's epoch.
+    # with the deposed leader's epoch, even signed with the cluster secret as that leader;
+    # unsigned, it is refused before anything else.
     stale = part[2]["epoch"]
     leader = g.leader([s for s in HEADS if s != old])
     assert leader and leader["epoch"] > stale, f"no new leader epoch above {stale}: {leader}"
@@ -661,12 +759,22 @@ def partition_fencing(g):
     assert status == 200, f"/v1/cluster answered {status}"
     live = [s for s in json.loads(body) if s.get("state") == "live"]
     assert len(live) >= REPLICATION, f"only {len(live)} live cluster servers"
+    body = b"written by a deposed leader"
+    path = f"/v1/chunks/e2e-fenced-{run_id}"
     for server in live:
-        status, reply = g.http(tc, server["host"], server["port"], f"/v1/chunks/e2e-fenced-{run_id}",
-                               "PUT", {"x-filegrid-epoch": stale}, b"written by a deposed leader")
-        assert status == 409 and b"stale_epoch" in reply, (
-            f"cluster server {server['id']} answered {status} to a chunk with the old epoch "
-            f"{stale} (want 409 stale_epoch): {reply[:200]!r}")
+        status, reply = g.http(tc, server["host"], server["port"], path, "PUT",
+                               {"x-filegrid-epoch": stale}, body, anonymous=True)
+        assert status == 401 and b"bad_signature" in reply, (
+            f"cluster server {server['id']} answered {status} to an unsigned chunk "
+            f"(want 401 bad_signature): {reply[:200]!r}")
+        signed = g.peer_auth(HEAD_IDS[old], "PUT", path, epoch=stale, content_length=len(body))
+        status, reply = g.http(tc, server["host"], server["port"], path, "PUT",
+                               {"x-filegrid-epoch": stale, "x-filegrid-peer-auth": signed}, body,
+                               anonymous=True)
+        assert (status, True) in ((409, b"stale_epoch" in reply), (403, b"not_leader_peer" in reply)), (
+            f"cluster server {server['id']} answered {status} to a chunk signed by the deposed "
+            f"leader with its epoch {stale} (want 409 stale_epoch or 403 not_leader_peer): "
+            f"{reply[:200]!r}")
 
 
 @case(*HEADS, "zk-head-monitor")
@@ -821,6 +929,55 @@ def no_file_lost(g):
     missing = [r for r in g.files if r.rsplit("/", 1)[-1] not in listing]
     assert not missing, f"`ls` lost {missing}"
     g.read_back_all("at the end")
+
+
+@case("secrets", *ALWAYS_UP)
+def secrets_survive_down_and_up(g):
+    """`down` then `up -d` keeps the secrets: none made again, the grid healthy and usable.
+
+    The admin credential stays valid and ZooKeeper stays readable with the kept credential."""
+    before = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in SECRET_FILES}
+    token = g.token()
+    # Containers' anonymous volumes (cluster servers' chunks) do not come back after `down`:
+    # remove them with their containers, so the run leaves nothing behind.
+    anonymous = []
+    for s in ALWAYS_UP:
+        for c in g.containers(s, include_stopped=True):
+            out = run(["docker", "inspect", "-f",
+                       "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", c])
+            anonymous += [v for v in out.stdout.decode().split()
+                          if re.fullmatch(r"[0-9a-f]{64}", v)]
+    g.dc("down", "--timeout", "5")
+    for v in anonymous:
+        run(["docker", "volume", "rm", v], check=False)
+    up = g.dc("up", "-d", check=False)
+    assert up.returncode == 0, f"up after down failed: {up.stderr.decode(errors='replace')[-400:]}"
+
+    def secrets_done():
+        cids = g.containers("secrets", include_stopped=True)
+        return cids and g.state(cids[0])[0] == "exited" and cids[0]
+
+    cid = wait_for("the secrets service done", secrets_done, STACK_DEADLINE)
+    # `down` removed the first run's container: these are the logs of the second run only.
+    runs = run(["docker", "logs", cid]).stdout.decode(errors="replace")
+    assert "made " not in runs and "kept cluster-secret" in runs, \
+        f"the secrets service did not keep every secret: {runs[-600:]}"
+
+    def all_healthy():
+        g.crash_loops()
+        bad = [f"{s}/{c[:12]}: {' '.join(g.state(c))}" for s in ALWAYS_UP
+               for c in g.containers(s, include_stopped=True) if not g.healthy(c)]
+        bad += [f"{s}: no container" for s in ALWAYS_UP if not g.containers(s)]
+        return not bad or (False, bad)
+
+    wait_for("every service healthy after down and up", all_healthy, STACK_DEADLINE, 2)
+    g._token = None
+    after = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in SECRET_FILES}
+    assert after == before, f"secrets changed across down/up: {sorted(k for k in after if after[k] != before[k])}"
+    assert g.token() == token
+    leader = wait_for("a leader after down and up", g.leader, ELECTION_DEADLINE)
+    log(f"  same secrets; {leader['server_id']} leads at epoch {leader['epoch']} with the kept "
+        f"ZooKeeper credential")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ use prometheus::{
     TextEncoder,
 };
 
-/// A registry with the process collector (CPU, memory, open files) already in it.
+/// A registry with the process collector (CPU, memory, open files) and the listeners'
+/// metrics ([`connections_refused`]) already in it.
 pub fn new_registry() -> Registry {
     let registry = Registry::new();
+    register(&registry, connections_refused().clone());
     #[cfg(target_os = "linux")]
     {
         let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -17,6 +19,23 @@ pub fn new_registry() -> Registry {
         }
     }
     registry
+}
+
+/// Connections a listener refused because `max_connections` were being served (answered
+/// `503` or, past the answers in progress, closed), by listener address. One per process,
+/// kept by the accept loop of every listener (`http::serve`).
+pub fn connections_refused() -> &'static IntCounterVec {
+    static REFUSED: std::sync::OnceLock<IntCounterVec> = std::sync::OnceLock::new();
+    REFUSED.get_or_init(|| {
+        IntCounterVec::new(
+            Opts::new(
+                "filegrid_connections_refused_total",
+                "connections refused because max_connections were being served",
+            ),
+            &["listener"],
+        )
+        .unwrap_or_else(|_| unreachable_metric())
+    })
 }
 
 /// Renders the registry in the Prometheus text format.
@@ -357,5 +376,19 @@ mod tests {
             .with_label_values(&["h1"])
             .observe(0.01);
         assert!(render(&m).contains("filegrid_health_check_seconds_bucket"));
+    }
+
+    #[test]
+    fn every_registry_shows_the_refused_connections_of_the_process() {
+        connections_refused()
+            .with_label_values(&["192.0.2.1:1"])
+            .inc();
+        for r in [new_registry(), new_registry()] {
+            let text = render(&r);
+            assert!(
+                text.contains("filegrid_connections_refused_total{listener=\"192.0.2.1:1\"} 1"),
+                "{text}"
+            );
+        }
     }
 }

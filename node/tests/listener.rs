@@ -364,6 +364,95 @@ fn certificates_rotate_during_a_transfer_without_a_restart() {
     assert_eq!(r.status(), 200);
 }
 
+/// Replaces `to` by a copy of `from` through a rename, as an operator rotating files would.
+fn replace_file(from: &Path, to: &Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn a_changed_tls_ca_is_trusted_by_running_processes() {
+    // Cluster servers close idle connections after 1 s, so no call between the processes
+    // rides on a connection verified before the change.
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            tls: true,
+            cluster_servers: 2,
+            replication_factor: 2,
+            min_write_replicas: 2,
+            extra_cluster_args: vec!["--idle-timeout".into(), "1s".into()],
+            ..Default::default()
+        },
+    );
+    let tls = grid.tls.as_ref().unwrap();
+    let head = grid.head_url(0);
+    // cluster_server_1 moves to a certificate of a second CA, which tls_ca (the file every
+    // process trusts for its calls) does not hold yet.
+    let ca_b = GridTls::new(&grid.dir.path().join("tls-b"), "FileGrid test CA B");
+    let from_b = ca_b.issue("cluster_server_1");
+    let files = tls.files("cluster_server_1");
+    replace_file(&from_b.key, &files.key);
+    replace_file(&from_b.cert, &files.cert);
+    let port = grid.cluster[0].port;
+    wait_until_sync(
+        Duration::from_secs(20),
+        "cluster_server_1 serving the second CA's certificate",
+        || (ca_b.peer_certificate(port, None).ok()? == leaf(&from_b.cert)).then_some(()),
+    );
+    // tls_ca now holds both CAs: the head's chunk calls to cluster_server_1 (and the other
+    // server's pipeline hops there) verify again, without a restart. Both replicas are
+    // needed, so a put succeeds only once the head and the other server trust the new CA.
+    let mut both = pem(&tls.ca);
+    both.extend_from_slice(&pem(&ca_b.ca));
+    let bundle = grid.dir.path().join("ca-both.pem");
+    std::fs::write(&bundle, &both).unwrap();
+    replace_file(&bundle, &tls.ca);
+    let client = https_client(tls, None);
+    let data = random(600 * 1024);
+    let mut tries = 0;
+    wait_until_sync(
+        Duration::from_secs(30),
+        "a put through the head once tls_ca holds the second CA",
+        || {
+            tries += 1;
+            let r = client
+                .put(format!("{head}/v1/files/ca/f{tries}"))
+                .body(data.clone())
+                .send()
+                .ok()?;
+            (r.status().as_u16() == 201).then_some(())
+        },
+    );
+    // Every process read the new file (within a couple of seconds of the change).
+    assert!(
+        grid.heads[0]
+            .proc
+            .log()
+            .contains("reloaded the CA certificates of tls_ca"),
+        "the head did not log the reload"
+    );
+    for c in &grid.cluster {
+        wait_until_sync(
+            Duration::from_secs(20),
+            &format!("{} reading the new tls_ca", c.id),
+            || {
+                c.proc
+                    .log()
+                    .contains("reloaded the CA certificates of tls_ca")
+                    .then_some(())
+            },
+        );
+    }
+    let got = client
+        .get(format!("{head}/v1/files/ca/f{tries}"))
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().unwrap().as_ref() == data.as_slice());
+}
+
 /// Raises this process's descriptor limit to `n` (the flood needs more than the usual 1024).
 fn raise_fd_limit(n: u64) {
     let mut lim = libc::rlimit {
@@ -455,11 +544,37 @@ fn a_connection_flood_is_bounded_and_the_head_answers_once_it_ends() {
     assert_eq!(body_of(&answer).code, ErrorCode::Unavailable);
 
     // Once the flood closes, the head answers again.
+    let opened = idle.len();
     drop(idle);
     wait_until_sync(
         Duration::from_secs(10),
         "the head answering after the flood",
         || health_ok(port),
+    );
+    // Every connection past the cap was counted, under this listener's address.
+    let metrics = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            filegrid_testkit::auth::ADMIN.bearer(),
+        )
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "filegrid_connections_refused_total{{listener=\"127.0.0.1:{port}\"}} "
+            ))
+        })
+        .unwrap_or_else(|| panic!("no refused-connections counter for port {port}:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(
+        refused >= (opened - MAX) as f64,
+        "{refused} refused, {opened} opened with a cap of {MAX}"
     );
 
     // Connections that stall mid-head fill the cap, and are cut off by the header timeout.
@@ -501,6 +616,35 @@ fn request_heads_over_max_header_bytes_get_431() {
     );
     let answer = raw(port, big.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // The JSON error body every other error has, with its length.
+    let body = body_of(&answer);
+    assert_eq!(body.code, ErrorCode::BadRequest);
+    assert!(body.message.contains("max_header_bytes"), "{answer}");
+    let (head, rest) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("\r\ncontent-length: {}\r\n", rest.len())),
+        "{answer}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/json\r\n"),
+        "{answer}"
+    );
+    // A head that grows past the limit on a kept-alive connection, after a served request.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    s.write_all(big.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(body_of(&answer).code, ErrorCode::BadRequest);
     assert!(health_ok(port).is_some());
 }
 

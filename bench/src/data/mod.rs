@@ -2,6 +2,10 @@
 //! loopback, a large file put and read back beside `cp` ×3 + `sync` and `cat` of the same
 //! bytes on the same disk, many small files by concurrent clients, and the resident memory
 //! of every FileGrid process during the large transfers.
+//!
+//! With `--compare-security` two such grids run side by side, one without security and one
+//! with client credentials, peer signatures, ZooKeeper ACLs and TLS on every listener; the
+//! runs alternate between them and the report ends with the secured/plain ratios.
 
 mod files;
 mod large;
@@ -39,6 +43,30 @@ pub struct DataOptions {
     pub keep_logs: bool,
     /// The grid runs without security.
     pub insecure: bool,
+    /// Run the same workloads on a grid without security and on one with credentials,
+    /// signatures, ZooKeeper ACLs and TLS, alternating, and print both and their ratios.
+    pub compare_security: bool,
+}
+
+/// How the grid under test is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// `--insecure`: no credentials, no signatures, no TLS.
+    Off,
+    /// Client credentials and peer signatures (the default grid), no TLS.
+    Credentials,
+    /// Credentials, signatures, ZooKeeper ACLs and TLS on every listener.
+    CredentialsAndTls,
+}
+
+impl Security {
+    fn describe(self) -> &'static str {
+        match self {
+            Security::Off => "insecure",
+            Security::Credentials => "credentials + signatures",
+            Security::CredentialsAndTls => "credentials + signatures + ZooKeeper ACLs + TLS",
+        }
+    }
 }
 
 /// What every phase of every run shares.
@@ -130,7 +158,16 @@ pub async fn run(options: DataOptions, bins: NodeBinaries) -> Result<(), BenchEr
         o.clients
     );
 
-    let grid = start_grid(&bins.node, work.path(), o.insecure).await?;
+    if o.compare_security {
+        return compare(&options, &bins, work.path(), &source, crc).await;
+    }
+    let security = if o.insecure {
+        Security::Off
+    } else {
+        Security::Credentials
+    };
+    println!("grid: {}", security.describe());
+    let grid = start_grid(&bins.node, work.path(), security).await?;
     let result = measure(&options, &grid, work.path(), &source, crc).await;
     let logs = match (&result, o.keep_logs) {
         (Ok(_), false) => None,
@@ -158,7 +195,7 @@ pub async fn run(options: DataOptions, bins: NodeBinaries) -> Result<(), BenchEr
 }
 
 /// Starts the grid (the testkit panics on failure: that becomes an error here).
-async fn start_grid(node: &Path, base: &Path, insecure: bool) -> Result<Grid, BenchError> {
+async fn start_grid(node: &Path, base: &Path, security: Security) -> Result<Grid, BenchError> {
     let options = GridOptions {
         heads: 2,
         cluster_servers: 3,
@@ -166,7 +203,9 @@ async fn start_grid(node: &Path, base: &Path, insecure: bool) -> Result<Grid, Be
         base_dir: Some(base.to_path_buf()),
         // What an operator would run: no debug output to slow the servers down.
         log_filter: Some("info,zookeeper_client=warn".into()),
-        insecure,
+        insecure: security == Security::Off,
+        tls: security == Security::CredentialsAndTls,
+        zk_auth: security == Security::CredentialsAndTls,
         ..GridOptions::default()
     };
     let node = node.to_path_buf();
@@ -185,6 +224,60 @@ async fn measure(
     source: &Path,
     crc: u32,
 ) -> Result<Report, BenchError> {
+    let setup = prepare(options, grid, work, source, crc).await?;
+    let mut larges = Vec::new();
+    let mut smalls = Vec::new();
+    for n in 1..=options.runs {
+        let (l, s) = run_once(&setup, n).await?;
+        larges.push(l);
+        smalls.push(s);
+    }
+    Ok(report(&setup, &larges, &smalls))
+}
+
+/// One run: the large file, then the small files; both printed as they finish.
+async fn run_once(setup: &Setup, n: u32) -> Result<(LargeRun, SmallRun), BenchError> {
+    let l = large::run(setup, n).await?;
+    print_large(setup, n, &l);
+    let s = small::run(setup, n).await?;
+    print_small(n, setup.options.runs, &s);
+    Ok((l, s))
+}
+
+/// The HTTP client of the benchmark for `grid`: the admin credential, and the grid's CA
+/// when it runs TLS.
+fn http_client(options: &DataOptions, grid: &Grid) -> Result<reqwest::Client, BenchError> {
+    let unexpected = |what: String| BenchError::Unexpected {
+        what,
+        logs: String::new(),
+    };
+    let mut auth = reqwest::header::HeaderMap::new();
+    if let Ok(v) = filegrid_testkit::auth::ADMIN.bearer().parse() {
+        auth.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    let mut builder = reqwest::Client::builder()
+        .default_headers(auth)
+        .pool_max_idle_per_host(options.clients);
+    if let Some(tls) = &grid.tls {
+        let pem = std::fs::read(&tls.ca)
+            .map_err(|e| unexpected(format!("reading the grid's CA {}: {e}", tls.ca.display())))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| unexpected(format!("the grid's CA {}: {e}", tls.ca.display())))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
+        .build()
+        .map_err(|e| unexpected(format!("HTTP client: {e}")))
+}
+
+/// What every run on `grid` needs (and the warm-up, done here).
+async fn prepare(
+    options: &DataOptions,
+    grid: &Grid,
+    work: &Path,
+    source: &Path,
+    crc: u32,
+) -> Result<Setup, BenchError> {
     let leader = tokio::task::block_in_place(|| grid.leader_url(Duration::from_secs(30)));
     let leader_port: u16 = leader
         .rsplit(':')
@@ -203,18 +296,7 @@ async fn measure(
     }
     processes.extend(standbys);
     processes.extend(grid.cluster.iter().map(|c| (c.id.clone(), c.proc.pid())));
-    let mut auth = reqwest::header::HeaderMap::new();
-    if let Ok(v) = filegrid_testkit::auth::ADMIN.bearer().parse() {
-        auth.insert(reqwest::header::AUTHORIZATION, v);
-    }
-    let http = reqwest::Client::builder()
-        .default_headers(auth)
-        .pool_max_idle_per_host(options.clients)
-        .build()
-        .map_err(|e| BenchError::Unexpected {
-            what: format!("HTTP client: {e}"),
-            logs: String::new(),
-        })?;
+    let http = http_client(options, grid)?;
     let mut cpu_watch = processes.clone();
     if let Some(pid) = grid.zk.pid() {
         cpu_watch.push(("zookeeper".into(), pid));
@@ -244,8 +326,6 @@ async fn measure(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut larges = Vec::new();
-    let mut smalls = Vec::new();
     if options.warm_up > 0 {
         let started = Instant::now();
         small::warm_up(&setup, options.warm_up).await?;
@@ -255,15 +335,197 @@ async fn measure(
             started.elapsed().as_secs_f64()
         );
     }
-    for n in 1..=options.runs {
-        let l = large::run(&setup, n).await?;
-        print_large(&setup, n, &l);
-        larges.push(l);
-        let s = small::run(&setup, n).await?;
-        print_small(n, options.runs, &s);
-        smalls.push(s);
+    Ok(setup)
+}
+
+/// The secured grid's figures against the plain one's, run by run: at least this much.
+const SECURED_RATIO_TARGET: f64 = 0.8;
+
+/// `--compare-security`: both grids, runs alternating between them (the order swapped every
+/// run), each grid's own report, then the ratios.
+async fn compare(
+    options: &DataOptions,
+    bins: &NodeBinaries,
+    work: &Path,
+    source: &Path,
+    crc: u32,
+) -> Result<(), BenchError> {
+    let kinds = [Security::Off, Security::CredentialsAndTls];
+    let mut grids = Vec::new();
+    for kind in kinds {
+        // Each grid's baseline files and local small files in its own directory.
+        let dir = work.join(match kind {
+            Security::Off => "insecure",
+            _ => "secured",
+        });
+        std::fs::create_dir_all(&dir).map_err(BenchError::TempDir)?;
+        let grid = start_grid(&bins.node, &dir, kind).await?;
+        grids.push((kind, dir, grid));
     }
-    Ok(report(&setup, &larges, &smalls))
+    let result = compare_runs(options, &grids, source, crc).await;
+    let logs = match (&result, options.keep_logs) {
+        (Ok(_), false) => Vec::new(),
+        _ => grids
+            .iter()
+            .map(|(_, _, g)| save_logs(g))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    drop(grids);
+    let logs_text = logs
+        .iter()
+        .map(|l| l.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reports = result.map_err(|e| match e {
+        BenchError::Unexpected { what, .. } if !logs.is_empty() => BenchError::Unexpected {
+            what,
+            logs: logs_text.clone(),
+        },
+        e => e,
+    })?;
+    for (title, r) in &reports {
+        println!("\n{title}");
+        r.print();
+    }
+    if !logs.is_empty() {
+        println!("\nprocess logs: {logs_text}");
+    }
+    Ok(())
+}
+
+/// The alternating runs of [`compare`]; answers the reports to print, titled.
+async fn compare_runs(
+    options: &DataOptions,
+    grids: &[(Security, PathBuf, Grid)],
+    source: &Path,
+    crc: u32,
+) -> Result<Vec<(String, Report)>, BenchError> {
+    let mut setups = Vec::new();
+    for (kind, dir, grid) in grids {
+        println!("grid {}:", kind.describe());
+        setups.push(prepare(options, grid, dir, source, crc).await?);
+    }
+    let mut larges: Vec<Vec<LargeRun>> = setups.iter().map(|_| Vec::new()).collect();
+    let mut smalls: Vec<Vec<SmallRun>> = setups.iter().map(|_| Vec::new()).collect();
+    for n in 1..=options.runs {
+        let mut order: Vec<usize> = (0..setups.len()).collect();
+        if n % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            println!("[{}]", grids[i].0.describe());
+            let (l, s) = run_once(&setups[i], n).await?;
+            larges[i].push(l);
+            smalls[i].push(s);
+        }
+    }
+    let mut reports: Vec<(String, Report)> = grids
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, _, _))| {
+            (
+                format!("{}:", kind.describe()),
+                report(&setups[i], &larges[i], &smalls[i]),
+            )
+        })
+        .collect();
+    reports.push((
+        format!(
+            "{} against insecure, run by run:",
+            Security::CredentialsAndTls.describe()
+        ),
+        security_ratios(&setups[0], &larges, &smalls),
+    ));
+    Ok(reports)
+}
+
+/// Which time of a large run a row shows.
+type LargeFigure = fn(&LargeRun) -> Duration;
+/// Which rate of a small run a row shows.
+type SmallFigure = fn(&SmallRun) -> f64;
+
+/// Throughputs of both grids and secured/plain ratios per run (index 0 plain, 1 secured).
+fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallRun>]) -> Report {
+    let size = setup.size as f64;
+    let file = human(setup.size);
+    let target = || {
+        Target::at_least(
+            SECURED_RATIO_TARGET,
+            format!("≥ {SECURED_RATIO_TARGET} (median)"),
+        )
+        .on_median()
+    };
+    let mut r = Report::new();
+    let large_rows: [(String, LargeFigure); 2] = [
+        (format!("put {file}"), |l| l.put),
+        (format!("get {file}"), |l| l.get),
+    ];
+    for (name, f) in large_rows {
+        let rates = |runs: &[LargeRun]| -> Vec<f64> {
+            runs.iter().map(|l| size / f(l).as_secs_f64()).collect()
+        };
+        let (plain, secured) = (rates(&larges[0]), rates(&larges[1]));
+        r.row(
+            Row::new(
+                format!("{name}, insecure"),
+                Unit::MebibytesPerSecond,
+                plain.clone(),
+            )
+            .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                format!("{name}, secured + TLS"),
+                Unit::MebibytesPerSecond,
+                secured.clone(),
+            )
+            .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                "  ratio secured / insecure",
+                Unit::Ratio,
+                ratios(&plain, &secured),
+            )
+            .target(target()),
+        );
+    }
+    let small_rows: [(&str, SmallFigure); 2] = [
+        ("4 KiB puts", |s| s.puts.per_second),
+        ("4 KiB gets", |s| s.gets.per_second),
+    ];
+    for (name, f) in small_rows {
+        let (plain, secured): (Vec<f64>, Vec<f64>) = (
+            smalls[0].iter().map(f).collect(),
+            smalls[1].iter().map(f).collect(),
+        );
+        r.row(
+            Row::new(format!("{name}, insecure"), Unit::PerSecond, plain.clone())
+                .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                format!("{name}, secured + TLS"),
+                Unit::PerSecond,
+                secured.clone(),
+            )
+            .higher_is_better(),
+        );
+        r.row(
+            Row::new(
+                "  ratio secured / insecure",
+                Unit::Ratio,
+                ratios(&plain, &secured),
+            )
+            .target(target()),
+        );
+    }
+    r
+}
+
+/// `secured[i] / plain[i]` for each run.
+fn ratios(plain: &[f64], secured: &[f64]) -> Vec<f64> {
+    plain.iter().zip(secured).map(|(p, s)| s / p).collect()
 }
 
 const GIB: f64 = (1u64 << 30) as f64;

@@ -4,14 +4,16 @@
 //! - At most `max_connections` connections are served at once. One more is accepted and
 //!   answered `503` with `Retry-After` and a JSON error body, then closed; at most
 //!   [`REJECTING_AT_ONCE`] such answers are in progress, and past that an extra connection is
-//!   closed at once without an answer, so a flood costs a bounded number of descriptors.
+//!   closed at once without an answer, so a flood costs a bounded number of descriptors. Every
+//!   refused connection counts in `filegrid_connections_refused_total{listener}`.
 //! - A client that started a request head and did not finish it within
 //!   `header_read_timeout` is answered `408` (JSON body) and closed. The TLS handshake has the
 //!   same time.
 //! - A connection with no request in progress and nothing received for `idle_timeout` is
 //!   closed.
 //! - A request head (request line and headers) over `max_header_bytes` is answered `431`
-//!   (by hyper, with no body) and the connection closed.
+//!   with a JSON error body and the connection closed. hyper detects it and writes a bare
+//!   `431`; the connection's IO ([`Tracked`]) puts FileGrid's answer in its place.
 //!
 //! Shutdown stops accepting, lets each connection finish the request it is serving (idle
 //! ones close at once) and returns when all are closed.
@@ -64,6 +66,9 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let limits = options.limits;
+    let refused = crate::metrics::connections_refused().with_label_values(&[&listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_string(), |a| a.to_string())]);
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let rejecting = Arc::new(Semaphore::new(REJECTING_AT_ONCE));
     let closing = CancellationToken::new();
@@ -102,6 +107,7 @@ where
                 });
             }
             Err(_) => {
+                refused.inc();
                 over_cap.warn(|n| {
                     tracing::warn!(max_connections = limits.max_connections, refused = n, %peer,
                         "connection limit reached; refusing connections with 503")
@@ -232,6 +238,7 @@ where
     let tracked = Tracked {
         inner: io,
         state: state.clone(),
+        replaced: None,
     };
     let mut conn = builder.serve_connection(TokioIo::new(tracked), service);
     let mut shutting_down = false;
@@ -325,6 +332,13 @@ impl ConnState {
         }
     }
 
+    /// Whether a request head is being received and no request is in progress: what hyper
+    /// writes then is its own answer to a head it refused.
+    fn refusing_head(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_started.load(Ordering::Acquire) != NONE
+    }
+
     fn received(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
             && self
@@ -384,10 +398,61 @@ impl hyper::body::Body for Guarded {
     }
 }
 
-/// The connection's IO, noting when bytes arrive.
+/// The connection's IO, noting when bytes arrive, and putting FileGrid's `431` answer (with
+/// its JSON body) in place of hyper's bare one.
 struct Tracked<S> {
     inner: S,
     state: Arc<ConnState>,
+    /// FileGrid's answer written in place of hyper's, and how much of it is written; what
+    /// hyper writes afterwards is dropped.
+    replaced: Option<(Vec<u8>, usize)>,
+}
+
+/// How hyper's answer to a request head over `max_header_bytes` starts.
+const HYPER_431: &[u8] = b"HTTP/1.1 431 ";
+
+/// FileGrid's answer to a request head over `max_header_bytes`.
+fn too_large_answer() -> Vec<u8> {
+    error_answer(
+        431,
+        "Request Header Fields Too Large",
+        &[],
+        ErrorCode::BadRequest,
+        "the request head is larger than max_header_bytes",
+    )
+}
+
+impl<S: AsyncWrite + Unpin> Tracked<S> {
+    /// Writes what is left of the replacement answer.
+    fn poll_replaced(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some((answer, written)) = &mut self.replaced else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `len` bytes hyper writes while the replacement is (or starts being) written in
+    /// their place.
+    fn swallow(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<std::io::Result<usize>> {
+        if self.replaced.is_none() {
+            self.replaced = Some((too_large_answer(), 0));
+        }
+        match self.poll_replaced(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // Pending: flush and shutdown finish writing it.
+            _ => Poll::Ready(Ok(len)),
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -411,15 +476,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.replaced.is_some() || (buf.starts_with(HYPER_431) && this.state.refusing_head()) {
+            return this.swallow(cx, buf.len());
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        match this.poll_replaced(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        match this.poll_replaced(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 
     fn poll_write_vectored(
@@ -427,7 +504,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if this.replaced.is_some()
+            || (first.is_some_and(|b| b.starts_with(HYPER_431)) && this.state.refusing_head())
+        {
+            let len = bufs.iter().map(|b| b.len()).sum();
+            return this.swallow(cx, len);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
