@@ -114,10 +114,10 @@ TOML
     cli_tls=(--ca-cert "$tls_dir/ca.pem")
 fi
 # shellcheck disable=SC2046  # tls_args prints flags without spaces in their values
-start head_server_1 "$bin/filegrid-node" head --server-id head_server_1 --zk-hosts "$zk" --listen 127.0.0.1:9669 \
+start head_server_1 "$bin/filegrid-node" head --server-id head_server_1 --zk-hosts "$zk" --listen 127.0.0.1:9669 --s3-listen 127.0.0.1:9000 \
     "${head_security[@]}" $(tls_args head_server_1)
 # shellcheck disable=SC2046
-start head_server_2 "$bin/filegrid-node" head --server-id head_server_2 --zk-hosts "$zk" --listen 127.0.0.1:9670 \
+start head_server_2 "$bin/filegrid-node" head --server-id head_server_2 --zk-hosts "$zk" --listen 127.0.0.1:9670 --s3-listen 127.0.0.1:9001 \
     "${head_security[@]}" $(tls_args head_server_2)
 for i in 1 2 3; do
     mkdir -p "$dir/cluster_server_$i"
@@ -140,6 +140,7 @@ cat <<MSG
 FileGrid is running (logs in $dir/logs):
   leader:    $(cli leader 2>&1)
   head API:  $scheme://127.0.0.1:9669  $scheme://127.0.0.1:9670
+  S3 API:    $scheme://127.0.0.1:9000  $scheme://127.0.0.1:9001  (docs/s3.md)
   monitor:   $scheme://127.0.0.1:9092/metrics
 $(if [ "$insecure" = 1 ]; then
     echo "  try:       $bin/filegrid --head http://127.0.0.1:9669 status"
@@ -152,6 +153,11 @@ $(if [ "$insecure" = 1 ]; then
     echo "  curl --cacert $tls_dir/ca.pem -H \"Authorization: Bearer \$FILEGRID_TOKEN\" https://127.0.0.1:9669/v1/files"
     echo "  (or copy $secrets/cli-credentials to ~/.config/filegrid/credentials, and set"
     echo "  FILEGRID_CA_CERT=$tls_dir/ca.pem instead of --ca-cert)"
+    echo "  S3 clients: the same key pair, and the CA:"
+    echo "  export AWS_ACCESS_KEY_ID=\$(sed -n 's/^access_key = \"\\(.*\\)\"/\\1/p' $secrets/credentials.toml)"
+    echo "  export AWS_SECRET_ACCESS_KEY=\$(sed -n 's/^secret = \"\\(.*\\)\"/\\1/p' $secrets/credentials.toml)"
+    echo "  export AWS_CA_BUNDLE=$tls_dir/ca.pem"
+    echo "  aws --endpoint-url https://127.0.0.1:9000 s3 mb s3://photos"
   fi)
 Press Ctrl-C to stop.
 MSG

@@ -26,6 +26,8 @@ pub const TLS_DIR: &str = "/etc/filegrid-tls";
 /// Where each cluster server's volume is mounted.
 pub const DATA_DIR: &str = "/var/lib/filegrid";
 pub const HEAD_API_PORT: i32 = 9669;
+/// The heads' S3 API ([docs/s3.md]).
+pub const HEAD_S3_PORT: i32 = 9000;
 pub const CLUSTER_PORT: i32 = 9700;
 pub const MONITOR_METRICS_PORT: i32 = 9092;
 /// Extra metrics listener of heads and cluster servers.
@@ -93,6 +95,10 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
     let extra = match role {
         Role::Head => {
             put("listen", Value::String(format!("0.0.0.0:{HEAD_API_PORT}")));
+            put(
+                "s3_listen",
+                Value::String(format!("0.0.0.0:{HEAD_S3_PORT}")),
+            );
             put(
                 "metrics_listen",
                 Value::String(format!("0.0.0.0:{METRICS_PORT}")),

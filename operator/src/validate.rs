@@ -22,6 +22,7 @@ pub const MANAGED_KEYS: &[&str] = &[
     "log_format",
     "server_id",
     "listen",
+    "s3_listen",
     "metrics_listen",
     "advertise_host",
     "preempt",

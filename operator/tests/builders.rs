@@ -209,6 +209,7 @@ fn ports_probes_and_commands_follow_the_node_contract() {
     );
     let toml = config::render(&g, Role::Head);
     assert!(toml.contains("listen = \"0.0.0.0:9669\""), "{toml}");
+    assert!(toml.contains("s3_listen = \"0.0.0.0:9000\""), "{toml}");
     assert!(toml.contains("metrics_listen = \"0.0.0.0:9091\""), "{toml}");
 
     let cluster = builders::cluster_stateful_set(&g, 3);
@@ -283,6 +284,7 @@ fn each_role_file_holds_only_that_roles_keys() {
                 "cluster_secret_file",
                 "credentials_file",
                 "listen",
+                "s3_listen",
                 "metrics_listen",
                 "preempt",
                 "replication_factor",
@@ -737,9 +739,9 @@ fn network_policy_opens_only_the_head_api_to_clients() {
             })
             .collect()
     };
-    // Anyone: the heads' API port only (not the chunk port 9700).
+    // Anyone: the heads' API and S3 ports only (not the chunk port 9700).
     assert_eq!(rules[0].from, None);
-    assert_eq!(ports(0), [9669]);
+    assert_eq!(ports(0), [9669, 9000]);
     // The grid's own pods: everything.
     let own = rules[1].from.clone().unwrap();
     assert_eq!(

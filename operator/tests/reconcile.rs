@@ -1070,11 +1070,14 @@ async fn secured_grid_gets_its_secrets_on_first_reconcile_and_role_files_point_a
         assert_eq!(a.token.as_deref(), Some(token.as_str()));
         assert_eq!(a.ca_pem.as_deref(), Some(ca.as_str()));
     }
-    // And the NetworkPolicy lets clients reach only the heads' API port.
+    // And the NetworkPolicy lets clients reach only the heads' API and S3 ports.
     let np = applied(&r.bodies, "NetworkPolicy", "demo");
     let open = &np["spec"]["ingress"][0];
     assert!(open.get("from").is_none());
-    assert_eq!(open["ports"], json!([{"port": 9669, "protocol": "TCP"}]));
+    assert_eq!(
+        open["ports"],
+        json!([{"port": 9669, "protocol": "TCP"}, {"port": 9000, "protocol": "TCP"}])
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{LABEL_INSTANCE, LABEL_NAME, instance_labels, metadata, names};
-use crate::config::{HEAD_API_PORT, METRICS_PORT, MONITOR_METRICS_PORT};
+use crate::config::{HEAD_API_PORT, HEAD_S3_PORT, METRICS_PORT, MONITOR_METRICS_PORT};
 use crate::validate::ValidGrid;
 
 /// Label of the scrapers allowed by default (prometheus-operator's Prometheus pods carry it).
@@ -67,7 +67,7 @@ pub fn network_policy(grid: &ValidGrid) -> NetworkPolicy {
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
                     from: None,
-                    ports: Some(vec![tcp(HEAD_API_PORT)]),
+                    ports: Some(vec![tcp(HEAD_API_PORT), tcp(HEAD_S3_PORT)]),
                 },
                 NetworkPolicyIngressRule {
                     from: Some(vec![own_pods]),

@@ -2,7 +2,9 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{metadata, names, role_labels, selector_labels};
-use crate::config::{CLUSTER_PORT, HEAD_API_PORT, METRICS_PORT, MONITOR_METRICS_PORT, Role};
+use crate::config::{
+    CLUSTER_PORT, HEAD_API_PORT, HEAD_S3_PORT, METRICS_PORT, MONITOR_METRICS_PORT, Role,
+};
 use crate::validate::ValidGrid;
 
 fn port(name: &str, port: i32) -> ServicePort {
@@ -44,7 +46,11 @@ pub fn head_headless_service(grid: &ValidGrid) -> Service {
         names::head_headless(grid),
         Role::Head,
         true,
-        vec![port("api", HEAD_API_PORT), port("metrics", METRICS_PORT)],
+        vec![
+            port("api", HEAD_API_PORT),
+            port("s3", HEAD_S3_PORT),
+            port("metrics", METRICS_PORT),
+        ],
     )
 }
 
@@ -55,7 +61,7 @@ pub fn head_client_service(grid: &ValidGrid) -> Service {
         names::head(grid),
         Role::Head,
         false,
-        vec![port("api", HEAD_API_PORT)],
+        vec![port("api", HEAD_API_PORT), port("s3", HEAD_S3_PORT)],
     )
 }
 

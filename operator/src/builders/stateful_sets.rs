@@ -15,7 +15,7 @@ use super::pod::{
     pod_template, with_probes,
 };
 use super::{ZONE_ANNOTATION, metadata, names, role_labels, selector_labels};
-use crate::config::{CLUSTER_PORT, DATA_DIR, HEAD_API_PORT, METRICS_PORT, Role};
+use crate::config::{CLUSTER_PORT, DATA_DIR, HEAD_API_PORT, HEAD_S3_PORT, METRICS_PORT, Role};
 use crate::validate::ValidGrid;
 
 /// Where cluster pods see their own annotations (the zone) through the downward API.
@@ -49,6 +49,7 @@ pub fn head_stateful_set(grid: &ValidGrid) -> StatefulSet {
     let mut c = node_container(grid, Role::Head, grid.spec.heads.resources.as_ref());
     c.ports = Some(vec![
         container_port("api", HEAD_API_PORT),
+        container_port("s3", HEAD_S3_PORT),
         container_port("metrics", METRICS_PORT),
     ]);
     c.env = Some(server_env(grid, Role::Head));
