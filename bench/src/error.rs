@@ -37,4 +37,8 @@ pub enum BenchError {
     },
     #[error("{what} (logs in {logs})")]
     Unexpected { what: String, logs: String },
+    #[error("setting up: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Failed(String),
 }

@@ -10,6 +10,7 @@ mod data;
 mod error;
 mod failover;
 mod report;
+mod s3;
 mod stats;
 mod zk_watch;
 
@@ -35,6 +36,37 @@ enum Command {
     Failover(FailoverArgs),
     /// Large and small file transfers against `cp`/`sync`/`cat` baselines, and resident memory.
     Data(DataArgs),
+    /// The native API and the S3 API on one grid, alternating; optionally a Garage peer.
+    S3(S3Args),
+}
+
+#[derive(clap::Args)]
+struct S3Args {
+    /// Runs per endpoint; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Size of the large object.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// 4 KiB objects per run (16 clients).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    small_objects: u64,
+    /// 1 MiB objects per run (8 clients).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    medium_objects: u64,
+    /// Where the work directory is made [default: the cargo target directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A `garage` binary (e.g. from `cargo install garage`): also run the S3 workloads
+    /// against a 3-node Garage (replication 3, fsync on) on loopback.
+    #[arg(long, value_name = "PATH")]
+    peer_garage: Option<PathBuf>,
+    /// Use the release binaries as they are.
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the grid's logs and data.
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +172,7 @@ fn main() -> ExitCode {
             run_failover(options, !a.no_build)
         }
         Command::Data(a) => run_data(a),
+        Command::S3(a) => run_s3(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,6 +209,23 @@ fn run_data(a: DataArgs) -> Result<(), error::BenchError> {
 }
 
 /// Two workers: the benchmark's clients should not take more of the machine than that.
+fn run_s3(a: S3Args) -> Result<(), error::BenchError> {
+    let bins = binaries::NodeBinaries::locate(!a.no_build)?;
+    let options = s3::S3Options {
+        runs: a.runs,
+        size: a.size,
+        small: a.small_objects as usize,
+        medium: a.medium_objects as usize,
+        dir: match a.dir {
+            Some(d) => d,
+            None => binaries::target_dir()?,
+        },
+        garage: a.peer_garage,
+        keep_logs: a.keep_logs,
+    };
+    runtime()?.block_on(s3::run(options, bins))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, error::BenchError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
