@@ -29,8 +29,10 @@ impl S3Auth for Keys {
     }
 }
 
-/// The role an S3 operation needs (pure; unit-tested).
-pub fn need(op: &str) -> Access {
+/// The role an S3 operation needs (pure; unit-tested). `None` for the operations FileGrid
+/// does not serve (`service::FileGridS3` answers them NotImplemented): any principal that
+/// may read may learn that. An operation implemented there must be listed here.
+pub fn need(op: &str) -> Option<Access> {
     match op {
         "GetObject"
         | "HeadObject"
@@ -40,7 +42,7 @@ pub fn need(op: &str) -> Access {
         | "ListBuckets"
         | "GetBucketLocation"
         | "ListParts"
-        | "ListMultipartUploads" => Access::Read,
+        | "ListMultipartUploads" => Some(Access::Read),
         "PutObject"
         | "DeleteObject"
         | "DeleteObjects"
@@ -51,9 +53,8 @@ pub fn need(op: &str) -> Access {
         | "UploadPart"
         | "UploadPartCopy"
         | "CompleteMultipartUpload"
-        | "AbortMultipartUpload" => Access::Write,
-        // Anything not listed (and answered NotImplemented) needs the most.
-        _ => Access::Admin,
+        | "AbortMultipartUpload" => Some(Access::Write),
+        _ => None,
     }
 }
 
@@ -67,7 +68,8 @@ pub struct Roles {
 impl S3Access for Roles {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let op = cx.s3_op().name();
-        let need = need(op);
+        // Not served: answered NotImplemented, to any principal that may read.
+        let need = need(op).unwrap_or(Access::Read);
         let Some(creds) = &self.credentials else {
             // An insecure head: everything is allowed, as on its native API.
             return Ok(());
@@ -101,11 +103,11 @@ mod tests {
 
     #[test]
     fn reads_writes_and_the_rest() {
-        assert_eq!(need("GetObject"), Access::Read);
-        assert_eq!(need("ListObjectsV2"), Access::Read);
-        assert_eq!(need("PutObject"), Access::Write);
-        assert_eq!(need("CompleteMultipartUpload"), Access::Write);
-        assert_eq!(need("PutBucketPolicy"), Access::Admin);
-        assert_eq!(need("SomethingNew"), Access::Admin);
+        assert_eq!(need("GetObject"), Some(Access::Read));
+        assert_eq!(need("ListObjectsV2"), Some(Access::Read));
+        assert_eq!(need("PutObject"), Some(Access::Write));
+        assert_eq!(need("CompleteMultipartUpload"), Some(Access::Write));
+        assert_eq!(need("PutBucketPolicy"), None);
+        assert_eq!(need("SomethingNew"), None);
     }
 }
