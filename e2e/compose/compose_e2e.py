@@ -203,6 +203,8 @@ class Grid:
             "FILEGRID_IMAGE_TAG": IMAGE_TAG,
             "FILEGRID_HEAD1_PORT": str(free_port()),
             "FILEGRID_HEAD2_PORT": str(free_port()),
+            "FILEGRID_S3_PORT": str(free_port()),
+            "FILEGRID_S3_PORT2": str(free_port()),
             "FILEGRID_PROMETHEUS_PORT": str(free_port()),
             "FILEGRID_GRAFANA_PORT": str(free_port()),
         })
@@ -607,6 +609,50 @@ def host_ports_of_both_heads_serve_files(g):
     status, _ = call(standby, "DELETE")
     assert status == 200, f"DELETE via the standby answered {status}"
     log(f"  put, get and delete through {standby} (standby) at host port {ports[standby]}")
+
+
+@case(*HEADS, "cluster-server")
+def s3_through_both_heads(g):
+    """aws-cli against the published S3 ports of both heads, with the admin credential as the
+    key pair: a multipart upload through the standby, read back through the leader, listed,
+    and the same file read through the native API."""
+    aws = shutil.which("aws")
+    assert aws, "aws-cli is not installed (scripts/lib.sh ensure_s3_clients)"
+    leader = wait_for("both heads agree on a leader", g.leader, ELECTION_DEADLINE)
+    ports = {"head-server-1": g.env["FILEGRID_S3_PORT"], "head-server-2": g.env["FILEGRID_S3_PORT2"]}
+    standby = [s for s in HEADS if s != g.leader_service(leader)][0]
+    key, secret = g.token().split(":", 1)
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"fg-s3-{g.project}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config").write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"}
+    env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_CONFIG_FILE": str(work / "config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(work / "none")})
+    bucket = "e2e-s3-" + re.sub(r"[^a-z0-9]", "", g.project.lower())[-12:]
+    body = os.urandom(12 * 1024 * 1024 + 5)  # over aws-cli's 8 MiB multipart threshold
+    (work / "up.bin").write_bytes(body)
+
+    def s3(service, *args):
+        return run([aws, "--endpoint-url", f"http://127.0.0.1:{ports[service]}", *args], env=env)
+
+    try:
+        s3(standby, "s3", "mb", f"s3://{bucket}")
+        s3(standby, "s3", "cp", str(work / "up.bin"), f"s3://{bucket}/dir/up.bin")
+        s3(g.leader_service(leader), "s3", "cp", f"s3://{bucket}/dir/up.bin", str(work / "down.bin"))
+        assert (work / "down.bin").read_bytes() == body, "the object read back differs"
+        listing = s3(standby, "s3", "ls", f"s3://{bucket}/dir/").stdout.decode()
+        assert f"{len(body)} up.bin" in listing, listing
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{g.env['FILEGRID_HEAD1_PORT']}/v1/files/{bucket}/dir/up.bin",
+            headers=g.auth_headers())
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.read() == body, "the native API reads other bytes"
+        s3(standby, "s3", "rm", "--recursive", f"s3://{bucket}/")
+        s3(standby, "s3", "rb", f"s3://{bucket}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"  S3 multipart upload through {standby} (standby), read through the leader and the native API")
 
 
 @case(*HEADS, "zk-head-monitor")
