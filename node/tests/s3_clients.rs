@@ -577,3 +577,61 @@ fn malformed_requests_get_the_standard_errors() {
     let (status, text) = curl("GET", "/bad/small", "", &[]);
     assert_eq!((status, text.as_str()), (200, "0123456789"));
 }
+
+/// Over HTTPS boto3 sends `aws-chunked` bodies with a trailing CRC32 (unsigned payload with a
+/// trailer), which plain-HTTP clients do not: the trailer is checked and kept, for a
+/// single-part and a multipart upload.
+#[test]
+fn boto3_over_tls_sends_aws_chunked_bodies_with_trailing_checksums() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 1,
+            chunk_size: "1MiB".into(),
+            s3: true,
+            tls: true,
+            ..Default::default()
+        },
+    );
+    grid.leader_url(Duration::from_secs(30));
+    let ca = grid.tls.as_ref().unwrap().ca.clone();
+    let script = r#"
+import io, os, sys, boto3, botocore
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["FG_S3"], verify=os.environ["FG_CA"],
+                  aws_access_key_id=os.environ["FG_KEY"], aws_secret_access_key=os.environ["FG_SECRET"],
+                  region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_supported"))
+seen = []
+s3.meta.events.register("before-send.s3.*", lambda request, **kw: seen.append(
+    (request.headers.get("x-amz-content-sha256") or b"").decode() if isinstance(request.headers.get("x-amz-content-sha256"), bytes) else request.headers.get("x-amz-content-sha256")))
+s3.create_bucket(Bucket="tls")
+body = os.urandom(300_000)
+p = s3.put_object(Bucket="tls", Key="one", Body=body)
+h = s3.head_object(Bucket="tls", Key="one", ChecksumMode="ENABLED")
+assert h.get("ChecksumCRC32") and h.get("ChecksumCRC32") == p.get("ChecksumCRC32"), (p, h)
+assert s3.get_object(Bucket="tls", Key="one")["Body"].read() == body
+big = os.urandom(11 << 20)
+s3.upload_fileobj(io.BytesIO(big), "tls", "multi", Config=boto3.s3.transfer.TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+assert s3.get_object(Bucket="tls", Key="multi")["Body"].read() == big
+assert any(s and s.startswith("STREAMING-") for s in seen), seen
+print("trailers:", sorted(set(s for s in seen if s and s.startswith("STREAMING-"))))
+"#;
+    let out = run(
+        Command::new("python3")
+            .args(["-c", script])
+            .env("FG_S3", grid.s3_url(0))
+            .env("FG_CA", &ca)
+            .env("FG_KEY", auth::WRITER.access_key)
+            .env("FG_SECRET", auth::WRITER.secret)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        true,
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        "{text}"
+    );
+}

@@ -11,6 +11,7 @@
 //! signature covers the `Host` header, which is kept), streaming both ways.
 
 pub mod auth;
+pub mod checksum;
 pub mod error;
 pub mod forward;
 pub mod keys;

@@ -6,8 +6,8 @@ use md5::Digest;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::error;
 use super::service::{FileGridS3, attrs_from, body_of, bucket_entry, commit, hex, lead, path};
+use super::{checksum, error};
 use crate::files::manifest::FileMeta;
 use crate::files::namespace::NsError;
 use crate::files::read::{self, ByteRange};
@@ -144,7 +144,7 @@ async fn store_part(
     id: &str,
     number: u32,
     body: axum::body::Body,
-    content_md5: Option<&str>,
+    claims: checksum::Claims<'_>,
 ) -> S3Result<String> {
     let Ok(_permit) = s3.dp.uploads.clone().try_acquire_owned() else {
         return Err(s3_error!(
@@ -155,7 +155,7 @@ async fn store_part(
     let mut guard = Uncommitted::new(&s3.dp.repairs);
     let digests = Digests {
         md5: Some(md5::Md5::new()),
-        checksum: None,
+        checksum: claims.checksum.as_ref().map(|c| c.hasher()).transpose()?,
     };
     let stored = write::store(&s3.dp, lead, body, None, digests)
         .await
@@ -163,20 +163,10 @@ async fn store_part(
     if stored.size > MAX_PART {
         return Err(s3_error!(EntityTooLarge, "a part holds at most 5 GiB"));
     }
-    let md5 = stored
-        .digests
-        .md5
-        .clone()
-        .map(|m| m.finalize().to_vec())
-        .unwrap_or_default();
-    if let Some(sent) = content_md5 {
-        use base64::Engine;
-        let want = base64::engine::general_purpose::STANDARD
-            .decode(sent)
-            .map_err(|_| s3_error!(InvalidDigest))?;
-        if want != md5 {
-            return Err(s3_error!(BadDigest));
-        }
+    let mut stored = stored;
+    let md5 = checksum::md5_checked(stored.digests.md5.take(), claims.content_md5)?;
+    if let (Some(c), Some(h)) = (claims.checksum, stored.digests.checksum.take()) {
+        c.verify(h, claims.trailers)?;
     }
     let etag = hex(&md5);
     let part = PartRecord {
@@ -205,6 +195,19 @@ pub async fn upload_part(
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let lead = lead(&req)?;
+    let trailers = req.trailing_headers.clone();
+    let announced = checksum::announced(
+        [
+            &req.input.checksum_crc32,
+            &req.input.checksum_crc32c,
+            &req.input.checksum_crc64nvme,
+            &req.input.checksum_sha1,
+            &req.input.checksum_sha256,
+        ],
+        req.headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok()),
+    );
     let mut i = req.input;
     let number = part_number(i.part_number)?;
     upload_of(&lead, &i.bucket, &i.key, &i.upload_id).await?;
@@ -218,7 +221,11 @@ pub async fn upload_part(
         &i.upload_id,
         number,
         body,
-        i.content_md5.as_deref(),
+        checksum::Claims {
+            content_md5: i.content_md5.as_deref(),
+            checksum: announced,
+            trailers: trailers.as_ref(),
+        },
     )
     .await?;
     Ok(S3Response::new(UploadPartOutput {
@@ -269,7 +276,7 @@ pub async fn upload_part_copy(
     )
     .await
     .map_err(error::data)?;
-    let etag = store_part(s3, &lead, &i.upload_id, number, body, None).await?;
+    let etag = store_part(s3, &lead, &i.upload_id, number, body, Default::default()).await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(etag)),

@@ -11,7 +11,7 @@ use md5::Digest;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{error, keys, list, multipart};
+use super::{checksum, error, keys, list, multipart};
 use crate::fencing::FencedOp;
 use crate::files::manifest::{Entry, EntryKind, FileMeta, ObjectAttrs};
 use crate::files::namespace::{self, NsError};
@@ -160,54 +160,6 @@ fn metadata(attrs: &ObjectAttrs) -> Option<Metadata> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     })
-}
-
-/// The algorithm a client announced for a checksum of the body, as a hasher.
-fn hasher_for(algorithm: &str) -> Option<s3s::checksum::ChecksumHasher> {
-    let mut h = s3s::checksum::ChecksumHasher::default();
-    match algorithm {
-        "crc32" => h.crc32 = Some(Default::default()),
-        "crc32c" => h.crc32c = Some(Default::default()),
-        "crc64nvme" => h.crc64nvme = Some(Default::default()),
-        "sha1" => h.sha1 = Some(Default::default()),
-        "sha256" => h.sha256 = Some(Default::default()),
-        _ => return None,
-    }
-    Some(h)
-}
-
-/// The algorithm's value in a computed checksum.
-fn value_of(sum: &Checksum, algorithm: &str) -> Option<String> {
-    match algorithm {
-        "crc32" => sum.checksum_crc32.clone(),
-        "crc32c" => sum.checksum_crc32c.clone(),
-        "crc64nvme" => sum.checksum_crc64nvme.clone(),
-        "sha1" => sum.checksum_sha1.clone(),
-        "sha256" => sum.checksum_sha256.clone(),
-        _ => None,
-    }
-}
-
-/// The checksum a client announced for a body: the algorithm and, when sent as a header,
-/// its value (a trailer's value arrives after the body).
-fn announced(
-    input: &PutObjectInput,
-    headers: &axum::http::HeaderMap,
-) -> Option<(String, Option<String>)> {
-    let given = [
-        ("crc32", &input.checksum_crc32),
-        ("crc32c", &input.checksum_crc32c),
-        ("crc64nvme", &input.checksum_crc64nvme),
-        ("sha1", &input.checksum_sha1),
-        ("sha256", &input.checksum_sha256),
-    ];
-    if let Some((alg, v)) = given.iter().find(|(_, v)| v.is_some()) {
-        return Some((alg.to_string(), (*v).clone()));
-    }
-    // `x-amz-trailer: x-amz-checksum-crc32` names a checksum that follows the body.
-    let trailer = headers.get("x-amz-trailer")?.to_str().ok()?;
-    let alg = trailer.trim().strip_prefix("x-amz-checksum-")?;
-    Some((alg.to_ascii_lowercase(), None))
 }
 
 /// A streamed S3 body as the body the data path stores.
@@ -544,17 +496,20 @@ impl S3 for FileGridS3 {
         {
             return Err(s3_error!(PreconditionFailed));
         }
-        let checksum = announced(&input, &headers);
-        let mut digests = Digests {
+        let checksum = checksum::announced(
+            [
+                &input.checksum_crc32,
+                &input.checksum_crc32c,
+                &input.checksum_crc64nvme,
+                &input.checksum_sha1,
+                &input.checksum_sha256,
+            ],
+            headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()),
+        );
+        let digests = Digests {
             md5: Some(md5::Md5::new()),
-            checksum: None,
+            checksum: checksum.as_ref().map(|c| c.hasher()).transpose()?,
         };
-        if let Some((alg, _)) = &checksum {
-            digests.checksum =
-                Some(hasher_for(alg).ok_or_else(|| {
-                    s3_error!(InvalidArgument, "unknown checksum algorithm {alg}")
-                })?);
-        }
         let Ok(_permit) = self.dp.uploads.clone().try_acquire_owned() else {
             return Err(s3_error!(
                 SlowDown,
@@ -563,50 +518,14 @@ impl S3 for FileGridS3 {
         };
         let mut guard = Uncommitted::new(&self.dp.repairs);
         let body = body_of(input.body.take());
-        let stored = write::store(&self.dp, &lead, body, None, digests)
+        let mut stored = write::store(&self.dp, &lead, body, None, digests)
             .await
             .map_err(error::data)?;
-        let md5 = stored
-            .digests
-            .md5
-            .clone()
-            .map(|m| m.finalize().to_vec())
-            .unwrap_or_default();
-        if let Some(sent) = &input.content_md5 {
-            let want = base64::engine::general_purpose::STANDARD
-                .decode(sent)
-                .map_err(|_| s3_error!(InvalidDigest))?;
-            if want != md5 {
-                return Err(s3_error!(BadDigest));
-            }
-        }
-        let mut stored = stored;
-        let mut kept_checksum = None;
-        if let (Some((alg, sent)), Some(h)) = (checksum, stored.digests.checksum.take()) {
-            let computed = value_of(&h.finalize(), &alg);
-            let sent = match sent {
-                Some(v) => Some(v),
-                None => trailers.as_ref().and_then(|t| {
-                    t.read(|h| {
-                        h.get(format!("x-amz-checksum-{alg}").as_str())
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string)
-                    })
-                    .flatten()
-                }),
-            };
-            match (sent, computed) {
-                (Some(s), Some(c)) if s == c => kept_checksum = Some((alg, c)),
-                (Some(_), _) => {
-                    return Err(S3Error::with_message(
-                        S3ErrorCode::BadDigest,
-                        format!("the {alg} checksum of the body does not match the one sent"),
-                    ));
-                }
-                // Announced but never sent: nothing to check, nothing to keep.
-                (None, _) => {}
-            }
-        }
+        let md5 = checksum::md5_checked(stored.digests.md5.take(), input.content_md5.as_deref())?;
+        let kept_checksum = match (checksum, stored.digests.checksum.take()) {
+            (Some(c), Some(h)) => c.verify(h, trailers.as_ref())?,
+            _ => None,
+        };
         let etag = hex(&md5);
         let mut attrs = attrs_from(
             input.content_type.take(),
