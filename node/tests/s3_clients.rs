@@ -635,3 +635,54 @@ print("trailers:", sorted(set(s for s in seen if s and s.startswith("STREAMING-"
         "{text}"
     );
 }
+
+/// With `s3_domain`, `<bucket>.<domain>` addresses a bucket (virtual-host style), and path
+/// style keeps working.
+#[test]
+fn virtual_host_style_with_an_s3_domain() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 1,
+            s3: true,
+            extra_head_args: vec!["--s3-domain".into(), "s3.filegrid.test".into()],
+            ..Default::default()
+        },
+    );
+    grid.leader_url(Duration::from_secs(30));
+    let port = grid.heads[0].s3_port.unwrap();
+    let curl = |method: &str, url: &str, body: &str| -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-w", "\n%{http_code}", "-X", method])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            .args([
+                "--user",
+                &format!("{}:{}", auth::WRITER.access_key, auth::WRITER.secret),
+            ])
+            // Names under the test domain reach this head on loopback.
+            .args(["--connect-to", &format!("::127.0.0.1:{port}")]);
+        if !body.is_empty() {
+            c.args(["--data-binary", body]);
+        }
+        c.arg(url);
+        let out = stdout(&run(&mut c, true));
+        let (text, code) = out.rsplit_once('\n').unwrap_or((&out, "0"));
+        (code.trim().parse().unwrap_or(0), text.to_string())
+    };
+    let vhost = format!("http://vhost.s3.filegrid.test:{port}");
+    assert_eq!(curl("PUT", &format!("{vhost}/"), "").0, 200);
+    assert_eq!(curl("PUT", &format!("{vhost}/a/b.txt"), "virtual").0, 200);
+    assert_eq!(
+        curl("GET", &format!("{vhost}/a/b.txt"), ""),
+        (200, "virtual".to_string())
+    );
+    let (status, listing) = curl("GET", &format!("{vhost}/?list-type=2&prefix=a%2F"), "");
+    assert_eq!(status, 200, "{listing}");
+    assert!(listing.contains("<Key>a/b.txt</Key>"), "{listing}");
+    // Path style on the same listener.
+    assert_eq!(
+        curl("GET", &format!("http://127.0.0.1:{port}/vhost/a/b.txt"), ""),
+        (200, "virtual".to_string())
+    );
+}

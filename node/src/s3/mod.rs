@@ -14,6 +14,7 @@ pub mod auth;
 pub mod checksum;
 pub mod error;
 pub mod forward;
+pub mod host;
 pub mod keys;
 pub mod list;
 pub mod multipart;
@@ -74,9 +75,7 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
         anonymous_read: options.anonymous_read,
     });
     if let Some(domain) = &options.domain {
-        let host = s3s::host::SingleDomain::new(domain)
-            .map_err(|e| anyhow::anyhow!("setting `s3_domain` ({domain}): {e}"))?;
-        builder.set_host(host);
+        builder.set_host(host::Domain(domain.to_ascii_lowercase()));
     }
     let gate = Gate {
         election,
