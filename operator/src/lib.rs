@@ -13,4 +13,5 @@ pub mod run;
 pub mod security;
 pub mod status;
 pub mod validate;
+pub mod warnings;
 pub mod zone;

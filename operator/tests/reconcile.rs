@@ -143,7 +143,7 @@ fn secret_names(grid: &str, monitor: bool, generated_zk: bool) -> Vec<String> {
 
 /// Reading each Secret: stored ones are answered and left alone, missing ones are created.
 fn secrets_script_in(ns: &str, names: &[String], stored: &Stored) -> Vec<Expect> {
-    let mut s = vec![];
+    let mut s = vec![namespace_lookup(ns)];
     for name in names {
         let path = format!("{ns}/secrets/{name}");
         match stored.get(name) {
@@ -155,6 +155,19 @@ fn secrets_script_in(ns: &str, names: &[String], stored: &Stored) -> Vec<Expect>
         }
     }
     s
+}
+
+/// The check that the grid's namespace is not being deleted (`ns` is its API path).
+fn namespace_lookup(ns: &str) -> Expect {
+    let name = ns.rsplit('/').next().unwrap();
+    expect(
+        Method::GET,
+        ns,
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}}),
+        ),
+    )
 }
 
 fn secrets_script(stored: &Stored, monitor: bool) -> Vec<Expect> {
@@ -1133,7 +1146,7 @@ async fn certificates_close_to_expiry_are_reissued_and_the_rest_is_kept() {
     a["filegrid.io/not-before"] = json!(rfc3339(now - 50 * DAY));
     a["filegrid.io/not-after"] = json!(rfc3339(now + 40 * DAY));
 
-    let mut script = vec![];
+    let mut script = vec![namespace_lookup(NS)];
     for name in secret_names("demo", true, true) {
         let path = format!("{NS}/secrets/{name}");
         script.push(expect(
@@ -1189,6 +1202,7 @@ async fn a_secret_missing_a_key_is_reported_and_not_overwritten() {
         .unwrap()
         .remove("token");
     let script = vec![
+        namespace_lookup(NS),
         expect(
             Method::GET,
             &format!("{NS}/secrets/demo-cluster-secret"),
@@ -1216,7 +1230,8 @@ async fn a_secret_missing_a_key_is_reported_and_not_overwritten() {
 async fn insecure_grid_renders_insecure_and_creates_no_secrets() {
     let mut fg = fixture("minimal");
     fg.spec.security.insecure = true;
-    let mut script = children_after_secrets(existing_cluster(3), true);
+    let mut script = vec![namespace_lookup(NS)];
+    script.extend(children_after_secrets(existing_cluster(3), true));
     script.extend(after_cluster_script(true));
     script.extend(prune_script(empty_list(), empty_list()));
     script.push(status_patch());
@@ -1336,7 +1351,7 @@ async fn a_replaced_ca_reissues_every_certificate_and_restarts_the_pods() {
     // Someone deleted the CA Secret: a new CA is made, and every certificate it did not sign
     // is issued again.
     stored.remove("demo-ca");
-    let mut script = vec![];
+    let mut script = vec![namespace_lookup(NS)];
     for name in secret_names("demo", true, true) {
         let path = format!("{NS}/secrets/{name}");
         match stored.get(&name) {
