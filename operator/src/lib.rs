@@ -6,6 +6,7 @@ pub mod config;
 pub mod crd;
 pub mod head_api;
 pub mod install;
+pub mod leadership;
 pub mod metrics;
 pub mod reconciler;
 pub mod render;
