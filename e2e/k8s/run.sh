@@ -11,7 +11,9 @@
 #   5. has the head certificate reissued and checks the grid keeps serving without any pod
 #      restarting;
 #   6. scales cluster servers 3 -> 4 -> 3 (the operator decommissions before shrinking)
-#      and checks every file is still there, byte for byte.
+#      and checks every file is still there, byte for byte;
+#   7. pauses the grid (filegrid.io/paused), checks a deleted child is not recreated while
+#      paused and is once the annotation is removed.
 #
 # Images filegrid/node, filegrid/zookeeper and filegrid/operator (docker/build-images.sh)
 # must be available to the cluster's nodes. Set FILEGRID_E2E_KIND_CLUSTER=<name> or
@@ -45,7 +47,19 @@ die() {
   kubectl -n "$NS" get filegrid "$GRID" -o jsonpath='{.status}' 2>/dev/null || true
   echo
   kubectl -n "$OP_NS" logs -l app.kubernetes.io/name=filegrid-operator --tail=50 2>/dev/null || true
-  echo "e2e/k8s: $passed passed, $failed failed"
+  log "pausing the grid"
+paused_cond() { fg_field '.status.conditions[?(@.type=="ReconciliationPaused")].status'; }
+kubectl -n "$NS" annotate filegrid "$GRID" filegrid.io/paused=true >/dev/null
+wait_for "ReconciliationPaused=True" '[ "$(paused_cond)" = True ]'
+kubectl -n "$NS" delete service "$GRID-monitor" --wait=true >/dev/null
+sleep 20
+! kubectl -n "$NS" get service "$GRID-monitor" >/dev/null 2>&1 || die "a paused grid's Service was recreated"
+kubectl -n "$NS" annotate filegrid "$GRID" filegrid.io/paused- >/dev/null
+wait_for "Service $GRID-monitor recreated after resuming" \
+  'kubectl -n "$NS" get service "$GRID-monitor" >/dev/null 2>&1 && [ "$(paused_cond)" = False ]'
+ok "paused: nothing repaired; resumed: repaired"
+
+echo "e2e/k8s: $passed passed, $failed failed"
   exit 1
 }
 
@@ -139,6 +153,13 @@ wait_for "FileGrid $GRID Available" available
 [ -n "$(fg_field .status.leader)" ] || die "no leader in status"
 [ "$(fg_field .status.observedGeneration)" = "$(fg_field .metadata.generation)" ] || die "observedGeneration lags"
 ok "grid Available with 2 heads, 3 cluster servers, leader $(fg_field .status.leader)"
+[ "$(fg_field '.status.conditions[?(@.type=="Resilient")].status')" = True ] \
+  || die "the minimal sample does not survive one pod loss: $(fg_field '.status.conditions[?(@.type=="Resilient")].message')"
+ok "Resilient: writes survive the loss of one pod"
+
+grep -q '^standby_proxy = true' <<<"$(kubectl -n "$NS" get configmap "$GRID-config" -o jsonpath='{.data.head\.toml}')" \
+  || die "head.toml does not set standby_proxy = true"
+ok "standby heads forward to the leader (standby_proxy = true)"
 
 SECRETS=("$GRID-cluster-secret" "$GRID-admin" "$GRID-zookeeper" "$GRID-ca" "$GRID-head-tls" "$GRID-cluster-tls" "$GRID-monitor-tls")
 head_toml="$(kubectl -n "$NS" get configmap "$GRID-config" -o jsonpath='{.data.head\.toml}')"

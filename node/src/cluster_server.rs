@@ -205,7 +205,7 @@ impl ClusterServer {
             |_| false,
         )
         .await?;
-        tracing::info!(server_id = %self.cfg.server_id, zone = ?self.cfg.zone, "registered cluster server");
+        tracing::info!(server_id = %self.cfg.server_id, zone = self.cfg.zone.as_deref(), "registered cluster server");
         Ok(())
     }
 

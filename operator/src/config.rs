@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use toml::Value;
 
+use crate::crd::ExtraValue;
 use crate::validate::ValidGrid;
 
 /// Where the config map is mounted in every FileGrid container.
@@ -104,6 +105,10 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
                 Value::String(format!("0.0.0.0:{METRICS_PORT}")),
             );
             put("preempt", Value::Boolean(spec.heads.preempt));
+            // Clients reach the heads through a Service that may pick a standby: standbys
+            // forward to the leader instead of redirecting (a streamed upload cannot follow a
+            // redirect). `extraConfig.head.standby_proxy: false` switches it off.
+            put("standby_proxy", Value::Boolean(true));
             put(
                 "replication_factor",
                 Value::Integer(spec.replication_factor.into()),
@@ -143,7 +148,10 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
         }
     };
     for (k, v) in extra {
-        s.insert(k.clone(), extra_value(v));
+        // Validation refuses values without a TOML scalar form, so none is skipped here.
+        if let Some(v) = extra_value(v) {
+            s.insert(k.clone(), v);
+        }
     }
     s
 }
@@ -151,9 +159,12 @@ pub fn role_settings(grid: &ValidGrid, role: Role) -> BTreeMap<String, Value> {
 /// Why the node would refuse an `extraConfig` entry of `role`, if it is sure to: a value the
 /// setting's rule rejects, or a setting of another role. Keys no role knows are passed on, as
 /// `extraConfig` is for settings of newer node versions.
-pub fn extra_problem(role: Role, key: &str, raw: &str) -> Option<String> {
+pub fn extra_problem(role: Role, key: &str, value: &ExtraValue) -> Option<String> {
     use filegrid_proto::config::{ClusterFile, HeadFile, MonitorFile};
-    let one: toml::Table = [(key.to_string(), extra_value(raw))].into_iter().collect();
+    let Some(value) = extra_value(value) else {
+        return Some("must be a string, a number or a boolean".to_string());
+    };
+    let one: toml::Table = [(key.to_string(), value)].into_iter().collect();
     let checked = match role {
         Role::Head if HeadFile::KEYS.contains(&key) => Some(one.try_into::<HeadFile>().err()),
         Role::Cluster if ClusterFile::KEYS.contains(&key) => {
@@ -185,15 +196,19 @@ pub fn extra_problem(role: Role, key: &str, raw: &str) -> Option<String> {
     })
 }
 
-/// `true`/`false` and integers keep their type; anything else is a string.
-fn extra_value(raw: &str) -> Value {
-    match raw {
-        "true" => Value::Boolean(true),
-        "false" => Value::Boolean(false),
-        _ => raw
-            .parse::<i64>()
-            .map(Value::Integer)
-            .unwrap_or_else(|_| Value::String(raw.to_string())),
+/// The TOML form of an `extraConfig` value: strings, integers, floats and booleans keep their
+/// type; objects, arrays and null have none.
+pub fn extra_value(v: &ExtraValue) -> Option<Value> {
+    match &v.0 {
+        serde_json::Value::Bool(b) => Some(Value::Boolean(*b)),
+        serde_json::Value::String(s) => Some(Value::String(s.clone())),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Some(Value::Integer(i)),
+            None => n.as_f64().map(Value::Float),
+        },
+        serde_json::Value::Null | serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            None
+        }
     }
 }
 
@@ -213,28 +228,70 @@ pub fn config_hash(grid: &ValidGrid, role: Role) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn extra_config_the_node_would_refuse() {
-        assert_eq!(extra_problem(Role::Cluster, "scrub_rate", "33554432"), None);
-        assert_eq!(extra_problem(Role::Head, "startup_grace", "5s"), None);
+        let int = |n: i64| ExtraValue::from(n);
         assert_eq!(
-            extra_problem(Role::Cluster, "scrub_rate", "fast").map(|m| m.contains("8MiB")),
+            extra_problem(Role::Cluster, "scrub_rate", &int(33554432)),
+            None
+        );
+        assert_eq!(
+            extra_problem(Role::Cluster, "scrub_rate", &"32MiB".into()),
+            None
+        );
+        assert_eq!(
+            extra_problem(Role::Head, "startup_grace", &"5s".into()),
+            None
+        );
+        assert_eq!(
+            extra_problem(Role::Head, "standby_proxy", &true.into()),
+            None
+        );
+        assert_eq!(
+            extra_problem(Role::Cluster, "scrub_rate", &"fast".into()).map(|m| m.contains("8MiB")),
             Some(true)
         );
+        assert!(extra_problem(Role::Head, "standby_proxy", &int(7)).is_some());
         assert_eq!(
-            extra_problem(Role::Head, "scrub_rate", "1MiB").as_deref(),
+            extra_problem(Role::Head, "scrub_rate", &"1MiB".into()).as_deref(),
             Some("is a cluster setting, not a head one")
         );
-        assert_eq!(extra_problem(Role::Head, "from_a_newer_node", "1"), None);
+        assert_eq!(
+            extra_problem(Role::Head, "from_a_newer_node", &int(1)),
+            None
+        );
+        assert_eq!(
+            extra_problem(
+                Role::Head,
+                "from_a_newer_node",
+                &ExtraValue(json!({"a": 1}))
+            )
+            .as_deref(),
+            Some("must be a string, a number or a boolean")
+        );
     }
 
     #[test]
-    fn extra_values_keep_booleans_and_integers() {
-        assert_eq!(extra_value("true"), Value::Boolean(true));
-        assert_eq!(extra_value("false"), Value::Boolean(false));
-        assert_eq!(extra_value("64"), Value::Integer(64));
-        assert_eq!(extra_value("8MiB"), Value::String("8MiB".to_string()));
-        assert_eq!(extra_value("True"), Value::String("True".to_string()));
+    fn extra_values_keep_their_type() {
+        assert_eq!(extra_value(&true.into()), Some(Value::Boolean(true)));
+        assert_eq!(extra_value(&false.into()), Some(Value::Boolean(false)));
+        assert_eq!(extra_value(&64.into()), Some(Value::Integer(64)));
+        assert_eq!(
+            extra_value(&ExtraValue(json!(0.5))),
+            Some(Value::Float(0.5))
+        );
+        assert_eq!(
+            extra_value(&"8MiB".into()),
+            Some(Value::String("8MiB".to_string()))
+        );
+        // A quoted value stays a string.
+        assert_eq!(
+            extra_value(&"true".into()),
+            Some(Value::String("true".to_string()))
+        );
+        assert_eq!(extra_value(&ExtraValue(json!(null))), None);
+        assert_eq!(extra_value(&ExtraValue(json!([1]))), None);
     }
 }

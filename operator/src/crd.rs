@@ -59,7 +59,8 @@ pub struct FileGridSpec {
     #[schemars(range(min = 1, max = 5))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("replicationFactor is immutable"))]
     pub replication_factor: i32,
-    /// Replicas that must hold a chunk before a write is acknowledged; defaults to replicationFactor.
+    /// Replicas that must hold a chunk before a write is acknowledged; defaults to 2 (1 when
+    /// replicationFactor is 1), so writes go on while one cluster server is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 5))]
     pub min_write_replicas: Option<i32>,
@@ -366,17 +367,58 @@ impl Default for NetworkPolicySpec {
     }
 }
 
-/// Extra TOML settings per role. `true`/`false` and integers are written as such,
-/// anything else as a string.
+/// Extra TOML settings per role: strings, numbers and booleans, written with their type.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtraConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub head: BTreeMap<String, String>,
+    pub head: BTreeMap<String, ExtraValue>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub cluster: BTreeMap<String, String>,
+    pub cluster: BTreeMap<String, ExtraValue>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub monitor: BTreeMap<String, String>,
+    pub monitor: BTreeMap<String, ExtraValue>,
+}
+
+/// One `extraConfig` value as written in the resource. The schema accepts any JSON value
+/// (a structural schema cannot say "string, number or boolean"); the operator refuses
+/// objects, arrays and null ([`crate::validate`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct ExtraValue(pub serde_json::Value);
+
+impl From<&str> for ExtraValue {
+    fn from(s: &str) -> Self {
+        Self(serde_json::Value::String(s.to_string()))
+    }
+}
+
+impl From<bool> for ExtraValue {
+    fn from(b: bool) -> Self {
+        Self(serde_json::Value::Bool(b))
+    }
+}
+
+impl From<i64> for ExtraValue {
+    fn from(n: i64) -> Self {
+        Self(serde_json::Value::from(n))
+    }
+}
+
+impl JsonSchema for ExtraValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ExtraValue".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A string, number or boolean.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
 }
 
 /// Observed state, written only by the operator.
@@ -386,7 +428,7 @@ pub struct FileGridStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Available`, `Progressing` and `Degraded`.
+    /// `Available`, `Progressing`, `Degraded`, `Resilient` and `ReconciliationPaused`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default)]

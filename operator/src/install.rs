@@ -53,6 +53,7 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         rule(&["networking.k8s.io"], &["networkpolicies"], &manage),
         rule(&[""], &["pods"], &["get", "list", "watch", "patch"]),
         rule(&[""], &["nodes"], &["get"]),
+        rule(&[""], &["namespaces"], &["get"]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         rule(&["monitoring.coreos.com"], &["servicemonitors"], &manage),
     ]

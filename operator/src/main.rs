@@ -1,5 +1,6 @@
 //! `filegrid-operator`: run the controller, print the CRD, or render manifests offline.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,13 +62,19 @@ async fn main() -> ExitCode {
         } => {
             let filter =
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            // Colour codes only on a terminal: container logs are files and log collectors.
+            let ansi = std::io::stdout().is_terminal();
             if log_json {
                 tracing_subscriber::fmt()
                     .json()
+                    .with_ansi(false)
                     .with_env_filter(filter)
                     .init();
             } else {
-                tracing_subscriber::fmt().with_env_filter(filter).init();
+                tracing_subscriber::fmt()
+                    .with_ansi(ansi)
+                    .with_env_filter(filter)
+                    .init();
             }
             let identity =
                 identity.unwrap_or_else(|| format!("filegrid-operator-{}", std::process::id()));

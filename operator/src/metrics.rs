@@ -1,8 +1,8 @@
 //! The operator's own Prometheus metrics.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Reconcile counters and timings, registered in their own registry.
@@ -12,6 +12,8 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     pub duration: Histogram,
     pub is_leader: IntGauge,
+    /// 1 while a grid carries `filegrid.io/paused: "true"`.
+    pub paused: IntGaugeVec,
 }
 
 impl Metrics {
@@ -30,6 +32,14 @@ impl Metrics {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )?;
         let is_leader = IntGauge::new("leader", "1 while this replica holds the leader lease")?;
+        let paused = IntGaugeVec::new(
+            Opts::new(
+                "paused",
+                "1 while the grid's reconciliation is paused by the filegrid.io/paused annotation",
+            ),
+            &["namespace", "name"],
+        )?;
+        registry.register(Box::new(paused.clone()))?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -40,6 +50,7 @@ impl Metrics {
             failures,
             duration,
             is_leader,
+            paused,
         })
     }
 

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::security::{self, SecurityError};
 use crate::status::{self, Observed};
 use crate::validate::{ValidGrid, validate};
+use crate::warnings::Warnings;
 use crate::zone;
 
 /// How often a healthy grid is looked at again (leader and epoch change without a Kubernetes event).
@@ -65,8 +66,10 @@ pub struct Context {
     pub head_api: Arc<dyn HeadApi>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Consecutive failures per grid, for the error backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// The last failure per grid, for the error backoff.
+    failures: Mutex<HashMap<String, Failure>>,
+    /// Warning Events already published, so each is published once per change of cause.
+    pub warnings: Arc<Mutex<Warnings>>,
 }
 
 impl Context {
@@ -78,20 +81,36 @@ impl Context {
             recorder,
             metrics,
             failures: Mutex::default(),
+            warnings: Arc::default(),
         }
     }
 
-    fn failures_of(&self, key: &str) -> u32 {
-        self.failures
-            .lock()
-            .map(|m| m.get(key).copied().unwrap_or(0))
-            .unwrap_or(0)
+    /// Publish the warnings of `reason` (by subject) that are new or changed since the last
+    /// reconcile of this grid; forget those that went away.
+    async fn warn_changed(
+        &self,
+        fg: &FileGrid,
+        reason: &str,
+        current: std::collections::BTreeMap<String, String>,
+    ) {
+        let new = match self.warnings.lock() {
+            Ok(mut w) => w.changed(&key(fg), reason, current),
+            Err(_) => return,
+        };
+        for (_, note) in new {
+            warn!(grid = %key(fg), %reason, %note);
+            publish(self, fg, EventType::Warning, reason, &note).await;
+        }
     }
 
-    fn set_failures(&self, key: &str, n: Option<u32>) {
+    fn failure_of(&self, key: &str) -> Option<Failure> {
+        self.failures.lock().ok().and_then(|m| m.get(key).copied())
+    }
+
+    fn set_failure(&self, key: &str, f: Option<Failure>) {
         if let Ok(mut m) = self.failures.lock() {
-            match n {
-                Some(n) => m.insert(key.to_string(), n),
+            match f {
+                Some(f) => m.insert(key.to_string(), f),
                 None => m.remove(key),
             };
         }
@@ -120,14 +139,40 @@ fn key(fg: &FileGrid) -> String {
     format!("{}/{}", fg.namespace().unwrap_or_default(), fg.name_any())
 }
 
+/// The last failed reconcile of a grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Failures in a row.
+    pub count: u32,
+    pub at: Instant,
+    /// [`trigger_hash`] of the grid that failed.
+    pub trigger: Option<u64>,
+}
+
+/// How long a reconcile started at `now` must still wait after `failure`: the rest of the
+/// failure's backoff, unless the grid changed since (its spec, annotations or deletion).
+/// Other events, such as the operator's own status write or a child's status, do not cut
+/// the backoff short.
+pub fn hold_back(failure: Option<Failure>, trigger: Option<u64>, now: Instant) -> Option<Duration> {
+    let f = failure?;
+    if f.trigger != trigger {
+        return None;
+    }
+    let due = f.at + backoff(f.count);
+    (due > now).then(|| due - now)
+}
+
 /// Entry point for the controller: times and counts the reconcile.
 pub async fn reconcile(fg: Arc<FileGrid>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(wait) = hold_back(ctx.failure_of(&key(&fg)), trigger_hash(&fg), Instant::now()) {
+        return Ok(Action::requeue(wait));
+    }
     ctx.metrics.reconciliations.inc();
     let timer = ctx.metrics.duration.start_timer();
     let result = reconcile_grid(&fg, &ctx).await;
     timer.observe_duration();
     match &result {
-        Ok(_) => ctx.set_failures(&key(&fg), None),
+        Ok(_) => ctx.set_failure(&key(&fg), None),
         Err(e) => {
             ctx.metrics.failures.with_label_values(&[e.kind()]).inc();
             // Best effort: the error itself is what the controller retries on.
@@ -143,8 +188,15 @@ pub async fn reconcile(fg: Arc<FileGrid>, ctx: Arc<Context>) -> Result<Action, E
 /// Transient errors back off exponentially per grid: 5s, 10s, ... up to 5 minutes.
 pub fn error_policy(fg: Arc<FileGrid>, error: &Error, ctx: Arc<Context>) -> Action {
     let k = key(&fg);
-    let n = ctx.failures_of(&k).saturating_add(1);
-    ctx.set_failures(&k, Some(n));
+    let n = ctx.failure_of(&k).map_or(0, |f| f.count).saturating_add(1);
+    ctx.set_failure(
+        &k,
+        Some(Failure {
+            count: n,
+            at: Instant::now(),
+            trigger: trigger_hash(&fg),
+        }),
+    );
     let delay = backoff(n);
     warn!(grid = %k, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -156,12 +208,83 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
+/// Annotation that pauses reconciliation of a grid while its value is `"true"`.
+pub const PAUSED_ANNOTATION: &str = "filegrid.io/paused";
+
+/// Whether the grid carries `filegrid.io/paused: "true"`.
+pub fn is_paused(fg: &FileGrid) -> bool {
+    fg.annotations()
+        .get(PAUSED_ANNOTATION)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// What of a FileGrid, when it changes, ends a failure's backoff at once: its generation (the
+/// spec), its annotations (pausing) and whether it is being deleted. The operator's own status
+/// writes change none of these.
+pub fn trigger_hash(fg: &FileGrid) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    fg.metadata.generation.hash(&mut h);
+    fg.annotations().hash(&mut h);
+    fg.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Whether nothing may be created in a namespace: it is gone or being deleted.
+pub fn namespace_terminating(ns: Option<&Namespace>) -> bool {
+    ns.is_none_or(|ns| {
+        ns.metadata.deletion_timestamp.is_some()
+            || ns
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|p| p == "Terminating")
+    })
+}
+
 async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
+    if fg.metadata.deletion_timestamp.is_some() {
+        // Being deleted: garbage collection removes the children; apply nothing.
+        info!(grid = %key(fg), "being deleted; nothing to do");
+        if let Ok(mut w) = ctx.warnings.lock() {
+            w.forget(&key(fg));
+        }
+        return Ok(Action::await_change());
+    }
+    let paused = is_paused(fg);
+    ctx.metrics
+        .paused
+        .with_label_values(&[
+            fg.namespace().unwrap_or_default().as_str(),
+            fg.name_any().as_str(),
+        ])
+        .set(i64::from(paused));
+    if paused {
+        return pause(fg, ctx).await;
+    }
+    if status::is_paused(fg.status.as_ref()) {
+        info!(grid = %key(fg), "reconciliation resumed");
+        publish(
+            ctx,
+            fg,
+            EventType::Normal,
+            "ReconciliationResumed",
+            &format!("{PAUSED_ANNOTATION} was removed: reconciling again"),
+        )
+        .await;
+    }
     let mut grid = match validate(fg) {
         Ok(g) => g,
         Err(invalid) => return refuse(fg, ctx, &invalid.to_string()).await,
     };
     let client = &ctx.client;
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get_opt(&grid.namespace)
+        .await?;
+    if namespace_terminating(namespace.as_ref()) {
+        info!(grid = %key(fg), "namespace is being deleted; nothing to apply");
+        return Ok(Action::await_change());
+    }
 
     // Secrets first: the pods mount them. A new CA restarts the pods (see ValidGrid::ca_sha256).
     let access = security::ensure(client, &grid, unix_now()).await?;
@@ -220,19 +343,21 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
             &Patch::Apply(&sm),
         )
         .await?;
-    } else if grid.spec.metrics.service_monitor.enabled {
-        publish(
-            ctx,
-            fg,
-            EventType::Warning,
-            "ServiceMonitorUnavailable",
-            "the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed",
-        )
+    }
+    let mut unavailable = std::collections::BTreeMap::new();
+    if service_monitors.is_none() && grid.spec.metrics.service_monitor.enabled {
+        unavailable.insert(
+            String::new(),
+            "the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed".to_string(),
+        );
+    }
+    ctx.warn_changed(fg, "ServiceMonitorUnavailable", unavailable)
         .await;
-    }
-    if let Some(key) = &grid.spec.zone_topology_key {
-        zone::annotate_pods(client, &grid, key, &ctx.recorder, &fg.object_ref(&())).await?;
-    }
+    let without_zone = match &grid.spec.zone_topology_key {
+        Some(key) => zone::annotate_pods(client, &grid, key).await?,
+        None => Default::default(),
+    };
+    ctx.warn_changed(fg, "NodeWithoutZone", without_zone).await;
     prune(client, &grid, service_monitors.as_ref()).await?;
 
     let leader = match leader {
@@ -449,13 +574,33 @@ where
     Ok(())
 }
 
+/// A paused grid: nothing is applied or deleted. Reported by the `ReconciliationPaused`
+/// condition and, when it starts, an Event. Removing the annotation resumes.
+async fn pause(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
+    let was_paused = status::is_paused(fg.status.as_ref());
+    if !was_paused {
+        info!(grid = %key(fg), "reconciliation paused");
+        publish(
+            ctx,
+            fg,
+            EventType::Normal,
+            status::RECONCILIATION_PAUSED,
+            &format!("{PAUSED_ANNOTATION} is \"true\": nothing is applied until it is removed"),
+        )
+        .await;
+    }
+    let s = status::paused(fg.metadata.generation, fg.status.as_ref());
+    patch_status(fg, ctx, &s).await?;
+    Ok(Action::await_change())
+}
+
 /// An invalid spec: report it once per generation and wait for the user to change it.
 async fn refuse(fg: &FileGrid, ctx: &Context, message: &str) -> Result<Action, Error> {
     let generation = fg.metadata.generation;
     if !status::already_degraded(fg.status.as_ref(), generation, message) {
         warn!(grid = %key(fg), %message, "invalid FileGrid");
-        publish(ctx, fg, EventType::Warning, "InvalidSpec", message).await;
-        patch_degraded(fg, ctx, "InvalidSpec", message).await?;
+        publish(ctx, fg, EventType::Warning, status::INVALID_SPEC, message).await;
+        patch_degraded(fg, ctx, status::INVALID_SPEC, message).await?;
     }
     Ok(Action::await_change())
 }
@@ -497,5 +642,105 @@ async fn publish(ctx: &Context, fg: &FileGrid, type_: EventType, reason: &str, n
     };
     if let Err(e) = ctx.recorder.publish(&ev, &fg.object_ref(&())).await {
         warn!(grid = %key(fg), error = %e, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(yaml_meta: &str) -> FileGrid {
+        serde_yaml::from_str(&format!(
+            "apiVersion: filegrid.io/v1alpha1\nkind: FileGrid\nmetadata: {yaml_meta}\nspec: {{zookeeper: {{connect: 'zk:2181'}}}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failure_is_retried_after_its_backoff_unless_the_grid_changed() {
+        let fg = grid("{name: g, namespace: ns, generation: 3}");
+        let t0 = Instant::now();
+        let failure = Failure {
+            count: 1,
+            at: t0,
+            trigger: trigger_hash(&fg),
+        };
+        // The status write right after the failure, or a child's event: wait the rest.
+        assert_eq!(
+            hold_back(
+                Some(failure),
+                trigger_hash(&fg),
+                t0 + Duration::from_secs(1)
+            ),
+            Some(Duration::from_secs(4))
+        );
+        let second = Failure {
+            count: 2,
+            ..failure
+        };
+        assert_eq!(
+            hold_back(Some(second), trigger_hash(&fg), t0),
+            Some(Duration::from_secs(10))
+        );
+        // Due: go.
+        assert_eq!(
+            hold_back(
+                Some(failure),
+                trigger_hash(&fg),
+                t0 + Duration::from_secs(5)
+            ),
+            None
+        );
+        assert_eq!(hold_back(None, trigger_hash(&fg), t0), None);
+        // A new spec, a new annotation or a deletion: go at once.
+        for changed in [
+            "{name: g, namespace: ns, generation: 4}",
+            "{name: g, namespace: ns, generation: 3, annotations: {filegrid.io/paused: 'true'}}",
+            "{name: g, namespace: ns, generation: 3, deletionTimestamp: '2026-01-01T00:00:00Z'}",
+        ] {
+            assert_eq!(
+                hold_back(Some(failure), trigger_hash(&grid(changed)), t0),
+                None
+            );
+        }
+        // Status and labels are not triggers.
+        let mut with_status = fg.clone();
+        with_status.status = Some(FileGridStatus {
+            ready_heads: 2,
+            ..FileGridStatus::default()
+        });
+        assert_eq!(trigger_hash(&with_status), trigger_hash(&fg));
+    }
+
+    #[test]
+    fn paused_only_by_true() {
+        assert!(!is_paused(&grid("{name: g}")));
+        assert!(is_paused(&grid(
+            "{name: g, annotations: {filegrid.io/paused: 'true'}}"
+        )));
+        assert!(is_paused(&grid(
+            "{name: g, annotations: {filegrid.io/paused: 'True'}}"
+        )));
+        assert!(!is_paused(&grid(
+            "{name: g, annotations: {filegrid.io/paused: 'false'}}"
+        )));
+        assert!(!is_paused(&grid(
+            "{name: g, annotations: {filegrid.io/paused: ''}}"
+        )));
+    }
+
+    #[test]
+    fn terminating_namespaces() {
+        let ns = |json: serde_json::Value| -> Namespace { serde_json::from_value(json).unwrap() };
+        assert!(namespace_terminating(None));
+        assert!(!namespace_terminating(Some(&ns(
+            serde_json::json!({"metadata": {"name": "a"}, "status": {"phase": "Active"}})
+        ))));
+        assert!(namespace_terminating(Some(&ns(
+            serde_json::json!({"metadata": {"name": "a"}, "status": {"phase": "Terminating"}})
+        ))));
+        assert!(namespace_terminating(Some(&ns(
+            serde_json::json!({"metadata": {"name": "a", "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+        ))));
     }
 }

@@ -84,6 +84,13 @@ pub struct ValidGrid {
     pub ca_sha256: Option<String>,
 }
 
+/// `minWriteReplicas` when the spec leaves it out: 2 copies (1 when `replicationFactor` is 1),
+/// so that with a replication factor of 3 writes go on while one cluster server restarts; the
+/// missing copy is made by repair.
+pub fn default_min_write_replicas(replication_factor: i32) -> i32 {
+    replication_factor.clamp(1, 2)
+}
+
 /// Validate a FileGrid read from the API server.
 pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
     let name = fg.name_any();
@@ -113,7 +120,9 @@ pub fn validate(fg: &FileGrid) -> Result<ValidGrid, InvalidSpec> {
     if spec.heads.replicas < 1 {
         return Err(invalid("spec.heads.replicas", "must be at least 1"));
     }
-    let min_write_replicas = spec.min_write_replicas.unwrap_or(rf);
+    let min_write_replicas = spec
+        .min_write_replicas
+        .unwrap_or_else(|| default_min_write_replicas(rf));
     if !(1..=rf).contains(&min_write_replicas) {
         return Err(invalid(
             "spec.minWriteReplicas",
@@ -284,8 +293,45 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let g = validate(&grid("  zookeeper: {connect: 'zk:2181'}")).unwrap();
-        assert_eq!(g.min_write_replicas, 3);
+        assert_eq!(g.min_write_replicas, 2);
         assert_eq!(g.zk_root, "/filegrid/ns/g");
+    }
+
+    #[test]
+    fn default_min_write_replicas_leaves_one_copy_to_repair() {
+        assert_eq!(default_min_write_replicas(1), 1);
+        assert_eq!(default_min_write_replicas(2), 2);
+        assert_eq!(default_min_write_replicas(3), 2);
+        assert_eq!(default_min_write_replicas(5), 2);
+        let g = validate(&grid(
+            "  zookeeper: {connect: 'zk:2181'}\n  replicationFactor: 1\n  cluster: {replicas: 1}",
+        ))
+        .unwrap();
+        assert_eq!(g.min_write_replicas, 1);
+    }
+
+    #[test]
+    fn extra_config_takes_strings_numbers_and_booleans_but_not_objects() {
+        let zk = "  zookeeper: {connect: 'zk:2181'}\n";
+        let g = validate(&grid(&format!(
+            "{zk}  extraConfig: {{head: {{standby_proxy: false, startup_grace: 5s}}, cluster: {{scrub_rate: 1048576}}}}"
+        )))
+        .unwrap();
+        assert_eq!(g.spec.extra_config.head["standby_proxy"], false.into());
+        assert_eq!(
+            validate(&grid(&format!(
+                "{zk}  extraConfig: {{head: {{future: {{a: 1}}}}}}"
+            )))
+            .unwrap_err()
+            .to_string(),
+            "spec.extraConfig.head.future: must be a string, a number or a boolean"
+        );
+        assert_eq!(
+            field_of(&format!(
+                "{zk}  extraConfig: {{head: {{standby_proxy: 3}}}}"
+            )),
+            "spec.extraConfig.head.standby_proxy"
+        );
     }
 
     #[test]

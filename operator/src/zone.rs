@@ -2,25 +2,27 @@
 //! copies the zone label of each cluster pod's node onto the pod as the `filegrid.io/zone`
 //! annotation; the pod reads it from a downward API file into `FILEGRID_ZONE`.
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::builders::{ZONE_ANNOTATION, selector_labels};
 use crate::config::Role;
 use crate::validate::ValidGrid;
 
-/// Annotate every scheduled cluster pod that lacks its zone.
+/// Annotate every scheduled cluster pod that lacks its zone. Returns, by pod name, why the pods
+/// still waiting for a zone have none (their node lacks the label); the caller publishes
+/// those as Warning Events once per change. A pod bound to a node that no longer exists is
+/// skipped: it is about to be deleted and rescheduled.
 pub async fn annotate_pods(
     client: &Client,
     grid: &ValidGrid,
     topology_key: &str,
-    recorder: &Recorder,
-    grid_ref: &ObjectReference,
-) -> Result<(), kube::Error> {
+) -> Result<BTreeMap<String, String>, kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &grid.namespace);
     let nodes: Api<Node> = Api::all(client.clone());
     let selector = selector_labels(grid, Role::Cluster)
@@ -28,6 +30,7 @@ pub async fn annotate_pods(
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
+    let mut without_zone = BTreeMap::new();
     for pod in pods.list(&ListParams::default().labels(&selector)).await? {
         if pod.annotations().contains_key(ZONE_ANNOTATION) {
             continue;
@@ -35,7 +38,10 @@ pub async fn annotate_pods(
         let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
             continue;
         };
-        let node = nodes.get(&node_name).await?;
+        let Some(node) = nodes.get_opt(&node_name).await? else {
+            info!(pod = %pod.name_any(), node = %node_name, "the pod's node is gone; skipping it");
+            continue;
+        };
         match node.labels().get(topology_key) {
             Some(zone) => {
                 info!(pod = %pod.name_any(), %zone, "setting zone");
@@ -52,19 +58,9 @@ pub async fn annotate_pods(
                     "node {node_name} of pod {} has no label {topology_key}",
                     pod.name_any()
                 );
-                warn!(%note);
-                let ev = Event {
-                    type_: EventType::Warning,
-                    reason: "NodeWithoutZone".to_string(),
-                    note: Some(note),
-                    action: "Reconcile".to_string(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, grid_ref).await {
-                    warn!(error = %e, "could not publish event");
-                }
+                without_zone.insert(pod.name_any(), note);
             }
         }
     }
-    Ok(())
+    Ok(without_zone)
 }

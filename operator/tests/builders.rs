@@ -287,6 +287,7 @@ fn each_role_file_holds_only_that_roles_keys() {
                 "s3_listen",
                 "metrics_listen",
                 "preempt",
+                "standby_proxy",
                 "replication_factor",
                 "min_write_replicas",
                 "chunk_size",
@@ -340,6 +341,33 @@ fn default_zk_root_and_extra_config_types() {
     let head: toml::Table = toml::from_str(&config::render(&g, Role::Head)).unwrap();
     assert_eq!(head["startup_grace"].as_str(), Some("5s"));
     assert_eq!(head["preempt"].as_bool(), Some(true));
+}
+
+#[test]
+fn heads_forward_to_the_leader_unless_extra_config_says_otherwise() {
+    let head =
+        |g: &ValidGrid| -> toml::Table { toml::from_str(&config::render(g, Role::Head)).unwrap() };
+    let g = fixture("minimal");
+    assert_eq!(head(&g)["standby_proxy"].as_bool(), Some(true));
+    assert_eq!(head(&g)["min_write_replicas"].as_integer(), Some(2));
+    assert!(!config::render(&g, Role::Cluster).contains("standby_proxy"));
+    let g = fixture_with("minimal", |fg| {
+        fg.spec
+            .extra_config
+            .head
+            .insert("standby_proxy".into(), false.into());
+    });
+    assert_eq!(head(&g)["standby_proxy"].as_bool(), Some(false));
+    // The documented form `extraConfig: {head: {standby_proxy: true}}` decodes and renders.
+    let fg: FileGrid = serde_yaml::from_str(
+        "apiVersion: filegrid.io/v1alpha1\nkind: FileGrid\nmetadata: {name: d, namespace: n, uid: u}\n\
+         spec: {zookeeper: {connect: 'zk:2181'}, extraConfig: {head: {standby_proxy: true, startup_grace: 5s}, cluster: {scrub_rate: 1048576}}}",
+    )
+    .unwrap();
+    let g = validate(&fg).unwrap();
+    assert_eq!(head(&g)["standby_proxy"].as_bool(), Some(true));
+    let cluster: toml::Table = toml::from_str(&config::render(&g, Role::Cluster)).unwrap();
+    assert_eq!(cluster["scrub_rate"].as_integer(), Some(1048576));
 }
 
 #[test]

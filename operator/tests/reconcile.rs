@@ -13,6 +13,7 @@ use filegrid_operator::metrics::Metrics;
 use filegrid_operator::reconciler::{
     BUSY_REQUEUE, Context, STEADY_REQUEUE, backoff, error_policy, reconcile,
 };
+use filegrid_operator::warnings::Warnings;
 use filegrid_proto::ServerId;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
@@ -143,7 +144,7 @@ fn secret_names(grid: &str, monitor: bool, generated_zk: bool) -> Vec<String> {
 
 /// Reading each Secret: stored ones are answered and left alone, missing ones are created.
 fn secrets_script_in(ns: &str, names: &[String], stored: &Stored) -> Vec<Expect> {
-    let mut s = vec![];
+    let mut s = vec![namespace_lookup(ns)];
     for name in names {
         let path = format!("{ns}/secrets/{name}");
         match stored.get(name) {
@@ -155,6 +156,19 @@ fn secrets_script_in(ns: &str, names: &[String], stored: &Stored) -> Vec<Expect>
         }
     }
     s
+}
+
+/// The check that the grid's namespace is not being deleted (`ns` is its API path).
+fn namespace_lookup(ns: &str) -> Expect {
+    let name = ns.rsplit('/').next().unwrap();
+    expect(
+        Method::GET,
+        ns,
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}}),
+        ),
+    )
 }
 
 fn secrets_script(stored: &Stored, monitor: bool) -> Vec<Expect> {
@@ -327,6 +341,18 @@ async fn run(
     leader: Option<Leader>,
     servers: Vec<ClusterServer>,
 ) -> Run {
+    run_with(fg, script, leader, servers, None).await
+}
+
+/// [`run`], remembering the warnings already published in `warnings` (as one operator would
+/// across reconciles).
+async fn run_with(
+    fg: FileGrid,
+    script: Vec<Expect>,
+    leader: Option<Leader>,
+    servers: Vec<ClusterServer>,
+    warnings: Option<Arc<Mutex<Warnings>>>,
+) -> Run {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log: Log = Arc::default();
     let server = serve(handle, script, log.clone());
@@ -338,11 +364,11 @@ async fn run(
         leader,
         servers,
     });
-    let ctx = Arc::new(Context::new(
-        Client::new(svc, "default"),
-        head,
-        metrics.clone(),
-    ));
+    let mut ctx = Context::new(Client::new(svc, "default"), head, metrics.clone());
+    if let Some(w) = warnings {
+        ctx.warnings = w;
+    }
+    let ctx = Arc::new(ctx);
     let fg = Arc::new(fg);
     let action = tokio::time::timeout(Duration::from_secs(10), reconcile(fg.clone(), ctx.clone()))
         .await
@@ -1133,7 +1159,7 @@ async fn certificates_close_to_expiry_are_reissued_and_the_rest_is_kept() {
     a["filegrid.io/not-before"] = json!(rfc3339(now - 50 * DAY));
     a["filegrid.io/not-after"] = json!(rfc3339(now + 40 * DAY));
 
-    let mut script = vec![];
+    let mut script = vec![namespace_lookup(NS)];
     for name in secret_names("demo", true, true) {
         let path = format!("{NS}/secrets/{name}");
         script.push(expect(
@@ -1189,6 +1215,7 @@ async fn a_secret_missing_a_key_is_reported_and_not_overwritten() {
         .unwrap()
         .remove("token");
     let script = vec![
+        namespace_lookup(NS),
         expect(
             Method::GET,
             &format!("{NS}/secrets/demo-cluster-secret"),
@@ -1216,7 +1243,8 @@ async fn a_secret_missing_a_key_is_reported_and_not_overwritten() {
 async fn insecure_grid_renders_insecure_and_creates_no_secrets() {
     let mut fg = fixture("minimal");
     fg.spec.security.insecure = true;
-    let mut script = children_after_secrets(existing_cluster(3), true);
+    let mut script = vec![namespace_lookup(NS)];
+    script.extend(children_after_secrets(existing_cluster(3), true));
     script.extend(after_cluster_script(true));
     script.extend(prune_script(empty_list(), empty_list()));
     script.push(status_patch());
@@ -1336,7 +1364,7 @@ async fn a_replaced_ca_reissues_every_certificate_and_restarts_the_pods() {
     // Someone deleted the CA Secret: a new CA is made, and every certificate it did not sign
     // is issued again.
     stored.remove("demo-ca");
-    let mut script = vec![];
+    let mut script = vec![namespace_lookup(NS)];
     for name in secret_names("demo", true, true) {
         let path = format!("{NS}/secrets/{name}");
         match stored.get(&name) {
@@ -1391,4 +1419,270 @@ async fn a_replaced_ca_reissues_every_certificate_and_restarts_the_pods() {
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_grid_being_deleted_gets_nothing_applied() {
+    let mut fg = fixture("minimal");
+    fg.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-01-01T00:00:00Z")).unwrap());
+    let r = run(fg, vec![], Some(leader()), vec![]).await;
+    assert_eq!(r.action, Ok(Action::await_change()));
+    assert!(r.log.is_empty(), "{:?}", r.log);
+}
+
+#[tokio::test]
+async fn nothing_is_applied_in_a_terminating_namespace() {
+    for namespace in [
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a",
+                "deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Terminating"}}),
+        ),
+        not_found(),
+    ] {
+        let script = vec![expect(Method::GET, NS, namespace)];
+        let r = run(fixture("minimal"), script, Some(leader()), vec![]).await;
+        assert_eq!(r.action, Ok(Action::await_change()));
+        assert_eq!(r.log, vec![format!("kube GET {NS}")]);
+    }
+}
+
+#[tokio::test]
+async fn a_paused_grid_reports_it_once_and_applies_nothing() {
+    let mut fg = fixture("minimal");
+    fg.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("filegrid.io/paused".into(), "true".into());
+    let script = vec![
+        expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/team-a/events",
+            Reply::EchoWith(json!({})),
+        ),
+        status_patch(),
+    ];
+    let r = run(fg.clone(), script, Some(leader()), vec![]).await;
+    assert_eq!(r.action, Ok(Action::await_change()));
+    assert_eq!(r.bodies[0]["reason"], "ReconciliationPaused");
+    assert_eq!(r.bodies[0]["type"], "Normal");
+    let status = r.bodies[1]["status"].clone();
+    assert_eq!(condition(&status, "ReconciliationPaused")["status"], "True");
+    let gauge = r
+        .metrics
+        .paused
+        .with_label_values(&["team-a", "demo"])
+        .get();
+    assert_eq!(gauge, 1);
+    // Still paused on the next reconcile: no Event, no status write, nothing applied.
+    fg.status = Some(serde_json::from_value(status.clone()).unwrap());
+    let r = run(fg.clone(), vec![], Some(leader()), vec![]).await;
+    assert_eq!(r.action, Ok(Action::await_change()));
+    assert!(r.log.is_empty(), "{:?}", r.log);
+
+    // The annotation removed: an Event, then a full reconcile that clears the condition.
+    fg.metadata.annotations = None;
+    let mut script = vec![expect(
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/team-a/events",
+        Reply::EchoWith(json!({})),
+    )];
+    script.extend(full_script(existing_cluster(3), true));
+    let r = run(fg, script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert_eq!(r.bodies[0]["reason"], "ReconciliationResumed");
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(condition(status, "ReconciliationPaused")["status"], "False");
+    assert_eq!(
+        r.metrics
+            .paused
+            .with_label_values(&["team-a", "demo"])
+            .get(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_first_retry_after_a_failure_waits_for_the_backoff() {
+    let fg = Arc::new(fixture("minimal"));
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log: Log = Arc::default();
+    let mut script = secrets_script(&Stored::new(), true);
+    script.extend([
+        expect(
+            Method::PATCH,
+            &format!("{NS}/configmaps/demo-config"),
+            Reply::Json(
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "etcd unavailable", "reason": "InternalError", "code": 500}),
+            ),
+        ),
+        status_patch(),
+    ]);
+    let server = serve(handle, script, log.clone());
+    let head = Arc::new(FakeHead {
+        log: log.clone(),
+        accesses: Arc::default(),
+        leader: Some(leader()),
+        servers: vec![],
+    });
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let ctx = Arc::new(Context::new(
+        Client::new(svc, "default"),
+        head,
+        metrics.clone(),
+    ));
+    let err = reconcile(fg.clone(), ctx.clone()).await.unwrap_err();
+    assert_eq!(
+        error_policy(fg.clone(), &err, ctx.clone()),
+        Action::requeue(backoff(1))
+    );
+    // The status write above wakes the controller at once: nothing is called, and the
+    // retry comes when the backoff ends.
+    let mut written = (*fg).clone();
+    written.status = Some(FileGridStatus::default());
+    let again = reconcile(Arc::new(written), ctx.clone()).await.unwrap();
+    match again {
+        a if a == Action::requeue(backoff(1)) => {}
+        a => {
+            let text = format!("{a:?}");
+            assert!(
+                text.contains("requeue_after: Some(4.") || text.contains("requeue_after: Some(5"),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(metrics.reconciliations.get(), 1);
+    drop(ctx);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pod_on_a_deleted_node_is_skipped_and_zone_warnings_come_once_per_cause() {
+    let ns = "/api/v1/namespaces/storage";
+    let apps = "/apis/apps/v1/namespaces/storage";
+    let policy = "/apis/policy/v1/namespaces/storage";
+    let sm = "/apis/monitoring.coreos.com/v1/namespaces/storage/servicemonitors";
+    let net = "/apis/networking.k8s.io/v1/namespaces/storage";
+    let pod = |name: &str, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "storage"},
+            "spec": {"containers": [], "nodeName": node}})
+    };
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        pod("files-cluster-0", "gone"),
+        pod("files-cluster-1", "bare"),
+    ]});
+    let bare =
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "bare", "labels": {}}});
+    let resources = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1", "resources": [
+        {"name": "servicemonitors", "singularName": "servicemonitor", "namespaced": true, "kind": "ServiceMonitor",
+         "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]});
+    let stored_grid = json!({"metadata": {"name": "files", "namespace": "storage"}, "spec": {"zookeeper": {"connect": "zk:2181"}}});
+    let script = |stored: &Stored, event: bool, status: bool| {
+        let mut s = secrets_script_in(ns, &secret_names("files", true, true), stored);
+        s.extend([
+            apply(&format!("{ns}/configmaps/files-config")),
+            apply(&format!("{ns}/services/files-head-headless")),
+            apply(&format!("{ns}/services/files-head")),
+            apply(&format!("{ns}/services/files-cluster-headless")),
+            apply(&format!("{ns}/services/files-monitor")),
+            apply(&format!("{apps}/statefulsets/files-head")),
+            expect(
+                Method::GET,
+                &format!("{apps}/statefulsets/files-cluster"),
+                not_found(),
+            ),
+            apply(&format!("{apps}/statefulsets/files-cluster")),
+            apply(&format!("{apps}/deployments/files-monitor")),
+            apply(&format!("{policy}/poddisruptionbudgets/files-head")),
+            apply(&format!("{policy}/poddisruptionbudgets/files-cluster")),
+            apply(&format!("{net}/networkpolicies/files")),
+            expect(
+                Method::GET,
+                "/apis/monitoring.coreos.com/v1",
+                Reply::Json(200, resources.clone()),
+            ),
+            apply(&format!("{sm}/files")),
+            expect(
+                Method::GET,
+                &format!("{ns}/pods"),
+                Reply::Json(200, pods.clone()),
+            ),
+            expect(Method::GET, "/api/v1/nodes/gone", not_found()),
+            expect(
+                Method::GET,
+                "/api/v1/nodes/bare",
+                Reply::Json(200, bare.clone()),
+            ),
+        ]);
+        if event {
+            s.push(expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/storage/events",
+                Reply::EchoWith(json!({})),
+            ));
+        }
+        s.extend([
+            expect(Method::GET, &format!("{ns}/configmaps"), empty_list()),
+            expect(Method::GET, &format!("{ns}/services"), empty_list()),
+            expect(Method::GET, &format!("{apps}/statefulsets"), empty_list()),
+            expect(Method::GET, &format!("{apps}/deployments"), empty_list()),
+            expect(
+                Method::GET,
+                &format!("{policy}/poddisruptionbudgets"),
+                empty_list(),
+            ),
+            expect(Method::GET, &format!("{net}/networkpolicies"), empty_list()),
+            expect(Method::GET, sm, empty_list()),
+        ]);
+        if status {
+            s.push(expect(
+                Method::PATCH,
+                "/apis/filegrid.io/v1alpha1/namespaces/storage/filegrids/files/status",
+                Reply::EchoWith(stored_grid.clone()),
+            ));
+        }
+        s
+    };
+    let warnings: Arc<Mutex<Warnings>> = Arc::default();
+    let r = run_with(
+        fixture("zones"),
+        script(&Stored::new(), true, true),
+        Some(leader()),
+        vec![],
+        Some(warnings.clone()),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let event = r
+        .bodies
+        .iter()
+        .find(|b| b["reason"] == "NodeWithoutZone")
+        .unwrap();
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("node bare of pod files-cluster-1")
+    );
+    assert!(
+        !r.bodies
+            .iter()
+            .any(|b| b["note"].as_str().is_some_and(|n| n.contains("gone")))
+    );
+    // The next reconcile, same cause: no Event.
+    let stored = applied_secrets(&r.bodies);
+    let mut fg = fixture("zones");
+    fg.status = Some(serde_json::from_value(r.bodies.last().unwrap()["status"].clone()).unwrap());
+    let r = run_with(
+        fg,
+        script(&stored, false, false),
+        Some(leader()),
+        vec![],
+        Some(warnings),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
 }

@@ -91,7 +91,7 @@ impl Membership {
         }
         for r in regs {
             let e = servers.entry(r.id.clone()).or_insert_with(|| {
-                tracing::info!(server_id = %r.id, host = %r.host, port = r.port, zone = ?r.zone, "cluster server joined");
+                tracing::info!(server_id = %r.id, host = %r.host, port = r.port, zone = r.zone.as_deref(), "cluster server joined");
                 ServerInfo {
                     id: r.id.clone(),
                     host: r.host.clone(),
