@@ -106,6 +106,28 @@ impl Aws {
     }
 }
 
+/// curl with its own SigV4 signing, as a writer: (status, body) of one request. curl signs
+/// `?x` and `?x=` differently from S3's canonical form, so queries here always carry `=`;
+/// and it names no payload hash unless given one.
+fn signed_curl(method: &str, url: &str, body: &str, extra: &[&str]) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-w", "\n%{http_code}", "-X", method])
+        .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .args([
+            "--user",
+            &format!("{}:{}", auth::WRITER.access_key, auth::WRITER.secret),
+        ])
+        .args(extra);
+    if !body.is_empty() {
+        c.args(["--data-binary", body]);
+    }
+    c.arg(url);
+    let out = stdout(&run(&mut c, true));
+    let (text, code) = out.rsplit_once('\n').unwrap_or((&out, "0"));
+    (code.trim().parse().unwrap_or(0), text.to_string())
+}
+
 fn native(grid: &Grid) -> reqwest::blocking::Client {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(
@@ -457,27 +479,9 @@ fn s3cmd_puts_gets_lists_and_deletes() {
 fn malformed_requests_get_the_standard_errors() {
     let grid = grid();
     let base = grid.s3_url(0);
-    let curl = |method: &str, path: &str, body: &str, headers: &[&str]| -> (u16, String) {
-        let mut c = Command::new("curl");
-        // curl signs `?x` and `?x=` differently from S3's canonical form: queries here
-        // always carry `=`; and it names no payload hash unless given one.
-        c.args(["-s", "-w", "\n%{http_code}", "-X", method])
-            .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
-            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-            .args([
-                "--user",
-                &format!("{}:{}", auth::WRITER.access_key, auth::WRITER.secret),
-            ]);
-        for h in headers {
-            c.args(["-H", h]);
-        }
-        if !body.is_empty() {
-            c.args(["--data-binary", body]);
-        }
-        c.arg(format!("{base}{path}"));
-        let out = stdout(&run(&mut c, true));
-        let (text, code) = out.rsplit_once('\n').unwrap_or((&out, "0"));
-        (code.trim().parse().unwrap_or(0), text.to_string())
+    let curl = |method: &str, path: &str, body: &str, headers: &[&str]| {
+        let extra: Vec<&str> = headers.iter().flat_map(|h| ["-H", h]).collect();
+        signed_curl(method, &format!("{base}{path}"), body, &extra)
     };
     let (status, _) = curl("PUT", "/bad", "", &[]);
     assert_eq!(status, 200);
@@ -651,24 +655,10 @@ fn virtual_host_style_with_an_s3_domain() {
     );
     grid.leader_url(Duration::from_secs(30));
     let port = grid.heads[0].s3_port.unwrap();
-    let curl = |method: &str, url: &str, body: &str| -> (u16, String) {
-        let mut c = Command::new("curl");
-        c.args(["-s", "-w", "\n%{http_code}", "-X", method])
-            .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
-            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-            .args([
-                "--user",
-                &format!("{}:{}", auth::WRITER.access_key, auth::WRITER.secret),
-            ])
-            // Names under the test domain reach this head on loopback.
-            .args(["--connect-to", &format!("::127.0.0.1:{port}")]);
-        if !body.is_empty() {
-            c.args(["--data-binary", body]);
-        }
-        c.arg(url);
-        let out = stdout(&run(&mut c, true));
-        let (text, code) = out.rsplit_once('\n').unwrap_or((&out, "0"));
-        (code.trim().parse().unwrap_or(0), text.to_string())
+    // Names under the test domain reach this head on loopback.
+    let connect = format!("::127.0.0.1:{port}");
+    let curl = |method: &str, url: &str, body: &str| {
+        signed_curl(method, url, body, &["--connect-to", &connect])
     };
     let vhost = format!("http://vhost.s3.filegrid.test:{port}");
     assert_eq!(curl("PUT", &format!("{vhost}/"), "").0, 200);
@@ -685,4 +675,143 @@ fn virtual_host_style_with_an_s3_domain() {
         curl("GET", &format!("http://127.0.0.1:{port}/vhost/a/b.txt"), ""),
         (200, "virtual".to_string())
     );
+}
+
+/// The parts of an upload in progress outlive `orphan_grace` (their chunks are pinned), and
+/// an upload nobody completes or aborts is collected after `s3_multipart_max_age`, and with
+/// it its parts' chunks.
+#[test]
+fn uploads_in_progress_are_kept_and_abandoned_ones_collected() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 1,
+            s3: true,
+            orphan_grace: "1s".into(),
+            extra_head_args: vec!["--s3-multipart-max-age".into(), "8s".into()],
+            ..Default::default()
+        },
+    );
+    let api_base = grid.leader_url(Duration::from_secs(30));
+    let api = native(&grid);
+    let base = grid.s3_url(0);
+    assert_eq!(signed_curl("PUT", &format!("{base}/left"), "", &[]).0, 200);
+    let start_upload = || {
+        let (status, text) = signed_curl("POST", &format!("{base}/left/obj?uploads="), "", &[]);
+        assert_eq!(status, 200, "{text}");
+        text.split("<UploadId>")
+            .nth(1)
+            .and_then(|s| s.split("</UploadId>").next())
+            .unwrap_or_else(|| panic!("no UploadId in {text}"))
+            .to_string()
+    };
+    let part = "p".repeat(100_000);
+    let put_part = |upload: &str, n: u32, body: &str| {
+        signed_curl(
+            "PUT",
+            &format!("{base}/left/obj?partNumber={n}&uploadId={upload}"),
+            body,
+            &[],
+        )
+    };
+
+    // An upload whose part outlives a repair pass that collects orphans past their grace.
+    let kept = start_upload();
+    let (status, etag_page) = put_part(&kept, 1, &part);
+    assert_eq!(status, 200, "{etag_page}");
+    let put = api
+        .put(format!("{api_base}/v1/files/left/gone.bin"))
+        .body(vec![7u8; 50_000])
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    assert!(
+        api.delete(format!("{api_base}/v1/files/left/gone.bin"))
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    filegrid_testkit::wait_until_sync(
+        Duration::from_secs(60),
+        "a pass collects the deleted file's chunks",
+        || {
+            let r: filegrid_proto::head::RepairReport = api
+                .get(format!("{api_base}/v1/repair"))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            (r.orphans_deleted > 0).then_some(())
+        },
+    );
+    let (status, listed) = signed_curl("GET", &format!("{base}/left/obj?uploadId={kept}"), "", &[]);
+    assert_eq!(status, 200, "{listed}");
+    let etag = listed
+        .split("<ETag>")
+        .nth(1)
+        .and_then(|s| s.split("</ETag>").next())
+        .unwrap_or_else(|| panic!("no part in {listed}"))
+        .replace("&quot;", "\"");
+    let done = signed_curl(
+        "POST",
+        &format!("{base}/left/obj?uploadId={kept}"),
+        &format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+        ),
+        &[],
+    );
+    assert_eq!(done.0, 200, "{}", done.1);
+    assert_eq!(
+        signed_curl("GET", &format!("{base}/left/obj"), "", &[]),
+        (200, part.clone())
+    );
+
+    // An abandoned upload: listed, then gone once older than the age, its chunk with it.
+    let held = || -> usize {
+        grid.cluster
+            .iter()
+            .map(|c| walk_files(&c.data_dir).len())
+            .sum()
+    };
+    let before = held();
+    let abandoned = start_upload();
+    assert_eq!(put_part(&abandoned, 1, &part).0, 200);
+    assert!(
+        held() > before,
+        "the part's chunk is on the cluster servers"
+    );
+    let listed = || signed_curl("GET", &format!("{base}/left?uploads="), "", &[]).1;
+    assert!(listed().contains(&abandoned));
+    filegrid_testkit::wait_until_sync(
+        Duration::from_secs(40),
+        "the abandoned upload is collected",
+        || (!listed().contains(&abandoned)).then_some(()),
+    );
+    let (status, text) = put_part(&abandoned, 2, "late");
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("NoSuchUpload"), "{text}");
+    filegrid_testkit::wait_until_sync(Duration::from_secs(60), "its chunk is collected", || {
+        (held() <= before).then_some(())
+    });
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
