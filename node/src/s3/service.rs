@@ -356,6 +356,7 @@ impl S3 for FileGridS3 {
         };
         match lead.write(&[op]).await {
             Ok(_) => {
+                self.dp.known_dirs.forget(bucket);
                 tracing::info!(%bucket, "deleted bucket");
                 Ok(S3Response::new(DeleteBucketOutput {}))
             }
@@ -475,7 +476,16 @@ impl S3 for FileGridS3 {
         let headers = req.headers.clone();
         let mut input = req.input;
         let p = path(&input.bucket, &input.key)?;
-        bucket_entry(&lead, &input.bucket).await?;
+        // A bucket this leader committed under lately needs no look: the directory map knows it
+        // (a bucket deleted through this leader is forgotten there).
+        if self
+            .dp
+            .known_dirs
+            .versions(lead.epoch(), &[input.bucket.as_str()])
+            .is_none()
+        {
+            bucket_entry(&lead, &input.bucket).await?;
+        }
         if input.write_offset_bytes.is_some() {
             return Err(s3_error!(NotImplemented, "appends are not supported"));
         }

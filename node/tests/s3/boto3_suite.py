@@ -226,6 +226,13 @@ s3.create_bucket(Bucket="empty-one")
 s3.delete_bucket(Bucket="empty-one")
 code, _ = error_code(lambda: s3.head_bucket(Bucket="empty-one"))
 check(code in ("404", "NoSuchBucket"), f"deleted bucket: {code}")
+# A deleted bucket takes no more objects, even right after objects were put into it.
+s3.create_bucket(Bucket="gone-bkt")
+s3.put_object(Bucket="gone-bkt", Key="x", Body=b"1")
+s3.delete_object(Bucket="gone-bkt", Key="x")
+s3.delete_bucket(Bucket="gone-bkt")
+code, status = error_code(lambda: s3.put_object(Bucket="gone-bkt", Key="y", Body=b"2"))
+check(code == "NoSuchBucket" and status == 404, f"put into a deleted bucket: {code}")
 # An emptied bucket stays.
 s3.create_bucket(Bucket="keeps")
 s3.put_object(Bucket="keeps", Key="only", Body=b"1")
