@@ -22,6 +22,21 @@ use crate::files::{DataError, DataPlane};
 use crate::leadership::Leadership;
 use crate::zk::{self, records};
 
+/// Sets the `checksum_<algorithm>` field of an S3 output: the outputs share the field
+/// names, not a type.
+macro_rules! set_checksum {
+    ($out:expr, $alg:expr, $v:expr) => {
+        match $alg {
+            "crc32" => $out.checksum_crc32 = Some($v),
+            "crc32c" => $out.checksum_crc32c = Some($v),
+            "crc64nvme" => $out.checksum_crc64nvme = Some($v),
+            "sha1" => $out.checksum_sha1 = Some($v),
+            "sha256" => $out.checksum_sha256 = Some($v),
+            _ => {}
+        }
+    };
+}
+
 /// FileGrid behind the S3 API.
 pub struct FileGridS3 {
     pub dp: Arc<DataPlane>,
@@ -555,7 +570,7 @@ impl S3 for FileGridS3 {
             ..Default::default()
         };
         if let Some((alg, v)) = kept_checksum {
-            set_checksum(&mut out, &alg, v);
+            set_checksum!(out, alg.as_str(), v);
         }
         Ok(S3Response::new(out))
     }
@@ -605,7 +620,6 @@ impl S3 for FileGridS3 {
         let attrs = meta.attrs.clone();
         let etag = etag_of(&meta);
         let last_modified = modified(&meta);
-        let size = meta.size;
         let body = read::download(self.dp.clone(), meta, Some(ByteRange { start, end }))
             .await
             .map_err(error::data)?;
@@ -642,9 +656,8 @@ impl S3 for FileGridS3 {
             && input.checksum_mode.is_some()
             && let Some((alg, v)) = &attrs.checksum
         {
-            set_get_checksum(&mut out, alg, v.clone());
+            set_checksum!(out, alg.as_str(), v.clone());
         }
-        let _ = size;
         Ok(S3Response::new(out))
     }
 
@@ -683,14 +696,7 @@ impl S3 for FileGridS3 {
         if input.checksum_mode.is_some()
             && let Some((alg, v)) = &attrs.checksum
         {
-            match alg.as_str() {
-                "crc32" => out.checksum_crc32 = Some(v.clone()),
-                "crc32c" => out.checksum_crc32c = Some(v.clone()),
-                "crc64nvme" => out.checksum_crc64nvme = Some(v.clone()),
-                "sha1" => out.checksum_sha1 = Some(v.clone()),
-                "sha256" => out.checksum_sha256 = Some(v.clone()),
-                _ => {}
-            }
+            set_checksum!(out, alg.as_str(), v.clone());
         }
         Ok(S3Response::new(out))
     }
@@ -905,28 +911,6 @@ async fn delete_key(
 
 fn parse_http_date(s: &str) -> Option<Timestamp> {
     httpdate::parse_http_date(s).ok().map(Timestamp::from)
-}
-
-fn set_checksum(out: &mut PutObjectOutput, alg: &str, v: String) {
-    match alg {
-        "crc32" => out.checksum_crc32 = Some(v),
-        "crc32c" => out.checksum_crc32c = Some(v),
-        "crc64nvme" => out.checksum_crc64nvme = Some(v),
-        "sha1" => out.checksum_sha1 = Some(v),
-        "sha256" => out.checksum_sha256 = Some(v),
-        _ => {}
-    }
-}
-
-fn set_get_checksum(out: &mut GetObjectOutput, alg: &str, v: String) {
-    match alg {
-        "crc32" => out.checksum_crc32 = Some(v),
-        "crc32c" => out.checksum_crc32c = Some(v),
-        "crc64nvme" => out.checksum_crc64nvme = Some(v),
-        "sha1" => out.checksum_sha1 = Some(v),
-        "sha256" => out.checksum_sha256 = Some(v),
-        _ => {}
-    }
 }
 
 fn max_keys(n: Option<i32>) -> S3Result<usize> {
