@@ -1052,3 +1052,152 @@ fn every_error_is_json_and_an_unreadable_file_fails_before_its_body() {
         .unwrap();
     assert_eq!(error(resp), (503, ErrorCode::Unavailable));
 }
+
+/// Sends `data` in bursts of `burst` bytes with `pause` before each burst after the first,
+/// as a slow client does.
+struct Trickle {
+    data: Vec<u8>,
+    pos: usize,
+    burst: usize,
+    pause: Duration,
+    in_burst: usize,
+}
+
+impl Trickle {
+    fn body(data: Vec<u8>, burst: usize, pause: Duration) -> reqwest::blocking::Body {
+        let len = data.len() as u64;
+        reqwest::blocking::Body::sized(
+            Self {
+                data,
+                pos: 0,
+                burst,
+                pause,
+                in_burst: 0,
+            },
+            len,
+        )
+    }
+}
+
+impl Read for Trickle {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.data.len() {
+            return Ok(0);
+        }
+        if self.in_burst == self.burst {
+            std::thread::sleep(self.pause);
+            self.in_burst = 0;
+        }
+        let n = out
+            .len()
+            .min(self.burst - self.in_burst)
+            .min(self.data.len() - self.pos);
+        out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        self.in_burst += n;
+        Ok(n)
+    }
+}
+
+/// A client that sends a multi-chunk file a chunk at a time, pausing longer than the head's
+/// `chunk_timeout` between chunks: each chunk handed to its pipeline must finish while the
+/// client pauses, not wait (and time out) until the next chunk is full.
+#[test]
+fn a_slow_client_uploads_a_multi_chunk_file() {
+    let pause = Duration::from_secs(3);
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            // Every server must store every chunk, so a chunk call given up fails the upload
+            // instead of being placed again on fewer servers.
+            min_write_replicas: 3,
+            extra_head_args: vec!["--chunk-timeout".into(), "2s".into()],
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let data = random(CHUNK * 6 + 1000);
+    let started = Instant::now();
+    let r = http()
+        .put(format!("{base}/v1/files/slow/client"))
+        .body(Trickle::body(data.clone(), CHUNK, pause))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    assert!(
+        started.elapsed() >= pause * 6,
+        "the body really came slowly"
+    );
+    assert_eq!(hash(&get(&base, "slow/client").1), hash(&data));
+}
+
+/// An upload that lasts many times `orphan_grace`, while the collector deletes other orphans:
+/// the upload's chunks are never taken for orphans.
+#[test]
+fn an_upload_longer_than_the_orphan_grace_keeps_its_chunks() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            orphan_grace: "1s".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    // The leader's first repair pass, after its warm-up.
+    wait_until_sync(Duration::from_secs(30), "a first repair pass", || {
+        let r: RepairReport = get_json(&format!("{base}/v1/repair"))?;
+        (r.finished_at > 0).then_some(())
+    });
+    // An orphan to watch: collected while the slow upload runs, so the collector is active.
+    assert_eq!(put(&base, "tick/first", random(10)).status(), 201);
+    let watched = manifest(&grid, "tick/first")[0].0.clone();
+    let data = random(CHUNK * 4 + 10);
+    let sent = data.clone();
+    let target = base.clone();
+    let uploader = std::thread::spawn(move || {
+        let r = http()
+            .put(format!("{target}/v1/files/slow/long"))
+            .body(Trickle::body(sent, CHUNK, Duration::from_millis(2500)))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    });
+    assert_eq!(
+        http()
+            .delete(format!("{base}/v1/files/tick/first"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut collected_meanwhile = false;
+    let mut i = 0;
+    while !uploader.is_finished() {
+        // Deleting a file leaves orphans, which asks for a pass.
+        i += 1;
+        assert_eq!(put(&base, &format!("tick/f{i}"), random(10)).status(), 201);
+        let _ = http().delete(format!("{base}/v1/files/tick/f{i}")).send();
+        if (0..3).all(|s| !grid.chunk_file(s, &watched).exists()) {
+            collected_meanwhile = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (status, text) = uploader.join().unwrap();
+    assert_eq!(status, 201, "{text}");
+    assert!(
+        collected_meanwhile,
+        "orphans were being collected while the upload ran"
+    );
+    for (chunk, replicas) in manifest(&grid, "slow/long") {
+        for r in replicas {
+            let server = grid.cluster.iter().position(|c| c.id == r).unwrap();
+            assert!(
+                grid.chunk_file(server, &chunk).exists(),
+                "{chunk} was collected from {r} during its upload"
+            );
+        }
+    }
+    assert_eq!(hash(&get(&base, "slow/long").1), hash(&data));
+}

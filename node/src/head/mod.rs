@@ -88,7 +88,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         ChunkClient::new(
             ClientOptions {
                 connect_timeout: std::time::Duration::from_secs(3),
-                read_timeout: Some(std::time::Duration::from_secs(30)),
+                read_timeout: Some(cfg.chunk_timeout),
                 pool_max_idle_per_host: 16,
                 tls: outgoing.clone(),
             },

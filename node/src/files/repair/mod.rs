@@ -274,6 +274,9 @@ async fn pass(
     };
     let servers = dp.membership.all();
     let held = execute::list_held(dp, &servers).await;
+    // After the listing: a listed chunk whose upload is not live any more had finished
+    // storing (its upload registers before its first chunk is stored).
+    let live_uploads = dp.live_uploads.snapshot();
     let plan = plan::plan(
         &plan::Input {
             files: &files,
@@ -282,6 +285,7 @@ async fn pass(
             held: &held,
             first_seen: unreferenced,
             pinned: &pinned,
+            live_uploads: &live_uploads,
             now: Instant::now(),
             leading_since,
             config: &dp.config,
