@@ -163,6 +163,10 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     };
     let app = Router::new()
         .merge(api::router(api_state.clone()))
+        .merge(leader_only::readable(
+            files::api::read_routes(files_state.clone()),
+            api_state.clone(),
+        ))
         .merge(leader_only::forwardable(
             files::api::forwardable_routes(files_state.clone()),
             api_state.clone(),

@@ -201,6 +201,9 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
         if role != Role::Leader {
             leading_since = None;
             unreferenced.clear();
+            // Bad copies a standby's reads found: only a leader repairs, and the leader's
+            // own reads, block reports and scrubbers find them too.
+            drop(dp.repairs.take_reads());
             continue;
         }
         let now = Instant::now();
