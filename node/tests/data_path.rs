@@ -1052,3 +1052,356 @@ fn every_error_is_json_and_an_unreadable_file_fails_before_its_body() {
         .unwrap();
     assert_eq!(error(resp), (503, ErrorCode::Unavailable));
 }
+
+/// Sends `data` in bursts of `burst` bytes with `pause` before each burst after the first,
+/// as a slow client does.
+struct Trickle {
+    data: Vec<u8>,
+    pos: usize,
+    burst: usize,
+    pause: Duration,
+    in_burst: usize,
+}
+
+impl Trickle {
+    fn body(data: Vec<u8>, burst: usize, pause: Duration) -> reqwest::blocking::Body {
+        let len = data.len() as u64;
+        reqwest::blocking::Body::sized(
+            Self {
+                data,
+                pos: 0,
+                burst,
+                pause,
+                in_burst: 0,
+            },
+            len,
+        )
+    }
+}
+
+impl Read for Trickle {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.data.len() {
+            return Ok(0);
+        }
+        if self.in_burst == self.burst {
+            std::thread::sleep(self.pause);
+            self.in_burst = 0;
+        }
+        let n = out
+            .len()
+            .min(self.burst - self.in_burst)
+            .min(self.data.len() - self.pos);
+        out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        self.in_burst += n;
+        Ok(n)
+    }
+}
+
+/// A client that sends a multi-chunk file a chunk at a time, pausing longer than the head's
+/// `chunk_timeout` between chunks: each chunk handed to its pipeline must finish while the
+/// client pauses, not wait (and time out) until the next chunk is full.
+#[test]
+fn a_slow_client_uploads_a_multi_chunk_file() {
+    let pause = Duration::from_secs(3);
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            // Every server must store every chunk, so a chunk call given up fails the upload
+            // instead of being placed again on fewer servers.
+            min_write_replicas: 3,
+            extra_head_args: vec!["--chunk-timeout".into(), "2s".into()],
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let data = random(CHUNK * 6 + 1000);
+    let started = Instant::now();
+    let r = http()
+        .put(format!("{base}/v1/files/slow/client"))
+        .body(Trickle::body(data.clone(), CHUNK, pause))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    assert!(
+        started.elapsed() >= pause * 6,
+        "the body really came slowly"
+    );
+    assert_eq!(hash(&get(&base, "slow/client").1), hash(&data));
+}
+
+/// An upload that lasts many times `orphan_grace`, while the collector deletes other orphans:
+/// the upload's chunks are never taken for orphans.
+#[test]
+fn an_upload_longer_than_the_orphan_grace_keeps_its_chunks() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            orphan_grace: "1s".into(),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    // The leader's first repair pass, after its warm-up.
+    wait_until_sync(Duration::from_secs(30), "a first repair pass", || {
+        let r: RepairReport = get_json(&format!("{base}/v1/repair"))?;
+        (r.finished_at > 0).then_some(())
+    });
+    // An orphan to watch: collected while the slow upload runs, so the collector is active.
+    assert_eq!(put(&base, "tick/first", random(10)).status(), 201);
+    let watched = manifest(&grid, "tick/first")[0].0.clone();
+    let data = random(CHUNK * 4 + 10);
+    let sent = data.clone();
+    let target = base.clone();
+    let uploader = std::thread::spawn(move || {
+        let r = http()
+            .put(format!("{target}/v1/files/slow/long"))
+            .body(Trickle::body(sent, CHUNK, Duration::from_millis(2500)))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    });
+    assert_eq!(
+        http()
+            .delete(format!("{base}/v1/files/tick/first"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut collected_meanwhile = false;
+    let mut i = 0;
+    while !uploader.is_finished() {
+        // Deleting a file leaves orphans, which asks for a pass.
+        i += 1;
+        assert_eq!(put(&base, &format!("tick/f{i}"), random(10)).status(), 201);
+        let _ = http().delete(format!("{base}/v1/files/tick/f{i}")).send();
+        if (0..3).all(|s| !grid.chunk_file(s, &watched).exists()) {
+            collected_meanwhile = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (status, text) = uploader.join().unwrap();
+    assert_eq!(status, 201, "{text}");
+    assert!(
+        collected_meanwhile,
+        "orphans were being collected while the upload ran"
+    );
+    for (chunk, replicas) in manifest(&grid, "slow/long") {
+        for r in replicas {
+            let server = grid.cluster.iter().position(|c| c.id == r).unwrap();
+            assert!(
+                grid.chunk_file(server, &chunk).exists(),
+                "{chunk} was collected from {r} during its upload"
+            );
+        }
+    }
+    assert_eq!(hash(&get(&base, "slow/long").1), hash(&data));
+}
+
+/// A download whose second chunk has no readable replica: the status line and the first
+/// chunk went out already, so the connection is cut before the promised length. The CLI
+/// exits with the documented status.
+#[test]
+fn a_later_unreadable_chunk_cuts_the_download_short() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(30));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let port = grid.heads[0].port;
+    let data = random(3 * CHUNK);
+    assert_eq!(put(&base, "cut/three", data.clone()).status(), 201);
+    // The largest range end is all of the file (RFC 9110), not a wrapped Content-Range.
+    let r = http()
+        .get(format!("{base}/v1/files/cut/three"))
+        .header("Range", "bytes=0-18446744073709551615")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 0-{}/{}", data.len() - 1, data.len()).as_str()
+    );
+    assert_eq!(hash(&r.bytes().unwrap()), hash(&data));
+
+    let chunks = manifest(&grid, "cut/three");
+    assert_eq!(chunks.len(), 3);
+    for server in 0..3 {
+        let _ = std::fs::remove_file(grid.chunk_file(server, &chunks[1].0));
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    use std::io::Write;
+    write!(
+        s,
+        "GET /v1/files/cut/three HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        auth::ADMIN.bearer()
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let cut = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "closed",
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                panic!("the connection stayed open without sending the rest")
+            }
+            Err(_) => break "reset",
+        }
+    };
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer head");
+    let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+    let body = &answer[split + 4..];
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", data.len())),
+        "{head}"
+    );
+    assert!(
+        body.len() < data.len(),
+        "the connection was {cut} after {} of {} bytes",
+        body.len(),
+        data.len()
+    );
+    assert_eq!(body, &data[..body.len()], "what came is the file's start");
+
+    // The CLI: an unreadable file is an error (status 1) and leaves no local file; a usage
+    // error is status 2.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("three.bin");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"))
+            .env("FILEGRID_TOKEN", auth::ADMIN.token())
+            .arg("--head")
+            .arg(&base)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["get", "cut/three", local.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!local.exists());
+    assert_eq!(
+        cli(&["get", "cut/missing", local.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(cli(&["--no-such-flag", "leader"]).status.code(), Some(2));
+    assert_eq!(cli(&["leader"]).status.code(), Some(0));
+}
+
+/// A standby serves GET, HEAD and listings itself from ZooKeeper's committed state, never
+/// older than an acknowledged write, and goes on serving them while the leader is stopped.
+#[test]
+fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            ..Default::default()
+        },
+    );
+    let leader = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let standby = wait_until_sync(
+        Duration::from_secs(10),
+        "a standby that knows the leader",
+        || {
+            grid.heads.iter().find_map(|h| {
+                let url = format!("http://127.0.0.1:{}", h.port);
+                let st: StatusView = get_json(&format!("{url}/v1/status"))?;
+                (st.status.role == Role::Standby && st.status.leader.is_some()).then_some(url)
+            })
+        },
+    );
+    let leader_index = grid
+        .heads
+        .iter()
+        .position(|h| format!("http://127.0.0.1:{}", h.port) == leader)
+        .unwrap();
+    let no_redirects = reqwest::blocking::Client::builder()
+        .default_headers(admin_headers())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let read = |path: &str| -> (u16, Vec<u8>) {
+        let r = no_redirects
+            .get(format!("{standby}/v1/files/{path}"))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    };
+    // Each write acknowledged by the leader is read back from the standby at once.
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let path = format!("any/f{i}");
+        let data = random(CHUNK * i + 7);
+        assert_eq!(put(&leader, &path, data.clone()).status(), 201);
+        assert_eq!(read(&path), (200, data.clone()), "{path} from the standby");
+        let data = random(CHUNK + i);
+        assert_eq!(put(&leader, &path, data.clone()).status(), 201);
+        assert_eq!(read(&path), (200, data.clone()), "{path} overwritten");
+        files.push((path, data));
+    }
+    let r = no_redirects
+        .head(format!("{standby}/v1/files/any/f1"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        files[1].1.len().to_string().as_str()
+    );
+    let r = no_redirects
+        .get(format!("{standby}/v1/files/any/f2"))
+        .header("range", "bytes=5-9")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().unwrap()[..], &files[2].1[5..10]);
+    let list = |url: &str| -> Option<ListPage> {
+        no_redirects
+            .get(format!("{url}/v1/files?prefix=any/"))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    };
+    assert_eq!(list(&standby).unwrap().files.len(), 4);
+    assert_eq!(read("any/missing").0, 404);
+    // Writes still belong to the leader.
+    let r = no_redirects
+        .put(format!("{standby}/v1/files/any/new"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 307);
+
+    // The leader stops: reads through the standby go on, through its session's expiry and
+    // the election that follows.
+    grid.heads[leader_index].proc.pause();
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut rounds = 0;
+    while Instant::now() < until {
+        for (path, data) in &files {
+            let (status, body) = read(path);
+            assert_eq!(status, 200, "{path} while the leader is stopped");
+            assert!(body == *data, "{path} read back different");
+        }
+        assert_eq!(list(&standby).map(|l| l.files.len()), Some(4));
+        rounds += 1;
+    }
+    assert!(rounds > 1, "{rounds} rounds of reads");
+    grid.heads[leader_index].proc.resume();
+}

@@ -229,6 +229,10 @@ role_file! {
         pub dead_after: Duration => "rule::positive_duration",
         /// Chunks no file references are deleted after this long [default: 10m]
         pub orphan_grace: Duration => "rule::positive_duration",
+        /// Longest a head waits on a cluster server in a chunk call: for the answer from the
+        /// moment the call is sent (an upload's whole chunk), then between pieces of it
+        /// [default: 30s]
+        pub chunk_timeout: Duration => "rule::positive_duration",
         /// Bytes per second re-replication may copy [default: 64MiB]
         pub repair_rate: u64 => "rule::positive_size",
         /// Largest file accepted [default: 1TiB]
@@ -268,6 +272,7 @@ impl RoleFile for HeadFile {
             chunk_size: Some(8 << 20),
             dead_after: Some(Duration::from_secs(30)),
             orphan_grace: Some(Duration::from_secs(600)),
+            chunk_timeout: Some(Duration::from_secs(30)),
             repair_rate: Some(64 << 20),
             max_file_size: Some(1 << 40),
             anonymous_read: Some(false),

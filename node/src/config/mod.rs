@@ -229,6 +229,10 @@ pub struct HeadArgs {
     #[arg(long, env = "FILEGRID_ORPHAN_GRACE", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
     pub orphan_grace: Option<Duration>,
+    /// Longest a head waits on a cluster server's answer to a chunk call [default: 30s]
+    #[arg(long, env = "FILEGRID_CHUNK_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub chunk_timeout: Option<Duration>,
     /// Bytes per second re-replication may copy [default: 64MiB]
     #[arg(long, env = "FILEGRID_REPAIR_RATE", value_parser = values::positive_size)]
     #[serde(serialize_with = "rule::serialize")]
@@ -276,6 +280,7 @@ pub struct HeadConfig {
     pub chunk_size: u64,
     pub dead_after: Duration,
     pub orphan_grace: Duration,
+    pub chunk_timeout: Duration,
     pub repair_rate: u64,
     pub max_file_size: u64,
     /// `None` only when insecure.
@@ -683,6 +688,7 @@ impl HeadArgs {
             chunk_size,
             dead_after: required("dead_after", f.dead_after)?,
             orphan_grace: required("orphan_grace", f.orphan_grace)?,
+            chunk_timeout: required("chunk_timeout", f.chunk_timeout)?,
             repair_rate: required("repair_rate", f.repair_rate)?,
             max_file_size: required("max_file_size", f.max_file_size)?,
             credentials_file: secure_required(

@@ -1,7 +1,8 @@
 //! HTTP routes of the data path on a head: the file API, heartbeats from cluster servers, the
-//! cluster view and decommissioning. Every route here is leader-only: the head puts them
-//! behind its leader-only gate, which hands each request the [`Leadership`] it runs under
-//! (a standby redirects to the leader or forwards the call there).
+//! cluster view and decommissioning. File reads (GET, HEAD, listing) are served by any head
+//! through the [`ReadView`] its read gate hands them; every other route is leader-only: the
+//! head puts them behind its leader-only gate, which hands each request the [`Leadership`]
+//! it runs under (a standby redirects to the leader or forwards the call there).
 
 use filegrid_proto::ErrorCode;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use serde::Deserialize;
 
@@ -20,7 +21,7 @@ use super::repair::{PassReport, drain};
 use super::{DataError, DataPlane, namespace, read, write};
 use crate::http::ApiError;
 use crate::ids::ServerId;
-use crate::leadership::Leadership;
+use crate::leadership::{Leadership, ReadView};
 use filegrid_proto::head::{
     DecommissionAnswer, DeleteAnswer, Heartbeat, HeartbeatAnswer, ListPage, PutAnswer,
 };
@@ -31,18 +32,19 @@ pub struct FilesState {
     pub report: Arc<Mutex<PassReport>>,
 }
 
-/// The routes a standby may forward to the leader: files, the cluster view, decommission
-/// and the repair report.
+/// The routes any head serves itself: reads of files and listings.
+pub fn read_routes(state: FilesState) -> Router {
+    Router::new()
+        .route("/v1/files/{*path}", get(get_file).head(head_file))
+        .route("/v1/files", get(list_files))
+        .with_state(state)
+}
+
+/// The routes a standby may forward to the leader: file writes, the cluster view,
+/// decommission and the repair report.
 pub fn forwardable_routes(state: FilesState) -> Router {
     Router::new()
-        .route(
-            "/v1/files/{*path}",
-            get(get_file)
-                .head(head_file)
-                .put(put_file)
-                .delete(delete_file),
-        )
-        .route("/v1/files", get(list_files))
+        .route("/v1/files/{*path}", put(put_file).delete(delete_file))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/{id}/decommission", post(decommission))
         .route("/v1/cluster/{id}/recommission", post(recommission))
@@ -143,19 +145,19 @@ fn describe(meta: &super::manifest::FileMeta) -> HeaderMap {
     h
 }
 
-async fn lookup(lead: &Leadership, path: &FilePath) -> Result<super::manifest::FileMeta, Response> {
-    namespace::lookup(lead.client(), lead.layout(), path)
+async fn lookup(view: &ReadView, path: &FilePath) -> Result<super::manifest::FileMeta, Response> {
+    namespace::lookup(view.client(), view.layout(), path)
         .await
         .map(|(m, _)| m)
         .map_err(|e| fail(e.into()))
 }
 
-async fn head_file(Extension(lead): Extension<Leadership>, Path(raw): Path<String>) -> Response {
+async fn head_file(Extension(view): Extension<ReadView>, Path(raw): Path<String>) -> Response {
     let path = match parse_path(&raw) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match lookup(&lead, &path).await {
+    match lookup(&view, &path).await {
         Ok(meta) => {
             let mut h = describe(&meta);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
@@ -167,7 +169,7 @@ async fn head_file(Extension(lead): Extension<Leadership>, Path(raw): Path<Strin
 
 async fn get_file(
     State(s): State<FilesState>,
-    Extension(lead): Extension<Leadership>,
+    Extension(view): Extension<ReadView>,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -175,7 +177,7 @@ async fn get_file(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let meta = match lookup(&lead, &path).await {
+    let meta = match lookup(&view, &path).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -251,7 +253,7 @@ struct ListQuery {
 }
 
 async fn list_files(
-    Extension(lead): Extension<Leadership>,
+    Extension(view): Extension<ReadView>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
@@ -272,8 +274,8 @@ async fn list_files(
             .into_response();
     }
     match namespace::list(
-        lead.client(),
-        lead.layout(),
+        view.client(),
+        view.layout(),
         prefix,
         limit,
         q.cursor.as_deref(),

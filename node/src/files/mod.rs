@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod known_dirs;
+pub mod live;
 pub mod manifest;
 pub mod namespace;
 pub mod path;
@@ -60,6 +61,8 @@ pub struct DataPlane {
     pub peers: Option<crate::auth::PeerVerifier>,
     /// One permit per upload in progress (`max_uploads`).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Uploads storing chunks on this head: the orphan collector keeps their chunks.
+    pub live_uploads: live::LiveUploads,
 }
 
 impl DataPlane {
@@ -79,6 +82,7 @@ impl DataPlane {
             known_dirs: KnownDirs::default(),
             peers,
             uploads: Arc::new(tokio::sync::Semaphore::new(config.max_uploads as usize)),
+            live_uploads: live::LiveUploads::default(),
             config,
         })
     }

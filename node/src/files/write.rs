@@ -4,9 +4,15 @@
 //! file becomes visible only when its manifest is committed through the fenced write.
 //!
 //! At most [`IN_FLIGHT`] chunks are on their way per upload, plus the one being filled, so
-//! memory stays flat whatever the file size. A chunk's buffer is reused for a later chunk of
-//! the same upload once its replicas have it: a fresh 8 MiB buffer costs 2,048 page faults
-//! and as many zeroed pages, which was a third of the head's CPU on a large upload.
+//! memory stays flat whatever the file size. Chunks on their way are driven while the body
+//! is read, not only when the next chunk is full: however slowly a client sends, a chunk
+//! handed to its pipeline finishes at the pipeline's speed (a stored chunk waiting for the
+//! next one to fill would see its call time out). A chunk's buffer is reused for a later
+//! chunk of the same upload once its replicas have it: a fresh 8 MiB buffer costs 2,048 page
+//! faults and as many zeroed pages, which was a third of the head's CPU on a large upload.
+//!
+//! While [`store`] runs, its file id is registered in [`super::live::LiveUploads`]: the orphan
+//! collector never deletes a chunk of an upload still storing, however long it takes.
 
 use std::sync::Arc;
 
@@ -156,8 +162,21 @@ pub async fn store(
     let mut index: u64 = 0;
     let mut frames = body.into_data_stream();
 
+    let _live = dp.live_uploads.register(&file_id);
+
     loop {
-        let mut data = match frames.next().await {
+        // Chunks on their way progress while the next chunk's bytes arrive: a finished one
+        // gives its buffer back, a failed one ends the upload at once.
+        let frame = tokio::select! {
+            Some(r) = pending.next(), if !pending.is_empty() => {
+                let (chunk, stored) = r?;
+                chunks.push(chunk);
+                reuse(&mut spare, stored);
+                continue;
+            }
+            frame = frames.next() => frame,
+        };
+        let mut data = match frame {
             None => break,
             Some(Ok(data)) => data,
             Some(Err(e)) => {

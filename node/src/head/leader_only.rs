@@ -5,6 +5,11 @@
 //! request to the leader and streams the answer back, for clients that cannot reach the
 //! leader's advertised address (a port published by docker compose, a Kubernetes
 //! port-forward). A head that knows no leader answers `503`.
+//!
+//! File reads (GET and HEAD of a file, listings) are served by any head ([`readable`]): the
+//! leader with its own session, a standby from ZooKeeper's committed state after a `sync`
+//! ([`ReadView`]), so reads go on while leadership changes hands. Only a standby that cannot
+//! sync (no ZooKeeper session) passes a read on to the leader like a leader-only call.
 
 use axum::Router;
 use axum::body::Body;
@@ -17,7 +22,7 @@ use filegrid_proto::{ErrorBody, ErrorCode};
 use super::api::ApiState;
 use crate::election::Role;
 use crate::http::ApiError;
-use crate::leadership::Leadership;
+use crate::leadership::{Leadership, ReadView};
 use crate::zk::records::LeaderRecord;
 
 /// Set on a forwarded request: a head never forwards a request twice, so two heads that
@@ -52,6 +57,78 @@ pub fn redirected(routes: Router, state: ApiState) -> Router {
     routes.route_layer(axum::middleware::from_fn_with_state(state, redirect))
 }
 
+/// `routes` as read routes, served by any head that can read committed state: each request
+/// gets the [`ReadView`] it reads through.
+pub fn readable(routes: Router, state: ApiState) -> Router {
+    routes.route_layer(axum::middleware::from_fn_with_state(state, read_here))
+}
+
+/// Longest a standby waits for ZooKeeper's `sync` before passing a read to the leader.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where a read is served, from what the head knows of itself (pure).
+#[derive(Debug, PartialEq, Eq)]
+enum ReadAt {
+    /// The leader reads with its own session.
+    Leader,
+    /// A standby (or a head between roles) reads after a `sync`.
+    Synced,
+    /// Not connected to ZooKeeper: like a leader-only call.
+    Elsewhere,
+}
+
+fn read_at(role: Role, zk_connected: bool) -> ReadAt {
+    match (role, zk_connected) {
+        (_, false) => ReadAt::Elsewhere,
+        (Role::Leader, true) => ReadAt::Leader,
+        (_, true) => ReadAt::Synced,
+    }
+}
+
+async fn read_here(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let (role, connected) = {
+        let st = s.election.status();
+        let st = st.borrow();
+        (st.role, st.zk_connected)
+    };
+    let view = match read_at(role, connected) {
+        ReadAt::Leader => match Leadership::current(&s.election) {
+            Some(lead) => Some(ReadView::of(&lead)),
+            // Leadership ended just now: read as any other head.
+            None => synced(&s).await,
+        },
+        ReadAt::Synced => synced(&s).await,
+        ReadAt::Elsewhere => None,
+    };
+    match view {
+        Some(view) => {
+            req.extensions_mut().insert(view);
+            next.run(req).await
+        }
+        None => {
+            let st = s.election.status().borrow().clone();
+            if st.role == Role::Leader {
+                return ApiError::new(
+                    ErrorCode::NoLeader,
+                    "this head cannot read ZooKeeper right now; retry shortly",
+                )
+                .into_response();
+            }
+            elsewhere(&s, st.role, st.leader, req, true).await
+        }
+    }
+}
+
+async fn synced(s: &ApiState) -> Option<ReadView> {
+    match ReadView::synced(&s.election, SYNC_TIMEOUT).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read committed state here; passing the read to the leader");
+            None
+        }
+    }
+}
+
 async fn forward_or_redirect(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     gate(s, req, next, true).await
 }
@@ -76,9 +153,23 @@ async fn gate(s: ApiState, mut req: Request, next: Next, may_forward: bool) -> R
             )
             .into_response(),
         },
+        (role, leader) => elsewhere(&s, role, leader, req, may_forward).await,
+    }
+}
+
+/// A request this head does not serve: a standby that knows the leader forwards it there
+/// (with `standby_proxy`) or redirects the client; any other head answers `503 no_leader`.
+async fn elsewhere(
+    s: &ApiState,
+    role: Role,
+    leader: Option<LeaderRecord>,
+    req: Request,
+    may_forward: bool,
+) -> Response {
+    match (role, leader) {
         (Role::Standby, Some(leader)) => match &s.proxy {
             Some(client) if may_forward && !req.headers().contains_key(FORWARDED_BY_HEADER) => {
-                forward(client, &s, &leader, req).await
+                forward(client, s, &leader, req).await
             }
             _ => redirect_to(&leader, &req),
         },
@@ -169,4 +260,18 @@ pub(crate) fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
     out.remove("keep-alive");
     out.remove("proxy-connection");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_served_where_committed_state_can_be_read() {
+        assert_eq!(read_at(Role::Leader, true), ReadAt::Leader);
+        assert_eq!(read_at(Role::Standby, true), ReadAt::Synced);
+        assert_eq!(read_at(Role::Candidate, true), ReadAt::Synced);
+        assert_eq!(read_at(Role::Standby, false), ReadAt::Elsewhere);
+        assert_eq!(read_at(Role::Leader, false), ReadAt::Elsewhere);
+    }
 }

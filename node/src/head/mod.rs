@@ -88,7 +88,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         ChunkClient::new(
             ClientOptions {
                 connect_timeout: std::time::Duration::from_secs(3),
-                read_timeout: Some(std::time::Duration::from_secs(30)),
+                read_timeout: Some(cfg.chunk_timeout),
                 pool_max_idle_per_host: 16,
                 tls: outgoing.clone(),
             },
@@ -163,6 +163,10 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     };
     let app = Router::new()
         .merge(api::router(api_state.clone()))
+        .merge(leader_only::readable(
+            files::api::read_routes(files_state.clone()),
+            api_state.clone(),
+        ))
         .merge(leader_only::forwardable(
             files::api::forwardable_routes(files_state.clone()),
             api_state.clone(),

@@ -201,6 +201,9 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
         if role != Role::Leader {
             leading_since = None;
             unreferenced.clear();
+            // Bad copies a standby's reads found: only a leader repairs, and the leader's
+            // own reads, block reports and scrubbers find them too.
+            drop(dp.repairs.take_reads());
             continue;
         }
         let now = Instant::now();
@@ -274,6 +277,9 @@ async fn pass(
     };
     let servers = dp.membership.all();
     let held = execute::list_held(dp, &servers).await;
+    // After the listing: a listed chunk whose upload is not live any more had finished
+    // storing (its upload registers before its first chunk is stored).
+    let live_uploads = dp.live_uploads.snapshot();
     let plan = plan::plan(
         &plan::Input {
             files: &files,
@@ -282,6 +288,7 @@ async fn pass(
             held: &held,
             first_seen: unreferenced,
             pinned: &pinned,
+            live_uploads: &live_uploads,
             now: Instant::now(),
             leading_since,
             config: &dp.config,

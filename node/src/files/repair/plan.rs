@@ -50,6 +50,10 @@ pub struct Input<'a> {
     pub first_seen: &'a HashMap<Held, Instant>,
     /// Chunks that parts of multipart uploads in progress hold: never orphans, on any server.
     pub pinned: &'a HashSet<String>,
+    /// File ids of the uploads this leader is storing now (chunk ids are
+    /// `<file_id>-<index>`): their chunks are never orphans, whatever their age. Taken after
+    /// `held`, so a listed chunk whose upload is not here had finished storing.
+    pub live_uploads: &'a HashSet<String>,
     pub now: Instant,
     /// When this head became leader: servers that manifests name but that never registered
     /// with it count as lost only once it has led for `dead_after`.
@@ -271,7 +275,10 @@ pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
     let mut unreferenced = HashMap::new();
     for (server, chunks) in input.held {
         for chunk in chunks {
-            if referenced.contains(&(server, chunk.as_str())) || input.pinned.contains(chunk) {
+            if referenced.contains(&(server, chunk.as_str()))
+                || input.pinned.contains(chunk)
+                || uploading(input.live_uploads, chunk)
+            {
                 continue;
             }
             let key = Held {
@@ -294,6 +301,13 @@ pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
         counts,
         unreferenced,
     }
+}
+
+/// Whether `chunk` belongs to an upload still storing its chunks. Such a chunk is not
+/// tracked as unreferenced at all, so once its upload ends (and commits, or fails) it gets a
+/// whole grace from the next pass that sees it.
+fn uploading(live_uploads: &HashSet<String>, chunk: &str) -> bool {
+    crate::files::live::file_id_of(chunk).is_some_and(|f| live_uploads.contains(f))
 }
 
 /// The step for one chunk, if any, and whether it is short of healthy copies.
@@ -393,6 +407,7 @@ mod tests {
         held: BTreeMap<ServerId, Vec<String>>,
         first_seen: HashMap<Held, Instant>,
         pinned: HashSet<String>,
+        live_uploads: HashSet<String>,
         config: DataConfig,
     }
 
@@ -411,6 +426,7 @@ mod tests {
                 held: BTreeMap::new(),
                 first_seen: HashMap::new(),
                 pinned: HashSet::new(),
+                live_uploads: HashSet::new(),
                 config: DataConfig {
                     replication_factor: 3,
                     min_write_replicas: 2,
@@ -497,6 +513,7 @@ mod tests {
                 held: &self.held,
                 first_seen: &self.first_seen,
                 pinned: &self.pinned,
+                live_uploads: &self.live_uploads,
                 now: self.now,
                 leading_since: self.leading_since,
                 config: &self.config,
@@ -877,6 +894,44 @@ mod tests {
         let gone: Vec<&str> = deleted(&p).iter().map(|h| h.chunk.as_str()).collect();
         assert_eq!(gone, ["gone-0"], "{p:?}");
         assert!(p.unreferenced.keys().all(|h| h.chunk != "part-0"));
+    }
+
+    #[test]
+    fn chunks_of_uploads_in_progress_are_never_orphans_and_get_a_grace_after() {
+        let mut w = World::new(&["a", "b", "c"]);
+        // "slow" has been uploading for far longer than the grace; "done" finished.
+        w.holds("a", &["slow-0", "slow-1", "done-0"])
+            .holds("b", &["slow-0"]);
+        let seen_long_ago = |server: &str, chunk: &str| {
+            (
+                Held {
+                    server: sid(server),
+                    chunk: chunk.into(),
+                },
+                w.t0,
+            )
+        };
+        w.first_seen = HashMap::from([seen_long_ago("a", "slow-0"), seen_long_ago("a", "done-0")]);
+        w.live_uploads = HashSet::from(["slow".to_string()]);
+        let p = w.plan();
+        let gone: Vec<&str> = deleted(&p).iter().map(|h| h.chunk.as_str()).collect();
+        assert_eq!(gone, ["done-0"], "{p:?}");
+        assert!(
+            p.unreferenced.keys().all(|h| !h.chunk.starts_with("slow-")),
+            "a live upload's chunks are not tracked: {p:?}"
+        );
+        // Its upload ended without a commit: the chunks are orphans from now on, deleted only
+        // once a whole grace has passed.
+        w.held.get_mut(&sid("a")).unwrap().retain(|c| c != "done-0");
+        w.live_uploads.clear();
+        w.first_seen = p.unreferenced;
+        let p = w.plan();
+        assert!(deleted(&p).is_empty(), "{p:?}");
+        assert_eq!(p.unreferenced.len(), 3);
+        w.first_seen = p.unreferenced;
+        w.now += GRACE;
+        let p = w.plan();
+        assert_eq!(deleted(&p).len(), 3, "{p:?}");
     }
 
     #[test]
