@@ -40,6 +40,9 @@ pub fn parse(header: &str, len: u64) -> Result<Range<u64>, RangeError> {
             Ok(len - (*n).min(len)..len)
         }
         (StartPosition::Index(start), EndPosition::Index(last)) if last < start => Err(malformed()),
+        // An end whose following byte cannot be counted (2^64 - 1) names a range no
+        // representation can have: refused, never wrapped or clamped.
+        (StartPosition::Index(_), EndPosition::Index(u64::MAX)) => Err(RangeError::Unsatisfiable),
         (StartPosition::Index(start), end) => {
             if *start >= len {
                 return Err(RangeError::Unsatisfiable);
@@ -69,8 +72,12 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_end_clamps_instead_of_wrapping() {
-        assert_eq!(parse("bytes=0-18446744073709551615", 10), Ok(0..10));
+    fn an_end_that_cannot_be_counted_past_is_unsatisfiable() {
+        assert_eq!(
+            parse("bytes=0-18446744073709551615", 10),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(parse("bytes=0-18446744073709551614", 10), Ok(0..10));
         assert!(matches!(
             parse("bytes=0-99999999999999999999999", 10),
             Err(RangeError::Malformed(_))
