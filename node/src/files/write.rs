@@ -58,6 +58,64 @@ impl Digests {
             c.update(data);
         }
     }
+
+    fn wanted(&self) -> bool {
+        self.md5.is_some() || self.checksum.is_some()
+    }
+}
+
+/// Bytes after which an upload's digests move to a thread of their own: hashing a large
+/// body on the task that reads it and feeds the pipelines would slow the upload by the
+/// hashing time (MD5 runs at about 600 MB/s); a small body is not worth the hand-off.
+const HASH_APART_AFTER: u64 = 1 << 20;
+
+/// Frames queued for the hashing thread at most (backpressure beyond).
+const HASH_QUEUE: usize = 32;
+
+/// Where an upload's digests are computed.
+enum Hashing {
+    Inline(Box<Digests>),
+    Apart {
+        frames: tokio::sync::mpsc::Sender<Bytes>,
+        done: tokio::task::JoinHandle<Digests>,
+    },
+}
+
+impl Hashing {
+    /// Feeds `data`, the body's bytes up to `total` included.
+    async fn update(&mut self, data: &Bytes, total: u64) {
+        if let Hashing::Inline(d) = self {
+            if !d.wanted() || total <= HASH_APART_AFTER {
+                d.update(data);
+                return;
+            }
+            let mut digests = std::mem::take(d.as_mut());
+            let (frames, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+            let done = tokio::task::spawn_blocking(move || {
+                while let Some(b) = rx.blocking_recv() {
+                    digests.update(&b);
+                }
+                digests
+            });
+            *self = Hashing::Apart { frames, done };
+        }
+        if let Hashing::Apart { frames, .. } = self {
+            // The thread only ends when the sender is dropped, so a send cannot fail while
+            // it runs; if it panicked, `finish` reports the digests as lost.
+            let _ = frames.send(data.clone()).await;
+        }
+    }
+
+    async fn finish(self) -> Result<Digests, DataError> {
+        match self {
+            Hashing::Inline(d) => Ok(*d),
+            Hashing::Apart { frames, done } => {
+                drop(frames);
+                done.await
+                    .map_err(|e| DataError::Unavailable(format!("hashing the body failed: {e}")))
+            }
+        }
+    }
 }
 
 /// A body stored as chunks on the cluster servers, not yet part of any file.
@@ -138,7 +196,7 @@ pub async fn store(
     lead: &Leadership,
     body: Body,
     content_length: Option<u64>,
-    mut digests: Digests,
+    digests: Digests,
 ) -> Result<Stored, DataError> {
     let token = lead.token();
     if let Some(n) = content_length
@@ -161,6 +219,7 @@ pub async fn store(
     let mut chunks: Vec<ChunkRef> = Vec::new();
     let mut index: u64 = 0;
     let mut frames = body.into_data_stream();
+    let mut hashing = Hashing::Inline(Box::new(digests));
 
     let _live = dp.live_uploads.register(&file_id);
 
@@ -193,7 +252,7 @@ pub async fn store(
             )));
         }
         whole = crc32c::crc32c_append(whole, &data);
-        digests.update(&data);
+        hashing.update(&data, total).await;
         dp.metrics.bytes_in.inc_by(data.len() as u64);
         // Fill the chunk buffer exactly: a piece that overshot it would make it grow (and
         // copy) to twice its size.
@@ -237,7 +296,7 @@ pub async fn store(
         size: total,
         crc32c: whole,
         chunks,
-        digests,
+        digests: hashing.finish().await?,
         epoch: token.epoch,
     })
 }
