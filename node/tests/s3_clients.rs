@@ -128,6 +128,19 @@ fn signed_curl(method: &str, url: &str, body: &str, extra: &[&str]) -> (u16, Str
     (code.trim().parse().unwrap_or(0), text.to_string())
 }
 
+/// python3 (with boto3) pointed at head 0's S3 API as the writer (`FG_S3`, `FG_KEY`,
+/// `FG_SECRET`), with no AWS configuration of the machine's.
+fn python(grid: &Grid) -> Command {
+    let mut c = Command::new("python3");
+    c.env("FG_S3", grid.s3_url(0))
+        .env("FG_KEY", auth::WRITER.access_key)
+        .env("FG_SECRET", auth::WRITER.secret)
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    c
+}
+
 fn native(grid: &Grid) -> reqwest::blocking::Client {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(
@@ -334,16 +347,10 @@ fn boto3_suite() {
         .iter()
         .collect();
     let out = run(
-        Command::new("python3")
+        python(&grid)
             .arg(&script)
-            .env("FG_S3", grid.s3_url(0))
-            .env("FG_KEY", auth::WRITER.access_key)
-            .env("FG_SECRET", auth::WRITER.secret)
             .env("FG_READER_KEY", auth::READER.access_key)
-            .env("FG_READER_SECRET", auth::READER.secret)
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            .env("FG_READER_SECRET", auth::READER.secret),
         true,
     );
     let text = stdout(&out);
@@ -621,18 +628,7 @@ assert s3.get_object(Bucket="tls", Key="multi")["Body"].read() == big
 assert any(s and s.startswith("STREAMING-") for s in seen), seen
 print("trailers:", sorted(set(s for s in seen if s and s.startswith("STREAMING-"))))
 "#;
-    let out = run(
-        Command::new("python3")
-            .args(["-c", script])
-            .env("FG_S3", grid.s3_url(0))
-            .env("FG_CA", &ca)
-            .env("FG_KEY", auth::WRITER.access_key)
-            .env("FG_SECRET", auth::WRITER.secret)
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-        true,
-    );
+    let out = run(python(&grid).args(["-c", script]).env("FG_CA", &ca), true);
     let text = stdout(&out);
     assert!(
         text.contains("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
