@@ -204,13 +204,7 @@ pub async fn serve<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    serve::serve_router(
-        listener,
-        with_json_fallbacks(router).layer(axum::middleware::from_fn(unread::close_if_unread)),
-        options,
-        shutdown,
-    )
-    .await
+    serve_as_is(listener, with_json_fallbacks(router), options, shutdown).await
 }
 
 /// [`serve`] for a router that answers every request itself (the S3 API, whose errors are
