@@ -1353,6 +1353,14 @@ fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
             .unwrap();
         (r.status().as_u16(), r.bytes().unwrap().to_vec())
     };
+    // A standby serves reads itself once it has read the cluster servers' registrations
+    // (until then it passes reads to the leader).
+    assert_eq!(put(&leader, "probe/x", random(10)).status(), 201);
+    wait_until_sync(
+        Duration::from_secs(20),
+        "the standby serves reads itself",
+        || (read("probe/x").0 == 200).then_some(()),
+    );
     // Each write acknowledged by the leader is read back from the standby at once.
     let mut files = Vec::new();
     for i in 0..4 {

@@ -68,9 +68,17 @@ impl ServerInfo {
 #[derive(Default)]
 pub struct Membership {
     servers: RwLock<BTreeMap<ServerId, ServerInfo>>,
+    /// The registrations have been read from ZooKeeper at least once: before that, every
+    /// server looks unknown, and a head must not serve reads itself.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl Membership {
+    /// Whether the registrations have been read at least once.
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Applies the current registrations and drain states read from ZooKeeper.
     pub fn apply_registrations(
         &self,
@@ -80,6 +88,8 @@ impl Membership {
         let Ok(mut servers) = self.servers.write() else {
             return;
         };
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
         let now = Instant::now();
         for s in servers.values_mut() {
             if s.registered && !regs.iter().any(|r| r.id == s.id) {

@@ -24,6 +24,9 @@ pub struct ApiState {
     pub server_id: ServerId,
     /// Client for forwarding leader-only calls to the leader, when `standby_proxy` is on.
     pub proxy: Option<reqwest::Client>,
+    /// The cluster servers this head knows: a standby serves reads itself only once it has
+    /// read them.
+    pub membership: Arc<crate::files::servers::Membership>,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -77,11 +77,14 @@ enum ReadAt {
     Elsewhere,
 }
 
-fn read_at(role: Role, zk_connected: bool) -> ReadAt {
-    match (role, zk_connected) {
-        (_, false) => ReadAt::Elsewhere,
-        (Role::Leader, true) => ReadAt::Leader,
-        (_, true) => ReadAt::Synced,
+/// `servers_known`: the head has read the cluster servers' registrations (before that it
+/// could find no replica of anything).
+fn read_at(role: Role, zk_connected: bool, servers_known: bool) -> ReadAt {
+    match (role, zk_connected, servers_known) {
+        (_, false, _) => ReadAt::Elsewhere,
+        (Role::Leader, true, _) => ReadAt::Leader,
+        (_, true, true) => ReadAt::Synced,
+        (_, true, false) => ReadAt::Elsewhere,
     }
 }
 
@@ -91,7 +94,7 @@ async fn read_here(State(s): State<ApiState>, mut req: Request, next: Next) -> R
         let st = st.borrow();
         (st.role, st.zk_connected)
     };
-    let view = match read_at(role, connected) {
+    let view = match read_at(role, connected, s.membership.loaded()) {
         ReadAt::Leader => match Leadership::current(&s.election) {
             Some(lead) => Some(ReadView::of(&lead)),
             // Leadership ended just now: read as any other head.
@@ -268,10 +271,13 @@ mod tests {
 
     #[test]
     fn reads_are_served_where_committed_state_can_be_read() {
-        assert_eq!(read_at(Role::Leader, true), ReadAt::Leader);
-        assert_eq!(read_at(Role::Standby, true), ReadAt::Synced);
-        assert_eq!(read_at(Role::Candidate, true), ReadAt::Synced);
-        assert_eq!(read_at(Role::Standby, false), ReadAt::Elsewhere);
-        assert_eq!(read_at(Role::Leader, false), ReadAt::Elsewhere);
+        assert_eq!(read_at(Role::Leader, true, true), ReadAt::Leader);
+        assert_eq!(read_at(Role::Standby, true, true), ReadAt::Synced);
+        assert_eq!(read_at(Role::Candidate, true, true), ReadAt::Synced);
+        assert_eq!(read_at(Role::Standby, false, true), ReadAt::Elsewhere);
+        assert_eq!(read_at(Role::Leader, false, true), ReadAt::Elsewhere);
+        // A standby that has not read the cluster servers yet passes reads on.
+        assert_eq!(read_at(Role::Standby, true, false), ReadAt::Elsewhere);
+        assert_eq!(read_at(Role::Leader, true, false), ReadAt::Leader);
     }
 }

@@ -117,6 +117,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
         election: election.clone(),
         server_id: cfg.server_id.clone(),
         proxy,
+        membership: data_plane.membership.clone(),
     };
 
     let credentials = match &cfg.credentials_file {
