@@ -494,12 +494,7 @@ fn malformed_requests_get_the_standard_errors() {
     assert_eq!(status, 200);
     let (status, text) = curl("POST", "/bad/obj?uploads=", "", &[]);
     assert_eq!(status, 200, "{text}");
-    let upload = text
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|s| s.split("</UploadId>").next())
-        .unwrap_or_else(|| panic!("no UploadId in {text}"))
-        .to_string();
+    let upload = xml_field(&text, "UploadId");
 
     let expect = |got: (u16, String), status: u16, code: &str| {
         assert_eq!(got.0, status, "{code}: {}", got.1);
@@ -695,11 +690,7 @@ fn uploads_in_progress_are_kept_and_abandoned_ones_collected() {
     let start_upload = || {
         let (status, text) = signed_curl("POST", &format!("{base}/left/obj?uploads="), "", &[]);
         assert_eq!(status, 200, "{text}");
-        text.split("<UploadId>")
-            .nth(1)
-            .and_then(|s| s.split("</UploadId>").next())
-            .unwrap_or_else(|| panic!("no UploadId in {text}"))
-            .to_string()
+        xml_field(&text, "UploadId")
     };
     let part = "p".repeat(100_000);
     let put_part = |upload: &str, n: u32, body: &str| {
@@ -743,12 +734,7 @@ fn uploads_in_progress_are_kept_and_abandoned_ones_collected() {
     );
     let (status, listed) = signed_curl("GET", &format!("{base}/left/obj?uploadId={kept}"), "", &[]);
     assert_eq!(status, 200, "{listed}");
-    let etag = listed
-        .split("<ETag>")
-        .nth(1)
-        .and_then(|s| s.split("</ETag>").next())
-        .unwrap_or_else(|| panic!("no part in {listed}"))
-        .replace("&quot;", "\"");
+    let etag = xml_field(&listed, "ETag").replace("&quot;", "\"");
     let done = signed_curl(
         "POST",
         &format!("{base}/left/obj?uploadId={kept}"),
@@ -790,6 +776,15 @@ fn uploads_in_progress_are_kept_and_abandoned_ones_collected() {
     filegrid_testkit::wait_until_sync(Duration::from_secs(60), "its chunk is collected", || {
         (held() <= before).then_some(())
     });
+}
+
+/// The text of the first `<name>` element of an S3 XML answer.
+fn xml_field(xml: &str, name: &str) -> String {
+    xml.split(&format!("<{name}>"))
+        .nth(1)
+        .and_then(|s| s.split(&format!("</{name}>")).next())
+        .unwrap_or_else(|| panic!("no {name} in {xml}"))
+        .to_string()
 }
 
 /// Every file below `dir`.
