@@ -631,6 +631,109 @@ print("trailers:", sorted(set(s for s in seen if s and s.startswith("STREAMING-"
     );
 }
 
+/// A standby serves S3 reads (GET, HEAD, listings) itself from committed state, so they go
+/// on while the leader is stopped; each write the leader acknowledged is read back there.
+#[test]
+fn a_standby_serves_s3_reads_while_the_leader_is_stopped() {
+    let grid = grid();
+    let leader = grid.leader_url(Duration::from_secs(10));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let leader_index = (0..2).find(|&i| grid.head_url(i) == leader).unwrap();
+    let standby = 1 - leader_index;
+    // The standby reads by itself once it knows the cluster servers: a native read it does
+    // not redirect shows it (an S3 read before that is forwarded, and would hang below).
+    let no_redirects = reqwest::blocking::Client::builder()
+        .default_headers({
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(
+                reqwest::header::AUTHORIZATION,
+                auth::ADMIN.bearer().parse().unwrap(),
+            );
+            h
+        })
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    filegrid_testkit::wait_until_sync(
+        Duration::from_secs(20),
+        "the standby reads by itself",
+        || {
+            let r = no_redirects
+                .get(format!("{}/v1/files?prefix=", grid.head_url(standby)))
+                .send()
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    );
+    let script = r#"
+import os, sys, time, hashlib, boto3
+from botocore.config import Config
+def client(url):
+    return boto3.client("s3", endpoint_url=url, aws_access_key_id=os.environ["FG_KEY"],
+                        aws_secret_access_key=os.environ["FG_SECRET"], region_name="us-east-1",
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                      connect_timeout=5, read_timeout=20))
+if sys.argv[1] == "write":
+    s3 = client(os.environ["FG_LEADER"])
+    rd = client(os.environ["FG_STANDBY"])
+    s3.create_bucket(Bucket="ha")
+    for i in range(4):
+        body = os.urandom(700_000 * i + 5)
+        s3.put_object(Bucket="ha", Key=f"dir/k{i}", Body=body, Metadata={"n": str(i)})
+        # Acknowledged by the leader, read back from the standby at once.
+        assert rd.get_object(Bucket="ha", Key=f"dir/k{i}")["Body"].read() == body, i
+        open(os.path.join(os.environ["FG_DIR"], f"k{i}"), "wb").write(body)
+    print("written")
+else:
+    s3 = client(os.environ["FG_STANDBY"])
+    bodies = {f"dir/k{i}": open(os.path.join(os.environ["FG_DIR"], f"k{i}"), "rb").read() for i in range(4)}
+    until, rounds = time.time() + float(sys.argv[2]), 0
+    while time.time() < until:
+        for key, body in bodies.items():
+            assert s3.get_object(Bucket="ha", Key=key)["Body"].read() == body, key
+            h = s3.head_object(Bucket="ha", Key=key)
+            assert h["ContentLength"] == len(body) and h["Metadata"]["n"] == key[-1], h
+        r = s3.get_object(Bucket="ha", Key="dir/k2", Range="bytes=10-19")
+        assert r["Body"].read() == bodies["dir/k2"][10:20]
+        page = s3.list_objects_v2(Bucket="ha", Prefix="dir/")
+        assert [o["Key"] for o in page["Contents"]] == sorted(bodies), page
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["ha"]
+        s3.head_bucket(Bucket="ha")
+        rounds += 1
+    print("rounds", rounds)
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let with_env = |c: &mut Command| {
+        c.env("FG_LEADER", grid.s3_url(leader_index))
+            .env("FG_STANDBY", grid.s3_url(standby))
+            .env("FG_DIR", dir.path());
+    };
+    let mut write = python(&grid);
+    with_env(&mut write);
+    assert!(stdout(&run(write.args(["-c", script, "write"]), true)).contains("written"));
+
+    // The leader stops: reads through the standby go on, through its session's expiry and
+    // the election that follows.
+    grid.heads[leader_index].proc.pause();
+    let mut read = python(&grid);
+    with_env(&mut read);
+    let out = run(read.args(["-c", script, "read", "8"]), false);
+    grid.heads[leader_index].proc.resume();
+    assert!(
+        out.status.success(),
+        "reads on the standby while the leader is stopped: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rounds: u32 = stdout(&out)
+        .trim()
+        .strip_prefix("rounds ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(rounds > 1, "{rounds} rounds of reads");
+}
+
 /// With `s3_domain`, `<bucket>.<domain>` addresses a bucket (virtual-host style), and path
 /// style keeps working.
 #[test]

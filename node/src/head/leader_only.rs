@@ -19,8 +19,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use filegrid_proto::{ErrorBody, ErrorCode};
 
+use std::sync::Arc;
+
 use super::api::ApiState;
-use crate::election::Role;
+use crate::election::{Election, Role};
+use crate::files::servers::Membership;
 use crate::http::ApiError;
 use crate::leadership::{Leadership, ReadView};
 use crate::zk::records::LeaderRecord;
@@ -89,21 +92,7 @@ fn read_at(role: Role, zk_connected: bool, servers_known: bool) -> ReadAt {
 }
 
 async fn read_here(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
-    let (role, connected) = {
-        let st = s.election.status();
-        let st = st.borrow();
-        (st.role, st.zk_connected)
-    };
-    let view = match read_at(role, connected, s.membership.loaded()) {
-        ReadAt::Leader => match Leadership::current(&s.election) {
-            Some(lead) => Some(ReadView::of(&lead)),
-            // Leadership ended just now: read as any other head.
-            None => synced(&s).await,
-        },
-        ReadAt::Synced => synced(&s).await,
-        ReadAt::Elsewhere => None,
-    };
-    match view {
+    match read_view(&s.election, &s.membership).await {
         Some(view) => {
             req.extensions_mut().insert(view);
             next.run(req).await
@@ -122,8 +111,27 @@ async fn read_here(State(s): State<ApiState>, mut req: Request, next: Next) -> R
     }
 }
 
-async fn synced(s: &ApiState) -> Option<ReadView> {
-    match ReadView::synced(&s.election, SYNC_TIMEOUT).await {
+/// The view this head reads committed state through right now, or `None` when it cannot
+/// read here (the read goes to the leader). Shared by the file API and the S3 API.
+pub(crate) async fn read_view(election: &Arc<Election>, membership: &Membership) -> Option<ReadView> {
+    let (role, connected) = {
+        let st = election.status();
+        let st = st.borrow();
+        (st.role, st.zk_connected)
+    };
+    match read_at(role, connected, membership.loaded()) {
+        ReadAt::Leader => match Leadership::current(election) {
+            Some(lead) => Some(ReadView::of(&lead)),
+            // Leadership ended just now: read as any other head.
+            None => synced(election).await,
+        },
+        ReadAt::Synced => synced(election).await,
+        ReadAt::Elsewhere => None,
+    }
+}
+
+async fn synced(election: &Election) -> Option<ReadView> {
+    match ReadView::synced(election, SYNC_TIMEOUT).await {
         Ok(v) => Some(v),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read committed state here; passing the read to the leader");

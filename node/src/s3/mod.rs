@@ -7,8 +7,11 @@
 //! top-level directory of the native namespace and a key maps onto a path below it
 //! ([`keys`]), so both APIs see the same files.
 //!
-//! Every S3 call is served by the leader: a standby forwards it there unchanged (its
-//! signature covers the `Host` header, which is kept), streaming both ways.
+//! Reads (every `GET` and `HEAD`: objects, listings, buckets, parts) are served by any head
+//! from ZooKeeper's committed state, as the file API's reads are (a standby after a `sync`,
+//! see [`crate::head::leader_only`]), so they go on through a leader failover. Every other
+//! call is served by the leader: a standby forwards it there unchanged (its signature covers
+//! the `Host` header, which is kept), streaming both ways.
 
 pub mod auth;
 pub mod checksum;
@@ -32,7 +35,8 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use crate::auth::credentials::LiveCredentials;
 use crate::election::{Election, Role};
 use crate::files::DataPlane;
-use crate::head::leader_only::FORWARDED_BY_HEADER;
+use crate::files::servers::Membership;
+use crate::head::leader_only::{FORWARDED_BY_HEADER, read_view};
 use crate::leadership::Leadership;
 
 /// What the S3 listener needs.
@@ -50,6 +54,7 @@ pub struct S3Options {
 #[derive(Clone)]
 struct Gate {
     election: Arc<Election>,
+    membership: Arc<Membership>,
     service: S3Service,
     server_id: Arc<str>,
     forward: forward::Forwarder,
@@ -58,6 +63,7 @@ struct Gate {
 /// The S3 API as a router for `http::serve`.
 pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> {
     let election = dp.election.clone();
+    let membership = dp.membership.clone();
     let mut builder = S3ServiceBuilder::new(service::FileGridS3 {
         dp,
         region: options.region.clone(),
@@ -79,6 +85,7 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
     }
     let gate = Gate {
         election,
+        membership,
         service: builder.build(),
         server_id: options.server_id.into(),
         forward: options.forward,
@@ -99,8 +106,20 @@ fn s3_config() -> s3s::config::S3Config {
     c
 }
 
-/// Serves a request on the leader, forwards it there from a standby.
+/// Whether a request only reads (pure): S3 reads are exactly its `GET` and `HEAD` calls.
+fn reads_only(method: &axum::http::Method) -> bool {
+    method == axum::http::Method::GET || method == axum::http::Method::HEAD
+}
+
+/// Serves a read on any head that can read committed state and everything else on the
+/// leader; a standby forwards what it does not serve to the leader.
 async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
+    if reads_only(req.method())
+        && let Some(view) = read_view(&g.election, &g.membership).await
+    {
+        req.extensions_mut().insert(view);
+        return call(&g, req).await;
+    }
     let st = g.election.status().borrow().clone();
     match (st.role, st.leader) {
         (Role::Leader, _) => {
@@ -108,14 +127,7 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
                 return unavailable("this head stopped leading; retry shortly");
             };
             req.extensions_mut().insert(lead);
-            let mut svc = g.service.clone();
-            match tower::Service::call(&mut svc, req).await {
-                Ok(resp) => resp.map(Body::new),
-                Err(e) => {
-                    tracing::warn!(error = ?e, "S3 request failed inside the protocol layer");
-                    unavailable("the request could not be served")
-                }
-            }
+            call(&g, req).await
         }
         (Role::Standby, Some(leader)) if !req.headers().contains_key(FORWARDED_BY_HEADER) => {
             let Some(port) = leader.s3_port else {
@@ -137,6 +149,18 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
             }
         }
         _ => unavailable("no head leads right now; retry shortly"),
+    }
+}
+
+/// Hands a request the gate admitted to the protocol layer.
+async fn call(g: &Gate, req: Request) -> Response {
+    let mut svc = g.service.clone();
+    match tower::Service::call(&mut svc, req).await {
+        Ok(resp) => resp.map(Body::new),
+        Err(e) => {
+            tracing::warn!(error = ?e, "S3 request failed inside the protocol layer");
+            unavailable("the request could not be served")
+        }
     }
 }
 

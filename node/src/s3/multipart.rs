@@ -6,13 +6,16 @@ use md5::Digest;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::service::{FileGridS3, attrs_from, body_of, bucket_entry, commit, hex, lead, path};
+use super::service::{
+    FileGridS3, attrs_from, body_of, bucket_entry, commit, hex, lead, path, view,
+};
 use super::{checksum, error};
 use crate::files::manifest::FileMeta;
 use crate::files::namespace::NsError;
 use crate::files::read::{self, ByteRange};
 use crate::files::uploads::{self, PartRecord, UploadRecord};
 use crate::files::write::{self, Digests, Uncommitted};
+use crate::leadership::ReadView;
 use crate::zk::records;
 
 /// Smallest part but the last.
@@ -82,7 +85,7 @@ pub fn multipart_etag(parts: &[&PartRecord]) -> String {
 
 /// The upload `id` for `bucket`/`key`, or NoSuchUpload.
 async fn upload_of(
-    lead: &crate::leadership::Leadership,
+    lead: &ReadView,
     bucket: &str,
     key: &str,
     id: &str,
@@ -111,7 +114,7 @@ pub async fn create(
     let lead = lead(&req)?;
     let i = req.input;
     path(&i.bucket, &i.key)?;
-    bucket_entry(&lead, &i.bucket).await?;
+    bucket_entry(&ReadView::of(&lead), &i.bucket).await?;
     let attrs = attrs_from(
         i.content_type,
         i.content_encoding,
@@ -210,7 +213,7 @@ pub async fn upload_part(
     );
     let mut i = req.input;
     let number = part_number(i.part_number)?;
-    upload_of(&lead, &i.bucket, &i.key, &i.upload_id).await?;
+    upload_of(&ReadView::of(&lead), &i.bucket, &i.key, &i.upload_id).await?;
     if i.content_length.is_some_and(|n| n as u64 > MAX_PART) {
         return Err(s3_error!(EntityTooLarge, "a part holds at most 5 GiB"));
     }
@@ -241,7 +244,7 @@ pub async fn upload_part_copy(
     let lead = lead(&req)?;
     let i = req.input;
     let number = part_number(i.part_number)?;
-    upload_of(&lead, &i.bucket, &i.key, &i.upload_id).await?;
+    upload_of(&ReadView::of(&lead), &i.bucket, &i.key, &i.upload_id).await?;
     let CopySource::Bucket {
         bucket: sb,
         key: sk,
@@ -253,7 +256,7 @@ pub async fn upload_part_copy(
             "only bucket/key copy sources are supported"
         ));
     };
-    let src = super::service::object(&lead, sb, sk).await?;
+    let src = super::service::object(&ReadView::of(&lead), sb, sk).await?;
     let range = match &i.copy_source_range {
         None => 0..src.size,
         Some(r) => {
@@ -294,7 +297,7 @@ pub async fn complete(
     let lead = lead(&req)?;
     let i = req.input;
     let dest = path(&i.bucket, &i.key)?;
-    let record = upload_of(&lead, &i.bucket, &i.key, &i.upload_id).await?;
+    let record = upload_of(&ReadView::of(&lead), &i.bucket, &i.key, &i.upload_id).await?;
     let stored = uploads::parts(lead.client(), lead.layout(), &i.upload_id)
         .await
         .map_err(|e| match e {
@@ -366,7 +369,7 @@ pub async fn abort(
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
     let lead = lead(&req)?;
     let i = req.input;
-    upload_of(&lead, &i.bucket, &i.key, &i.upload_id).await?;
+    upload_of(&ReadView::of(&lead), &i.bucket, &i.key, &i.upload_id).await?;
     match uploads::remove(&lead, &i.upload_id).await {
         Ok(()) => {
             s3.dp.repairs.orphaned();
@@ -378,7 +381,7 @@ pub async fn abort(
 }
 
 pub async fn list_parts(req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
-    let lead = lead(&req)?;
+    let lead = view(&req)?;
     let i = req.input;
     upload_of(&lead, &i.bucket, &i.key, &i.upload_id).await?;
     let stored = uploads::parts(lead.client(), lead.layout(), &i.upload_id)
@@ -418,7 +421,7 @@ pub async fn list_parts(req: S3Request<ListPartsInput>) -> S3Result<S3Response<L
 pub async fn list_uploads(
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-    let lead = lead(&req)?;
+    let lead = view(&req)?;
     let i = req.input;
     bucket_entry(&lead, &i.bucket).await?;
     let prefix = i.prefix.clone().unwrap_or_default();

@@ -19,7 +19,7 @@ use crate::files::path::FilePath;
 use crate::files::read::{self, ByteRange};
 use crate::files::write::{self, Digests, Uncommitted};
 use crate::files::{DataError, DataPlane};
-use crate::leadership::Leadership;
+use crate::leadership::{Leadership, ReadView};
 use crate::zk::{self, records};
 
 /// Sets the `checksum_<algorithm>` field of an S3 output: the outputs share the field
@@ -51,13 +51,21 @@ pub(super) fn lead<T>(req: &S3Request<T>) -> S3Result<Leadership> {
         .ok_or_else(error::no_leader)
 }
 
+/// The view of committed state a read was admitted with (any head), or the leader's.
+pub(super) fn view<T>(req: &S3Request<T>) -> S3Result<ReadView> {
+    if let Some(v) = req.extensions.get::<ReadView>() {
+        return Ok(v.clone());
+    }
+    lead(req).map(|l| ReadView::of(&l))
+}
+
 pub(super) fn path(bucket: &str, key: &str) -> S3Result<FilePath> {
     keys::to_path(bucket, key).map_err(error::key)
 }
 
 /// The bucket's directory entry and its ZooKeeper stat, or NoSuchBucket.
 pub(super) async fn bucket_entry(
-    lead: &Leadership,
+    lead: &ReadView,
     bucket: &str,
 ) -> S3Result<zookeeper_client::Stat> {
     if !keys::valid_bucket(bucket) {
@@ -71,7 +79,7 @@ pub(super) async fn bucket_entry(
 }
 
 /// The object at `bucket`/`key`: NoSuchBucket or NoSuchKey when there is none.
-pub(super) async fn object(lead: &Leadership, bucket: &str, key: &str) -> S3Result<FileMeta> {
+pub(super) async fn object(lead: &ReadView, bucket: &str, key: &str) -> S3Result<FileMeta> {
     let p = path(bucket, key)?;
     match namespace::lookup(lead.client(), lead.layout(), &p).await {
         Ok((meta, _)) => Ok(meta),
@@ -249,7 +257,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         let client = lead.client();
         let layout = lead.layout();
         let mut names = match client.list_children(&layout.files()).await {
@@ -333,7 +341,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         bucket_entry(&lead, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(self.region.clone()),
@@ -345,7 +353,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         bucket_entry(&lead, &req.input.bucket).await?;
         // us-east-1 is reported as no constraint, as S3 does.
         let location = (self.region != "us-east-1")
@@ -361,7 +369,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let lead = lead(&req)?;
         let bucket = &req.input.bucket;
-        let stat = bucket_entry(&lead, bucket).await?;
+        let stat = bucket_entry(&ReadView::of(&lead), bucket).await?;
         if stat.num_children > 0 {
             return Err(s3_error!(BucketNotEmpty));
         }
@@ -391,7 +399,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         let input = req.input;
         bucket_entry(&lead, &input.bucket).await?;
         let token = match &input.continuation_token {
@@ -443,7 +451,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         let input = req.input;
         bucket_entry(&lead, &input.bucket).await?;
         let after = input.marker.clone().unwrap_or_default();
@@ -499,14 +507,14 @@ impl S3 for FileGridS3 {
             .versions(lead.epoch(), &[input.bucket.as_str()])
             .is_none()
         {
-            bucket_entry(&lead, &input.bucket).await?;
+            bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
         }
         if input.write_offset_bytes.is_some() {
             return Err(s3_error!(NotImplemented, "appends are not supported"));
         }
         let must_be_new = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
         if let Some(cond) = &input.if_match {
-            let current = object(&lead, &input.bucket, &input.key).await;
+            let current = object(&ReadView::of(&lead), &input.bucket, &input.key).await;
             match (current, cond) {
                 (Ok(_), ETagCondition::Any) => {}
                 (Ok(m), ETagCondition::ETag(e)) if e.value() == etag_of(&m) => {}
@@ -579,7 +587,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         let input = req.input;
         if input.part_number.is_some() {
             return Err(s3_error!(
@@ -665,7 +673,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let lead = lead(&req)?;
+        let lead = view(&req)?;
         let input = req.input;
         let meta = object(&lead, &input.bucket, &input.key).await?;
         check_conditions(
@@ -707,7 +715,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let lead = lead(&req)?;
         let input = req.input;
-        bucket_entry(&lead, &input.bucket).await?;
+        bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
         delete_key(&self.dp, &lead, &input.bucket, &input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -718,7 +726,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let lead = lead(&req)?;
         let input = req.input;
-        bucket_entry(&lead, &input.bucket).await?;
+        bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(MalformedXML, "at most 1000 keys per request"));
         }
@@ -820,8 +828,8 @@ impl S3 for FileGridS3 {
             return Err(s3_error!(NotImplemented, "versions are not supported"));
         }
         let dest = path(&input.bucket, &input.key)?;
-        bucket_entry(&lead, &input.bucket).await?;
-        let src = object(&lead, src_bucket, src_key).await?;
+        bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
+        let src = object(&ReadView::of(&lead), src_bucket, src_key).await?;
         check_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
@@ -922,7 +930,7 @@ fn max_keys(n: Option<i32>) -> S3Result<usize> {
 }
 
 async fn list_page(
-    lead: &Leadership,
+    lead: &ReadView,
     bucket: &str,
     prefix: &str,
     delimiter: Option<&str>,
