@@ -677,12 +677,12 @@ def client(url):
 if sys.argv[1] == "write":
     s3 = client(os.environ["FG_LEADER"])
     rd = client(os.environ["FG_STANDBY"])
-    s3.create_bucket(Bucket="ha")
+    s3.create_bucket(Bucket="ha-reads")
     for i in range(4):
         body = os.urandom(700_000 * i + 5)
-        s3.put_object(Bucket="ha", Key=f"dir/k{i}", Body=body, Metadata={"n": str(i)})
+        s3.put_object(Bucket="ha-reads", Key=f"dir/k{i}", Body=body, Metadata={"n": str(i)})
         # Acknowledged by the leader, read back from the standby at once.
-        assert rd.get_object(Bucket="ha", Key=f"dir/k{i}")["Body"].read() == body, i
+        assert rd.get_object(Bucket="ha-reads", Key=f"dir/k{i}")["Body"].read() == body, i
         open(os.path.join(os.environ["FG_DIR"], f"k{i}"), "wb").write(body)
     print("written")
 else:
@@ -691,15 +691,15 @@ else:
     until, rounds = time.time() + float(sys.argv[2]), 0
     while time.time() < until:
         for key, body in bodies.items():
-            assert s3.get_object(Bucket="ha", Key=key)["Body"].read() == body, key
-            h = s3.head_object(Bucket="ha", Key=key)
+            assert s3.get_object(Bucket="ha-reads", Key=key)["Body"].read() == body, key
+            h = s3.head_object(Bucket="ha-reads", Key=key)
             assert h["ContentLength"] == len(body) and h["Metadata"]["n"] == key[-1], h
-        r = s3.get_object(Bucket="ha", Key="dir/k2", Range="bytes=10-19")
+        r = s3.get_object(Bucket="ha-reads", Key="dir/k2", Range="bytes=10-19")
         assert r["Body"].read() == bodies["dir/k2"][10:20]
-        page = s3.list_objects_v2(Bucket="ha", Prefix="dir/")
+        page = s3.list_objects_v2(Bucket="ha-reads", Prefix="dir/")
         assert [o["Key"] for o in page["Contents"]] == sorted(bodies), page
-        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["ha"]
-        s3.head_bucket(Bucket="ha")
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["ha-reads"]
+        s3.head_bucket(Bucket="ha-reads")
         rounds += 1
     print("rounds", rounds)
 "#;
