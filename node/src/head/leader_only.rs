@@ -113,7 +113,10 @@ async fn read_here(State(s): State<ApiState>, mut req: Request, next: Next) -> R
 
 /// The view this head reads committed state through right now, or `None` when it cannot
 /// read here (the read goes to the leader). Shared by the file API and the S3 API.
-pub(crate) async fn read_view(election: &Arc<Election>, membership: &Membership) -> Option<ReadView> {
+pub(crate) async fn read_view(
+    election: &Arc<Election>,
+    membership: &Membership,
+) -> Option<ReadView> {
     let (role, connected) = {
         let st = election.status();
         let st = st.borrow();

@@ -84,12 +84,7 @@ pub fn multipart_etag(parts: &[&PartRecord]) -> String {
 }
 
 /// The upload `id` for `bucket`/`key`, or NoSuchUpload.
-async fn upload_of(
-    lead: &ReadView,
-    bucket: &str,
-    key: &str,
-    id: &str,
-) -> S3Result<UploadRecord> {
+async fn upload_of(lead: &ReadView, bucket: &str, key: &str, id: &str) -> S3Result<UploadRecord> {
     match uploads::get(lead.client(), lead.layout(), id).await {
         Ok(Some(r)) if r.bucket == bucket && r.key == key => Ok(r),
         Ok(_) => Err(s3_error!(NoSuchUpload)),
