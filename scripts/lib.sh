@@ -75,7 +75,9 @@ free_port() {
 # The S3 clients the S3 tests drive: rclone and s3cmd from Debian, aws-cli and boto3 from
 # PyPI into the project's venv (.venv), whose bin/ is then put first on PATH.
 ensure_s3_clients() {
-    ensure_debian_packages rclone s3cmd python3-venv curl || return 1
+    # minio-go (MinIO's Go SDK) sends signed streaming bodies; its test builds a small
+    # program with Debian's Go and the library's Debian package.
+    ensure_debian_packages rclone s3cmd python3-venv curl golang-go golang-github-minio-minio-go-v7-dev || return 1
     local root venv
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     venv="$root/.venv"

@@ -734,6 +734,46 @@ else:
     assert!(rounds > 1, "{rounds} rounds of reads");
 }
 
+/// MinIO's Go SDK signs every chunk of a body it uploads over plain HTTP
+/// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`): puts of several sizes (and one of unknown size,
+/// sent as a multipart upload of signed streams) read back byte for byte. The program is
+/// `node/tests/s3/minio_go`, built with Debian's Go and minio-go (`.ci/run` installs them).
+#[test]
+fn minio_go_sends_signed_streaming_bodies() {
+    let grid = grid();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/minio_go");
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minio_go");
+    std::fs::create_dir_all(&work).unwrap();
+    let bin = work.join("minio_go");
+    run(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(&src)
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", work.join("gocache"))
+        true,
+    );
+    let trace = work.join(format!("trace-{}", std::process::id()));
+    let endpoint = grid.s3_url(0);
+    let host = endpoint.trim_start_matches("http://");
+    let out = run(
+        Command::new(&bin)
+            .args([host, auth::WRITER.access_key, auth::WRITER.secret])
+            .arg(&trace),
+        true,
+    );
+    assert_eq!(stdout(&out).trim(), "ok");
+    let sent = std::fs::read_to_string(&trace).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    assert!(
+        sent.contains("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+        "the SDK sent no signed streaming body"
+    );
+}
+
 /// With `s3_domain`, `<bucket>.<domain>` addresses a bucket (virtual-host style), and path
 /// style keeps working.
 #[test]

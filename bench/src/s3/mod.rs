@@ -2,8 +2,11 @@
 //! grid, runs alternating between them, and the S3/native ratios; optionally the same S3
 //! workloads against a 3-node Garage on loopback (`--peer-garage PATH`), alternating too.
 //!
-//! Workloads: one large object put and got (`--size`, default 1 GiB) by one client; 4 KiB
-//! objects put and got by 16 clients; 1 MiB objects put and got by 8 clients. S3 requests
+//! Workloads: one large object put and got (`--size`, default 1 GiB) by one client, put
+//! twice: once in one request, once as S3 clients send a large file (a multipart upload of
+//! 8 MiB parts, 10 at a time, aws-cli's defaults; the native API, which has no multipart
+//! upload, puts it in one stream again); 4 KiB objects put and got by 16 clients; 1 MiB
+//! objects put and got by 8 clients. S3 requests
 //! are presigned (`rusty-s3`), so the client spends no time hashing bodies and both servers
 //! see the same requests.
 
@@ -42,12 +45,18 @@ const SMALL: usize = 4096;
 const SMALL_CLIENTS: usize = 16;
 const MEDIUM: usize = 1 << 20;
 const MEDIUM_CLIENTS: usize = 8;
+/// Parts of the multipart large put, and how many go at once: aws-cli's defaults
+/// (`multipart_chunksize` 8 MiB, `max_concurrent_requests` 10).
+const PART: u64 = 8 << 20;
+const PART_CLIENTS: usize = 10;
 
 /// One run's figures for one endpoint: bytes per second for the large and 1 MiB
 /// workloads, objects per second for the 4 KiB ones.
 #[derive(Clone, Copy, Debug, Default)]
 struct Figures {
     large_put: f64,
+    /// The large object put as S3 clients send it (multipart); the native API's one stream.
+    large_multipart: f64,
     large_get: f64,
     small_put: f64,
     small_get: f64,
@@ -140,11 +149,12 @@ pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchErro
             let f = measure(e, &source, options.size, &options, run).await?;
             let mib = |v: f64| v / (1u64 << 20) as f64;
             println!(
-                "run {}/{} {:<12} large put {:>6.0} MiB/s get {:>6.0} MiB/s | 4 KiB put {:>6.0}/s get {:>6.0}/s | 1 MiB put {:>5.0} MiB/s get {:>5.0} MiB/s",
+                "run {}/{} {:<12} large put {:>6.0} MiB/s multipart {:>6.0} MiB/s get {:>6.0} MiB/s | 4 KiB put {:>6.0}/s get {:>6.0}/s | 1 MiB put {:>5.0} MiB/s get {:>5.0} MiB/s",
                 run + 1,
                 options.runs,
                 e.name(),
                 mib(f.large_put),
+                mib(f.large_multipart),
                 mib(f.large_get),
                 f.small_put,
                 f.small_get,
@@ -210,6 +220,11 @@ async fn measure(
     let t = Instant::now();
     e.put_file(&key, source, size).await?;
     let large_put = size as f64 / t.elapsed().as_secs_f64();
+    let mkey = format!("large-multipart-{run}");
+    let t = Instant::now();
+    e.put_file_multipart(&mkey, source, size, PART, PART_CLIENTS)
+        .await?;
+    let large_multipart = size as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let got = e.get_len(&key).await?;
     let large_get = size as f64 / t.elapsed().as_secs_f64();
@@ -231,6 +246,7 @@ async fn measure(
     .await?;
     Ok(Figures {
         large_put,
+        large_multipart,
         large_get,
         small_put,
         small_get,
@@ -290,8 +306,14 @@ async fn many(
 /// S3 / Garage ratios (targets: puts 2.0, gets 1.0).
 fn report(endpoints: &[Endpoint], figures: &[Vec<Figures>]) -> Report {
     type Pick = fn(&Figures) -> f64;
-    let workloads: [(&str, Unit, Pick, bool); 6] = [
+    let workloads: [(&str, Unit, Pick, bool); 7] = [
         ("large put", Unit::MebibytesPerSecond, |f| f.large_put, true),
+        (
+            "large put, multipart",
+            Unit::MebibytesPerSecond,
+            |f| f.large_multipart,
+            true,
+        ),
         (
             "large get",
             Unit::MebibytesPerSecond,
