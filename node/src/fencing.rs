@@ -24,6 +24,10 @@ pub struct LeaderToken {
     pub epoch_version: i32,
     /// Data version of the `leader` node this leader created.
     pub leader_version: i32,
+    /// The ZooKeeper session that won (the `leader` node's ephemeral owner). Leadership ends
+    /// with it: a head that gave the session up may still see the node (ZooKeeper restores
+    /// sessions across a restart), but never writes with this token from another session.
+    pub session: i64,
 }
 
 /// One operation inside a fenced write.
@@ -62,13 +66,20 @@ pub enum FenceError {
     Zk(ZkClientError),
 }
 
-/// Applies `ops` atomically if and only if `token`'s leadership is still current.
+/// Applies `ops` atomically if and only if `token`'s leadership is still current: written
+/// through the session that won it, and neither the epoch nor the leader node has moved.
 pub async fn write(
     client: &Client,
     layout: &Layout,
     token: &LeaderToken,
     ops: &[FencedOp],
 ) -> Result<Vec<MultiWriteResult>, FenceError> {
+    if !same_session(token, client.session_id().0) {
+        return Err(FenceError::Deposed {
+            server_id: token.server_id.clone(),
+            epoch: token.epoch,
+        });
+    }
     let mut multi = client.new_multi_writer();
     let zk = FenceError::Zk;
     multi
@@ -108,5 +119,34 @@ pub async fn write(
             source,
         }),
         Err(MultiWriteError::RequestFailed { source }) => Err(FenceError::Zk(source)),
+    }
+}
+
+/// Whether a write through session `session` may use `token` (pure): only the session that
+/// won the leadership may write under it.
+pub fn same_session(token: &LeaderToken, session: i64) -> bool {
+    token.session == session
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(session: i64) -> LeaderToken {
+        LeaderToken {
+            server_id: ServerId::new("head_server_1").unwrap(),
+            epoch: 7,
+            epoch_version: 6,
+            leader_version: 0,
+            session,
+        }
+    }
+
+    #[test]
+    fn only_the_session_that_won_writes_under_its_token() {
+        assert!(same_session(&token(0x1234), 0x1234));
+        // The head gave the session up and registered under a new one: the old session's
+        // leader node may still be there, but the token is not used from the new session.
+        assert!(!same_session(&token(0x1234), 0x5678));
     }
 }

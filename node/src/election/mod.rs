@@ -558,6 +558,7 @@ impl Election {
                     epoch: next,
                     epoch_version,
                     leader_version: 0,
+                    session: client.session_id().0,
                 };
                 let (_, watch) = client.check_and_watch_stat(&leader_path).await?;
                 self.observe_leader(&record);
@@ -609,6 +610,7 @@ impl Election {
             epoch: leader.epoch,
             epoch_version: estat.version,
             leader_version,
+            session: client.session_id().0,
         };
         let was = self.status.borrow().role;
         if was != Role::Leader {
