@@ -191,7 +191,7 @@ impl DataMetrics {
     pub fn new(r: &Registry) -> Self {
         let m = Self::register(r);
         // Known label values exist from the start, so dashboards show 0 rather than no data.
-        for reason in ["dead", "decommission", "read", "under"] {
+        for reason in ["dead", "damaged", "decommission", "read", "under"] {
             m.repairs.with_label_values(&[reason]);
         }
         for op in ["read", "write"] {

@@ -304,6 +304,8 @@ role_file! {
         pub capacity: u64 => "rule::positive_size",
         /// Background scrubber rate in bytes/s [default: 16MiB]
         pub scrub_rate: u64 => "rule::positive_size",
+        /// Pause between two scrubber passes over every chunk [default: 1m]
+        pub scrub_interval: Duration => "rule::positive_duration",
         /// Time between heartbeats to the leader head [default: 2s]
         pub heartbeat_interval: Duration => "rule::positive_duration",
     }
@@ -316,6 +318,7 @@ impl RoleFile for ClusterFile {
         Self {
             listen: Some("0.0.0.0:9700".into()),
             scrub_rate: Some(16 << 20),
+            scrub_interval: Some(Duration::from_secs(60)),
             heartbeat_interval: Some(Duration::from_secs(2)),
             ..Self::default()
         }

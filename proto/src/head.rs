@@ -159,6 +159,11 @@ pub struct Heartbeat {
     pub used_bytes: u64,
     pub free_bytes: u64,
     pub chunks: u64,
+    /// Chunks this server found damaged or gone from its disk since it started (by its
+    /// scrubber or a read). The leader runs a repair pass when the count grows; which
+    /// chunks they are, it learns from the server's block report.
+    #[serde(default)]
+    pub bad_chunks_found: u64,
 }
 
 /// The answer to a heartbeat: the epoch of the leader that took it.

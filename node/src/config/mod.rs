@@ -332,6 +332,10 @@ pub struct ClusterArgs {
     #[arg(long, env = "FILEGRID_SCRUB_RATE", value_parser = values::positive_size)]
     #[serde(serialize_with = "rule::serialize")]
     pub scrub_rate: Option<u64>,
+    /// Pause between two scrubber passes over every chunk [default: 1m]
+    #[arg(long, env = "FILEGRID_SCRUB_INTERVAL", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub scrub_interval: Option<Duration>,
     /// Time between heartbeats to the leader head [default: 2s]
     #[arg(long, env = "FILEGRID_HEARTBEAT_INTERVAL", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
@@ -349,6 +353,7 @@ pub struct ClusterConfig {
     pub zone: Option<String>,
     pub capacity: Option<u64>,
     pub scrub_rate: u64,
+    pub scrub_interval: Duration,
     pub heartbeat_interval: Duration,
 }
 
@@ -744,6 +749,7 @@ impl ClusterArgs {
             zone: f.zone,
             capacity: f.capacity,
             scrub_rate: required("scrub_rate", f.scrub_rate)?,
+            scrub_interval: required("scrub_interval", f.scrub_interval)?,
             heartbeat_interval: required("heartbeat_interval", f.heartbeat_interval)?,
         })
     }

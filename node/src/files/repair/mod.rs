@@ -276,7 +276,7 @@ async fn pass(
         }
     };
     let servers = dp.membership.all();
-    let held = execute::list_held(dp, &servers).await;
+    let (held, corrupt) = execute::list_held(dp, &servers).await;
     // After the listing: a listed chunk whose upload is not live any more had finished
     // storing (its upload registers before its first chunk is stored).
     let live_uploads = dp.live_uploads.snapshot();
@@ -286,6 +286,7 @@ async fn pass(
             servers: &servers,
             reads: &reads,
             held: &held,
+            corrupt: &corrupt,
             first_seen: unreferenced,
             pinned: &pinned,
             live_uploads: &live_uploads,
