@@ -168,7 +168,10 @@ fn a_corrupt_replica_the_scrubber_finds_is_replaced_without_any_read() {
         || fully_replicated(&grid, "heal/bitrot", &data),
     );
     eprintln!("repaired {:?} after the damage", damaged.elapsed());
-    assert!(copies_made(&base) <= 1, "only the damaged copy is made again");
+    assert!(
+        copies_made(&base) <= 1,
+        "only the damaged copy is made again"
+    );
 }
 
 #[test]
@@ -220,4 +223,83 @@ fn a_chunk_path_replaced_by_a_directory_is_repaired_and_reads_stay_right() {
     let quarantine = grid.cluster[victim].data_dir.join("quarantine");
     let kept = std::fs::read_dir(&quarantine).unwrap().count();
     assert_eq!(kept, 1, "the directory is kept in {}", quarantine.display());
+}
+
+fn repair_report(base: &str) -> Option<RepairReport> {
+    http()
+        .get(format!("{base}/v1/repair"))
+        .send()
+        .ok()?
+        .json()
+        .ok()
+}
+
+#[test]
+fn repair_progress_says_what_is_left_and_when_it_ends() {
+    // 512 KiB/s: the copies of a dead server's chunks take seconds, long enough to watch.
+    let rate: u64 = 512 * 1024;
+    let mut grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            session_timeout: "2s".into(),
+            dead_after: "2s".into(),
+            extra_head_args: vec!["--repair-rate".into(), rate.to_string()],
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    let data = random(12 * CHUNK);
+    assert_eq!(put(&base, "heal/progress", data.clone()), 201);
+    let victim = 1;
+    let victim_id = grid.cluster[victim].id.clone();
+    let on_victim = manifest(&grid, "heal/progress")
+        .iter()
+        .filter(|(_, r)| r.contains(&victim_id))
+        .count() as u64;
+    assert!(on_victim > 0);
+    grid.cluster[victim].proc.kill9();
+
+    // While the pass copies: copies and bytes left, and an estimate.
+    let seen = wait_until_sync(Duration::from_secs(60), "a pass copying", || {
+        repair_report(&base).filter(|r| r.in_progress && r.chunks_left > 0)
+    });
+    assert!(seen.chunks_left <= on_victim, "{seen:?}");
+    assert_eq!(seen.bytes_left, seen.chunks_left * CHUNK as u64, "{seen:?}");
+    assert_eq!(seen.repair_rate, rate);
+    let eta = seen.eta_seconds.expect("an estimate while copies are left");
+    assert!(eta >= 1, "{seen:?}");
+    let metrics = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("filegrid_repair_bytes_left"), "{metrics}");
+    assert!(metrics.contains("filegrid_repair_eta_seconds"), "{metrics}");
+
+    // Done: nothing left, at a measured rate no faster than the setting allows.
+    let started = Instant::now();
+    let done = wait_until_sync(Duration::from_secs(90), "the copies made", || {
+        repair_report(&base).filter(|r| !r.in_progress && r.chunks_left == 0 && r.copies_made > 0)
+    });
+    eprintln!(
+        "{on_victim} chunks of {CHUNK} bytes copied in about {:?} (first estimate {eta}s); report {done:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.eta_seconds, None);
+    assert!(
+        done.rate_bytes_per_sec > 0 && done.rate_bytes_per_sec <= rate,
+        "{done:?}"
+    );
+    wait_until_sync(
+        Duration::from_secs(30),
+        "three replicas, none on the dead server",
+        || {
+            manifest(&grid, "heal/progress")
+                .iter()
+                .all(|(_, r)| r.len() == 3 && !r.contains(&victim_id))
+                .then_some(())
+        },
+    );
 }

@@ -277,13 +277,7 @@ impl ChunkStore {
     /// behind the store's back, or replaced by something else, which is moved to the
     /// quarantine directory so that a good copy can be written in its place). Called under
     /// the index lock.
-    fn forget(
-        &self,
-        index: &mut BTreeMap<ChunkId, Entry>,
-        id: &ChunkId,
-        entry: Entry,
-        why: &str,
-    ) {
+    fn forget(&self, index: &mut BTreeMap<ChunkId, Entry>, id: &ChunkId, entry: Entry, why: &str) {
         index.remove(id);
         self.space.remove(entry.len + TRAILER_LEN);
         let path = self.chunk_path(id);
@@ -408,9 +402,8 @@ impl ChunkDir for ChunkStore {
             }
             quarantine(&self.data_dir, &target, meta.id.as_str())?;
             tracing::warn!(chunk = %meta.id, "moved a directory found at a chunk's path to quarantine");
-            fs::rename(temp, &target).map_err(|e| {
-                StoreError::io(format!("renaming chunk {} into place", meta.id), e)
-            })?;
+            fs::rename(temp, &target)
+                .map_err(|e| StoreError::io(format!("renaming chunk {} into place", meta.id), e))?;
         }
         let replaced = index.insert(
             meta.id.clone(),
@@ -468,7 +461,11 @@ fn open_chunk_file(path: &Path) -> Result<File, Opened> {
         Ok(m) if !m.is_file() => {
             return Err(Opened::Gone(format!(
                 "the chunk path holds a {}, not a file",
-                if m.is_dir() { "directory" } else { "special file" }
+                if m.is_dir() {
+                    "directory"
+                } else {
+                    "special file"
+                }
             )));
         }
         Ok(_) => {}

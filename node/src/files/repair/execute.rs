@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::drain;
 use super::plan::{Action, ChunkCopy, ChunkRepair, CopyReason, FileRepair, Held};
+use super::progress::Tracker;
 use crate::cluster::ChunkCallError;
 use crate::files::DataPlane;
 use crate::files::manifest::ChunkRef;
@@ -34,13 +35,16 @@ pub async fn run(
     lead: &Leadership,
     actions: Vec<Action>,
     unreferenced: &mut HashMap<Held, Instant>,
+    progress: &mut Tracker<'_>,
 ) -> Result<Outcome, NsError> {
     let mut out = Outcome::default();
     let epoch = lead.epoch();
     for action in actions {
         match action {
             Action::Rewrite { chunk, from, to } => rewrite(dp, epoch, &chunk, &from, &to).await,
-            Action::RepairFile(file) => out.copies_made += repair_file(dp, lead, file).await?,
+            Action::RepairFile(file) => {
+                out.copies_made += repair_file(dp, lead, file, progress).await?
+            }
             Action::MarkDrained(id) => {
                 if let Err(e) = drain::mark_drained(dp, lead, &id).await {
                     tracing::warn!(server_id = %id, error = %e, "cannot mark server drained");
@@ -98,7 +102,12 @@ fn rewrite_outcome(targets: &[String], r: &PutResponse) -> (Vec<String>, Vec<Str
 
 /// Makes one file's copies, then records its new replica lists in one fenced write. Returns
 /// the number of copies made.
-async fn repair_file(dp: &DataPlane, lead: &Leadership, file: FileRepair) -> Result<u64, NsError> {
+async fn repair_file(
+    dp: &DataPlane,
+    lead: &Leadership,
+    file: FileRepair,
+    progress: &mut Tracker<'_>,
+) -> Result<u64, NsError> {
     let epoch = lead.epoch();
     let mut made = 0;
     let mut changes: BTreeMap<String, Vec<ServerId>> = BTreeMap::new();
@@ -112,7 +121,10 @@ async fn repair_file(dp: &DataPlane, lead: &Leadership, file: FileRepair) -> Res
             }
             ChunkRepair::Copy(copy) => {
                 // A failed copy leaves the chunk's replica list as it is.
-                let Some(copied) = copy_chunk(dp, epoch, &copy).await else {
+                let copied = copy_chunk(dp, epoch, &copy).await;
+                let n = copied.as_ref().map_or(0, |c| c.len() as u64);
+                progress.copy_ended(copy.len, copy.to.len() as u64, n);
+                let Some(copied) = copied else {
                     continue;
                 };
                 made += copied.len() as u64;

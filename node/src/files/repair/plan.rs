@@ -171,6 +171,18 @@ pub struct NextReplicas {
 }
 
 impl NextReplicas {
+    /// A list nothing changes, for tests of code that only carries copies around.
+    #[cfg(test)]
+    pub(crate) fn unchanged_for_tests() -> Self {
+        Self {
+            current: Vec::new(),
+            healthy: Vec::new(),
+            waiting: Vec::new(),
+            draining: Vec::new(),
+            replication_factor: 0,
+        }
+    }
+
     /// The replica list once `copied` hold a new copy: healthy, new and waiting copies, and
     /// draining ones while those are fewer than the replication factor. `None` if unchanged.
     pub fn after(&self, copied: &[ServerId]) -> Option<Vec<ServerId>> {
@@ -834,7 +846,11 @@ mod tests {
             assert!(c.to == sids(&["b"]) || c.to == sids(&["d"]), "{:?}", c.to);
             let mut want = sids(&["a", "c"]);
             want.push(c.to[0].clone());
-            assert_eq!(c.replicas.after(&c.to), Some(want), "the bad copy is dropped");
+            assert_eq!(
+                c.replicas.after(&c.to),
+                Some(want),
+                "the bad copy is dropped"
+            );
             assert_eq!(p.counts.under_replicated, 1);
         }
         // Missing on c: c's listing was read and does not hold it.
@@ -854,9 +870,7 @@ mod tests {
         assert!(w.plan().actions.is_empty());
         // Every copy damaged: nothing to copy from, and it is said.
         let mut w = World::new(&["a", "b", "c"]);
-        w.file("x", &[&["a", "b"]])
-            .holds("a", &[])
-            .holds("b", &[]);
+        w.file("x", &[&["a", "b"]]).holds("a", &[]).holds("b", &[]);
         assert_eq!(
             file_steps(&w.plan()),
             [&ChunkRepair::NoSource {
@@ -879,7 +893,9 @@ mod tests {
         }];
         let p = w.plan();
         assert!(
-            !p.actions.iter().any(|a| matches!(a, Action::Rewrite { .. })),
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::Rewrite { .. })),
             "{p:?}"
         );
         assert_eq!(copies(&p).len(), 1);
