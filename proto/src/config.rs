@@ -233,6 +233,10 @@ role_file! {
         /// moment the call is sent (an upload's whole chunk), then between pieces of it
         /// [default: 30s]
         pub chunk_timeout: Duration => "rule::positive_duration",
+        /// An upload's pipeline hop that takes no byte (or, once it has them all, gives no
+        /// answer) for this long, times the hops from it to the end of the pipeline, is
+        /// given up and placed again without it [default: 10s]
+        pub hop_progress_timeout: Duration => "rule::positive_duration",
         /// Bytes per second re-replication may copy [default: 64MiB]
         pub repair_rate: u64 => "rule::positive_size",
         /// Largest file accepted [default: 1TiB]
@@ -273,6 +277,7 @@ impl RoleFile for HeadFile {
             dead_after: Some(Duration::from_secs(30)),
             orphan_grace: Some(Duration::from_secs(600)),
             chunk_timeout: Some(Duration::from_secs(30)),
+            hop_progress_timeout: Some(Duration::from_secs(10)),
             repair_rate: Some(64 << 20),
             max_file_size: Some(1 << 40),
             anonymous_read: Some(false),

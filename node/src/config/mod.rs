@@ -233,6 +233,11 @@ pub struct HeadArgs {
     #[arg(long, env = "FILEGRID_CHUNK_TIMEOUT", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
     pub chunk_timeout: Option<Duration>,
+    /// An upload's pipeline hop that moves no byte for this long, times the hops from it to
+    /// the end of the pipeline, is given up [default: 10s]
+    #[arg(long, env = "FILEGRID_HOP_PROGRESS_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub hop_progress_timeout: Option<Duration>,
     /// Bytes per second re-replication may copy [default: 64MiB]
     #[arg(long, env = "FILEGRID_REPAIR_RATE", value_parser = values::positive_size)]
     #[serde(serialize_with = "rule::serialize")]
@@ -281,6 +286,7 @@ pub struct HeadConfig {
     pub dead_after: Duration,
     pub orphan_grace: Duration,
     pub chunk_timeout: Duration,
+    pub hop_progress_timeout: Duration,
     pub repair_rate: u64,
     pub max_file_size: u64,
     /// `None` only when insecure.
@@ -694,6 +700,7 @@ impl HeadArgs {
             dead_after: required("dead_after", f.dead_after)?,
             orphan_grace: required("orphan_grace", f.orphan_grace)?,
             chunk_timeout: required("chunk_timeout", f.chunk_timeout)?,
+            hop_progress_timeout: required("hop_progress_timeout", f.hop_progress_timeout)?,
             repair_rate: required("repair_rate", f.repair_rate)?,
             max_file_size: required("max_file_size", f.max_file_size)?,
             credentials_file: secure_required(

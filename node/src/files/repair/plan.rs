@@ -502,6 +502,7 @@ mod tests {
                     dead_after: DEAD_AFTER,
                     orphan_grace: GRACE,
                     repair_rate: 1 << 30,
+                    hop_progress_timeout: Duration::from_secs(10),
                     max_file_size: 1 << 40,
                     max_uploads: 64,
                 },
