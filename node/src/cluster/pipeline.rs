@@ -38,7 +38,8 @@ pub struct Outcome {
 }
 
 /// Shortest and longest hop progress timeout a request may ask for.
-const PROGRESS_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(600));
+const PROGRESS_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
 
 /// How long a sender waits on its next hop, which has `hops_after` hops after it, while that
 /// hop takes no byte or, once it has every byte, gives no answer. A hung hop deeper in the
@@ -303,7 +304,10 @@ mod tests {
         assert_eq!(parse_progress(None), None);
         assert_eq!(parse_progress(Some("soon")), None);
         assert_eq!(parse_progress(Some("-5")), None);
-        assert_eq!(parse_progress(Some(" 1500 ")), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_progress(Some(" 1500 ")),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_progress(Some("0")), Some(Duration::from_millis(100)));
         assert_eq!(
             parse_progress(Some("18446744073709551615")),
