@@ -229,9 +229,9 @@ role_file! {
         pub dead_after: Duration => "rule::positive_duration",
         /// Chunks no file references are deleted after this long [default: 10m]
         pub orphan_grace: Duration => "rule::positive_duration",
-        /// Longest a head waits on a cluster server in a chunk call: for the answer from the
-        /// moment the call is sent (an upload's whole chunk), then between pieces of it
-        /// [default: 30s]
+        /// Longest a head waits on a cluster server in a chunk call other than an upload
+        /// (uploads are watched for progress: `hop_progress_timeout`): for the answer from
+        /// the moment the call is sent, then between pieces of it [default: 30s]
         pub chunk_timeout: Duration => "rule::positive_duration",
         /// An upload's pipeline hop that takes no byte (or, once it has them all, gives no
         /// answer) for this long, times the hops from it to the end of the pipeline, is

@@ -229,7 +229,8 @@ pub struct HeadArgs {
     #[arg(long, env = "FILEGRID_ORPHAN_GRACE", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
     pub orphan_grace: Option<Duration>,
-    /// Longest a head waits on a cluster server's answer to a chunk call [default: 30s]
+    /// Longest a head waits on a cluster server's answer to a chunk call other than an
+    /// upload [default: 30s]
     #[arg(long, env = "FILEGRID_CHUNK_TIMEOUT", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
     pub chunk_timeout: Option<Duration>,
