@@ -69,7 +69,7 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
     };
     options.scrub = Some(ScrubConfig {
         rate_bytes_per_sec: cfg.scrub_rate,
-        pause_between_passes: Duration::from_secs(60),
+        pause_between_passes: cfg.scrub_interval,
     });
     let api_server = tokio::spawn(cluster::serve(
         listener,
@@ -298,8 +298,20 @@ impl ClusterServer {
         let layout = self.layout();
         let mut tick = tokio::time::interval(self.cfg.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bad = self.store.subscribe_bad();
         loop {
-            tick.tick().await;
+            // A chunk found damaged or missing is told at once, not at the next tick.
+            tokio::select! {
+                _ = tick.tick() => {}
+                found = bad.recv() => {
+                    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                    if let Err(RecvError::Closed) = found {
+                        tick.tick().await;
+                    }
+                    // Many found at once make one heartbeat.
+                    while !matches!(bad.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+                }
+            }
             let leader = match zk::read::<LeaderRecord>(client, &layout.leader()).await {
                 Ok(Some((l, _))) => l,
                 Ok(None) => continue,
@@ -318,6 +330,7 @@ impl ClusterServer {
                 used_bytes: usage.used_bytes,
                 free_bytes: usage.free_bytes,
                 chunks: usage.chunks,
+                bad_chunks_found: self.store.checksum_failures(),
             };
             let scheme = http::Outgoing::scheme(leader.tls);
             let url = format!(

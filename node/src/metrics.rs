@@ -181,6 +181,10 @@ pub struct DataMetrics {
     pub servers_live: IntGauge,
     pub under_replicated: IntGauge,
     pub repairs: IntCounterVec,
+    pub repair_chunks_left: IntGauge,
+    pub repair_bytes_left: IntGauge,
+    pub repair_rate_bytes: IntGauge,
+    pub repair_eta_seconds: IntGauge,
     pub files: IntGauge,
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
@@ -191,7 +195,7 @@ impl DataMetrics {
     pub fn new(r: &Registry) -> Self {
         let m = Self::register(r);
         // Known label values exist from the start, so dashboards show 0 rather than no data.
-        for reason in ["dead", "decommission", "read", "under"] {
+        for reason in ["dead", "damaged", "decommission", "read", "under"] {
             m.repairs.with_label_values(&[reason]);
         }
         for op in ["read", "write"] {
@@ -241,8 +245,28 @@ impl DataMetrics {
             repairs: counter_vec(
                 r,
                 "filegrid_repairs_total",
-                "chunk copies made to restore replication, by reason (dead, decommission, read, under)",
+                "chunk copies made to restore replication, by reason (dead, damaged, decommission, read, under)",
                 &["reason"],
+            ),
+            repair_chunks_left: gauge(
+                r,
+                "filegrid_repair_chunks_left",
+                "chunk copies the leader's repair pass planned and has not made yet",
+            ),
+            repair_bytes_left: gauge(
+                r,
+                "filegrid_repair_bytes_left",
+                "bytes of the chunk copies the repair pass has not made yet",
+            ),
+            repair_rate_bytes: gauge(
+                r,
+                "filegrid_repair_rate_bytes",
+                "bytes per second the current or last repair pass copied",
+            ),
+            repair_eta_seconds: gauge(
+                r,
+                "filegrid_repair_eta_seconds",
+                "estimated seconds until the repair pass's copies are made (0 when none are left)",
             ),
             files: gauge(
                 r,

@@ -349,3 +349,69 @@ async fn a_really_full_disk_is_storage_full_and_leaves_nothing() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_chunk_file_gone_or_replaced_by_a_directory_is_reported_forgotten_and_rewritable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), None).await;
+    let data = random_bytes(100_000);
+    for name in ["gone-0", "dir-0", "fine-0"] {
+        store.put(id(name), &data).await.unwrap();
+    }
+    let chunks = dir.path().join("chunks");
+    std::fs::remove_file(chunks.join("gone-0")).unwrap();
+    std::fs::remove_file(chunks.join("dir-0")).unwrap();
+    std::fs::create_dir(chunks.join("dir-0")).unwrap();
+    std::fs::write(chunks.join("dir-0").join("inside"), b"x").unwrap();
+    let used_before = store.usage().unwrap().used_bytes;
+
+    let mut bad = store.subscribe_bad();
+    let _scrub = ScrubHandle::spawn(
+        store.clone(),
+        ScrubConfig {
+            rate_bytes_per_sec: 100_000_000,
+            pause_between_passes: Duration::from_secs(3600),
+        },
+    );
+    let mut found = Vec::new();
+    for _ in 0..2 {
+        let report = tokio::time::timeout(DEADLINE, bad.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        found.push(report.id.as_str().to_string());
+    }
+    found.sort();
+    assert_eq!(found, ["dir-0", "gone-0"]);
+    assert_eq!(store.checksum_failures(), 2);
+    // Both are forgotten: the block report no longer lists them, their space is free.
+    let listed: Vec<String> = store
+        .list()
+        .iter()
+        .map(|c| c.meta.id.as_str().to_string())
+        .collect();
+    assert_eq!(listed, ["fine-0"]);
+    assert_eq!(
+        store.usage().unwrap().used_bytes,
+        used_before - 2 * (data.len() as u64 + TRAILER_LEN)
+    );
+    assert!(matches!(
+        store.read(&id("gone-0"), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The directory was moved aside, so a good copy can be written in its place.
+    assert!(!chunks.join("dir-0").exists());
+    store.put(id("dir-0"), &data).await.unwrap();
+    store.verify(&id("dir-0")).await.unwrap();
+
+    // A directory where a new chunk is installed is moved aside too.
+    std::fs::create_dir(chunks.join("new-0")).unwrap();
+    std::fs::write(chunks.join("new-0").join("inside"), b"x").unwrap();
+    store.put(id("new-0"), &data).await.unwrap();
+    assert_eq!(store.verify(&id("new-0")).await.unwrap().len, 100_000);
+    // And deleting a chunk whose path became a directory succeeds.
+    std::fs::remove_file(chunks.join("fine-0")).unwrap();
+    std::fs::create_dir(chunks.join("fine-0")).unwrap();
+    store.delete(&id("fine-0")).await.unwrap();
+    assert!(!chunks.join("fine-0").exists());
+}

@@ -229,10 +229,14 @@ role_file! {
         pub dead_after: Duration => "rule::positive_duration",
         /// Chunks no file references are deleted after this long [default: 10m]
         pub orphan_grace: Duration => "rule::positive_duration",
-        /// Longest a head waits on a cluster server in a chunk call: for the answer from the
-        /// moment the call is sent (an upload's whole chunk), then between pieces of it
-        /// [default: 30s]
+        /// Longest a head waits on a cluster server in a chunk call other than an upload
+        /// (uploads are watched for progress: `hop_progress_timeout`): for the answer from
+        /// the moment the call is sent, then between pieces of it [default: 30s]
         pub chunk_timeout: Duration => "rule::positive_duration",
+        /// An upload's pipeline hop that takes no byte (or, once it has them all, gives no
+        /// answer) for this long, times the hops from it to the end of the pipeline, is
+        /// given up and placed again without it [default: 10s]
+        pub hop_progress_timeout: Duration => "rule::positive_duration",
         /// Bytes per second re-replication may copy [default: 64MiB]
         pub repair_rate: u64 => "rule::positive_size",
         /// Largest file accepted [default: 1TiB]
@@ -273,6 +277,7 @@ impl RoleFile for HeadFile {
             dead_after: Some(Duration::from_secs(30)),
             orphan_grace: Some(Duration::from_secs(600)),
             chunk_timeout: Some(Duration::from_secs(30)),
+            hop_progress_timeout: Some(Duration::from_secs(10)),
             repair_rate: Some(64 << 20),
             max_file_size: Some(1 << 40),
             anonymous_read: Some(false),
@@ -304,6 +309,8 @@ role_file! {
         pub capacity: u64 => "rule::positive_size",
         /// Background scrubber rate in bytes/s [default: 16MiB]
         pub scrub_rate: u64 => "rule::positive_size",
+        /// Pause between two scrubber passes over every chunk [default: 1m]
+        pub scrub_interval: Duration => "rule::positive_duration",
         /// Time between heartbeats to the leader head [default: 2s]
         pub heartbeat_interval: Duration => "rule::positive_duration",
     }
@@ -316,6 +323,7 @@ impl RoleFile for ClusterFile {
         Self {
             listen: Some("0.0.0.0:9700".into()),
             scrub_rate: Some(16 << 20),
+            scrub_interval: Some(Duration::from_secs(60)),
             heartbeat_interval: Some(Duration::from_secs(2)),
             ..Self::default()
         }

@@ -159,6 +159,11 @@ pub struct Heartbeat {
     pub used_bytes: u64,
     pub free_bytes: u64,
     pub chunks: u64,
+    /// Chunks this server found damaged or gone from its disk since it started (by its
+    /// scrubber or a read). The leader runs a repair pass when the count grows; which
+    /// chunks they are, it learns from the server's block report.
+    #[serde(default)]
+    pub bad_chunks_found: u64,
 }
 
 /// The answer to a heartbeat: the epoch of the leader that took it.
@@ -231,6 +236,27 @@ pub struct RepairReport {
     pub orphans_deleted: u64,
     /// Unix milliseconds; 0 before the first pass.
     pub finished_at: u64,
+    /// A pass is making copies now; the figures below are live while it does.
+    #[serde(default)]
+    pub in_progress: bool,
+    /// Chunk copies (one per new replica) the current or last pass planned and has not made
+    /// yet: after a pass, those that failed (the next pass plans them again).
+    #[serde(default)]
+    pub chunks_left: u64,
+    /// Bytes of those copies.
+    #[serde(default)]
+    pub bytes_left: u64,
+    /// Bytes per second the current (or last) pass copied, throttling included; 0 before
+    /// its first copy.
+    #[serde(default)]
+    pub rate_bytes_per_sec: u64,
+    /// Seconds until `bytes_left` are copied: at the measured rate, or at `repair_rate`
+    /// before a rate was measured. Absent when nothing is left.
+    #[serde(default)]
+    pub eta_seconds: Option<u64>,
+    /// The `repair_rate` setting: the most bytes per second repair copies.
+    #[serde(default)]
+    pub repair_rate: u64,
 }
 
 #[cfg(test)]

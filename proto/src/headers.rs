@@ -16,5 +16,9 @@ pub const FORWARDED_BY: &str = "x-filegrid-forwarded-by";
 /// A peer request's signature: `FG1 <signer> <unix ms> <hex HMAC-SHA256>` (see the node's
 /// `auth::peer`).
 pub const PEER_AUTH: &str = "x-filegrid-peer-auth";
+/// Chunk API request: the hop progress timeout of a pipeline write, in milliseconds. A hop
+/// with `k` hops after it gives up the next one when it takes no byte, or gives no answer
+/// after the last one, for `k` times this (see the node's `cluster::pipeline::stall_limit`).
+pub const HOP_PROGRESS: &str = "x-filegrid-hop-progress-ms";
 /// A replica's signed acknowledgement of a stored chunk, in the chunk API's answers.
 pub const ACK: &str = "x-filegrid-ack";

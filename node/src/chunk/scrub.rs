@@ -101,6 +101,11 @@ async fn run(store: Arc<ChunkStore>, config: ScrubConfig, counters: Arc<Counters
         let started = Instant::now();
         let mut done = 0u64;
         for chunk in chunks {
+            // Already found bad and reported: re-reading it would only report it again
+            // (waking the leader's repair each pass) until it is rewritten or deleted.
+            if chunk.corrupt {
+                continue;
+            }
             let id = &chunk.meta.id;
             let read = match store.open_read(id, None, false).await {
                 Ok(read) => read,

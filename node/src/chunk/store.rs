@@ -82,6 +82,7 @@ struct Entry {
 /// A durable, checksummed chunk store on one data directory. Share it as `Arc<ChunkStore>`.
 #[derive(Debug)]
 pub struct ChunkStore {
+    data_dir: PathBuf,
     chunks_dir: PathBuf,
     dir_sync: super::dirsync::DirSync,
     space: Space,
@@ -126,6 +127,7 @@ impl ChunkStore {
         let (bad_tx, _) = broadcast::channel(1024);
         let store = Self {
             dir_sync: super::dirsync::DirSync::new(chunks_dir.clone()),
+            data_dir: data_dir.clone(),
             chunks_dir,
             space,
             index: Mutex::new(index),
@@ -228,7 +230,7 @@ impl ChunkStore {
             // Open under the index lock so the file and its recorded checksum belong together
             // even when the chunk is being replaced concurrently.
             let (entry, file) = {
-                let index = store.index();
+                let mut index = store.index();
                 let entry = *index
                     .get(&id)
                     .ok_or_else(|| StoreError::NotFound(id.clone()))?;
@@ -238,9 +240,18 @@ impl ChunkStore {
                         reason: "failed verification earlier".into(),
                     });
                 }
-                let file = File::open(store.chunk_path(&id))
-                    .map_err(|e| StoreError::io(format!("opening chunk {id}"), e))?;
-                (entry, file)
+                match open_chunk_file(&store.chunk_path(&id)) {
+                    Ok(file) => (entry, file),
+                    Err(Opened::Gone(why)) => {
+                        store.forget(&mut index, &id, entry, &why);
+                        drop(index);
+                        store.report_bad(&id, why);
+                        return Err(StoreError::NotFound(id));
+                    }
+                    Err(Opened::Failed(e)) => {
+                        return Err(StoreError::io(format!("opening chunk {id}"), e));
+                    }
+                }
             };
             let file_len = file
                 .metadata()
@@ -262,12 +273,29 @@ impl ChunkStore {
         reader::open(self.clone(), meta, file, file_len, data, range).await
     }
 
+    /// Drops chunk `id` from the index because its file is no longer a chunk file (deleted
+    /// behind the store's back, or replaced by something else, which is moved to the
+    /// quarantine directory so that a good copy can be written in its place). Called under
+    /// the index lock.
+    fn forget(&self, index: &mut BTreeMap<ChunkId, Entry>, id: &ChunkId, entry: Entry, why: &str) {
+        index.remove(id);
+        self.space.remove(entry.len + TRAILER_LEN);
+        let path = self.chunk_path(id);
+        if fs::symlink_metadata(&path).is_ok()
+            && let Err(e) = quarantine(&self.data_dir, &path, id.as_str())
+        {
+            tracing::warn!(chunk = %id, error = %e, "cannot move a damaged chunk path aside");
+        }
+        tracing::warn!(chunk = %id, reason = %why, "chunk file is gone; forgot the chunk");
+    }
+
     /// Receives every chunk found bad from now on (by reads, [`ChunkStore::verify`] or the scrubber).
     pub fn subscribe_bad(&self) -> broadcast::Receiver<BadChunk> {
         self.bad_tx.subscribe()
     }
 
-    /// How many verification failures were found since the store was opened.
+    /// How many verification failures were found since the store was opened, chunk files
+    /// found gone from disk among them.
     pub fn checksum_failures(&self) -> u64 {
         self.checksum_failures.load(Ordering::Relaxed)
     }
@@ -282,8 +310,14 @@ impl ChunkStore {
                 let entry = *index
                     .get(&id)
                     .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-                fs::remove_file(store.chunk_path(&id))
-                    .map_err(|e| StoreError::io(format!("deleting chunk {id}"), e))?;
+                let path = store.chunk_path(&id);
+                match fs::symlink_metadata(&path) {
+                    // Already gone from disk: only the index still had it.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Ok(m) if m.is_dir() => quarantine(&store.data_dir, &path, id.as_str())?,
+                    _ => fs::remove_file(&path)
+                        .map_err(|e| StoreError::io(format!("deleting chunk {id}"), e))?,
+                }
                 index.remove(&id);
                 store.space.remove(entry.len + TRAILER_LEN);
                 ChunkMeta {
@@ -355,8 +389,22 @@ impl ChunkDir for ChunkStore {
     /// the directory afterwards (outside the index lock, so commits do not serialise on it).
     fn install(&self, temp: &Path, meta: &ChunkMeta, reserved: u64) -> Result<(), StoreError> {
         let mut index = self.index();
-        fs::rename(temp, self.chunk_path(&meta.id))
-            .map_err(|e| StoreError::io(format!("renaming chunk {} into place", meta.id), e))?;
+        let target = self.chunk_path(&meta.id);
+        if let Err(e) = fs::rename(temp, &target) {
+            // Something that is not a chunk file (a directory) sits where the chunk goes:
+            // move it aside and install the good copy in its place.
+            let in_the_way = fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir());
+            if !in_the_way {
+                return Err(StoreError::io(
+                    format!("renaming chunk {} into place", meta.id),
+                    e,
+                ));
+            }
+            quarantine(&self.data_dir, &target, meta.id.as_str())?;
+            tracing::warn!(chunk = %meta.id, "moved a directory found at a chunk's path to quarantine");
+            fs::rename(temp, &target)
+                .map_err(|e| StoreError::io(format!("renaming chunk {} into place", meta.id), e))?;
+        }
         let replaced = index.insert(
             meta.id.clone(),
             Entry {
@@ -392,6 +440,40 @@ impl ChunkDir for ChunkStore {
             reason,
         });
     }
+}
+
+/// Why a chunk file could not be opened.
+enum Opened {
+    /// The path holds no chunk file any more (removed, or something else is there).
+    Gone(String),
+    /// Another I/O error (the file may still be there).
+    Failed(io::Error),
+}
+
+/// Opens a chunk file, telling a file that is gone or is not a regular file apart from
+/// other errors.
+fn open_chunk_file(path: &Path) -> Result<File, Opened> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Opened::Gone("the chunk file is missing".into()));
+        }
+        Err(e) => return Err(Opened::Failed(e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Opened::Gone(format!(
+                "the chunk path holds a {}, not a file",
+                if m.is_dir() {
+                    "directory"
+                } else {
+                    "special file"
+                }
+            )));
+        }
+        Ok(_) => {}
+    }
+    File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Opened::Gone("the chunk file is missing".into()),
+        _ => Opened::Failed(e),
+    })
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {

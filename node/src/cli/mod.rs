@@ -5,7 +5,7 @@
 mod transfer;
 
 use filegrid_proto::ErrorBody;
-use filegrid_proto::head::{DeleteAnswer, Role, ServerView, StatusView};
+use filegrid_proto::head::{DeleteAnswer, RepairReport, Role, ServerView, StatusView};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -373,18 +373,29 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Status => {
             let heads = target.heads().await?;
-            let servers: Option<Vec<ServerView>> = match target.leader_base().await {
-                Ok(base) => {
-                    let http = data_client(cli.timeout, &outgoing, &auth)?;
-                    match http.get(format!("{base}/v1/cluster")).send().await {
-                        Ok(r) if r.status().is_success() => r.json().await.ok(),
-                        _ => None,
+            let (servers, repair): (Option<Vec<ServerView>>, Option<RepairReport>) =
+                match target.leader_base().await {
+                    Ok(base) => {
+                        let http = data_client(cli.timeout, &outgoing, &auth)?;
+                        let get = |path: &str| http.get(format!("{base}{path}")).send();
+                        let servers = match get("/v1/cluster").await {
+                            Ok(r) if r.status().is_success() => r.json().await.ok(),
+                            _ => None,
+                        };
+                        let repair = match get("/v1/repair").await {
+                            Ok(r) if r.status().is_success() => r.json().await.ok(),
+                            _ => None,
+                        };
+                        (servers, repair)
                     }
-                }
-                Err(_) => None,
-            };
+                    Err(_) => (None, None),
+                };
             if cli.json {
-                print_json(&serde_json::json!({"heads": heads, "cluster_servers": servers}));
+                print_json(&serde_json::json!({
+                    "heads": heads,
+                    "cluster_servers": servers,
+                    "repair": repair,
+                }));
                 return Ok(());
             }
             let now = crate::zk::records::now_ms();
@@ -434,6 +445,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                         bytesize::ByteSize(s.capacity_bytes).to_string(),
                     );
                 }
+            }
+            if let Some(r) = &repair {
+                println!();
+                println!("{}", repair_line(r));
             }
         }
         Command::Put { local, remote } => {
@@ -541,4 +556,85 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The repair line of `filegrid status`: what the leader's repair has left to copy.
+fn repair_line(r: &RepairReport) -> String {
+    let state = if r.in_progress {
+        "copying"
+    } else if r.finished_at == 0 {
+        "no pass yet"
+    } else {
+        "idle"
+    };
+    let mut line = format!(
+        "repair: {state}, {} under-replicated of {} chunks",
+        r.under_replicated, r.chunks
+    );
+    if r.chunks_left > 0 {
+        let rate = if r.rate_bytes_per_sec > 0 {
+            format!("{}/s", bytesize::ByteSize(r.rate_bytes_per_sec))
+        } else {
+            format!("up to {}/s", bytesize::ByteSize(r.repair_rate))
+        };
+        line.push_str(&format!(
+            ", {} copies ({}) left at {rate}",
+            r.chunks_left,
+            bytesize::ByteSize(r.bytes_left),
+        ));
+        if let Some(eta) = r.eta_seconds {
+            line.push_str(&format!(
+                ", about {} to go",
+                humantime::format_duration(std::time::Duration::from_secs(eta))
+            ));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repair_line_says_what_is_left_and_when_it_is_done() {
+        let idle = RepairReport {
+            chunks: 10,
+            finished_at: 1,
+            ..RepairReport::default()
+        };
+        assert_eq!(
+            repair_line(&idle),
+            "repair: idle, 0 under-replicated of 10 chunks"
+        );
+        let copying = RepairReport {
+            chunks: 10,
+            under_replicated: 4,
+            in_progress: true,
+            chunks_left: 4,
+            bytes_left: 4 << 20,
+            rate_bytes_per_sec: 1 << 20,
+            eta_seconds: Some(4),
+            repair_rate: 64 << 20,
+            ..RepairReport::default()
+        };
+        let line = repair_line(&copying);
+        assert!(
+            line.starts_with("repair: copying, 4 under-replicated of 10 chunks, 4 copies ("),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("left at 1.0 MiB/s, about 4s to go"),
+            "{line}"
+        );
+        let starting = RepairReport {
+            rate_bytes_per_sec: 0,
+            ..copying
+        };
+        assert!(
+            repair_line(&starting).contains("left at up to 64.0 MiB/s"),
+            "{}",
+            repair_line(&starting)
+        );
+    }
 }

@@ -26,6 +26,7 @@ use super::{ApiOptions, CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER};
 use crate::chunk::{Checksum, ChunkId, ChunkMeta, ChunkStore, ScrubHandle, StoreError};
 use crate::http::range::{self, RangeError};
 use filegrid_proto::chunk::{ListEntry, ListResponse, ReplicateRequest};
+use filegrid_proto::headers::HOP_PROGRESS;
 
 /// State shared by all requests.
 #[derive(Debug)]
@@ -309,6 +310,7 @@ async fn receive_chunk(
     let hops = pipeline::parse_pipeline(header_str(headers, PIPELINE_HEADER)?.unwrap_or(""))
         .map_err(|e| ApiError::new(ErrorCode::BadPipeline, e))?;
     check_targets(s, &hops)?;
+    let progress = pipeline::parse_progress(header_str(headers, HOP_PROGRESS)?);
 
     let mut writer = s.store.writer(id.clone(), len).await?;
     let mut downstream = hops.split_first().map(|(hop, rest)| {
@@ -319,8 +321,13 @@ async fn receive_chunk(
             rest,
             len,
             checksum: expected,
+            progress,
         };
-        Downstream::start(&s.client, s.options.downstream_timeout, upload)
+        // Without a progress timeout from the sender, the fixed wait of older senders.
+        let wait = progress.map_or(s.options.downstream_timeout, |p| {
+            pipeline::stall_limit(p, rest.len())
+        });
+        Downstream::start(&s.client, wait, upload)
     });
     while let Some(frame) = frames.next().await {
         let data = match frame {
@@ -591,6 +598,7 @@ async fn copy_once(
         rest,
         len: Some(read.meta.len),
         checksum: Some(read.meta.checksum),
+        progress: None,
     };
     let mut downstream = Downstream::start(&s.client, s.options.downstream_timeout, upload);
     let mut body = read.body;

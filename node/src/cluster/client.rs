@@ -135,6 +135,9 @@ pub struct PutChunk<'a> {
     pub len: Option<u64>,
     /// Checksum, when known (the hop refuses data that does not match).
     pub checksum: Option<Checksum>,
+    /// The hop progress timeout the pipeline's hops apply (see
+    /// [`super::pipeline::stall_limit`]); `None` leaves them to their fixed wait.
+    pub progress: Option<Duration>,
 }
 
 /// A chunk read's answer: the checksum the server has for the whole chunk and the body.
@@ -147,6 +150,9 @@ pub struct ChunkRead {
 #[derive(Clone, Debug)]
 pub struct ChunkClient {
     http: PeerClient,
+    /// The same without a read timeout, for uploads watched for progress instead
+    /// ([`ChunkClient::put_watched`]).
+    uploads: PeerClient,
     metrics: ClientMetrics,
     /// Signs every request, on grids with a cluster secret.
     signer: Option<PeerSigner>,
@@ -155,17 +161,26 @@ pub struct ChunkClient {
 impl ChunkClient {
     /// Builds the client and registers its metrics into `registry`.
     pub fn new(options: ClientOptions, registry: &Registry) -> Result<Self, ClientError> {
-        let mut b = options
-            .tls
-            .apply(reqwest::Client::builder())
-            .no_proxy()
-            .connect_timeout(options.connect_timeout)
-            .pool_max_idle_per_host(options.pool_max_idle_per_host);
-        if let Some(t) = options.read_timeout {
-            b = b.read_timeout(t);
-        }
+        let builder = || {
+            options
+                .tls
+                .apply(reqwest::Client::builder())
+                .no_proxy()
+                .connect_timeout(options.connect_timeout)
+                .pool_max_idle_per_host(options.pool_max_idle_per_host)
+        };
+        let http = match options.read_timeout {
+            Some(t) => builder().read_timeout(t).build()?,
+            None => builder().build()?,
+        };
+        // Uploads watched for progress have no read timeout: the watch bounds their silence.
+        let uploads = match options.read_timeout {
+            Some(_) => builder().build()?,
+            None => http.clone(),
+        };
         Ok(Self {
-            http: PeerClient::new(b.build()?, options.tls.https()),
+            uploads: PeerClient::new(uploads, options.tls.https()),
+            http: PeerClient::new(http, options.tls.https()),
             metrics: ClientMetrics::register(registry)?,
             signer: None,
         })
@@ -197,11 +212,54 @@ impl ChunkClient {
     where
         S: Into<reqwest::Body>,
     {
+        self.put_on(&self.http, hop, put, body).await
+    }
+
+    /// Sends `data` to `hop` as [`ChunkClient::put`] does, but gives the hop up when it
+    /// takes no byte, or gives no answer after the last one, for
+    /// [`stall_limit`](super::pipeline::stall_limit)`(progress, hops after it)`, however
+    /// long the whole transfer takes: a slow but moving pipeline is waited for, a hung one
+    /// is not.
+    pub async fn put_watched(
+        &self,
+        hop: &str,
+        put: PutChunk<'_>,
+        data: Bytes,
+        progress: Duration,
+    ) -> Result<PutResponse, ChunkCallError> {
+        let put = PutChunk {
+            progress: Some(progress),
+            ..put
+        };
+        let limit = super::pipeline::stall_limit(progress, put.pipeline.len());
+        let watch = super::progress::Watch::new();
+        let body = reqwest::Body::wrap_stream(watch.stream(data));
+        tokio::select! {
+            answer = self.put_on(&self.uploads, hop, put, body) => answer,
+            idle = watch.stalled(limit) => Err(ChunkCallError::Unreachable {
+                addr: hop.to_string(),
+                message: format!("no progress for {idle:?} (hop progress timeout)"),
+            }),
+        }
+    }
+
+    async fn put_on<S>(
+        &self,
+        http: &PeerClient,
+        hop: &str,
+        put: PutChunk<'_>,
+        body: S,
+    ) -> Result<PutResponse, ChunkCallError>
+    where
+        S: Into<reqwest::Body>,
+    {
         let path = chunk_path(put.id, "");
-        let mut req = self
-            .http
+        let mut req = http
             .put(format!("http://{hop}{path}"))
             .header(headers::EPOCH, put.epoch);
+        if let Some(p) = put.progress {
+            req = req.header(headers::HOP_PROGRESS, p.as_millis().to_string());
+        }
         let pipeline = put.pipeline.join(",");
         if !put.pipeline.is_empty() {
             req = req.header(headers::PIPELINE, &pipeline);

@@ -13,6 +13,7 @@ mod error;
 mod fence;
 pub mod metrics;
 pub mod pipeline;
+pub mod progress;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -37,6 +37,27 @@ pub struct Outcome {
     pub acks: Vec<filegrid_proto::chunk::Ack>,
 }
 
+/// Shortest and longest hop progress timeout a request may ask for.
+const PROGRESS_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
+
+/// How long a sender waits on its next hop, which has `hops_after` hops after it, while that
+/// hop takes no byte or, once it has every byte, gives no answer. A hung hop deeper in the
+/// pipeline stalls every hop before it at about the same moment (back-pressure); the hop
+/// just before it, with the shortest limit, gives it up first and goes on without it, so
+/// the hops before see progress again before their longer limits run out, and only the hung
+/// hop is ruled out.
+pub fn stall_limit(progress: Duration, hops_after: usize) -> Duration {
+    progress.saturating_mul(u32::try_from(hops_after + 1).unwrap_or(u32::MAX))
+}
+
+/// The hop progress timeout a request asks for (`x-filegrid-hop-progress-ms`), held within
+/// sane bounds; `None` when absent or not a number.
+pub fn parse_progress(value: Option<&str>) -> Option<Duration> {
+    let ms: u64 = value?.trim().parse().ok()?;
+    Some(Duration::from_millis(ms).clamp(PROGRESS_BOUNDS.0, PROGRESS_BOUNDS.1))
+}
+
 /// Checks a pipeline hop: `host:port`, nothing else.
 pub fn parse_hop(hop: &str) -> Result<String, String> {
     let hop = hop.trim();
@@ -68,6 +89,8 @@ pub struct Upload<'a> {
     pub len: Option<u64>,
     /// Checksum, when known (the hop refuses data that does not match).
     pub checksum: Option<Checksum>,
+    /// The hop progress timeout to pass on, when the request had one.
+    pub progress: Option<Duration>,
 }
 
 /// Streams `body` to `upload.hop` and returns who stored it. Never fails: a hop that cannot
@@ -83,6 +106,7 @@ where
         pipeline: upload.rest,
         len: upload.len,
         checksum: upload.checksum,
+        progress: upload.progress,
     };
     match client.put_stream(upload.hop, put, body).await {
         Ok(resp) => Outcome {
@@ -185,7 +209,8 @@ impl Downstream {
             upload.hop.to_string(),
             upload.rest.to_vec(),
         );
-        let (epoch, len, checksum) = (upload.epoch, upload.len, upload.checksum);
+        let (epoch, len, checksum, progress) =
+            (upload.epoch, upload.len, upload.checksum, upload.progress);
         let task = {
             let (hop, rest) = (hop.clone(), rest.clone());
             tokio::spawn(async move {
@@ -196,6 +221,7 @@ impl Downstream {
                     rest: &rest,
                     len,
                     checksum,
+                    progress,
                 };
                 forward(&client, upload, body).await
             })
@@ -221,6 +247,7 @@ impl Downstream {
                 self.tx = None;
                 self.task.abort();
                 self.error = Some(format!("took no data for {:?}", self.timeout));
+                tracing::warn!(hop = %self.hop, timeout = ?self.timeout, "pipeline hop took no data; going on without it");
             }
         }
     }
@@ -236,6 +263,7 @@ impl Downstream {
             Ok(Err(e)) => self.failed(format!("forwarding task failed: {e}")),
             Err(_) => {
                 self.task.abort();
+                tracing::warn!(hop = %self.hop, timeout = ?self.timeout, "pipeline hop gave no answer; going on without it");
                 self.failed(format!("no answer within {:?}", self.timeout))
             }
         }
@@ -257,6 +285,35 @@ impl Drop for Downstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hop_before_a_hung_one_gives_up_first() {
+        let t = Duration::from_secs(2);
+        // The head before a pipeline of three, then each hop in turn.
+        assert_eq!(stall_limit(t, 2), Duration::from_secs(6));
+        assert_eq!(stall_limit(t, 1), Duration::from_secs(4));
+        assert_eq!(stall_limit(t, 0), Duration::from_secs(2));
+        // Every hop's limit is a whole progress timeout longer than the next one's.
+        for k in 0..5 {
+            assert_eq!(stall_limit(t, k + 1) - stall_limit(t, k), t);
+        }
+    }
+
+    #[test]
+    fn a_progress_timeout_from_a_request_is_bounded() {
+        assert_eq!(parse_progress(None), None);
+        assert_eq!(parse_progress(Some("soon")), None);
+        assert_eq!(parse_progress(Some("-5")), None);
+        assert_eq!(
+            parse_progress(Some(" 1500 ")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_progress(Some("0")), Some(Duration::from_millis(100)));
+        assert_eq!(
+            parse_progress(Some("18446744073709551615")),
+            Some(Duration::from_secs(600))
+        );
+    }
 
     #[test]
     fn pipeline_lists() {

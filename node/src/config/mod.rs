@@ -229,10 +229,16 @@ pub struct HeadArgs {
     #[arg(long, env = "FILEGRID_ORPHAN_GRACE", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
     pub orphan_grace: Option<Duration>,
-    /// Longest a head waits on a cluster server's answer to a chunk call [default: 30s]
+    /// Longest a head waits on a cluster server's answer to a chunk call other than an
+    /// upload [default: 30s]
     #[arg(long, env = "FILEGRID_CHUNK_TIMEOUT", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
     pub chunk_timeout: Option<Duration>,
+    /// An upload's pipeline hop that moves no byte for this long, times the hops from it to
+    /// the end of the pipeline, is given up [default: 10s]
+    #[arg(long, env = "FILEGRID_HOP_PROGRESS_TIMEOUT", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub hop_progress_timeout: Option<Duration>,
     /// Bytes per second re-replication may copy [default: 64MiB]
     #[arg(long, env = "FILEGRID_REPAIR_RATE", value_parser = values::positive_size)]
     #[serde(serialize_with = "rule::serialize")]
@@ -281,6 +287,7 @@ pub struct HeadConfig {
     pub dead_after: Duration,
     pub orphan_grace: Duration,
     pub chunk_timeout: Duration,
+    pub hop_progress_timeout: Duration,
     pub repair_rate: u64,
     pub max_file_size: u64,
     /// `None` only when insecure.
@@ -332,6 +339,10 @@ pub struct ClusterArgs {
     #[arg(long, env = "FILEGRID_SCRUB_RATE", value_parser = values::positive_size)]
     #[serde(serialize_with = "rule::serialize")]
     pub scrub_rate: Option<u64>,
+    /// Pause between two scrubber passes over every chunk [default: 1m]
+    #[arg(long, env = "FILEGRID_SCRUB_INTERVAL", value_parser = values::positive_duration)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub scrub_interval: Option<Duration>,
     /// Time between heartbeats to the leader head [default: 2s]
     #[arg(long, env = "FILEGRID_HEARTBEAT_INTERVAL", value_parser = values::positive_duration)]
     #[serde(serialize_with = "rule::serialize")]
@@ -349,6 +360,7 @@ pub struct ClusterConfig {
     pub zone: Option<String>,
     pub capacity: Option<u64>,
     pub scrub_rate: u64,
+    pub scrub_interval: Duration,
     pub heartbeat_interval: Duration,
 }
 
@@ -689,6 +701,7 @@ impl HeadArgs {
             dead_after: required("dead_after", f.dead_after)?,
             orphan_grace: required("orphan_grace", f.orphan_grace)?,
             chunk_timeout: required("chunk_timeout", f.chunk_timeout)?,
+            hop_progress_timeout: required("hop_progress_timeout", f.hop_progress_timeout)?,
             repair_rate: required("repair_rate", f.repair_rate)?,
             max_file_size: required("max_file_size", f.max_file_size)?,
             credentials_file: secure_required(
@@ -744,6 +757,7 @@ impl ClusterArgs {
             zone: f.zone,
             capacity: f.capacity,
             scrub_rate: required("scrub_rate", f.scrub_rate)?,
+            scrub_interval: required("scrub_interval", f.scrub_interval)?,
             heartbeat_interval: required("heartbeat_interval", f.heartbeat_interval)?,
         })
     }

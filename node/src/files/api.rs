@@ -332,9 +332,14 @@ async fn heartbeat(
             }
         }
     }
-    let known = s.dp.membership.heartbeat(&hb);
+    let seen = s.dp.membership.heartbeat(&hb);
     m.heartbeat_seconds.observe(start.elapsed().as_secs_f64());
-    if !known {
+    if seen == Some(true) {
+        // The server found damaged or missing chunks: a pass finds which in its block report.
+        tracing::info!(server_id = %hb.id, bad_chunks_found = hb.bad_chunks_found, "cluster server reports damaged chunks; repairing");
+        s.dp.repairs.wake();
+    }
+    if seen.is_none() {
         m.heartbeat_errors.inc();
         return ApiError::new(
             ErrorCode::NotRegistered,

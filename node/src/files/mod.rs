@@ -39,6 +39,9 @@ pub struct DataConfig {
     pub orphan_grace: Duration,
     /// Bytes per second that repairs may copy.
     pub repair_rate: u64,
+    /// An upload's pipeline hop that moves nothing this long (times the hops from it to the
+    /// end) is given up.
+    pub hop_progress_timeout: Duration,
     /// Largest file accepted.
     pub max_file_size: u64,
     /// Uploads in progress at once; more are refused with 503 and Retry-After.

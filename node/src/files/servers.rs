@@ -30,6 +30,8 @@ pub struct ServerInfo {
     pub gone_since: Option<Instant>,
     pub last_heartbeat: Option<Instant>,
     pub drain: Option<DrainState>,
+    /// The `bad_chunks_found` of the server's last heartbeat.
+    pub bad_chunks_found: u64,
 }
 
 impl ServerInfo {
@@ -115,6 +117,7 @@ impl Membership {
                     gone_since: None,
                     last_heartbeat: None,
                     drain: None,
+                    bad_chunks_found: 0,
                 }
             });
             if !e.registered {
@@ -129,20 +132,21 @@ impl Membership {
         }
     }
 
-    /// Records a heartbeat; `false` if the server is not registered.
-    pub fn heartbeat(&self, hb: &Heartbeat) -> bool {
+    /// Records a heartbeat; `None` if the server is not registered, else whether it found
+    /// damaged or missing chunks since its previous heartbeat.
+    pub fn heartbeat(&self, hb: &Heartbeat) -> Option<bool> {
         let Ok(mut servers) = self.servers.write() else {
-            return false;
+            return None;
         };
-        let Some(s) = servers.get_mut(&hb.id) else {
-            return false;
-        };
+        let s = servers.get_mut(&hb.id)?;
+        let damage = new_damage(s.bad_chunks_found, hb.bad_chunks_found);
+        s.bad_chunks_found = hb.bad_chunks_found;
         s.capacity_bytes = hb.capacity_bytes;
         s.used_bytes = hb.used_bytes;
         s.free_bytes = hb.free_bytes;
         s.chunks = hb.chunks;
         s.last_heartbeat = Some(Instant::now());
-        true
+        Some(damage)
     }
 
     pub fn get(&self, id: &ServerId) -> Option<ServerInfo> {
@@ -198,6 +202,12 @@ impl Membership {
     }
 }
 
+/// Whether a server's count of bad chunks found says it found new ones: the count grew, or
+/// it restarted (the count starts again from zero) and found some already.
+fn new_damage(before: u64, now: u64) -> bool {
+    now != before && now > 0
+}
+
 /// Servers that may receive new replicas: up and not being drained.
 pub fn candidates(servers: &[ServerInfo]) -> Vec<Candidate> {
     servers
@@ -237,5 +247,21 @@ pub async fn watch_registrations(
         membership.apply_registrations(regs, drains);
         // Re-read at least every few seconds so drain-state changes and dead timers are seen.
         let _ = tokio::time::timeout(Duration::from_secs(2), watch.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damage_is_new_when_the_count_grows_or_restarts_above_zero() {
+        assert!(!new_damage(0, 0));
+        assert!(new_damage(0, 1));
+        assert!(!new_damage(3, 3));
+        assert!(new_damage(3, 4));
+        // Restarted: counting from zero again, with one found already.
+        assert!(new_damage(3, 1));
+        assert!(!new_damage(3, 0));
     }
 }

@@ -393,10 +393,13 @@ async fn store_chunk(
             pipeline: &pipeline,
             len: Some(data.len() as u64),
             checksum: Some(checksum),
+            progress: None,
         };
+        // Watched for progress, not timed as a whole: a slow pipeline is waited for, a hung
+        // hop given up (and, deeper in the pipeline, given up first by the hop before it).
         let answer = dp
             .chunks
-            .put(first, put, data.clone())
+            .put_watched(first, put, data.clone(), dp.config.hop_progress_timeout)
             .await
             .map(|resp| match &dp.peers {
                 Some(peers) => keep_verified(peers, &addrs, resp, &checksum.to_string(), epoch),

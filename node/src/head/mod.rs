@@ -81,6 +81,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             dead_after: cfg.dead_after,
             orphan_grace: cfg.orphan_grace,
             repair_rate: cfg.repair_rate,
+            hop_progress_timeout: cfg.hop_progress_timeout,
             max_file_size: cfg.max_file_size,
             max_uploads: cfg.max_uploads,
         },

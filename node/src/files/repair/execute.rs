@@ -4,12 +4,13 @@
 //! the end of this file, through the chunk client; nothing else here talks to a cluster
 //! server. Every write is fenced with the pass's one [`Leadership`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::drain;
 use super::plan::{Action, ChunkCopy, ChunkRepair, CopyReason, FileRepair, Held};
+use super::progress::Tracker;
 use crate::cluster::ChunkCallError;
 use crate::files::DataPlane;
 use crate::files::manifest::ChunkRef;
@@ -18,7 +19,7 @@ use crate::files::servers::ServerInfo;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
 use filegrid_proto::ErrorCode;
-use filegrid_proto::chunk::{PutResponse, ReplicateRequest};
+use filegrid_proto::chunk::{ListEntry, PutResponse, ReplicateRequest};
 
 /// What carrying a plan out achieved, for the report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,13 +35,16 @@ pub async fn run(
     lead: &Leadership,
     actions: Vec<Action>,
     unreferenced: &mut HashMap<Held, Instant>,
+    progress: &mut Tracker<'_>,
 ) -> Result<Outcome, NsError> {
     let mut out = Outcome::default();
     let epoch = lead.epoch();
     for action in actions {
         match action {
             Action::Rewrite { chunk, from, to } => rewrite(dp, epoch, &chunk, &from, &to).await,
-            Action::RepairFile(file) => out.copies_made += repair_file(dp, lead, file).await?,
+            Action::RepairFile(file) => {
+                out.copies_made += repair_file(dp, lead, file, progress).await?
+            }
             Action::MarkDrained(id) => {
                 if let Err(e) = drain::mark_drained(dp, lead, &id).await {
                     tracing::warn!(server_id = %id, error = %e, "cannot mark server drained");
@@ -65,19 +69,45 @@ async fn rewrite(dp: &DataPlane, epoch: u64, chunk: &str, from: &ServerId, to: &
     };
     match replicate(dp, epoch, &src, chunk, &targets).await {
         Ok(r) => {
+            let (stored, failed) = rewrite_outcome(&targets, &r);
             dp.metrics
                 .repairs
                 .with_label_values(&[CopyReason::Read.label()])
-                .inc_by(r.stored.len() as u64);
-            tracing::info!(chunk = %chunk, rewritten = ?r.stored, "read repair: rewrote bad copies from a good one");
+                .inc_by(stored.len() as u64);
+            if !stored.is_empty() {
+                tracing::info!(chunk = %chunk, rewritten = ?stored, "read repair: rewrote bad copies from a good one");
+            }
+            if !failed.is_empty() {
+                tracing::warn!(chunk = %chunk, failed = ?failed, "read repair failed on some servers; the next pass tries again");
+            }
         }
         Err(e) => tracing::warn!(chunk = %chunk, error = %e, "read repair failed"),
     }
 }
 
+/// Which of `targets` a replicate answer says stored the chunk, and which did not (with
+/// why): a target missing from `stored` failed, whether or not the answer lists it.
+fn rewrite_outcome(targets: &[String], r: &PutResponse) -> (Vec<String>, Vec<String>) {
+    let (stored, failed): (Vec<&String>, Vec<&String>) =
+        targets.iter().partition(|t| r.stored.contains(t));
+    let failed = failed
+        .into_iter()
+        .map(|t| match r.failed.iter().find(|f| &f.addr == t) {
+            Some(f) => format!("{t}: {}", f.error),
+            None => format!("{t}: not stored"),
+        })
+        .collect();
+    (stored.into_iter().cloned().collect(), failed)
+}
+
 /// Makes one file's copies, then records its new replica lists in one fenced write. Returns
 /// the number of copies made.
-async fn repair_file(dp: &DataPlane, lead: &Leadership, file: FileRepair) -> Result<u64, NsError> {
+async fn repair_file(
+    dp: &DataPlane,
+    lead: &Leadership,
+    file: FileRepair,
+    progress: &mut Tracker<'_>,
+) -> Result<u64, NsError> {
     let epoch = lead.epoch();
     let mut made = 0;
     let mut changes: BTreeMap<String, Vec<ServerId>> = BTreeMap::new();
@@ -91,7 +121,10 @@ async fn repair_file(dp: &DataPlane, lead: &Leadership, file: FileRepair) -> Res
             }
             ChunkRepair::Copy(copy) => {
                 // A failed copy leaves the chunk's replica list as it is.
-                let Some(copied) = copy_chunk(dp, epoch, &copy).await else {
+                let copied = copy_chunk(dp, epoch, &copy).await;
+                let n = copied.as_ref().map_or(0, |c| c.len() as u64);
+                progress.copy_ended(copy.len, copy.to.len() as u64, n);
+                let Some(copied) = copied else {
                     continue;
                 };
                 made += copied.len() as u64;
@@ -171,15 +204,35 @@ async fn delete_orphan(dp: &DataPlane, epoch: u64, held: &Held) -> bool {
     }
 }
 
-/// What every up server holds; a server that does not answer is left out.
-pub async fn list_held(dp: &DataPlane, servers: &[ServerInfo]) -> BTreeMap<ServerId, Vec<String>> {
+/// What every up server holds, and which of those chunks it marks corrupt; a server that
+/// does not answer is left out.
+pub async fn list_held(
+    dp: &DataPlane,
+    servers: &[ServerInfo],
+) -> (BTreeMap<ServerId, Vec<String>>, HashSet<Held>) {
     let mut held = BTreeMap::new();
+    let mut corrupt = HashSet::new();
     for s in servers.iter().filter(|s| s.is_up()) {
-        if let Ok(chunks) = list_chunks(dp, &s.addr()).await {
-            held.insert(s.id.clone(), chunks);
+        match list_chunks(dp, &s.addr()).await {
+            Ok(chunks) => {
+                let mut ids = Vec::with_capacity(chunks.len());
+                for c in chunks {
+                    if c.corrupt {
+                        corrupt.insert(Held {
+                            server: s.id.clone(),
+                            chunk: c.id.clone(),
+                        });
+                    }
+                    ids.push(c.id);
+                }
+                held.insert(s.id.clone(), ids);
+            }
+            Err(e) => {
+                tracing::warn!(server_id = %s.id, error = %e, "cannot read a server's block report")
+            }
         }
     }
-    held
+    (held, corrupt)
 }
 
 /// Sleeps long enough that copies stay under `repair_rate` bytes per second.
@@ -205,10 +258,9 @@ async fn replicate(
     dp.chunks.replicate(source, chunk, &request).await
 }
 
-/// The ids of the chunks `addr` holds (`GET /v1/chunks`).
-async fn list_chunks(dp: &DataPlane, addr: &str) -> Result<Vec<String>, ChunkCallError> {
-    let list = dp.chunks.list(addr).await?;
-    Ok(list.chunks.into_iter().map(|c| c.id).collect())
+/// The chunks `addr` holds (`GET /v1/chunks`).
+async fn list_chunks(dp: &DataPlane, addr: &str) -> Result<Vec<ListEntry>, ChunkCallError> {
+    Ok(dp.chunks.list(addr).await?.chunks)
 }
 
 /// Deletes `chunk` on `addr` (`DELETE /v1/chunks/{id}`); a chunk already gone counts as
@@ -222,5 +274,31 @@ async fn delete_chunk(
     match dp.chunks.delete(addr, chunk, epoch).await {
         Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filegrid_proto::chunk::Failure;
+
+    #[test]
+    fn a_rewrite_counts_only_the_targets_that_stored_it() {
+        let targets = vec!["a:1".to_string(), "b:1".to_string(), "c:1".to_string()];
+        let r = PutResponse {
+            id: "x-0".into(),
+            len: 1,
+            checksum: "crc32c:00000000".into(),
+            stored: vec!["a:1".into()],
+            failed: vec![Failure {
+                addr: "b:1".into(),
+                code: ErrorCode::IoError,
+                error: "is a directory".into(),
+            }],
+            acks: Vec::new(),
+        };
+        let (stored, failed) = rewrite_outcome(&targets, &r);
+        assert_eq!(stored, ["a:1"]);
+        assert_eq!(failed, ["b:1: is a directory", "c:1: not stored"]);
     }
 }

@@ -21,6 +21,7 @@
 pub mod drain;
 pub mod execute;
 pub mod plan;
+pub mod progress;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,7 +232,7 @@ pub async fn run(dp: Arc<DataPlane>, stop: CancellationToken, report: Arc<Mutex<
             at: now,
             states,
         });
-        match pass(&dp, since, &mut unreferenced).await {
+        match pass(&dp, since, &mut unreferenced, &report).await {
             Ok(r) => {
                 // Work left over: look again at the next tick.
                 if r.copies_made > 0
@@ -257,6 +258,7 @@ async fn pass(
     dp: &Arc<DataPlane>,
     leading_since: Instant,
     unreferenced: &mut HashMap<Held, Instant>,
+    report: &Mutex<PassReport>,
 ) -> Result<PassReport, PassError> {
     let lead = Leadership::current(&dp.election).ok_or(PassError::NotLeader)?;
     let reads = dp.repairs.take_reads();
@@ -276,7 +278,7 @@ async fn pass(
         }
     };
     let servers = dp.membership.all();
-    let held = execute::list_held(dp, &servers).await;
+    let (held, corrupt) = execute::list_held(dp, &servers).await;
     // After the listing: a listed chunk whose upload is not live any more had finished
     // storing (its upload registers before its first chunk is stored).
     let live_uploads = dp.live_uploads.snapshot();
@@ -286,6 +288,7 @@ async fn pass(
             servers: &servers,
             reads: &reads,
             held: &held,
+            corrupt: &corrupt,
             first_seen: unreferenced,
             pinned: &pinned,
             live_uploads: &live_uploads,
@@ -296,18 +299,25 @@ async fn pass(
         &mut rand::rng(),
     );
     *unreferenced = plan.unreferenced;
-    let done = execute::run(dp, &lead, plan.actions, unreferenced).await?;
+    let rate = dp.config.repair_rate;
+    let mut progress = progress::Tracker::start(&plan.actions, report, &dp.metrics, rate);
+    let done = execute::run(dp, &lead, plan.actions, unreferenced, &mut progress).await;
+    let left = progress.finish();
+    let done = done?;
     dp.metrics
         .under_replicated
         .set(plan.counts.under_replicated as i64);
-    Ok(PassReport {
+    let mut r = PassReport {
         files: plan.counts.files,
         chunks: plan.counts.chunks,
         under_replicated: plan.counts.under_replicated,
         copies_made: done.copies_made,
         orphans_deleted: done.orphans_deleted,
         finished_at: records::now_ms(),
-    })
+        ..PassReport::default()
+    };
+    left.apply(&mut r, rate);
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@
 //!
 //! Per chunk, each replica is *healthy* (up, not draining), *draining* (up, its server being
 //! drained), *waiting* (down, but not for `dead_after` yet: it may come back) or *lost*. A
+//! replica is also lost when it is *damaged*: its server's block report marks it corrupt (its
+//! scrubber or a read found it so) or does not list it at all (its file is gone from disk). A
 //! chunk short of `replication_factor` healthy-or-waiting copies is copied from a healthy (else
-//! a draining) replica to servers chosen by [`placement::choose`]; its new replica list keeps
-//! the healthy, new and waiting copies, and the draining ones only while those are too few.
+//! a draining) replica to servers chosen by [`placement::choose`], which may pick a damaged
+//! replica's own server (the good copy then replaces the bad one in place); its new replica
+//! list keeps the healthy, new and waiting copies, and the draining ones only while those are
+//! too few.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -46,6 +50,8 @@ pub struct Input<'a> {
     pub reads: &'a [ReadRepair],
     /// The chunk ids each up server reported; a server whose listing failed is absent.
     pub held: &'a BTreeMap<ServerId, Vec<String>>,
+    /// The chunks the servers' block reports mark corrupt.
+    pub corrupt: &'a HashSet<Held>,
     /// When each unreferenced chunk was first seen (the previous plan's `unreferenced`).
     pub first_seen: &'a HashMap<Held, Instant>,
     /// Chunks that parts of multipart uploads in progress hold: never orphans, on any server.
@@ -134,6 +140,8 @@ pub struct ChunkCopy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CopyReason {
     Dead,
+    /// A replica its server found damaged or missing.
+    Damaged,
     Decommission,
     Read,
     Under,
@@ -143,6 +151,7 @@ impl CopyReason {
     pub fn label(self) -> &'static str {
         match self {
             CopyReason::Dead => "dead",
+            CopyReason::Damaged => "damaged",
             CopyReason::Decommission => "decommission",
             CopyReason::Read => "read",
             CopyReason::Under => "under",
@@ -162,6 +171,18 @@ pub struct NextReplicas {
 }
 
 impl NextReplicas {
+    /// A list nothing changes, for tests of code that only carries copies around.
+    #[cfg(test)]
+    pub(crate) fn unchanged_for_tests() -> Self {
+        Self {
+            current: Vec::new(),
+            healthy: Vec::new(),
+            waiting: Vec::new(),
+            draining: Vec::new(),
+            replication_factor: 0,
+        }
+    }
+
     /// The replica list once `copied` hold a new copy: healthy, new and waiting copies, and
     /// draining ones while those are fewer than the replication factor. `None` if unchanged.
     pub fn after(&self, copied: &[ServerId]) -> Option<Vec<ServerId>> {
@@ -188,13 +209,15 @@ enum Standing {
 pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
     let by_id: HashMap<&ServerId, &ServerInfo> = input.servers.iter().map(|s| (&s.id, s)).collect();
     let mut actions = Vec::new();
+    let damaged = Damage::new(input.held, input.corrupt);
 
-    // Read repairs first: they are cheap and were asked for.
+    // Read repairs first: they are cheap and were asked for. A copy the block reports show
+    // damaged is left to the chunk's repair below, which replaces it.
     for rr in input.reads {
         let to: Vec<ServerId> = rr
             .bad
             .iter()
-            .filter(|b| by_id.contains_key(b))
+            .filter(|b| by_id.contains_key(b) && !damaged.of(b, &rr.chunk))
             .cloned()
             .collect();
         if by_id.contains_key(&rr.good) && !to.is_empty() {
@@ -238,6 +261,7 @@ pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
             let (step, under) = repair_chunk(
                 c,
                 &standing,
+                &|r: &ServerId| damaged.of(r, &c.id),
                 &mut candidates,
                 input.config.replication_factor as usize,
                 rng,
@@ -310,18 +334,51 @@ fn uploading(live_uploads: &HashSet<String>, chunk: &str) -> bool {
     crate::files::live::file_id_of(chunk).is_some_and(|f| live_uploads.contains(f))
 }
 
+/// Which replicas the servers' block reports show damaged: marked corrupt, or not listed
+/// by a server whose listing was read (its file is gone). A server whose listing failed
+/// tells nothing.
+struct Damage<'a> {
+    listed: HashMap<&'a ServerId, HashSet<&'a str>>,
+    corrupt: &'a HashSet<Held>,
+}
+
+impl<'a> Damage<'a> {
+    fn new(held: &'a BTreeMap<ServerId, Vec<String>>, corrupt: &'a HashSet<Held>) -> Self {
+        let listed = held
+            .iter()
+            .map(|(s, chunks)| (s, chunks.iter().map(String::as_str).collect()))
+            .collect();
+        Self { listed, corrupt }
+    }
+
+    /// Whether `server`'s replica of `chunk` is damaged.
+    fn of(&self, server: &ServerId, chunk: &str) -> bool {
+        let gone = self
+            .listed
+            .get(server)
+            .is_some_and(|chunks| !chunks.contains(chunk));
+        gone || (!self.corrupt.is_empty()
+            && self.corrupt.contains(&Held {
+                server: server.clone(),
+                chunk: chunk.into(),
+            }))
+    }
+}
+
 /// The step for one chunk, if any, and whether it is short of healthy copies.
 fn repair_chunk(
     c: &ChunkRef,
     standing: &impl Fn(&ServerId) -> Standing,
+    damaged: &dyn Fn(&ServerId) -> bool,
     candidates: &mut [Candidate],
     rf: usize,
     rng: &mut impl Rng,
 ) -> (Option<ChunkRepair>, bool) {
+    let bad: Vec<&ServerId> = c.replicas.iter().filter(|r| damaged(r)).collect();
     let of = |want: Standing| -> Vec<ServerId> {
         c.replicas
             .iter()
-            .filter(|r| standing(r) == want)
+            .filter(|r| !bad.contains(r) && standing(r) == want)
             .cloned()
             .collect()
     };
@@ -343,13 +400,20 @@ fn repair_chunk(
         return (step, under);
     }
     let Some(from) = next.healthy.first().or(next.draining.first()).cloned() else {
-        let step = (!lost.is_empty()).then(|| ChunkRepair::NoSource {
+        let step = (!lost.is_empty() || !bad.is_empty()).then(|| ChunkRepair::NoSource {
             chunk: c.id.clone(),
         });
         return (step, under);
     };
-    // Placement never picks a server listed for the chunk, whatever its standing.
-    let to = placement::choose(candidates, missing, &c.replicas, c.len, rng);
+    // Placement never picks a server listed for the chunk, whatever its standing, except
+    // one whose copy is damaged: a good copy may replace it there.
+    let keep: Vec<ServerId> = c
+        .replicas
+        .iter()
+        .filter(|r| !bad.contains(r))
+        .cloned()
+        .collect();
+    let to = placement::choose(candidates, missing, &keep, c.len, rng);
     if to.is_empty() {
         return (None, under);
     }
@@ -357,7 +421,9 @@ fn repair_chunk(
     for cand in candidates.iter_mut().filter(|cand| to.contains(&cand.id)) {
         cand.free_bytes = cand.free_bytes.saturating_sub(c.len);
     }
-    let reason = if !next.draining.is_empty() {
+    let reason = if !bad.is_empty() {
+        CopyReason::Damaged
+    } else if !next.draining.is_empty() {
         CopyReason::Decommission
     } else if !lost.is_empty() {
         CopyReason::Dead
@@ -405,6 +471,7 @@ mod tests {
         files: Vec<(String, FileMeta)>,
         reads: Vec<ReadRepair>,
         held: BTreeMap<ServerId, Vec<String>>,
+        corrupt: HashSet<Held>,
         first_seen: HashMap<Held, Instant>,
         pinned: HashSet<String>,
         live_uploads: HashSet<String>,
@@ -424,6 +491,7 @@ mod tests {
                 files: Vec::new(),
                 reads: Vec::new(),
                 held: BTreeMap::new(),
+                corrupt: HashSet::new(),
                 first_seen: HashMap::new(),
                 pinned: HashSet::new(),
                 live_uploads: HashSet::new(),
@@ -434,6 +502,7 @@ mod tests {
                     dead_after: DEAD_AFTER,
                     orphan_grace: GRACE,
                     repair_rate: 1 << 30,
+                    hop_progress_timeout: Duration::from_secs(10),
                     max_file_size: 1 << 40,
                     max_uploads: 64,
                 },
@@ -511,6 +580,7 @@ mod tests {
                 servers: &self.servers,
                 reads: &self.reads,
                 held: &self.held,
+                corrupt: &self.corrupt,
                 first_seen: &self.first_seen,
                 pinned: &self.pinned,
                 live_uploads: &self.live_uploads,
@@ -540,6 +610,7 @@ mod tests {
             gone_since: None,
             last_heartbeat: None,
             drain: None,
+            bad_chunks_found: 0,
         }
     }
 
@@ -750,6 +821,85 @@ mod tests {
             cs[0].replicas.after(&cs[0].to),
             Some(sids(&["b", "c", "d"]))
         );
+    }
+
+    #[test]
+    fn a_replica_reported_corrupt_or_missing_is_replaced_from_a_good_copy() {
+        // Corrupt on b: the block report marks it.
+        let mut w = World::new(&["a", "b", "c", "d"]);
+        w.file("x", &[&["a", "b", "c"]])
+            .holds("a", &["x-0"])
+            .holds("b", &["x-0"])
+            .holds("c", &["x-0"]);
+        w.corrupt.insert(Held {
+            server: sid("b"),
+            chunk: "x-0".into(),
+        });
+        for seed in 0..50 {
+            let p = w.plan_seeded(seed);
+            let cs = copies(&p);
+            assert_eq!(cs.len(), 1, "{p:?}");
+            let c = cs[0];
+            assert_eq!(c.reason, CopyReason::Damaged);
+            assert!(c.from == sid("a") || c.from == sid("c"), "never from b");
+            assert_eq!(c.to.len(), 1);
+            // The bad copy's server may take the good copy in place, or another server.
+            assert!(c.to == sids(&["b"]) || c.to == sids(&["d"]), "{:?}", c.to);
+            let mut want = sids(&["a", "c"]);
+            want.push(c.to[0].clone());
+            assert_eq!(
+                c.replicas.after(&c.to),
+                Some(want),
+                "the bad copy is dropped"
+            );
+            assert_eq!(p.counts.under_replicated, 1);
+        }
+        // Missing on c: c's listing was read and does not hold it.
+        let mut w = World::new(&["a", "b", "c"]);
+        w.file("x", &[&["a", "b", "c"]])
+            .holds("a", &["x-0"])
+            .holds("b", &["x-0"])
+            .holds("c", &["other-0"]);
+        let p = w.plan();
+        let cs = copies(&p);
+        assert_eq!(cs.len(), 1, "{p:?}");
+        assert_eq!(cs[0].to, sids(&["c"]), "rewritten where it went missing");
+        assert_eq!(cs[0].reason, CopyReason::Damaged);
+        assert_eq!(cs[0].replicas.after(&[]), Some(sids(&["a", "b"])));
+        // A server whose listing failed tells nothing: no copy.
+        w.held.remove(&sid("c"));
+        assert!(w.plan().actions.is_empty());
+        // Every copy damaged: nothing to copy from, and it is said.
+        let mut w = World::new(&["a", "b", "c"]);
+        w.file("x", &[&["a", "b"]]).holds("a", &[]).holds("b", &[]);
+        assert_eq!(
+            file_steps(&w.plan()),
+            [&ChunkRepair::NoSource {
+                chunk: "x-0".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_read_repair_of_a_copy_the_block_report_shows_damaged_is_left_to_the_copy() {
+        let mut w = World::new(&["a", "b", "c"]);
+        w.file("x", &[&["a", "b", "c"]])
+            .holds("a", &["x-0"])
+            .holds("b", &[])
+            .holds("c", &["x-0"]);
+        w.reads = vec![ReadRepair {
+            chunk: "x-0".into(),
+            good: sid("a"),
+            bad: sids(&["b"]),
+        }];
+        let p = w.plan();
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::Rewrite { .. })),
+            "{p:?}"
+        );
+        assert_eq!(copies(&p).len(), 1);
     }
 
     #[test]
