@@ -1,5 +1,6 @@
 //! Availability through each fault, from the history: the share of reads and of writes
-//! (writes and deletes) begun in the fault's window that succeeded, and the longest time in
+//! (writes and deletes) in progress during the fault's window that succeeded (an operation
+//! stalled across the whole window counts in it), and the longest time in
 //! the window without an acknowledged write, against the fault's target. Pure.
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct Figures {
     pub worst_gap_us: u64,
     /// Windows whose gap exceeded their target.
     pub gaps_over_target: usize,
+    /// The largest target of any window (targets of held faults grow with the hold).
+    pub max_target_us: u64,
 }
 
 impl Figures {
@@ -79,7 +82,7 @@ pub fn by_fault(ops: &[Op], windows: &[Window]) -> BTreeMap<FaultKind, Figures> 
         f.windows += 1;
         for op in ops
             .iter()
-            .filter(|o| !o.final_read && o.invoke >= w.start && o.invoke <= w.end)
+            .filter(|o| !o.final_read && o.invoke <= w.end && o.complete >= w.start)
         {
             let ok = op.outcome == Outcome::Ok;
             if matches!(op.kind, OpKind::Read { .. }) {
@@ -92,6 +95,7 @@ pub fn by_fault(ops: &[Op], windows: &[Window]) -> BTreeMap<FaultKind, Figures> 
         }
         let gap = longest_gap(&acks, w.start, w.end);
         f.worst_gap_us = f.worst_gap_us.max(gap);
+        f.max_target_us = f.max_target_us.max(w.target.as_micros() as u64);
         if gap > w.target.as_micros() as u64 {
             f.gaps_over_target += 1;
         }
@@ -124,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn figures_count_ops_begun_in_the_window() {
+    fn figures_count_ops_in_progress_in_the_window() {
         let w = |kind, start, end| Window {
             round: 0,
             kind,
@@ -150,6 +154,8 @@ mod tests {
             op(OpKind::Read { seen: None }, 16, 18, Outcome::Failed),
             op(OpKind::Delete, 20, 30, Outcome::Ok),
             write(200, 210, Outcome::Ok),
+            // stalled across the second window
+            op(OpKind::Read { seen: None }, 90, 120, Outcome::Failed),
         ];
         let f = by_fault(
             &ops,
@@ -161,7 +167,7 @@ mod tests {
         let k = &f[&FaultKind::KillLeader];
         assert_eq!(k.windows, 2);
         assert_eq!((k.writes, k.writes_ok), (3, 2));
-        assert_eq!((k.reads, k.reads_ok), (1, 0));
+        assert_eq!((k.reads, k.reads_ok), (2, 0));
         assert_eq!(k.worst_gap_us, 20);
         // 50 - 30 = 20 > 15 in the first window; 10 in the second.
         assert_eq!(k.gaps_over_target, 1);

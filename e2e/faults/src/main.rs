@@ -190,6 +190,21 @@ fn run(args: &Args) -> Result<bool, String> {
         stop.clone(),
     );
 
+    // The first fault comes once the clients are writing.
+    let warm = std::time::Instant::now();
+    while rec
+        .ops()
+        .iter()
+        .filter(|o| o.is_mutation() && o.outcome == filegrid_faults::history::Outcome::Ok)
+        .count()
+        < 20
+    {
+        if warm.elapsed() > Duration::from_secs(60) {
+            stop.store(true, Ordering::Relaxed);
+            return Err("the clients acknowledged no 20 writes within 60s of the start".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut nem = nemesis::Nemesis::new(args.keys, fill_target).map_err(|e| e.to_string())?;
     let mut windows = Vec::new();
     let mut healthy = true;
@@ -327,14 +342,23 @@ fn report(ops: &[filegrid_faults::history::Op], windows: &[Window]) {
         .filter(|o| !o.final_read && !o.is_mutation())
         .count();
     let total_writes = ops.iter().filter(|o| o.is_mutation()).count();
-    println!("operations: {total_reads} reads, {total_writes} writes and deletes");
+    let ok = |o: &&filegrid_faults::history::Op| o.outcome == filegrid_faults::history::Outcome::Ok;
+    let reads_ok = ops
+        .iter()
+        .filter(|o| !o.final_read && !o.is_mutation())
+        .filter(ok)
+        .count();
+    let writes_ok = ops.iter().filter(|o| o.is_mutation()).filter(ok).count();
     println!(
-        "{:<20} {:>7} {:>16} {:>16} {:>10} {:>12}",
-        "fault", "rounds", "reads ok", "writes ok", "worst gap", "over target"
+        "operations: {total_reads} reads ({reads_ok} ok), {total_writes} writes and deletes ({writes_ok} acknowledged)"
+    );
+    println!(
+        "{:<20} {:>7} {:>17} {:>17} {:>10} {:>11} {:>12}",
+        "fault", "rounds", "reads ok", "writes ok", "worst gap", "max target", "over target"
     );
     for (kind, f) in availability::by_fault(ops, windows) {
         println!(
-            "{:<20} {:>7} {:>9.2}% {:>6} {:>9.2}% {:>6} {:>9.1}s {:>12}",
+            "{:<20} {:>7} {:>9.2}% {:>7} {:>9.2}% {:>7} {:>9.1}s {:>10.1}s {:>12}",
             format!("{kind:?}"),
             f.windows,
             f.read_pct(),
@@ -342,6 +366,7 @@ fn report(ops: &[filegrid_faults::history::Op], windows: &[Window]) {
             f.write_pct(),
             f.writes,
             f.worst_gap_us as f64 / 1e6,
+            f.max_target_us as f64 / 1e6,
             f.gaps_over_target
         );
     }

@@ -115,7 +115,23 @@ impl Nemesis {
                 grid.zk.start_again();
                 Ok(done("zookeeper"))
             }
-            FaultKind::CorruptChunk => self.corrupt(grid, v),
+            FaultKind::CorruptChunk => {
+                let mut hit = Vec::new();
+                for n in 0..3 {
+                    let step = n * (self.keys as u64 / 3).max(1);
+                    if let Some(what) = self.corrupt(grid, v.wrapping_add(step))?
+                        && !hit.contains(&what)
+                    {
+                        hit.push(what);
+                    }
+                }
+                std::thread::sleep(hold);
+                Ok(if hit.is_empty() {
+                    skipped("no file with chunks")
+                } else {
+                    done(&hit.join(", "))
+                })
+            }
             FaultKind::FillDisk => {
                 let Some((i, dir)) = self.fill_target.clone() else {
                     return Ok(skipped("no tmpfs data dir (needs root)"));
@@ -137,7 +153,7 @@ impl Nemesis {
     }
 
     /// Flips one byte in the middle of one replica of one chunk of an existing file.
-    fn corrupt(&self, grid: &Grid, v: u64) -> Result<Done, NemesisError> {
+    fn corrupt(&self, grid: &Grid, v: u64) -> Result<Option<String>, NemesisError> {
         for step in 0..self.keys as u64 {
             let key = workload::key(((v + step) % self.keys as u64) as usize);
             let Some(chunks) = self.chunks_of(grid, &key) else {
@@ -164,9 +180,9 @@ impl Nemesis {
             bytes[at] ^= 0x5a;
             // Written in place, as bit rot would leave it (same inode).
             std::fs::write(&path, &bytes)?;
-            return Ok(done(&format!("{key} chunk {id} on {}", grid.cluster[server].id)));
+            return Ok(Some(format!("{key} chunk {id} on {}", grid.cluster[server].id)));
         }
-        Ok(skipped("no file with chunks"))
+        Ok(None)
     }
 
     /// The chunks of a file and their replicas, from its manifest in ZooKeeper.

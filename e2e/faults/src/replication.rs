@@ -1,7 +1,9 @@
 //! After healing, every file must be back to full replication: each chunk of each file's
 //! manifest (read from ZooKeeper) names at least `replication_factor` servers, and each of
 //! them lists the chunk, not marked corrupt, in its block report (asked directly, signed
-//! with the cluster secret as a peer). The judgement is pure; the gathering is I/O.
+//! with the cluster secret as a peer) and serves it whole with the manifest's checksum (a
+//! flipped byte the scrubber has not found yet counts as a missing copy). The judgement is
+//! pure; the gathering is I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use filegrid_testkit::Grid;
 pub struct ChunkSeen {
     pub file: String,
     pub id: String,
+    /// `crc32c:<hex>` from the manifest.
+    pub checksum: String,
     pub replicas: Vec<String>,
 }
 
@@ -98,6 +102,7 @@ fn gather(
             out.extend(file.chunks.into_iter().map(|ch| ChunkSeen {
                 file: key.clone(),
                 id: ch.id,
+                checksum: ch.checksum,
                 replicas: ch.replicas.into_iter().map(String::from).collect(),
             }));
         }
@@ -110,7 +115,7 @@ fn gather(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| format!("http client: {e}"))?;
-    let mut reports = HashMap::new();
+    let mut reports: HashMap<String, BlockReport> = HashMap::new();
     for (i, server) in grid.cluster.iter().enumerate() {
         let path = "/v1/chunks";
         let header = signer.header(&Signed {
@@ -130,6 +135,37 @@ fn gather(
             list.chunks.into_iter().map(|c| (c.id, c.corrupt)).collect(),
         );
     }
+    // Every copy a report calls good is read back and checked; a bad one counts as corrupt.
+    for c in &chunks {
+        for server in &c.replicas {
+            let Some(i) = grid.cluster.iter().position(|s| &s.id == server) else {
+                continue;
+            };
+            let Some(report) = reports.get_mut(server) else {
+                continue;
+            };
+            if report.get(&c.id) != Some(&false) {
+                continue;
+            }
+            let path = format!("/v1/chunks/{}", c.id);
+            let header = signer.header(&Signed {
+                method: "GET",
+                path_and_query: &path,
+                ..Signed::default()
+            });
+            let body = http
+                .get(format!("{}{path}", grid.cluster_url(i)))
+                .header(PEER_AUTH, header)
+                .send()
+                .and_then(|r| r.error_for_status())
+                .and_then(|r| r.bytes());
+            let good = body
+                .is_ok_and(|b| format!("crc32c:{:08x}", crc32c::crc32c(&b)) == c.checksum);
+            if !good {
+                report.insert(c.id.clone(), true);
+            }
+        }
+    }
     Ok((chunks, reports))
 }
 
@@ -141,6 +177,7 @@ mod tests {
         ChunkSeen {
             file: "f".into(),
             id: id.into(),
+            checksum: String::new(),
             replicas: replicas.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -22,7 +22,8 @@ pub enum FaultKind {
     PauseClusterServer,
     /// `kill -9` of ZooKeeper, restarted on its data after the hold.
     KillZooKeeper,
-    /// One byte flipped in a replica's chunk file on disk.
+    /// One byte flipped in one replica's chunk file of each of up to three files, left for
+    /// the hold for reads to meet.
     CorruptChunk,
     /// A cluster server's disk filled to the last byte for the hold, then freed.
     FillDisk,
@@ -73,8 +74,9 @@ impl FaultKind {
             // A dead or hung server is skipped once declared dead; meanwhile uploads that
             // picked it fail over within the request.
             FaultKind::KillClusterServer | FaultKind::PauseClusterServer => t.dead_after + s,
-            // No metadata can be written without ZooKeeper.
-            FaultKind::KillZooKeeper => hold + s,
+            // No metadata can be written without ZooKeeper; once it is back the heads'
+            // sessions reconnect (or expire and are made anew) within a session timeout.
+            FaultKind::KillZooKeeper => hold + t.session,
             // Faults that should not stop writes at all.
             FaultKind::KillStandby | FaultKind::CorruptChunk | FaultKind::FillDisk => s,
         }
@@ -166,7 +168,7 @@ mod tests {
             FaultKind::PauseLeader.target(Duration::from_secs(6), &t),
             Duration::from_secs(5)
         );
-        assert_eq!(FaultKind::KillZooKeeper.target(hold, &t), Duration::from_secs(3));
+        assert_eq!(FaultKind::KillZooKeeper.target(hold, &t), Duration::from_secs(6));
         assert_eq!(FaultKind::TermLeader.target(hold, &t), Duration::from_secs(1));
     }
 }
