@@ -153,9 +153,9 @@ fn check_key(key: &str, ops: &[&Op], out: &mut Vec<Violation>) {
         }
         let replacer = |m: &Mutation| -> Option<&Mutation> {
             let done = m.acked_at?;
-            mutations.iter().find(|w2| {
-                w2.invoke > done && w2.acked_at.is_some_and(|a| a < read.invoke)
-            })
+            mutations
+                .iter()
+                .find(|w2| w2.invoke > done && w2.acked_at.is_some_and(|a| a < read.invoke))
         };
         let possible = candidates
             .iter()
@@ -353,10 +353,7 @@ mod tests {
             op("k", OpKind::Delete, 30, 40, Outcome::Ok),
             last,
         ];
-        assert!(matches!(
-            check(&h, &[])[..],
-            [Violation::LostWrite { .. }]
-        ));
+        assert!(matches!(check(&h, &[])[..], [Violation::LostWrite { .. }]));
     }
 
     #[test]
@@ -383,10 +380,7 @@ mod tests {
             read("k", content("a"), 0, 5),
             write("k", "a", 10, 20, Outcome::Ok),
         ];
-        assert!(matches!(
-            check(&h, &[])[..],
-            [Violation::StaleRead { .. }]
-        ));
+        assert!(matches!(check(&h, &[])[..], [Violation::StaleRead { .. }]));
     }
 
     #[test]

@@ -35,7 +35,9 @@ enum Attempt<T> {
     /// Certainly changed nothing; do not retry (a 4xx).
     Refused,
     /// Try again (connection error, timeout, 5xx, redirect to a new leader).
-    Again { maybe_applied: bool },
+    Again {
+        maybe_applied: bool,
+    },
 }
 
 pub struct FileClient {

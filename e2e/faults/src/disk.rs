@@ -22,10 +22,7 @@ impl Tmpfs {
             .arg(dir))?;
         let mounted = Self { dir: dir.into() };
         // `cp -a aside/. dir` keeps modes and times of whatever the server made.
-        run(Command::new("cp")
-            .arg("-a")
-            .arg(aside.join("."))
-            .arg(dir))?;
+        run(Command::new("cp").arg("-a").arg(aside.join(".")).arg(dir))?;
         std::fs::remove_dir_all(&aside)?;
         Ok(mounted)
     }

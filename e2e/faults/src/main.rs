@@ -133,7 +133,10 @@ fn run(args: &Args) -> Result<bool, String> {
         "filegrid-faults: seed {seed}, {} rounds, {} clients, {} files, {} heads, {} cluster servers",
         args.rounds, args.clients, args.keys, args.heads, args.cluster_servers
     );
-    println!("reproduce: filegrid-faults --rounds {} --seed {seed}", args.rounds);
+    println!(
+        "reproduce: filegrid-faults --rounds {} --seed {seed}",
+        args.rounds
+    );
     let bin = node_bin(args)?;
     let mut grid = Grid::start(
         &bin,
@@ -164,9 +167,12 @@ fn run(args: &Args) -> Result<bool, String> {
         tmpfs = Some(disk::Tmpfs::mount_over(&dir, "256m").map_err(|e| format!("tmpfs: {e}"))?);
         grid.restart_cluster_server(i);
     }
-    let fill_target = tmpfs
-        .as_ref()
-        .map(|_| (grid.cluster.len() - 1, grid.cluster[grid.cluster.len() - 1].data_dir.clone()));
+    let fill_target = tmpfs.as_ref().map(|_| {
+        (
+            grid.cluster.len() - 1,
+            grid.cluster[grid.cluster.len() - 1].data_dir.clone(),
+        )
+    });
     nemesis::wait_healed(&grid, Duration::from_secs(60)).map_err(|e| e.to_string())?;
 
     let heads: Vec<String> = (0..grid.heads.len()).map(|i| grid.head_url(i)).collect();
@@ -212,7 +218,10 @@ fn run(args: &Args) -> Result<bool, String> {
         // The grid settles for a moment between faults (planned, not awaited).
         std::thread::sleep(Duration::from_millis(500));
         if let Err(e) = nemesis::wait_healed(&grid, Duration::from_secs(90)) {
-            println!("round {:>3}: grid not whole before the fault: {e}", round.index);
+            println!(
+                "round {:>3}: grid not whole before the fault: {e}",
+                round.index
+            );
             healthy = false;
             break;
         }
@@ -220,7 +229,10 @@ fn run(args: &Args) -> Result<bool, String> {
         let done = match nem.run(&mut grid, round) {
             Ok(d) => d,
             Err(e) => {
-                println!("round {:>3}: {:?} could not be carried out: {e}", round.index, round.kind);
+                println!(
+                    "round {:>3}: {:?} could not be carried out: {e}",
+                    round.index, round.kind
+                );
                 healthy = false;
                 break;
             }

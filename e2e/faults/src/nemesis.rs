@@ -68,7 +68,11 @@ impl Nemesis {
             FaultKind::TermLeader => {
                 let i = leader_index(grid, Duration::from_secs(30))?;
                 grid.heads[i].proc.terminate();
-                if grid.heads[i].proc.wait_exit(Duration::from_secs(15)).is_none() {
+                if grid.heads[i]
+                    .proc
+                    .wait_exit(Duration::from_secs(15))
+                    .is_none()
+                {
                     // Did not exit on SIGTERM in time: note it and go on with a kill.
                     tracing::warn!(head = %grid.heads[i].id, "no exit within 15s of SIGTERM");
                     grid.heads[i].proc.kill9();
@@ -159,8 +163,7 @@ impl Nemesis {
             let Some(chunks) = self.chunks_of(grid, &key) else {
                 continue;
             };
-            let Some((id, replicas)) = chunks.get((v % chunks.len().max(1) as u64) as usize)
-            else {
+            let Some((id, replicas)) = chunks.get((v % chunks.len().max(1) as u64) as usize) else {
                 continue;
             };
             let Some(server) = replicas
@@ -180,7 +183,10 @@ impl Nemesis {
             bytes[at] ^= 0x5a;
             // Written in place, as bit rot would leave it (same inode).
             std::fs::write(&path, &bytes)?;
-            return Ok(Some(format!("{key} chunk {id} on {}", grid.cluster[server].id)));
+            return Ok(Some(format!(
+                "{key} chunk {id} on {}",
+                grid.cluster[server].id
+            )));
         }
         Ok(None)
     }
@@ -297,5 +303,6 @@ fn healed(grid: &Grid) -> Option<String> {
         .iter()
         .filter(|s| s.state == ServerState::Live)
         .count();
-    (live < grid.cluster.len()).then(|| format!("{live} of {} cluster servers live", grid.cluster.len()))
+    (live < grid.cluster.len())
+        .then(|| format!("{live} of {} cluster servers live", grid.cluster.len()))
 }

@@ -65,7 +65,9 @@ impl Cut {
         }
         // Sockets made from now on belong to the group and are dropped.
         std::fs::write(cut.group.join("cgroup.procs"), pid.to_string())?;
-        iptables(&["-A", &cut.chain, "-m", "cgroup", "--path", &name, "-j", "DROP"])?;
+        iptables(&[
+            "-A", &cut.chain, "-m", "cgroup", "--path", &name, "-j", "DROP",
+        ])?;
         // Sockets it has already: its listening port and its connections' local ports.
         let mut ports = local_ports(pid)?;
         ports.push(listen_port);

@@ -159,8 +159,8 @@ fn gather(
                 .send()
                 .and_then(|r| r.error_for_status())
                 .and_then(|r| r.bytes());
-            let good = body
-                .is_ok_and(|b| format!("crc32c:{:08x}", crc32c::crc32c(&b)) == c.checksum);
+            let good =
+                body.is_ok_and(|b| format!("crc32c:{:08x}", crc32c::crc32c(&b)) == c.checksum);
             if !good {
                 report.insert(c.id.clone(), true);
             }

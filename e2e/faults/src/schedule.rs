@@ -162,13 +162,25 @@ mod tests {
             dead_after: Duration::from_secs(3),
         };
         let hold = Duration::from_secs(2);
-        assert_eq!(FaultKind::KillLeader.target(hold, &t), Duration::from_secs(5));
-        assert_eq!(FaultKind::PauseLeader.target(hold, &t), Duration::from_secs(3));
+        assert_eq!(
+            FaultKind::KillLeader.target(hold, &t),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            FaultKind::PauseLeader.target(hold, &t),
+            Duration::from_secs(3)
+        );
         assert_eq!(
             FaultKind::PauseLeader.target(Duration::from_secs(6), &t),
             Duration::from_secs(5)
         );
-        assert_eq!(FaultKind::KillZooKeeper.target(hold, &t), Duration::from_secs(6));
-        assert_eq!(FaultKind::TermLeader.target(hold, &t), Duration::from_secs(1));
+        assert_eq!(
+            FaultKind::KillZooKeeper.target(hold, &t),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            FaultKind::TermLeader.target(hold, &t),
+            Duration::from_secs(1)
+        );
     }
 }
