@@ -44,6 +44,11 @@ struct Args {
     /// Write the history (JSON) here.
     #[arg(long)]
     history: Option<PathBuf>,
+    /// The suite's self-check: after the run, delete one acknowledged file's manifest from
+    /// ZooKeeper behind FileGrid's back; the checker must then report a lost write and the
+    /// run fail.
+    #[arg(long)]
+    sabotage: bool,
     /// `filegrid-node` to run; by default the one next to this program.
     #[arg(long, env = "FILEGRID_NODE_BIN")]
     node_bin: Option<PathBuf>,
@@ -277,6 +282,12 @@ fn run(args: &Args) -> Result<bool, String> {
         ok = false;
     }
     let keys: Vec<String> = (0..args.keys).map(workload::key).collect();
+    if args.sabotage {
+        match sabotage(&grid, &keys, &rec.ops()) {
+            Some(k) => println!("sabotage: deleted the manifest of {k} in ZooKeeper"),
+            None => println!("sabotage: found no file to delete"),
+        }
+    }
     let short = replication::wait_full(&grid, &keys, REPLICATION, Duration::from_secs(180));
     if short.is_empty() {
         println!("replication: every chunk of every file has {REPLICATION} good copies");
@@ -315,6 +326,34 @@ fn run(args: &Args) -> Result<bool, String> {
     drop(grid);
     drop(tmpfs);
     Ok(ok && violations.is_empty())
+}
+
+/// Deletes the manifest of a file whose every delete was acknowledged or refused (so its
+/// absence cannot be explained by a delete of unknown outcome); returns its key.
+fn sabotage(grid: &Grid, keys: &[String], ops: &[filegrid_faults::history::Op]) -> Option<String> {
+    use filegrid_faults::history::{OpKind, Outcome};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let c = zookeeper_client::Client::connect(&grid.zk.hosts())
+            .await
+            .ok()?;
+        for key in keys {
+            let unknown_delete = ops.iter().any(|o| {
+                &o.key == key && o.kind == OpKind::Delete && o.outcome == Outcome::Unknown
+            });
+            if unknown_delete {
+                continue;
+            }
+            let path = format!("/distributed_file_grid/files/{key}");
+            if c.delete(&path, None).await.is_ok() {
+                return Some(key.clone());
+            }
+        }
+        None
+    })
 }
 
 /// Records what every head says of the leader, every 100 ms, until `stop`.
