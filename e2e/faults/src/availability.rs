@@ -34,6 +34,8 @@ pub struct Figures {
     pub worst_gap_us: u64,
     /// Windows whose gap exceeded their target.
     pub gaps_over_target: usize,
+    /// The gap of each window, in microseconds.
+    pub gaps_us: Vec<u64>,
     /// The largest target of any window (targets of held faults grow with the hold).
     pub max_target_us: u64,
 }
@@ -45,6 +47,13 @@ impl Figures {
 
     pub fn write_pct(&self) -> f64 {
         pct(self.writes_ok, self.writes)
+    }
+
+    /// The median of the windows' gaps (the upper one of an even count), in microseconds.
+    pub fn median_gap_us(&self) -> u64 {
+        let mut g = self.gaps_us.clone();
+        g.sort_unstable();
+        g.get(g.len() / 2).copied().unwrap_or(0)
     }
 }
 
@@ -95,6 +104,7 @@ pub fn by_fault(ops: &[Op], windows: &[Window]) -> BTreeMap<FaultKind, Figures> 
         }
         let gap = longest_gap(&acks, w.start, w.end);
         f.worst_gap_us = f.worst_gap_us.max(gap);
+        f.gaps_us.push(gap);
         f.max_target_us = f.max_target_us.max(w.target.as_micros() as u64);
         if gap > w.target.as_micros() as u64 {
             f.gaps_over_target += 1;
@@ -117,6 +127,7 @@ mod tests {
             outcome,
             epoch: None,
             final_read: false,
+            note: None,
         }
     }
 
@@ -169,6 +180,8 @@ mod tests {
         assert_eq!((k.writes, k.writes_ok), (3, 2));
         assert_eq!((k.reads, k.reads_ok), (2, 0));
         assert_eq!(k.worst_gap_us, 20);
+        assert_eq!(k.gaps_us, vec![20, 10]);
+        assert_eq!(k.median_gap_us(), 20);
         // 50 - 30 = 20 > 15 in the first window; 10 in the second.
         assert_eq!(k.gaps_over_target, 1);
         assert!((k.write_pct() - 66.666).abs() < 0.01);

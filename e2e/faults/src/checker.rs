@@ -257,6 +257,7 @@ mod tests {
             outcome,
             epoch: None,
             final_read: false,
+            note: None,
         }
     }
 

@@ -33,10 +33,11 @@ impl Default for Retry {
 enum Attempt<T> {
     Done(T),
     /// Certainly changed nothing; do not retry (a 4xx).
-    Refused,
+    Refused(String),
     /// Try again (connection error, timeout, 5xx, redirect to a new leader).
     Again {
         maybe_applied: bool,
+        why: String,
     },
 }
 
@@ -48,6 +49,8 @@ pub struct FileClient {
     retry: Retry,
     /// Rotates reads over the heads.
     next_head: usize,
+    /// Why the latest attempt that did not succeed failed.
+    last_error: Option<String>,
 }
 
 /// The result of a mutation: its outcome and, when acknowledged, the epoch it committed under.
@@ -75,7 +78,13 @@ impl FileClient {
             leader: None,
             retry,
             next_head: 0,
+            last_error: None,
         })
+    }
+
+    /// Why the latest failed attempt failed (taken: the next call starts afresh).
+    pub fn last_error(&mut self) -> Option<String> {
+        self.last_error.take()
     }
 
     /// The leader's URL as a head that answers says it; `None` if none answers.
@@ -117,7 +126,8 @@ impl FileClient {
             if let Some(base) = leader {
                 match attempt(&self.http, &base) {
                     Attempt::Done(v) => return (Ok(v), maybe),
-                    Attempt::Refused => {
+                    Attempt::Refused(why) => {
+                        self.last_error = Some(why);
                         let o = if maybe {
                             Outcome::Unknown
                         } else {
@@ -125,7 +135,8 @@ impl FileClient {
                         };
                         return (Err(o), maybe);
                     }
-                    Attempt::Again { maybe_applied } => {
+                    Attempt::Again { maybe_applied, why } => {
+                        self.last_error = Some(why);
                         maybe |= maybe_applied;
                         self.leader = None;
                     }
@@ -158,9 +169,9 @@ impl FileClient {
                     // Acknowledged, but the answer was cut: it committed.
                     Err(_) => Attempt::Done(None),
                 },
-                Judged::Refused => Attempt::Refused,
-                Judged::Again { maybe_applied } => Attempt::Again { maybe_applied },
-                Judged::NotFound => Attempt::Refused,
+                Judged::Refused(why) => Attempt::Refused(why),
+                Judged::Again { maybe_applied, why } => Attempt::Again { maybe_applied, why },
+                Judged::NotFound => Attempt::Refused("404".into()),
             }
         });
         match r {
@@ -180,8 +191,8 @@ impl FileClient {
         let (r, _) = self.with_retries(|http, base| {
             match judge(http.delete(format!("{base}/v1/files/{key}")).send()) {
                 Judged::Answer(_) | Judged::NotFound => Attempt::Done(()),
-                Judged::Refused => Attempt::Refused,
-                Judged::Again { maybe_applied } => Attempt::Again { maybe_applied },
+                Judged::Refused(why) => Attempt::Refused(why),
+                Judged::Again { maybe_applied, why } => Attempt::Again { maybe_applied, why },
             }
         });
         match r {
@@ -206,13 +217,20 @@ impl FileClient {
                 match judge(self.http.get(format!("{base}/v1/files/{key}")).send()) {
                     Judged::Answer(r) => {
                         // A body cut short is a failed read, never a short file.
-                        if let Ok(bytes) = r.bytes() {
-                            return (Outcome::Ok, Some(Seen::Content(digest(&bytes))));
+                        match r.bytes() {
+                            Ok(bytes) => {
+                                return (Outcome::Ok, Some(Seen::Content(digest(&bytes))));
+                            }
+                            Err(e) => self.last_error = Some(format!("body: {e}")),
                         }
                     }
                     Judged::NotFound => return (Outcome::Ok, Some(Seen::Absent)),
-                    Judged::Refused => return (Outcome::Failed, None),
-                    Judged::Again { .. } => {
+                    Judged::Refused(why) => {
+                        self.last_error = Some(why);
+                        return (Outcome::Failed, None);
+                    }
+                    Judged::Again { why, .. } => {
+                        self.last_error = Some(why);
                         if leader_only {
                             self.leader = None;
                         }
@@ -231,8 +249,8 @@ impl FileClient {
 enum Judged {
     Answer(Response),
     NotFound,
-    Refused,
-    Again { maybe_applied: bool },
+    Refused(String),
+    Again { maybe_applied: bool, why: String },
 }
 
 /// Sorts an answer: 2xx, 404, other 4xx (nothing changed), or worth another try. A redirect
@@ -242,6 +260,7 @@ fn judge(resp: Result<Response, reqwest::Error>) -> Judged {
         Err(e) => Judged::Again {
             // A request that never connected changed nothing.
             maybe_applied: !e.is_connect(),
+            why: error_chain(&e),
         },
         Ok(r) => {
             let s = r.status();
@@ -252,16 +271,37 @@ fn judge(resp: Result<Response, reqwest::Error>) -> Judged {
             } else if s.is_redirection() {
                 Judged::Again {
                     maybe_applied: false,
+                    why: s.to_string(),
                 }
             } else if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 {
-                Judged::Refused
+                Judged::Refused(answer(r))
             } else {
                 // 5xx: `no_leader` or `too_many_uploads` changed nothing, but `unavailable`
                 // may come after a commit whose answer ZooKeeper lost; count all as maybe.
                 Judged::Again {
                     maybe_applied: true,
+                    why: answer(r),
                 }
             }
         }
     }
+}
+
+/// `<status> <body>` of an error answer (the body is FileGrid's small JSON error).
+fn answer(r: Response) -> String {
+    let status = r.status();
+    let body = r.text().unwrap_or_default();
+    format!("{status} {}", body.chars().take(200).collect::<String>())
+}
+
+/// An error with its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
+    }
+    s
 }

@@ -63,6 +63,9 @@ pub struct Op {
     /// A read made after every fault was healed and every writer had stopped.
     #[serde(default)]
     pub final_read: bool,
+    /// Why the last attempt of an operation that did not succeed failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Op {
@@ -120,6 +123,16 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(seen);
+    }
+
+    /// How many writes and deletes begun at or after `t` were acknowledged.
+    pub fn acked_since(&self, t: u64) -> usize {
+        self.ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|o| o.is_mutation() && o.invoke >= t && o.outcome == Outcome::Ok)
+            .count()
     }
 
     pub fn ops(&self) -> Vec<Op> {

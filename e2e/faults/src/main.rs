@@ -63,7 +63,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,filegrid_faults=info".into()),
+                .unwrap_or_else(|_| "warn,zookeeper_client=error,filegrid_faults=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -203,13 +203,7 @@ fn run(args: &Args) -> Result<bool, String> {
 
     // The first fault comes once the clients are writing.
     let warm = std::time::Instant::now();
-    while rec
-        .ops()
-        .iter()
-        .filter(|o| o.is_mutation() && o.outcome == filegrid_faults::history::Outcome::Ok)
-        .count()
-        < 20
-    {
+    while rec.acked_since(0) < 20 {
         if warm.elapsed() > Duration::from_secs(60) {
             stop.store(true, Ordering::Relaxed);
             return Err("the clients acknowledged no 20 writes within 60s of the start".into());
@@ -242,7 +236,10 @@ fn run(args: &Args) -> Result<bool, String> {
                 break;
             }
         };
-        let healed = nemesis::wait_healed(&grid, Duration::from_secs(90));
+        // Whole again once the grid says so and a client write is acknowledged again: the
+        // tail of an outage (clients backing off, sessions coming back) belongs to it.
+        let healed = nemesis::wait_healed(&grid, Duration::from_secs(90))
+            .and_then(|()| wait_ack_after(&rec, clock.now(), Duration::from_secs(60)));
         let end = clock.now();
         println!(
             "round {:>3}: {:<32} hold {:>5.1}s  back after {:>5.1}s  {}{}",
@@ -323,9 +320,34 @@ fn run(args: &Args) -> Result<bool, String> {
     for v in violations.iter().take(50) {
         println!("  {v}");
     }
-    drop(grid);
+    // Processes first: the grid's temp dir (dropped before them) is theirs to write in.
+    for h in &mut grid.heads {
+        h.proc.kill9();
+    }
+    for c in &mut grid.cluster {
+        c.proc.kill9();
+    }
+    grid.zk.stop();
     drop(tmpfs);
+    drop(grid);
     Ok(ok && violations.is_empty())
+}
+
+/// Waits until some write or delete begun after `t` (microseconds) is acknowledged.
+fn wait_ack_after(rec: &Recorder, t: u64, timeout: Duration) -> Result<(), nemesis::NemesisError> {
+    let start = std::time::Instant::now();
+    loop {
+        if rec.acked_since(t) > 0 {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(nemesis::NemesisError::NotHealed(
+                timeout,
+                "no write acknowledged".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Deletes the manifest of a file whose every delete was acknowledged or refused (so its
@@ -404,18 +426,40 @@ fn report(ops: &[filegrid_faults::history::Op], windows: &[Window]) {
         "operations: {total_reads} reads ({reads_ok} ok), {total_writes} writes and deletes ({writes_ok} acknowledged)"
     );
     println!(
-        "{:<20} {:>7} {:>17} {:>17} {:>10} {:>11} {:>12}",
-        "fault", "rounds", "reads ok", "writes ok", "worst gap", "max target", "over target"
+        "{:<20} {:>7} {:>17} {:>17} {:>11} {:>10} {:>11} {:>12}",
+        "fault",
+        "rounds",
+        "reads ok",
+        "writes ok",
+        "median gap",
+        "worst gap",
+        "max target",
+        "over target"
     );
+    // Why operations did not succeed, most common first.
+    let mut notes: std::collections::BTreeMap<String, usize> = Default::default();
+    for o in ops
+        .iter()
+        .filter(|o| o.outcome != filegrid_faults::history::Outcome::Ok)
+    {
+        let why = o.note.clone().unwrap_or_else(|| "deadline".into());
+        *notes.entry(why.chars().take(120).collect()).or_default() += 1;
+    }
+    let mut notes: Vec<(String, usize)> = notes.into_iter().collect();
+    notes.sort_by_key(|n| std::cmp::Reverse(n.1));
+    for (why, n) in notes.iter().take(10) {
+        println!("  not ok x{n}: {why}");
+    }
     for (kind, f) in availability::by_fault(ops, windows) {
         println!(
-            "{:<20} {:>7} {:>9.2}% {:>7} {:>9.2}% {:>7} {:>9.1}s {:>10.1}s {:>12}",
+            "{:<20} {:>7} {:>9.2}% {:>7} {:>9.2}% {:>7} {:>10.1}s {:>9.1}s {:>10.1}s {:>12}",
             format!("{kind:?}"),
             f.windows,
             f.read_pct(),
             f.reads,
             f.write_pct(),
             f.writes,
+            f.median_gap_us() as f64 / 1e6,
             f.worst_gap_us as f64 / 1e6,
             f.max_target_us as f64 / 1e6,
             f.gaps_over_target

@@ -89,6 +89,9 @@ pub fn start(
                         outcome,
                         epoch,
                         final_read: false,
+                        note: (outcome != Outcome::Ok)
+                            .then(|| client.last_error())
+                            .flatten(),
                     });
                 }
             })
@@ -115,6 +118,9 @@ pub fn final_reads(w: &Workload, heads: &[String], token: &str, clock: Clock, re
             outcome,
             epoch: None,
             final_read: true,
+            note: (outcome != Outcome::Ok)
+                .then(|| client.last_error())
+                .flatten(),
         });
         if outcome != Outcome::Ok {
             tracing::warn!(key = i, "final read failed");
