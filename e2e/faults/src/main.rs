@@ -285,7 +285,12 @@ fn run(args: &Args) -> Result<bool, String> {
             None => println!("sabotage: found no file to delete"),
         }
     }
-    let short = replication::wait_full(&grid, &keys, REPLICATION, Duration::from_secs(180));
+    let look = replication::wait_full(&grid, &keys, REPLICATION, Duration::from_secs(180));
+    let short = look.shortfalls;
+    println!(
+        "chunk files: the manifests name {} chunks; the cluster servers list {} chunk files in all",
+        look.chunks, look.listed
+    );
     if short.is_empty() {
         println!("replication: every chunk of every file has {REPLICATION} good copies");
     } else {

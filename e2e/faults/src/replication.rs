@@ -56,17 +56,35 @@ pub fn shortfalls(
     out
 }
 
+/// What the last look found.
+#[derive(Debug, Default)]
+pub struct Replication {
+    pub shortfalls: Vec<String>,
+    /// Chunks the files' manifests name.
+    pub chunks: usize,
+    /// Chunk files the servers' block reports list, all servers together (copies of live
+    /// chunks and orphans not collected yet).
+    pub listed: usize,
+}
+
 /// Gathers manifests and block reports until nothing falls short or `timeout` passes;
-/// returns the last shortfalls.
-pub fn wait_full(grid: &Grid, keys: &[String], rf: usize, timeout: Duration) -> Vec<String> {
+/// returns the last look.
+pub fn wait_full(grid: &Grid, keys: &[String], rf: usize, timeout: Duration) -> Replication {
     let start = Instant::now();
     loop {
-        let short = match gather(grid, keys) {
-            Ok((chunks, reports)) => shortfalls(&chunks, &reports, rf),
-            Err(e) => vec![e],
+        let look = match gather(grid, keys) {
+            Ok((chunks, reports)) => Replication {
+                shortfalls: shortfalls(&chunks, &reports, rf),
+                chunks: chunks.len(),
+                listed: reports.values().map(|r| r.len()).sum(),
+            },
+            Err(e) => Replication {
+                shortfalls: vec![e],
+                ..Default::default()
+            },
         };
-        if short.is_empty() || start.elapsed() > timeout {
-            return short;
+        if look.shortfalls.is_empty() || start.elapsed() > timeout {
+            return look;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
