@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every FileGrid test suite that can run on this machine and says which could not.
 #   unit + integration tests (real ZooKeeper, real processes), operator manifest validation,
-#   the compose end-to-end suite (when a Docker engine answers), the Kubernetes suite (when
-#   KUBECONFIG is set).
-# Environment: FILEGRID_E2E_COMPOSE=auto|1|0 (default auto), FILEGRID_E2E_K8S=auto|1|0.
+#   the fault-injection suite's short run, the compose end-to-end suite (when a Docker engine
+#   answers), the Kubernetes suite (when KUBECONFIG is set).
+# Environment: FILEGRID_E2E_COMPOSE=auto|1|0 (default auto), FILEGRID_E2E_K8S=auto|1|0,
+#   FILEGRID_FAULTS=1|0 (default 1), FILEGRID_FAULTS_SEED, FILEGRID_FAULTS_ROUNDS (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -34,12 +35,30 @@ fi
 
 # Tests that need root (they mount a small tmpfs to fill a real disk).
 if [ "$(id -u)" = 0 ] && cargo nextest --version >/dev/null 2>&1; then
-    run_suite "root-only tests (real full disk)" cargo nextest run --workspace --run-ignored ignored-only
+    run_suite "root-only tests (real full disk)" cargo nextest run --workspace --exclude filegrid-faults --run-ignored ignored-only
 else
     results+=("NOT RUN  root-only tests (real full disk): need root and cargo-nextest")
 fi
 
 run_suite "operator manifests" scripts/validate-manifests.sh
+
+# The fault-injection suite's short run (e2e/faults, docs/reliability.md): 20 faults on a real
+# grid while clients write and read; fails on a lost acknowledged write, a stale or invented
+# read, an epoch out of order, or a file not back to full replication. The seed is printed;
+# FILEGRID_FAULTS_SEED and FILEGRID_FAULTS_ROUNDS repeat or lengthen a run.
+case "${FILEGRID_FAULTS:-1}" in
+    0) results+=("NOT RUN  fault injection (FILEGRID_FAULTS=0)") ;;
+    *)
+        faults_args=(--rounds "${FILEGRID_FAULTS_ROUNDS:-20}")
+        [ -n "${FILEGRID_FAULTS_SEED:-}" ] && faults_args+=(--seed "$FILEGRID_FAULTS_SEED")
+        run_suite "fault injection (${FILEGRID_FAULTS_ROUNDS:-20} rounds)" \
+            bash -c 'cargo build -q -p filegrid-node --bins && cargo run -q -p filegrid-faults -- "$@"' _ "${faults_args[@]}"
+        # The suite's own check: a write lost behind FileGrid's back must fail a run.
+        if cargo nextest --version >/dev/null 2>&1; then
+            run_suite "fault injection self-check" \
+                cargo nextest run -p filegrid-faults --run-ignored ignored-only
+        fi ;;
+esac
 
 case "${FILEGRID_E2E_COMPOSE:-auto}" in
     0) results+=("NOT RUN  compose e2e (FILEGRID_E2E_COMPOSE=0)") ;;

@@ -147,6 +147,21 @@ impl Grid {
 
     pub fn start_head(&mut self, id: &str) {
         let port = free_port();
+        let index = self.heads.len();
+        self.spawn_head(id, port, index);
+    }
+
+    /// Restarts head `index` (stopped or killed) on the same id and port, so clients that
+    /// know its address find it again.
+    pub fn restart_head(&mut self, index: usize) {
+        let (id, port) = {
+            let h = &self.heads[index];
+            (h.id.clone(), h.port)
+        };
+        self.spawn_head(&id, port, index);
+    }
+
+    fn spawn_head(&mut self, id: &str, port: u16, index: usize) {
         let o = &self.options;
         let mut args: Vec<String> = vec![
             "head".into(),
@@ -177,19 +192,28 @@ impl Grid {
         }
         args.extend(self.zk_auth_args());
         args.extend(self.tls_args(id));
-        let s3_port = o.s3.then(free_port);
+        // A restarted head keeps its S3 port.
+        let s3_port = match self.heads.get(index) {
+            Some(h) => h.s3_port,
+            None => o.s3.then(free_port),
+        };
         if let Some(p) = s3_port {
             args.push("--s3-listen".into());
             args.push(format!("127.0.0.1:{p}"));
         }
         args.extend(o.extra_head_args.iter().cloned());
         let proc = self.spawn(id, &args);
-        self.heads.push(Head {
+        let head = Head {
             id: id.into(),
             port,
             s3_port,
             proc,
-        });
+        };
+        if index < self.heads.len() {
+            self.heads[index] = head;
+        } else {
+            self.heads.push(head);
+        }
     }
 
     pub fn start_cluster_server(&mut self, id: &str) {

@@ -1,0 +1,307 @@
+//! A file client as FileGrid's users run one: writes go to the leader (asked of any head
+//! that answers), reads to any head, and a call that meets a broken connection, a timeout or
+//! a `503` is retried with backoff, following a new leader, until its deadline.
+
+use std::time::{Duration, Instant};
+
+use filegrid_proto::head::{LeaderView, PutAnswer};
+use reqwest::blocking::{Client as Http, Response};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+
+use crate::history::{Outcome, Seen, digest};
+
+/// How a call is retried.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    /// A call gives up (outcome unknown or failed) after this long.
+    pub deadline: Duration,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(15),
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Attempt<T> {
+    Done(T),
+    /// Certainly changed nothing; do not retry (a 4xx).
+    Refused(String),
+    /// Try again (connection error, timeout, 5xx, redirect to a new leader).
+    Again {
+        maybe_applied: bool,
+        why: String,
+    },
+}
+
+pub struct FileClient {
+    http: Http,
+    /// Base URLs of every head.
+    heads: Vec<String>,
+    leader: Option<String>,
+    retry: Retry,
+    /// Rotates reads over the heads.
+    next_head: usize,
+    /// Why the latest attempt that did not succeed failed.
+    last_error: Option<String>,
+}
+
+/// The result of a mutation: its outcome and, when acknowledged, the epoch it committed under.
+pub struct Written {
+    pub outcome: Outcome,
+    pub epoch: Option<u64>,
+}
+
+impl FileClient {
+    pub fn new(heads: Vec<String>, token: &str, retry: Retry) -> Result<Self, reqwest::Error> {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            h.insert(AUTHORIZATION, v);
+        }
+        let http = Http::builder()
+            .default_headers(h)
+            // Redirects are followed here, so a new leader is remembered.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            http,
+            heads,
+            leader: None,
+            retry,
+            next_head: 0,
+            last_error: None,
+        })
+    }
+
+    /// Why the latest failed attempt failed (taken: the next call starts afresh).
+    pub fn last_error(&mut self) -> Option<String> {
+        self.last_error.take()
+    }
+
+    /// The leader's URL as a head that answers says it; `None` if none answers.
+    fn find_leader(&mut self) -> Option<String> {
+        for i in 0..self.heads.len() {
+            let head = &self.heads[(self.next_head + i) % self.heads.len()];
+            let Ok(r) = self
+                .http
+                .get(format!("{head}/v1/leader"))
+                .timeout(Duration::from_secs(1))
+                .send()
+            else {
+                continue;
+            };
+            if let Ok(l) = r.json::<LeaderView>() {
+                let scheme = if l.tls { "https" } else { "http" };
+                let url = format!("{scheme}://{}:{}", l.host, l.api_port);
+                self.leader = Some(url.clone());
+                return Some(url);
+            }
+        }
+        self.next_head += 1;
+        None
+    }
+
+    /// Runs `attempt` against the leader until it is done, refused, or the deadline passes.
+    fn with_retries<T>(
+        &mut self,
+        mut attempt: impl FnMut(&Http, &str) -> Attempt<T>,
+    ) -> (Result<T, Outcome>, bool) {
+        let start = Instant::now();
+        let mut backoff = self.retry.first_backoff;
+        let mut maybe = false;
+        loop {
+            let leader = match self.leader.clone() {
+                Some(l) => Some(l),
+                None => self.find_leader(),
+            };
+            if let Some(base) = leader {
+                match attempt(&self.http, &base) {
+                    Attempt::Done(v) => return (Ok(v), maybe),
+                    Attempt::Refused(why) => {
+                        self.last_error = Some(why);
+                        let o = if maybe {
+                            Outcome::Unknown
+                        } else {
+                            Outcome::Failed
+                        };
+                        return (Err(o), maybe);
+                    }
+                    Attempt::Again { maybe_applied, why } => {
+                        self.last_error = Some(why);
+                        maybe |= maybe_applied;
+                        self.leader = None;
+                    }
+                }
+            }
+            if start.elapsed() + backoff > self.retry.deadline {
+                let o = if maybe {
+                    Outcome::Unknown
+                } else {
+                    Outcome::Failed
+                };
+                return (Err(o), maybe);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+        }
+    }
+
+    /// `PUT /v1/files/{key}`.
+    pub fn write(&mut self, key: &str, body: &[u8]) -> Written {
+        let (r, _) = self.with_retries(|http, base| {
+            let resp = http
+                .put(format!("{base}/v1/files/{key}"))
+                .body(body.to_vec())
+                .timeout(Duration::from_secs(10))
+                .send();
+            match judge(resp) {
+                Judged::Answer(r) => match r.json::<PutAnswer>() {
+                    Ok(a) => Attempt::Done(Some(a.epoch)),
+                    // Acknowledged, but the answer was cut: it committed.
+                    Err(_) => Attempt::Done(None),
+                },
+                Judged::Refused(why) => Attempt::Refused(why),
+                Judged::Again { maybe_applied, why } => Attempt::Again { maybe_applied, why },
+                Judged::NotFound => Attempt::Refused("404".into()),
+            }
+        });
+        match r {
+            Ok(epoch) => Written {
+                outcome: Outcome::Ok,
+                epoch,
+            },
+            Err(o) => Written {
+                outcome: o,
+                epoch: None,
+            },
+        }
+    }
+
+    /// `DELETE /v1/files/{key}`; `404` counts as done (the file is absent either way).
+    pub fn delete(&mut self, key: &str) -> Outcome {
+        let (r, _) = self.with_retries(|http, base| {
+            match judge(http.delete(format!("{base}/v1/files/{key}")).send()) {
+                Judged::Answer(_) | Judged::NotFound => Attempt::Done(()),
+                Judged::Refused(why) => Attempt::Refused(why),
+                Judged::Again { maybe_applied, why } => Attempt::Again { maybe_applied, why },
+            }
+        });
+        match r {
+            Ok(()) => Outcome::Ok,
+            Err(o) => o,
+        }
+    }
+
+    /// `GET /v1/files/{key}` from a head (rotating over them), retried on another head.
+    /// With `leader_only`, from the leader (the final reads).
+    pub fn read(&mut self, key: &str, leader_only: bool) -> (Outcome, Option<Seen>) {
+        let start = Instant::now();
+        let mut backoff = self.retry.first_backoff;
+        loop {
+            let base = if leader_only {
+                self.leader.clone().or_else(|| self.find_leader())
+            } else {
+                self.next_head = (self.next_head + 1) % self.heads.len().max(1);
+                self.heads.get(self.next_head).cloned()
+            };
+            if let Some(base) = base {
+                match judge(self.http.get(format!("{base}/v1/files/{key}")).send()) {
+                    Judged::Answer(r) => {
+                        // A body cut short is a failed read, never a short file.
+                        match r.bytes() {
+                            Ok(bytes) => {
+                                return (Outcome::Ok, Some(Seen::Content(digest(&bytes))));
+                            }
+                            Err(e) => self.last_error = Some(format!("body: {e}")),
+                        }
+                    }
+                    Judged::NotFound => return (Outcome::Ok, Some(Seen::Absent)),
+                    Judged::Refused(why) => {
+                        self.last_error = Some(why);
+                        return (Outcome::Failed, None);
+                    }
+                    Judged::Again { why, .. } => {
+                        self.last_error = Some(why);
+                        if leader_only {
+                            self.leader = None;
+                        }
+                    }
+                }
+            }
+            if start.elapsed() + backoff > self.retry.deadline {
+                return (Outcome::Failed, None);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+        }
+    }
+}
+
+enum Judged {
+    Answer(Response),
+    NotFound,
+    Refused(String),
+    Again { maybe_applied: bool, why: String },
+}
+
+/// Sorts an answer: 2xx, 404, other 4xx (nothing changed), or worth another try. A redirect
+/// (a standby's 307) is tried again at the leader; it changed nothing.
+fn judge(resp: Result<Response, reqwest::Error>) -> Judged {
+    match resp {
+        Err(e) => Judged::Again {
+            // A request that never connected changed nothing.
+            maybe_applied: !e.is_connect(),
+            why: error_chain(&e),
+        },
+        Ok(r) => {
+            let s = r.status();
+            if s.is_success() {
+                Judged::Answer(r)
+            } else if s.as_u16() == 404 {
+                Judged::NotFound
+            } else if s.is_redirection() {
+                Judged::Again {
+                    maybe_applied: false,
+                    why: s.to_string(),
+                }
+            } else if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 {
+                Judged::Refused(answer(r))
+            } else {
+                // 5xx: `no_leader` or `too_many_uploads` changed nothing, but `unavailable`
+                // may come after a commit whose answer ZooKeeper lost; count all as maybe.
+                Judged::Again {
+                    maybe_applied: true,
+                    why: answer(r),
+                }
+            }
+        }
+    }
+}
+
+/// `<status> <body>` of an error answer (the body is FileGrid's small JSON error).
+fn answer(r: Response) -> String {
+    let status = r.status();
+    let body = r.text().unwrap_or_default();
+    format!("{status} {}", body.chars().take(200).collect::<String>())
+}
+
+/// An error with its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
+    }
+    s
+}
