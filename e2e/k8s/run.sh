@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # FileGrid on a real Kubernetes cluster (kind, k3d or any other), given by KUBECONFIG.
 #
-# Installs the operator chart, a one-node ZooKeeper and the minimal FileGrid sample (secured,
-# as every grid is by default), then:
+# Installs the operator chart (and checks the operator applied its own CRD), a one-node
+# ZooKeeper and the minimal FileGrid sample (secured, as every grid is by default), then:
 #   1. waits for the grid to become Available, with its Secrets and NetworkPolicy;
 #   2. checks the security: no `insecure` in the role files, the heads refuse a wrong
 #      credential and plain HTTP, ZooKeeper refuses the grid's nodes without its credential;
@@ -105,6 +105,13 @@ helm upgrade --install filegrid-operator "$ROOT/helm/filegrid-operator" \
   || die "helm install"
 kubectl get crd filegrids.filegrid.io >/dev/null || die "CRD filegrids.filegrid.io not installed"
 ok "operator chart installed"
+# The leading replica applies its own CRD (crds.apply, on by default): marked with its version
+# and managed by the field manager filegrid-operator.
+crd_mark() { kubectl get crd filegrids.filegrid.io -o jsonpath='{.metadata.annotations.filegrid\.io/operator-version}' 2>/dev/null; }
+wait_for "the CRD applied by the operator" '[ -n "$(crd_mark)" ]'
+kubectl get crd filegrids.filegrid.io -o jsonpath='{.metadata.managedFields[*].manager}' \
+  | tr ' ' '\n' | grep -qx filegrid-operator || die "the CRD has no fields managed by filegrid-operator"
+ok "CRD applied by the operator (version $(crd_mark))"
 
 kubectl create namespace "$NS" >/dev/null
 log "starting ZooKeeper in $NS"

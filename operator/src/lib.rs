@@ -4,6 +4,7 @@
 pub mod builders;
 pub mod config;
 pub mod crd;
+pub mod crd_upgrade;
 pub mod head_api;
 pub mod install;
 pub mod leadership;

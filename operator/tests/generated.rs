@@ -48,6 +48,10 @@ fn helm_chart_rbac_rules_match_the_operator() {
         &install::rules_yaml(&install::cluster_rules()).unwrap(),
     );
     check(
+        "helm/filegrid-operator/files/crd-rules.yaml",
+        &install::rules_yaml(&install::crd_rules()).unwrap(),
+    );
+    check(
         "helm/filegrid-operator/files/role-rules.yaml",
         &install::rules_yaml(&install::lease_rules()).unwrap(),
     );
