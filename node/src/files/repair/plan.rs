@@ -540,6 +540,7 @@ mod tests {
             gone_since: None,
             last_heartbeat: None,
             drain: None,
+            lifecycle: Default::default(),
         }
     }
 
