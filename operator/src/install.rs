@@ -52,6 +52,8 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         ),
         rule(&["networking.k8s.io"], &["networkpolicies"], &manage),
         rule(&[""], &["pods"], &["get", "list", "watch", "patch"]),
+        // Volumes of cluster servers that left, deleted once they are drained.
+        rule(&[""], &["persistentvolumeclaims"], &["list", "delete"]),
         rule(&[""], &["nodes"], &["get"]),
         rule(&[""], &["namespaces"], &["get"]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),

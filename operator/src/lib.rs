@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod reconciler;
 pub mod render;
 pub mod run;
+pub mod scaling;
 pub mod security;
 pub mod status;
 pub mod validate;

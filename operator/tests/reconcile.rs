@@ -701,8 +701,11 @@ async fn scale_down_decommissions_first_and_shrinks_only_when_drained() {
         .unwrap();
     assert_eq!(applied["spec"]["replicas"], 4);
 
-    // Drained: the StatefulSet shrinks to 3.
+    // Drained: the StatefulSet shrinks to 3, and the drained server's volume is deleted
+    // (a scale-down itself deletes none: claim retention Retain).
     let mut script = children_script(existing_cluster(4), true);
+    script.push(claims_list(&[0, 1, 2, 3]));
+    script.push(claim_delete(3));
     script.extend(after_cluster_script(true));
     script.extend(prune_script(empty_list(), empty_list()));
     script.push(status_patch());
@@ -713,15 +716,169 @@ async fn scale_down_decommissions_first_and_shrinks_only_when_drained() {
         vec![server("demo-cluster-3", ServerState::Drained)],
     )
     .await;
-    let applied = r
-        .bodies
-        .iter()
-        .find(|b| b["kind"] == "StatefulSet" && b["metadata"]["name"] == "demo-cluster")
-        .unwrap();
+    let applied = cluster_sts(&r.bodies);
     assert_eq!(applied["spec"]["replicas"], 3);
+    assert_eq!(
+        applied["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
+    assert_eq!(applied["metadata"]["annotations"][REPLICAS], "3");
+    assert_eq!(
+        applied["metadata"]["annotations"][CLAIMS], "3",
+        "no claim left"
+    );
     assert_eq!(
         r.bodies.last().unwrap()["status"].get("decommissioning"),
         None
+    );
+}
+
+const REPLICAS: &str = "filegrid.io/cluster-replicas";
+const CLAIMS: &str = "filegrid.io/cluster-claims";
+
+/// The cluster StatefulSet as the operator left it: `replicas` now, and its annotations.
+fn cluster_at(replicas: i64, annotations: Value) -> Reply {
+    Reply::Json(
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo-cluster", "namespace": "team-a", "annotations": annotations},
+        "spec": {"replicas": replicas, "selector": {}, "serviceName": "demo-cluster-headless", "template": {}}}),
+    )
+}
+
+/// The cluster's volume claims, listed by label.
+fn claims_list(ordinals: &[i32]) -> Expect {
+    let items: Vec<Value> = ordinals
+        .iter()
+        .map(|n| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": format!("data-demo-cluster-{n}"), "namespace": "team-a"}})
+        })
+        .collect();
+    expect(
+        Method::GET,
+        &format!("{NS}/persistentvolumeclaims"),
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": items}),
+        ),
+    )
+}
+
+fn claim_delete(ordinal: i32) -> Expect {
+    expect(
+        Method::DELETE,
+        &format!("{NS}/persistentvolumeclaims/data-demo-cluster-{ordinal}"),
+        Reply::Json(
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+    )
+}
+
+fn cluster_sts(bodies: &[Value]) -> &Value {
+    bodies
+        .iter()
+        .find(|b| b["kind"] == "StatefulSet" && b["metadata"]["name"] == "demo-cluster")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scale_down_by_hand_is_restored_without_a_leader_and_keeps_every_volume() {
+    // The operator applied 4; someone ran `kubectl scale --replicas=2`.
+    let mut script = children_script(cluster_at(2, json!({ REPLICAS: "4" })), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let mut fg = fixture("minimal");
+    fg.spec.cluster.replicas = 4;
+    let r = run(fg, script, None, vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let applied = cluster_sts(&r.bodies);
+    assert_eq!(applied["spec"]["replicas"], 4, "restored");
+    assert_eq!(
+        applied["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain",
+        "the removed pods' volumes are kept for their return"
+    );
+    assert!(
+        !r.log
+            .iter()
+            .any(|l| l.contains("DELETE") || l.contains("decommission")),
+        "{:?}",
+        r.log
+    );
+}
+
+#[tokio::test]
+async fn a_scale_up_by_hand_is_restored_and_the_extra_volume_goes_once_drained() {
+    // The operator applied 3; someone scaled to 5. Without a leader: restored to 3 at once
+    // (not read as a scale-down that needs one), the extra claims kept and remembered.
+    let by_hand = || cluster_at(5, json!({ REPLICAS: "3" }));
+    let mut script = children_script(by_hand(), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fixture("minimal"), script, None, vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let applied = cluster_sts(&r.bodies);
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert_eq!(applied["metadata"]["annotations"][CLAIMS], "5");
+
+    // With a leader: ordinal 3 joined the grid (live), ordinal 4 never did. Ordinal 4's
+    // volume goes; ordinal 3 is drained first and its volume kept meanwhile.
+    let remembered = || cluster_at(3, json!({ REPLICAS: "3", CLAIMS: "5" }));
+    let mut script = children_script(remembered(), true);
+    script.push(claims_list(&[0, 1, 2, 3, 4]));
+    script.push(claim_delete(4));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(
+        fixture("minimal"),
+        script,
+        Some(leader()),
+        vec![
+            server("demo-cluster-0", ServerState::Live),
+            server("demo-cluster-3", ServerState::Live),
+        ],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(
+        r.log
+            .contains(&"head POST 10.0.0.5/v1/cluster/demo-cluster-3/decommission".to_string()),
+        "{:?}",
+        r.log
+    );
+    let applied = cluster_sts(&r.bodies);
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert_eq!(
+        applied["metadata"]["annotations"][CLAIMS], "5",
+        "ordinal 3's claim is left"
+    );
+    assert_eq!(
+        r.bodies.last().unwrap()["status"]["decommissioning"],
+        json!(["demo-cluster-3"])
+    );
+
+    // Drained: its volume goes too, and nothing is left to look at.
+    let mut script = children_script(remembered(), true);
+    script.push(claims_list(&[0, 1, 2, 3]));
+    script.push(claim_delete(3));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(
+        fixture("minimal"),
+        script,
+        Some(leader()),
+        vec![server("demo-cluster-3", ServerState::Drained)],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert_eq!(
+        cluster_sts(&r.bodies)["metadata"]["annotations"][CLAIMS],
+        "3"
     );
 }
 
