@@ -84,6 +84,13 @@ pub trait HeadApi: Send + Sync {
         leader: &'a Leader,
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>>;
+    /// Undoes a decommission: the server is live again and takes new chunks.
+    fn recommission<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+        server_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HeadApiError>>;
 }
 
 /// The real head API over HTTP(S). One client per CA, made when first needed.
@@ -200,6 +207,19 @@ impl HeadApi for HttpHeadApi {
     ) -> BoxFuture<'a, Result<(), HeadApiError>> {
         Box::pin(async move {
             let url = leader_url(leader, &format!("/v1/cluster/{server_id}/decommission"));
+            self.send(access, reqwest::Method::POST, url)
+                .await
+                .map(|_| ())
+        })
+    }
+    fn recommission<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+        server_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HeadApiError>> {
+        Box::pin(async move {
+            let url = leader_url(leader, &format!("/v1/cluster/{server_id}/recommission"));
             self.send(access, reqwest::Method::POST, url)
                 .await
                 .map(|_| ())

@@ -329,6 +329,24 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         }
         _ => desired,
     };
+    // A scale-down undone before it finished: the servers it was draining stay.
+    let previous = fg
+        .status
+        .as_ref()
+        .map(|s| s.decommissioning.clone())
+        .unwrap_or_default();
+    let keep = scaling::to_recommission(&grid.name, &previous, replicas);
+    if !keep.is_empty() {
+        let l = match leader.take() {
+            Some(l) => l,
+            None => ctx.head_api.leader(&access, &base).await?,
+        };
+        for id in &keep {
+            info!(grid = %grid.name, server = %id, "scale-down undone: recommissioning");
+            ctx.head_api.recommission(&access, &l, id).await?;
+        }
+        leader = Some(l);
+    }
     let mut claims_below = seen.claims_below(replicas);
     if claims_below > replicas {
         let l = match leader.take() {

@@ -94,13 +94,27 @@ pub fn claim(state: Option<ServerState>) -> Claim {
 
 /// The ordinal of a cluster claim `data-<grid>-cluster-<n>`, if `name` is one.
 pub fn claim_ordinal(grid: &str, name: &str) -> Option<i32> {
-    let n = name.strip_prefix("data-")?.strip_prefix(grid)?;
-    let n = n.strip_prefix("-cluster-")?;
+    server_ordinal(grid, name.strip_prefix("data-")?)
+}
+
+/// The ordinal of cluster server (pod) `<grid>-cluster-<n>`, if `id` is one.
+pub fn server_ordinal(grid: &str, id: &str) -> Option<i32> {
+    let n = id.strip_prefix(grid)?.strip_prefix("-cluster-")?;
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
     {
         return None;
     }
     n.parse().ok()
+}
+
+/// The servers the operator was decommissioning (its last status) that the grid keeps after
+/// all (`spec.cluster.replicas` went back up): they are recommissioned.
+pub fn to_recommission(grid: &str, decommissioning: &[String], replicas: i32) -> Vec<String> {
+    decommissioning
+        .iter()
+        .filter(|id| server_ordinal(grid, id).is_some_and(|n| n < replicas))
+        .cloned()
+        .collect()
 }
 
 /// Marks the StatefulSet the operator applies with its size and claim bound.
@@ -200,6 +214,19 @@ mod tests {
         ] {
             assert_eq!(claim_ordinal("demo", name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn only_its_own_decommissions_within_the_size_are_undone() {
+        let was = vec![
+            "demo-cluster-3".to_string(),
+            "demo-cluster-4".to_string(),
+            "other-cluster-1".to_string(),
+            "demo-cluster-x".to_string(),
+        ];
+        assert_eq!(to_recommission("demo", &was, 4), ["demo-cluster-3"]);
+        assert!(to_recommission("demo", &was, 3).is_empty());
+        assert_eq!(to_recommission("demo", &was, 5).len(), 2);
     }
 
     #[test]

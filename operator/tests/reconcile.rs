@@ -69,6 +69,18 @@ impl HeadApi for FakeHead {
         );
         Box::pin(async { Ok(()) })
     }
+    fn recommission<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HeadApiError>> {
+        self.record(
+            access,
+            format!("head POST {}/v1/cluster/{id}/recommission", leader.host),
+        );
+        Box::pin(async { Ok(()) })
+    }
 }
 
 fn leader() -> Leader {
@@ -1842,4 +1854,38 @@ async fn a_pod_on_a_deleted_node_is_skipped_and_zone_warnings_come_once_per_caus
     )
     .await;
     assert!(r.action.is_ok(), "{:?}", r.action);
+}
+
+#[tokio::test]
+async fn a_scale_down_undone_before_it_finished_recommissions_the_servers() {
+    // 4 -> 3 began (demo-cluster-3 draining), then the spec went back to 4.
+    let mut fg = fixture("minimal");
+    fg.spec.cluster.replicas = 4;
+    fg.status = Some(FileGridStatus {
+        decommissioning: vec!["demo-cluster-3".into()],
+        ..FileGridStatus::default()
+    });
+    let mut script = children_script(cluster_at(4, json!({ REPLICAS: "4" })), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(
+        fg,
+        script,
+        Some(leader()),
+        vec![server("demo-cluster-3", ServerState::Draining)],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(
+        r.log
+            .contains(&"head POST 10.0.0.5/v1/cluster/demo-cluster-3/recommission".to_string()),
+        "{:?}",
+        r.log
+    );
+    assert_eq!(cluster_sts(&r.bodies)["spec"]["replicas"], 4);
+    assert_eq!(
+        r.bodies.last().unwrap()["status"].get("decommissioning"),
+        None
+    );
 }
