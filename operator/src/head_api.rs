@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use filegrid_proto::head::{LeaderView, ServerView};
+use filegrid_proto::head::{LeaderView, RepairReport, ServerView};
 use futures::future::BoxFuture;
 
 /// The leader as `GET /v1/leader` reports it.
@@ -91,6 +91,12 @@ pub trait HeadApi: Send + Sync {
         leader: &'a Leader,
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>>;
+    /// What the leader's last repair pass found (`GET /v1/repair`).
+    fn repair<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+    ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>>;
 }
 
 /// The real head API over HTTP(S). One client per CA, made when first needed.
@@ -192,6 +198,20 @@ impl HeadApi for HttpHeadApi {
     ) -> BoxFuture<'a, Result<Vec<ClusterServer>, HeadApiError>> {
         Box::pin(async move {
             let url = leader_url(leader, "/v1/cluster");
+            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
+            resp.json()
+                .await
+                .map_err(|source| HeadApiError::Request { url, source })
+        })
+    }
+
+    fn repair<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+    ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>> {
+        Box::pin(async move {
+            let url = leader_url(leader, "/v1/repair");
             let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
             resp.json()
                 .await

@@ -419,6 +419,23 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
             }
         },
     };
+    // What the leader says of the servers and the repair, for the status; a head that does
+    // not answer leaves the last known figures in place.
+    let (servers, repair) = match &leader {
+        Some(l) => {
+            let servers = ctx.head_api.cluster_servers(&access, l).await;
+            let repair = ctx.head_api.repair(&access, l).await;
+            if let Err(e) = servers
+                .as_ref()
+                .map(|_| ())
+                .and(repair.as_ref().map(|_| ()))
+            {
+                info!(grid = %grid.name, error = %e, "the leader did not report servers or repair");
+            }
+            (servers.ok(), repair.ok())
+        }
+        None => (None, None),
+    };
     let observed = Observed {
         generation: grid.generation,
         desired_heads: grid.spec.heads.replicas,
@@ -431,6 +448,8 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
             && monitor.as_ref().is_none_or(deployment_rolled_out),
         leader,
         decommissioning,
+        servers,
+        repair,
     };
     let new_status = status::reconciled(&observed, fg.status.as_ref());
     // Converging or unavailable grids are looked at often: leader changes raise no Kubernetes event.

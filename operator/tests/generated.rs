@@ -70,7 +70,18 @@ fn crd_has_short_name_printer_columns_and_cel_rules() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(cols, ["Leader", "Heads", "Cluster", "Available", "Age"]);
+    assert_eq!(
+        cols,
+        [
+            "Leader",
+            "Heads",
+            "Cluster",
+            "Available",
+            "Used",
+            "Under-Replicated",
+            "Age"
+        ]
+    );
     assert!(v["subresources"]["status"].is_mapping());
     let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let rules: Vec<&str> = spec["x-kubernetes-validations"]

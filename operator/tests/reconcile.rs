@@ -15,6 +15,7 @@ use filegrid_operator::reconciler::{
 };
 use filegrid_operator::warnings::Warnings;
 use filegrid_proto::ServerId;
+use filegrid_proto::head::RepairReport;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use kube::Client;
@@ -31,6 +32,7 @@ struct FakeHead {
     accesses: Arc<Mutex<Vec<HeadAccess>>>,
     leader: Option<Leader>,
     servers: Vec<ClusterServer>,
+    repair: Option<RepairReport>,
 }
 
 impl FakeHead {
@@ -68,6 +70,14 @@ impl HeadApi for FakeHead {
             format!("head POST {}/v1/cluster/{id}/decommission", leader.host),
         );
         Box::pin(async { Ok(()) })
+    }
+    fn repair<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+    ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>> {
+        self.record(access, format!("head GET {}/v1/repair", leader.host));
+        Box::pin(async move { self.repair.clone().ok_or(HeadApiError::NoLeader) })
     }
     fn recommission<'a>(
         &'a self,
@@ -365,6 +375,27 @@ async fn run_with(
     servers: Vec<ClusterServer>,
     warnings: Option<Arc<Mutex<Warnings>>>,
 ) -> Run {
+    run_inner(fg, script, leader, servers, warnings, None).await
+}
+
+/// [`run`] with a head that reports `repair` at `GET /v1/repair`.
+async fn run_reporting(
+    fg: FileGrid,
+    script: Vec<Expect>,
+    servers: Vec<ClusterServer>,
+    repair: RepairReport,
+) -> Run {
+    run_inner(fg, script, Some(leader()), servers, None, Some(repair)).await
+}
+
+async fn run_inner(
+    fg: FileGrid,
+    script: Vec<Expect>,
+    leader: Option<Leader>,
+    servers: Vec<ClusterServer>,
+    warnings: Option<Arc<Mutex<Warnings>>>,
+    repair: Option<RepairReport>,
+) -> Run {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log: Log = Arc::default();
     let server = serve(handle, script, log.clone());
@@ -375,6 +406,7 @@ async fn run_with(
         accesses: accesses.clone(),
         leader,
         servers,
+        repair,
     });
     let mut ctx = Context::new(Client::new(svc, "default"), head, metrics.clone());
     if let Some(w) = warnings {
@@ -1696,6 +1728,7 @@ async fn the_first_retry_after_a_failure_waits_for_the_backoff() {
         accesses: Arc::default(),
         leader: Some(leader()),
         servers: vec![],
+        repair: None,
     });
     let metrics = Arc::new(Metrics::new().unwrap());
     let ctx = Arc::new(Context::new(
@@ -1887,5 +1920,57 @@ async fn a_scale_down_undone_before_it_finished_recommissions_the_servers() {
     assert_eq!(
         r.bodies.last().unwrap()["status"].get("decommissioning"),
         None
+    );
+}
+
+#[tokio::test]
+async fn status_reports_capacity_servers_and_repair_from_the_leader() {
+    let mut fg = fixture("minimal");
+    let report = |under: u64, at: u64| RepairReport {
+        files: 3,
+        chunks: 40,
+        under_replicated: under,
+        copies_made: 2,
+        orphans_deleted: 0,
+        finished_at: at,
+    };
+    let mut servers = vec![
+        server("demo-cluster-0", ServerState::Live),
+        server("demo-cluster-1", ServerState::Live),
+        server("demo-cluster-2", ServerState::Dead),
+    ];
+    servers[0].used_bytes = 1 << 29;
+    let t0 = 1_767_225_600_000;
+    let r = run_reporting(
+        fg.clone(),
+        full_script(existing_cluster(3), true),
+        servers.clone(),
+        report(12, t0),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(r.log.contains(&"head GET 10.0.0.5/v1/repair".to_string()));
+    let status = r.bodies.last().unwrap()["status"].clone();
+    assert_eq!(status["capacity"]["used"], "512.0MiB/3.0GiB (17%)");
+    assert_eq!(status["underReplicatedChunks"], 12);
+    assert_eq!(status["servers"][2]["state"], "dead");
+    assert_eq!(status["repair"]["lastPassTime"], "2026-01-01T00:00:00Z");
+    assert!(status["repair"].get("estimatedCompletionTime").is_none());
+
+    // The next pass a minute later fixed 6 of 12: the rest takes another minute.
+    fg.status = Some(serde_json::from_value(status).unwrap());
+    let r = run_reporting(
+        fg,
+        full_script_stored(&applied_secrets(&r.bodies), existing_cluster(3), true),
+        servers,
+        report(6, t0 + 60_000),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(status["underReplicatedChunks"], 6);
+    assert_eq!(
+        status["repair"]["estimatedCompletionTime"],
+        "2026-01-01T00:02:00Z"
     );
 }
