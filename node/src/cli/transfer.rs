@@ -108,10 +108,41 @@ pub(crate) fn redirect_target(current: &str, location: Option<&str>) -> Result<S
     Ok(next.to_string())
 }
 
+/// Why an upload from stdin that a head does not take cannot go on.
+fn stdin_redirected(base: &str, leader_url: &str) -> CliError {
+    CliError::Api(format!(
+        "the head at {base} does not lead and redirects the upload to {leader_url}; an \
+         upload from stdin cannot be sent twice, so nothing was stored. Point --head at the \
+         leader (`filegrid leader`), save the input to a file first, or turn on the heads' \
+         standby_proxy"
+    ))
+}
+
+/// The URL of `remote` on the leader, as the head at `base` names it (`None` if it cannot).
+async fn leader_file_url(http: &reqwest::Client, base: &str, remote: &str) -> Option<String> {
+    let resp = http.get(format!("{base}/v1/leader")).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let l: filegrid_proto::head::LeaderView = resp.json().await.ok()?;
+    Some(file_url(&leader_base(&l), remote))
+}
+
+/// The API base URL of the leader `l`.
+pub(crate) fn leader_base(l: &filegrid_proto::head::LeaderView) -> String {
+    format!(
+        "{}://{}:{}",
+        crate::http::Outgoing::scheme(l.tls),
+        l.host,
+        l.api_port
+    )
+}
+
 /// Uploads `local` (or stdin for `-`) to `remote`. A head that does not lead (a standby
 /// without `standby_proxy`, reached through a Service or load balancer that picks any head)
 /// answers `307` to the leader; the upload is then sent again there, the file re-opened from
-/// its start. Stdin cannot be read twice, so an upload from stdin that meets a redirect fails
+/// its start (also when that answer was lost because the head closed the connection while
+/// the body was still being sent: the leader is then asked for, once). Stdin cannot be read twice, so an upload from stdin that meets a redirect fails
 /// with an error that says so; nothing is stored.
 pub async fn put(
     http: &reqwest::Client,
@@ -122,17 +153,34 @@ pub async fn put(
     let from_stdin = local == Path::new("-");
     let mut url = file_url(base, remote);
     let mut hops = 0;
+    let mut resent = false;
     loop {
         let (body, len) = upload_body(local).await?;
         let mut req = http.put(&url).timeout(Duration::from_secs(24 * 3600));
         if let Some(l) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, l);
         }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, &e))?;
+        let resp = match req.body(body).send().await {
+            Ok(resp) => resp,
+            // A head that does not lead answers `307` at once and closes the connection;
+            // while the body is still being sent, the answer can be lost with it (a reset or
+            // a broken pipe). A file is then sent once more, to the leader the grid names.
+            Err(e) if !resent && !e.is_timeout() => {
+                resent = true;
+                match leader_file_url(http, base, remote).await {
+                    Some(next) if next != url && from_stdin => {
+                        return Err(stdin_redirected(base, &next));
+                    }
+                    Some(next) if next != url => {
+                        tracing::debug!(from = %url, to = %next, error = %e, "upload cut off; sending it again to the leader");
+                        url = next;
+                        continue;
+                    }
+                    _ => return Err(unreachable(&url, &e)),
+                }
+            }
+            Err(e) => return Err(unreachable(&url, &e)),
+        };
         let status = resp.status();
         if status == reqwest::StatusCode::TEMPORARY_REDIRECT
             || status == reqwest::StatusCode::PERMANENT_REDIRECT
@@ -144,12 +192,7 @@ pub async fn put(
             let next = redirect_target(&url, location)
                 .map_err(|m| CliError::Api(format!("{status} from {url}: {m}")))?;
             if from_stdin {
-                return Err(CliError::Api(format!(
-                    "{status}: the head at {base} does not lead and redirects the upload to \
-                     {next}; an upload from stdin cannot be sent twice, so nothing was stored. \
-                     Point --head at the leader (`filegrid leader`), save the input to a file \
-                     first, or turn on the heads' standby_proxy"
-                )));
+                return Err(stdin_redirected(base, &next));
             }
             hops += 1;
             if hops > MAX_REDIRECTS {
