@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # FileGrid on a real Kubernetes cluster (kind, k3d or any other), given by KUBECONFIG.
 #
-# Installs the operator chart, a one-node ZooKeeper and the minimal FileGrid sample (secured,
-# as every grid is by default), then:
+# Installs the operator chart (and checks the operator applied its own CRD), a one-node
+# ZooKeeper and the minimal FileGrid sample (secured, as every grid is by default), then:
 #   1. waits for the grid to become Available, with its Secrets and NetworkPolicy;
 #   2. checks the security: no `insecure` in the role files, the heads refuse a wrong
 #      credential and plain HTTP, ZooKeeper refuses the grid's nodes without its credential;
@@ -10,8 +10,11 @@
 #   4. deletes the leader head's pod and waits for a different leader in status;
 #   5. has the head certificate reissued and checks the grid keeps serving without any pod
 #      restarting;
-#   6. scales cluster servers 3 -> 4 -> 3 (the operator decommissions before shrinking)
-#      and checks every file is still there, byte for byte;
+#   6. scales cluster servers 3 -> 4 -> 3 (the operator decommissions before shrinking,
+#      then deletes the drained server's volume) and checks every file is still there, byte
+#      for byte; then 3 -> 4 again, where the re-used ordinal must be live and get chunks;
+#      100 uploads through the client Service (CLI, and curl -T where the image has curl);
+#      `kubectl scale` by hand down and up, which the operator undoes without losing a volume;
 #   7. pauses the grid (filegrid.io/paused), checks a deleted child is not recreated while
 #      paused and is once the annotation is removed.
 #
@@ -47,19 +50,7 @@ die() {
   kubectl -n "$NS" get filegrid "$GRID" -o jsonpath='{.status}' 2>/dev/null || true
   echo
   kubectl -n "$OP_NS" logs -l app.kubernetes.io/name=filegrid-operator --tail=50 2>/dev/null || true
-  log "pausing the grid"
-paused_cond() { fg_field '.status.conditions[?(@.type=="ReconciliationPaused")].status'; }
-kubectl -n "$NS" annotate filegrid "$GRID" filegrid.io/paused=true >/dev/null
-wait_for "ReconciliationPaused=True" '[ "$(paused_cond)" = True ]'
-kubectl -n "$NS" delete service "$GRID-monitor" --wait=true >/dev/null
-sleep 20
-! kubectl -n "$NS" get service "$GRID-monitor" >/dev/null 2>&1 || die "a paused grid's Service was recreated"
-kubectl -n "$NS" annotate filegrid "$GRID" filegrid.io/paused- >/dev/null
-wait_for "Service $GRID-monitor recreated after resuming" \
-  'kubectl -n "$NS" get service "$GRID-monitor" >/dev/null 2>&1 && [ "$(paused_cond)" = False ]'
-ok "paused: nothing repaired; resumed: repaired"
-
-echo "e2e/k8s: $passed passed, $failed failed"
+  echo "e2e/k8s: $passed passed, $failed failed"
   exit 1
 }
 
@@ -105,6 +96,13 @@ helm upgrade --install filegrid-operator "$ROOT/helm/filegrid-operator" \
   || die "helm install"
 kubectl get crd filegrids.filegrid.io >/dev/null || die "CRD filegrids.filegrid.io not installed"
 ok "operator chart installed"
+# The leading replica applies its own CRD (crds.apply, on by default): marked with its version
+# and managed by the field manager filegrid-operator.
+crd_mark() { kubectl get crd filegrids.filegrid.io -o jsonpath='{.metadata.annotations.filegrid\.io/operator-version}' 2>/dev/null; }
+wait_for "the CRD applied by the operator" '[ -n "$(crd_mark)" ]'
+kubectl get crd filegrids.filegrid.io -o jsonpath='{.metadata.managedFields[*].manager}' \
+  | tr ' ' '\n' | grep -qx filegrid-operator || die "the CRD has no fields managed by filegrid-operator"
+ok "CRD applied by the operator (version $(crd_mark))"
 
 kubectl create namespace "$NS" >/dev/null
 log "starting ZooKeeper in $NS"
@@ -302,5 +300,64 @@ wait_for "scale-down to 3 after decommissioning $GRID-cluster-3" scaled_down
 check_file one
 check_file two
 ok "scaled down to 3 cluster servers; no file lost"
+wait_for "the drained server's volume deleted by the operator" \
+  '! kubectl -n "$NS" get pvc "data-$GRID-cluster-3" >/dev/null 2>&1'
+ok "volume data-$GRID-cluster-3 deleted once its server was drained"
+
+# server_field ID COLUMN: a column of `filegrid status` for one cluster server
+# (2 state, 4 chunks).
+server_field() {
+  client "filegrid --head $HEAD status" 2>/dev/null | awk -v id="$1" -v col="$2" '$1 == id { print $col }'
+}
+log "scaling cluster servers 3 -> 4 again: the re-used ordinal must serve"
+kubectl -n "$NS" patch filegrid "$GRID" --type merge -p '{"spec":{"cluster":{"replicas":4}}}' >/dev/null
+wait_for "4 ready cluster servers" '[ "$(fg_field .status.readyClusterServers)" = 4 ] && available'
+wait_for "$GRID-cluster-3 live again" '[ "$(server_field "$GRID-cluster-3" 2)" = live ]'
+for i in 1 2 3 4 5 6; do put_file "again$i" 2; done
+wait_for "chunks on $GRID-cluster-3" '[ "$(server_field "$GRID-cluster-3" 4)" -gt 0 ] 2>/dev/null'
+ok "3 -> 4 -> 3 -> 4: $GRID-cluster-3 is live again and receives chunks"
+
+log "100 uploads through the client Service (whichever head it picks)"
+client "head -c 300000 /dev/urandom > /tmp/svc.bin" || die "making /tmp/svc.bin"
+client "i=0; while [ \$i -lt 100 ]; do filegrid --head $HEAD put /tmp/svc.bin /e2e/svc/f\$i >/dev/null || exit 1; i=\$((i+1)); done" \
+  || die "an upload through the Service failed"
+client "filegrid --head $HEAD ls /e2e/svc/ | wc -l" | grep -qx 100 || die "not 100 files under /e2e/svc/"
+if client "command -v curl" >/dev/null 2>&1; then
+  if [ "$INSECURE" = 1 ]; then auth=""; else auth="--cacert \$FILEGRID_CA_CERT -H \"Authorization: Bearer \$FILEGRID_TOKEN\""; fi
+  client "i=0; while [ \$i -lt 100 ]; do code=\$(curl -sS -o /dev/null -w '%{http_code}' $auth -T /tmp/svc.bin $HEAD/v1/files/e2e/curl/f\$i); [ \"\$code\" = 201 ] || exit 1; i=\$((i+1)); done" \
+    || die "a curl -T upload through the Service failed"
+  ok "100 CLI uploads and 100 curl -T uploads through the client Service"
+else
+  ok "100 CLI uploads through the client Service (no curl in the client image: curl -T not checked)"
+fi
+
+log "scaling the cluster StatefulSet by hand"
+kubectl -n "$NS" scale statefulset "$GRID-cluster" --replicas=2 >/dev/null
+wait_for "the operator to restore 4 cluster servers" \
+  '[ "$(kubectl -n "$NS" get statefulset "$GRID-cluster" -o jsonpath="{.spec.replicas}")" = 4 ] && [ "$(fg_field .status.readyClusterServers)" = 4 ] && available'
+for n in 2 3; do
+  kubectl -n "$NS" get pvc "data-$GRID-cluster-$n" >/dev/null || die "volume data-$GRID-cluster-$n lost to a scale-down by hand"
+done
+check_file one
+check_file two
+kubectl -n "$NS" scale statefulset "$GRID-cluster" --replicas=5 >/dev/null
+wait_for "the operator to restore 4 after a scale-up by hand" \
+  '[ "$(kubectl -n "$NS" get statefulset "$GRID-cluster" -o jsonpath="{.spec.replicas}")" = 4 ] && available'
+wait_for "the extra ordinal's volume deleted once it is drained or forgotten" \
+  '! kubectl -n "$NS" get pvc "data-$GRID-cluster-4" >/dev/null 2>&1'
+check_file one
+ok "scaling by hand is undone (down: volumes kept; up: the extra volume deleted once drained); files intact"
+
+log "pausing the grid"
+paused_cond() { fg_field '.status.conditions[?(@.type=="ReconciliationPaused")].status'; }
+kubectl -n "$NS" annotate filegrid "$GRID" filegrid.io/paused=true >/dev/null
+wait_for "ReconciliationPaused=True" '[ "$(paused_cond)" = True ]'
+kubectl -n "$NS" delete service "$GRID-monitor" --wait=true >/dev/null
+sleep 20
+! kubectl -n "$NS" get service "$GRID-monitor" >/dev/null 2>&1 || die "a paused grid's Service was recreated"
+kubectl -n "$NS" annotate filegrid "$GRID" filegrid.io/paused- >/dev/null
+wait_for "Service $GRID-monitor recreated after resuming" \
+  'kubectl -n "$NS" get service "$GRID-monitor" >/dev/null 2>&1 && [ "$(paused_cond)" = False ]'
+ok "paused: nothing repaired; resumed: repaired"
 
 echo "e2e/k8s: $passed passed, $failed failed"

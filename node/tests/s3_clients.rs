@@ -753,7 +753,7 @@ fn minio_go_sends_signed_streaming_bodies() {
             .current_dir(&src)
             .env("GO111MODULE", "off")
             .env("GOPATH", "/usr/share/gocode")
-            .env("GOCACHE", work.join("gocache"))
+            .env("GOCACHE", work.join("gocache")),
         true,
     );
     let trace = work.join(format!("trace-{}", std::process::id()));

@@ -33,6 +33,8 @@ pub const DEFAULT_IMAGE: &str = "filegrid/node:0.1.0";
     printcolumn = r#"{"name":"Heads","type":"integer","jsonPath":".status.readyHeads","description":"ready head servers"}"#,
     printcolumn = r#"{"name":"Cluster","type":"integer","jsonPath":".status.readyClusterServers","description":"ready cluster servers"}"#,
     printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.conditions[?(@.type==\"Available\")].status","description":"whether the grid serves files"}"#,
+    printcolumn = r#"{"name":"Used","type":"string","jsonPath":".status.capacity.used","description":"space used on the cluster servers"}"#,
+    printcolumn = r#"{"name":"Under-Replicated","type":"integer","jsonPath":".status.underReplicatedChunks","description":"chunks with fewer copies than replicationFactor"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
@@ -444,6 +446,61 @@ pub struct FileGridStatus {
     /// Cluster servers being decommissioned before a scale-down.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decommissioning: Vec<String>,
+    /// Space of the cluster servers, as the leader last heard from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityStatus>,
+    /// Chunks with fewer copies than `replicationFactor` at the leader's last repair pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_replicated_chunks: Option<i64>,
+    /// The leader's repair: its last pass and, while chunks are short, when it should end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairStatus>,
+    /// Every cluster server the leader knows, with its state and space.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerStatus>,
+    /// The rollout in progress (pods not yet ready or not yet updated), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+}
+
+/// Space of the cluster servers.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityStatus {
+    pub used_bytes: i64,
+    pub total_bytes: i64,
+    /// For people and `kubectl get`: `1.2GiB/3.0GiB (40%)`.
+    pub used: String,
+}
+
+/// The leader's last repair pass.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairStatus {
+    /// When the pass finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pass_time: Option<String>,
+    /// Chunks the pass looked at.
+    pub chunks: i64,
+    /// Copies it made.
+    pub copies_made: i64,
+    /// When no chunk should be short any more (RFC 3339), from how fast the count of
+    /// under-replicated chunks fell between two passes; absent when none is short or the
+    /// count does not fall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_completion_time: Option<String>,
+}
+
+/// One cluster server as the leader sees it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerStatus {
+    pub id: String,
+    /// `live`, `dead`, `draining` or `drained`.
+    pub state: String,
+    pub used_bytes: i64,
+    pub capacity_bytes: i64,
+    pub chunks: i64,
 }
 
 fn default_image() -> String {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use filegrid_proto::head::{LeaderView, ServerView};
+use filegrid_proto::head::{LeaderView, RepairReport, ServerView};
 use futures::future::BoxFuture;
 
 /// The leader as `GET /v1/leader` reports it.
@@ -84,6 +84,19 @@ pub trait HeadApi: Send + Sync {
         leader: &'a Leader,
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>>;
+    /// Undoes a decommission: the server is live again and takes new chunks.
+    fn recommission<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+        server_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HeadApiError>>;
+    /// What the leader's last repair pass found (`GET /v1/repair`).
+    fn repair<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+    ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>>;
 }
 
 /// The real head API over HTTP(S). One client per CA, made when first needed.
@@ -192,6 +205,20 @@ impl HeadApi for HttpHeadApi {
         })
     }
 
+    fn repair<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+    ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>> {
+        Box::pin(async move {
+            let url = leader_url(leader, "/v1/repair");
+            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
+            resp.json()
+                .await
+                .map_err(|source| HeadApiError::Request { url, source })
+        })
+    }
+
     fn decommission<'a>(
         &'a self,
         access: &'a HeadAccess,
@@ -200,6 +227,19 @@ impl HeadApi for HttpHeadApi {
     ) -> BoxFuture<'a, Result<(), HeadApiError>> {
         Box::pin(async move {
             let url = leader_url(leader, &format!("/v1/cluster/{server_id}/decommission"));
+            self.send(access, reqwest::Method::POST, url)
+                .await
+                .map(|_| ())
+        })
+    }
+    fn recommission<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+        server_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HeadApiError>> {
+        Box::pin(async move {
+            let url = leader_url(leader, &format!("/v1/cluster/{server_id}/recommission"));
             self.send(access, reqwest::Method::POST, url)
                 .await
                 .map(|_| ())

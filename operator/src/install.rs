@@ -52,11 +52,26 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         ),
         rule(&["networking.k8s.io"], &["networkpolicies"], &manage),
         rule(&[""], &["pods"], &["get", "list", "watch", "patch"]),
+        // Volumes of cluster servers that left, deleted once they are drained.
+        rule(&[""], &["persistentvolumeclaims"], &["list", "delete"]),
         rule(&[""], &["nodes"], &["get"]),
         rule(&[""], &["namespaces"], &["get"]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         rule(&["monitoring.coreos.com"], &["servicemonitors"], &manage),
     ]
+}
+
+/// Cluster-wide permissions to upgrade the FileGrid CRD at start (chart value `crds.apply`):
+/// only that one CRD, read and server-side applied. The chart's `crds/` creates it at install.
+pub fn crd_rules() -> Vec<PolicyRule> {
+    vec![PolicyRule {
+        resource_names: Some(vec!["filegrids.filegrid.io".to_string()]),
+        ..rule(
+            &["apiextensions.k8s.io"],
+            &["customresourcedefinitions"],
+            &["get", "patch"],
+        )
+    }]
 }
 
 /// Permissions in the operator's own namespace: the leader-election Lease.
@@ -98,7 +113,7 @@ pub fn manifests(ns: &str) -> Vec<serde_json::Value> {
     };
     let cr = ClusterRole {
         metadata: meta(NAME, None),
-        rules: Some(cluster_rules()),
+        rules: Some(cluster_rules().into_iter().chain(crd_rules()).collect()),
         ..ClusterRole::default()
     };
     let crb = ClusterRoleBinding {

@@ -4,6 +4,7 @@
 pub mod builders;
 pub mod config;
 pub mod crd;
+pub mod crd_upgrade;
 pub mod head_api;
 pub mod install;
 pub mod leadership;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod reconciler;
 pub mod render;
 pub mod run;
+pub mod scaling;
 pub mod security;
 pub mod status;
 pub mod validate;

@@ -36,6 +36,11 @@ enum Command {
         /// Log as JSON.
         #[arg(long, env = "FILEGRID_OPERATOR_LOG_JSON")]
         log_json: bool,
+        /// Apply the operator's own FileGrid CRD (server-side apply) once leading, so that
+        /// upgrading the operator upgrades the CRD.
+        #[arg(long, env = "FILEGRID_OPERATOR_APPLY_CRD", default_value_t = true,
+              action = clap::ArgAction::Set, value_name = "BOOL")]
+        apply_crd: bool,
     },
     /// Print the FileGrid CustomResourceDefinition as YAML.
     Crd,
@@ -59,6 +64,7 @@ async fn main() -> ExitCode {
             namespace,
             identity,
             log_json,
+            apply_crd,
         } => {
             let filter =
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -82,6 +88,7 @@ async fn main() -> ExitCode {
                 listen,
                 namespace,
                 identity,
+                apply_crd,
             })
             .await
             {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -24,6 +24,7 @@ use crate::config::HEAD_API_PORT;
 use crate::crd::{FileGrid, FileGridStatus};
 use crate::head_api::{HeadAccess, HeadApi, HeadApiError, Leader, ServerState};
 use crate::metrics::Metrics;
+use crate::scaling;
 use crate::security::{self, SecurityError};
 use crate::status::{self, Observed};
 use crate::validate::{ValidGrid, validate};
@@ -302,13 +303,20 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
 
     let base = client_service_url(&grid);
     let mut leader = None;
-    let current = Api::<StatefulSet>::namespaced(client.clone(), ns)
-        .get_opt(&names::cluster(&grid))
-        .await?
-        .and_then(|s| s.spec.replicas);
+    let seen = scaling::Seen::of(
+        Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get_opt(&names::cluster(&grid))
+            .await?
+            .as_ref(),
+    );
+    if seen.scaled_by_hand() {
+        info!(grid = %grid.name, by_hand = ?seen.replicas, size = ?seen.size(),
+            "cluster StatefulSet scaled by hand; restoring the grid's size (change spec.cluster.replicas to scale)");
+    }
     let desired = grid.spec.cluster.replicas;
     let mut decommissioning = vec![];
-    let replicas = match current {
+    // The grid's size is what the operator applied, not a `kubectl scale` by hand.
+    let replicas = match seen.size() {
         Some(current) if desired < current => {
             let l = ctx.head_api.leader(&access, &base).await?;
             decommissioning = drain(&grid, ctx, &access, &l, desired, current).await?;
@@ -321,7 +329,48 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         }
         _ => desired,
     };
-    let cluster = apply(client, ns, &builders::cluster_stateful_set(&grid, replicas)).await?;
+    // A scale-down undone before it finished: the servers it was draining stay.
+    let previous = fg
+        .status
+        .as_ref()
+        .map(|s| s.decommissioning.clone())
+        .unwrap_or_default();
+    let keep = scaling::to_recommission(&grid.name, &previous, replicas);
+    if !keep.is_empty() {
+        let l = match leader.take() {
+            Some(l) => l,
+            None => ctx.head_api.leader(&access, &base).await?,
+        };
+        for id in &keep {
+            info!(grid = %grid.name, server = %id, "scale-down undone: recommissioning");
+            ctx.head_api.recommission(&access, &l, id).await?;
+        }
+        leader = Some(l);
+    }
+    let mut claims_below = seen.claims_below(replicas);
+    if claims_below > replicas {
+        let l = match leader.take() {
+            Some(l) => Ok(l),
+            None => ctx.head_api.leader(&access, &base).await,
+        };
+        match l {
+            Ok(l) => {
+                let left = release_claims(&grid, ctx, &access, &l, replicas).await?;
+                decommissioning.extend(left.iter().cloned());
+                if left.is_empty() {
+                    claims_below = replicas;
+                }
+                leader = Some(l);
+            }
+            // Claims stay until a leader says their servers are drained.
+            Err(e) => {
+                info!(grid = %grid.name, error = %e, "no leader to ask; volumes of removed servers kept")
+            }
+        }
+    }
+    let mut cluster_sts = builders::cluster_stateful_set(&grid, replicas);
+    scaling::annotate(&mut cluster_sts, replicas, claims_below);
+    let cluster = apply(client, ns, &cluster_sts).await?;
     let monitor = if grid.spec.monitor.enabled {
         Some(apply(client, ns, &builders::monitor_deployment(&grid)).await?)
     } else {
@@ -370,6 +419,23 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
             }
         },
     };
+    // What the leader says of the servers and the repair, for the status; a head that does
+    // not answer leaves the last known figures in place.
+    let (servers, repair) = match &leader {
+        Some(l) => {
+            let servers = ctx.head_api.cluster_servers(&access, l).await;
+            let repair = ctx.head_api.repair(&access, l).await;
+            if let Err(e) = servers
+                .as_ref()
+                .map(|_| ())
+                .and(repair.as_ref().map(|_| ()))
+            {
+                info!(grid = %grid.name, error = %e, "the leader did not report servers or repair");
+            }
+            (servers.ok(), repair.ok())
+        }
+        None => (None, None),
+    };
     let observed = Observed {
         generation: grid.generation,
         desired_heads: grid.spec.heads.replicas,
@@ -382,6 +448,8 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
             && monitor.as_ref().is_none_or(deployment_rolled_out),
         leader,
         decommissioning,
+        servers,
+        repair,
     };
     let new_status = status::reconciled(&observed, fg.status.as_ref());
     // Converging or unavailable grids are looked at often: leader changes raise no Kubernetes event.
@@ -426,6 +494,65 @@ async fn drain(
         waiting.push(id);
     }
     Ok(waiting)
+}
+
+/// Deletes the volume claims of cluster ordinals at or above `replicas` whose servers are
+/// drained or unknown to the leader; asks the leader to drain those it still counts. Answers
+/// the servers whose claims are left (their drain goes on).
+async fn release_claims(
+    grid: &ValidGrid,
+    ctx: &Context,
+    access: &HeadAccess,
+    leader: &Leader,
+    replicas: i32,
+) -> Result<Vec<String>, Error> {
+    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &grid.namespace);
+    let selector = builders::selector_labels(grid, crate::config::Role::Cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let claims = api.list(&ListParams::default().labels(&selector)).await?;
+    let mut above: Vec<(i32, String)> = claims
+        .items
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| {
+            let name = c.metadata.name.clone()?;
+            let ordinal = scaling::claim_ordinal(&grid.name, &name)?;
+            (ordinal >= replicas).then_some((ordinal, name))
+        })
+        .collect();
+    above.sort();
+    if above.is_empty() {
+        return Ok(vec![]);
+    }
+    let servers = ctx.head_api.cluster_servers(access, leader).await?;
+    let mut left = vec![];
+    for (ordinal, claim) in above {
+        let id = names::cluster_pod(grid, ordinal);
+        let state = servers
+            .iter()
+            .find(|s| s.id.as_str() == id)
+            .map(|s| s.state);
+        match scaling::claim(state) {
+            scaling::Claim::Delete => {
+                info!(grid = %grid.name, %claim, server = %id, "deleting the volume of a drained server");
+                match api.delete(&claim, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            scaling::Claim::Decommission => {
+                info!(grid = %grid.name, server = %id, "decommissioning a server above the grid's size before deleting its volume");
+                ctx.head_api.decommission(access, leader, &id).await?;
+                left.push(id);
+            }
+            scaling::Claim::Wait => left.push(id),
+        }
+    }
+    Ok(left)
 }
 
 fn ready(s: &StatefulSet) -> i32 {

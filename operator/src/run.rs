@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::builders::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::crd::FileGrid;
+use crate::crd_upgrade;
 use crate::head_api::HttpHeadApi;
 use crate::install::LEASE_NAME;
 use crate::leadership;
@@ -50,6 +51,8 @@ pub struct RunOptions {
     pub namespace: String,
     /// This replica's identity in the Lease (its pod name).
     pub identity: String,
+    /// Apply the operator's own CRD once leading, before reconciling (`--apply-crd`).
+    pub apply_crd: bool,
 }
 
 /// `/health` answers while the process runs; `/metrics` in Prometheus text format.
@@ -109,6 +112,15 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     info!("holding the leader lease; reconciling");
     metrics.is_leader.set(1);
+    if opts.apply_crd {
+        // Only the leader applies, so an old replica of a rolling upgrade that is still
+        // waiting for the Lease does not. A failure is logged, not fatal: the CRD the chart
+        // installed still serves, and RBAC may have been left without the CRD rule.
+        let crds = Api::all(client.clone());
+        if let Err(e) = crd_upgrade::ensure(&crds, crd_upgrade::OPERATOR_VERSION).await {
+            error!(error = %e, "could not apply the FileGrid CRD; reconciling with the one installed");
+        }
+    }
 
     let ctx = Arc::new(Context::new(
         client.clone(),

@@ -3,8 +3,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::FileGridStatus;
-use crate::head_api::Leader;
+use filegrid_proto::head::RepairReport;
+
+use crate::crd::{CapacityStatus, FileGridStatus, RepairStatus, ServerStatus};
+use crate::head_api::{ClusterServer, Leader};
 
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
@@ -27,6 +29,118 @@ pub struct Observed {
     pub rolled_out: bool,
     pub leader: Option<Leader>,
     pub decommissioning: Vec<String>,
+    /// The cluster servers as the leader lists them (`None`: not asked or no answer).
+    pub servers: Option<Vec<ClusterServer>>,
+    /// The leader's last repair pass (`None`: not asked or no answer).
+    pub repair: Option<RepairReport>,
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `1.2GiB`: one decimal in the largest binary unit below the value.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
+/// Used and total space of the servers that count (not drained), `None` without any.
+pub fn capacity(servers: &[ClusterServer]) -> Option<CapacityStatus> {
+    let counted = servers
+        .iter()
+        .filter(|s| s.state != crate::head_api::ServerState::Drained);
+    let (used, total) = counted.fold((0u64, 0u64), |(u, t), s| {
+        (
+            u.saturating_add(s.used_bytes),
+            t.saturating_add(s.capacity_bytes),
+        )
+    });
+    if total == 0 {
+        return None;
+    }
+    let percent = (used as f64 * 100.0 / total as f64).round() as u64;
+    Some(CapacityStatus {
+        used_bytes: to_i64(used),
+        total_bytes: to_i64(total),
+        used: format!("{}/{} ({percent}%)", bytes(used), bytes(total)),
+    })
+}
+
+fn rfc3339_ms(ms: u64) -> Option<String> {
+    let ms = i64::try_from(ms).ok()?;
+    Timestamp::from_millisecond(ms).ok().map(|t| t.to_string())
+}
+
+fn parse_ms(t: &str) -> Option<i64> {
+    t.parse::<Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
+/// When the repair should end, from two passes: the count of under-replicated chunks
+/// `before` at `before_ms` and `now` at `now_ms` (Unix ms). Only while chunks are short and
+/// their count falls; the same pass seen twice keeps the earlier estimate.
+pub fn estimate_completion(
+    before: Option<(i64, i64)>,
+    now: (i64, i64),
+    earlier_estimate: Option<&String>,
+) -> Option<String> {
+    let (now_count, now_ms) = now;
+    if now_count <= 0 {
+        return None;
+    }
+    let (before_count, before_ms) = before?;
+    if before_ms == now_ms {
+        return earlier_estimate.cloned();
+    }
+    let elapsed = now_ms.checked_sub(before_ms).filter(|d| *d > 0)?;
+    let fixed = before_count.checked_sub(now_count).filter(|d| *d > 0)?;
+    // ms per chunk, times the chunks left.
+    let left_ms = (elapsed as f64 / fixed as f64 * now_count as f64).min(i64::MAX as f64 / 2.0);
+    let at = now_ms.checked_add(left_ms as i64)?;
+    Timestamp::from_millisecond(at).ok().map(|t| t.to_string())
+}
+
+/// The repair part of the status from the leader's report and the previous status.
+fn repair_status(
+    report: &RepairReport,
+    previous: Option<&FileGridStatus>,
+) -> (Option<i64>, Option<RepairStatus>) {
+    if report.finished_at == 0 {
+        // No pass yet: nothing to say.
+        return (None, None);
+    }
+    let under = to_i64(report.under_replicated);
+    let now_ms = to_i64(report.finished_at);
+    let prev_repair = previous.and_then(|p| p.repair.as_ref());
+    let before = previous.and_then(|p| {
+        let count = p.under_replicated_chunks?;
+        let at = parse_ms(p.repair.as_ref()?.last_pass_time.as_deref()?)?;
+        Some((count, at))
+    });
+    let estimate = estimate_completion(
+        before,
+        (under, now_ms),
+        prev_repair.and_then(|r| r.estimated_completion_time.as_ref()),
+    );
+    (
+        Some(under),
+        Some(RepairStatus {
+            last_pass_time: rfc3339_ms(report.finished_at),
+            chunks: to_i64(report.chunks),
+            copies_made: to_i64(report.copies_made),
+            estimated_completion_time: estimate,
+        }),
+    )
 }
 
 fn condition(
@@ -143,6 +257,7 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
             "all servers run the current configuration".to_string(),
         )
     };
+    let rollout = (p_reason == "RollingOut").then(|| p_message.clone());
     let (resilient, r_reason, r_message) =
         pod_loss_tolerance(o.desired_heads, o.desired_cluster, o.min_write_replicas);
     let conditions = vec![
@@ -158,6 +273,30 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
         condition(RESILIENT, resilient, r_reason, r_message, o.generation),
         not_paused(o.generation),
     ];
+    let servers = match &o.servers {
+        Some(list) => list
+            .iter()
+            .map(|s| ServerStatus {
+                id: s.id.to_string(),
+                state: s.state.as_str().to_string(),
+                used_bytes: to_i64(s.used_bytes),
+                capacity_bytes: to_i64(s.capacity_bytes),
+                chunks: to_i64(s.chunks),
+            })
+            .collect(),
+        None => previous.map(|p| p.servers.clone()).unwrap_or_default(),
+    };
+    let capacity = match &o.servers {
+        Some(list) => capacity(list),
+        None => previous.and_then(|p| p.capacity.clone()),
+    };
+    let (under_replicated_chunks, repair) = match &o.repair {
+        Some(r) => repair_status(r, previous),
+        None => (
+            previous.and_then(|p| p.under_replicated_chunks),
+            previous.and_then(|p| p.repair.clone()),
+        ),
+    };
     FileGridStatus {
         observed_generation: o.generation,
         conditions: merge(previous, conditions),
@@ -169,6 +308,11 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
             .as_ref()
             .map(|l| i64::try_from(l.epoch).unwrap_or(i64::MAX)),
         decommissioning: o.decommissioning.clone(),
+        capacity,
+        under_replicated_chunks,
+        repair,
+        servers,
+        rollout,
     }
 }
 
@@ -299,6 +443,134 @@ pub fn already_degraded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head_api::ServerState;
+    use filegrid_proto::ServerId;
+
+    fn srv(id: &str, state: ServerState, used: u64, cap: u64) -> ClusterServer {
+        ClusterServer {
+            id: ServerId::new(id).unwrap(),
+            host: "h".into(),
+            port: 1,
+            zone: None,
+            capacity_bytes: cap,
+            used_bytes: used,
+            state,
+            chunks: 7,
+        }
+    }
+
+    #[test]
+    fn capacity_adds_up_the_servers_that_count() {
+        let gib = 1u64 << 30;
+        let c = capacity(&[
+            srv("a", ServerState::Live, gib, 2 * gib),
+            srv("b", ServerState::Dead, gib / 2, 2 * gib),
+            srv("c", ServerState::Drained, gib, 2 * gib),
+        ])
+        .unwrap();
+        assert_eq!(c.used_bytes, (gib + gib / 2) as i64);
+        assert_eq!(c.total_bytes, (4 * gib) as i64);
+        assert_eq!(c.used, "1.5GiB/4.0GiB (38%)");
+        assert_eq!(capacity(&[]), None);
+        assert_eq!(bytes(512), "512B");
+        // Hostile figures do not overflow.
+        let c = capacity(&[
+            srv("a", ServerState::Live, u64::MAX, u64::MAX),
+            srv("b", ServerState::Live, u64::MAX, u64::MAX),
+        ])
+        .unwrap();
+        assert_eq!(c.total_bytes, i64::MAX);
+    }
+
+    #[test]
+    fn repair_completion_is_estimated_from_the_fall_between_two_passes() {
+        let t0 = 1_767_225_600_000i64;
+        // 100 short, then 80 a minute later: 20 a minute, 80 left, 4 minutes.
+        let eta = estimate_completion(Some((100, t0)), (80, t0 + 60_000), None).unwrap();
+        assert_eq!(parse_ms(&eta), Some(t0 + 60_000 + 4 * 60_000));
+        // Nothing short, no fall, no earlier pass, time going backwards: no estimate.
+        assert_eq!(
+            estimate_completion(Some((100, t0)), (0, t0 + 1), None),
+            None
+        );
+        assert_eq!(
+            estimate_completion(Some((80, t0)), (80, t0 + 60_000), None),
+            None
+        );
+        assert_eq!(
+            estimate_completion(Some((90, t0)), (95, t0 + 60_000), None),
+            None
+        );
+        assert_eq!(estimate_completion(None, (80, t0), None), None);
+        assert_eq!(
+            estimate_completion(Some((100, t0)), (80, t0 - 1), None),
+            None
+        );
+        // The same pass again keeps the estimate.
+        let kept = "2026-01-01T00:10:00Z".to_string();
+        assert_eq!(
+            estimate_completion(Some((100, t0)), (100, t0), Some(&kept)),
+            Some(kept)
+        );
+    }
+
+    #[test]
+    fn status_shows_servers_capacity_repair_and_rollout() {
+        let o = Observed {
+            desired_heads: 2,
+            ready_heads: 1,
+            desired_cluster: 3,
+            ready_cluster: 3,
+            min_write_replicas: 2,
+            servers: Some(vec![srv("demo-cluster-0", ServerState::Live, 10, 100)]),
+            repair: Some(RepairReport {
+                files: 1,
+                chunks: 50,
+                under_replicated: 10,
+                copies_made: 4,
+                orphans_deleted: 0,
+                finished_at: 1_767_225_600_000,
+                ..Default::default()
+            }),
+            ..Observed::default()
+        };
+        let s = reconciled(&o, None);
+        assert_eq!(s.servers[0].state, "live");
+        assert_eq!(s.servers[0].chunks, 7);
+        assert_eq!(s.capacity.as_ref().unwrap().used, "10B/100B (10%)");
+        assert_eq!(s.under_replicated_chunks, Some(10));
+        let r = s.repair.as_ref().unwrap();
+        assert_eq!(r.last_pass_time.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!((r.chunks, r.copies_made), (50, 4));
+        assert_eq!(r.estimated_completion_time, None, "one pass: no trend yet");
+        assert!(s.rollout.as_deref().unwrap().contains("1/2 heads"));
+        // No answer from the leader this time: what was known stays.
+        let later = reconciled(
+            &Observed {
+                servers: None,
+                repair: None,
+                ready_heads: 2,
+                rolled_out: true,
+                ..o.clone()
+            },
+            Some(&s),
+        );
+        assert_eq!(later.capacity, s.capacity);
+        assert_eq!(later.under_replicated_chunks, Some(10));
+        assert_eq!(later.rollout, None);
+        // A second pass that fixed 5 chunks in a minute: done in two more.
+        let mut next = o.clone();
+        next.repair = Some(RepairReport {
+            under_replicated: 5,
+            finished_at: 1_767_225_660_000,
+            ..o.repair.clone().unwrap()
+        });
+        let s2 = reconciled(&next, Some(&s));
+        assert_eq!(
+            s2.repair.unwrap().estimated_completion_time.as_deref(),
+            Some("2026-01-01T00:02:00Z")
+        );
+    }
 
     #[test]
     fn pausing_keeps_what_was_observed_and_resuming_clears_it() {

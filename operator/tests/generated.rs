@@ -48,6 +48,10 @@ fn helm_chart_rbac_rules_match_the_operator() {
         &install::rules_yaml(&install::cluster_rules()).unwrap(),
     );
     check(
+        "helm/filegrid-operator/files/crd-rules.yaml",
+        &install::rules_yaml(&install::crd_rules()).unwrap(),
+    );
+    check(
         "helm/filegrid-operator/files/role-rules.yaml",
         &install::rules_yaml(&install::lease_rules()).unwrap(),
     );
@@ -66,7 +70,18 @@ fn crd_has_short_name_printer_columns_and_cel_rules() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(cols, ["Leader", "Heads", "Cluster", "Available", "Age"]);
+    assert_eq!(
+        cols,
+        [
+            "Leader",
+            "Heads",
+            "Cluster",
+            "Available",
+            "Used",
+            "Under-Replicated",
+            "Age"
+        ]
+    );
     assert!(v["subresources"]["status"].is_mapping());
     let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let rules: Vec<&str> = spec["x-kubernetes-validations"]

@@ -49,6 +49,13 @@ async fn leader_head(calls: Calls) -> (String, u16) {
                 (StatusCode::ACCEPTED, Json(json!({"id": id, "state": "draining"})))
             }),
         )
+        .route(
+            "/v1/cluster/{id}/recommission",
+            post(|State(calls): State<Calls>, Path(id): Path<String>| async move {
+                calls.lock().unwrap().push(format!("recommission {id}"));
+                (StatusCode::OK, Json(json!({"id": id, "was": "draining"})))
+            }),
+        )
         .with_state(calls);
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     (format!("http://127.0.0.1:{port}"), port)
@@ -97,7 +104,10 @@ async fn head_api_reads_leader_and_cluster_and_decommissions_on_the_leader() {
     api.decommission(&HeadAccess::default(), &leader, "c-0")
         .await
         .unwrap();
-    assert_eq!(*calls.lock().unwrap(), ["c-0"]);
+    api.recommission(&HeadAccess::default(), &leader, "c-0")
+        .await
+        .unwrap();
+    assert_eq!(*calls.lock().unwrap(), ["c-0", "recommission c-0"]);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use filegrid_operator::reconciler::{
 };
 use filegrid_operator::warnings::Warnings;
 use filegrid_proto::ServerId;
+use filegrid_proto::head::RepairReport;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use kube::Client;
@@ -31,6 +32,7 @@ struct FakeHead {
     accesses: Arc<Mutex<Vec<HeadAccess>>>,
     leader: Option<Leader>,
     servers: Vec<ClusterServer>,
+    repair: Option<RepairReport>,
 }
 
 impl FakeHead {
@@ -66,6 +68,26 @@ impl HeadApi for FakeHead {
         self.record(
             access,
             format!("head POST {}/v1/cluster/{id}/decommission", leader.host),
+        );
+        Box::pin(async { Ok(()) })
+    }
+    fn repair<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+    ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>> {
+        self.record(access, format!("head GET {}/v1/repair", leader.host));
+        Box::pin(async move { self.repair.clone().ok_or(HeadApiError::NoLeader) })
+    }
+    fn recommission<'a>(
+        &'a self,
+        access: &'a HeadAccess,
+        leader: &'a Leader,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HeadApiError>> {
+        self.record(
+            access,
+            format!("head POST {}/v1/cluster/{id}/recommission", leader.host),
         );
         Box::pin(async { Ok(()) })
     }
@@ -353,6 +375,27 @@ async fn run_with(
     servers: Vec<ClusterServer>,
     warnings: Option<Arc<Mutex<Warnings>>>,
 ) -> Run {
+    run_inner(fg, script, leader, servers, warnings, None).await
+}
+
+/// [`run`] with a head that reports `repair` at `GET /v1/repair`.
+async fn run_reporting(
+    fg: FileGrid,
+    script: Vec<Expect>,
+    servers: Vec<ClusterServer>,
+    repair: RepairReport,
+) -> Run {
+    run_inner(fg, script, Some(leader()), servers, None, Some(repair)).await
+}
+
+async fn run_inner(
+    fg: FileGrid,
+    script: Vec<Expect>,
+    leader: Option<Leader>,
+    servers: Vec<ClusterServer>,
+    warnings: Option<Arc<Mutex<Warnings>>>,
+    repair: Option<RepairReport>,
+) -> Run {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log: Log = Arc::default();
     let server = serve(handle, script, log.clone());
@@ -363,6 +406,7 @@ async fn run_with(
         accesses: accesses.clone(),
         leader,
         servers,
+        repair,
     });
     let mut ctx = Context::new(Client::new(svc, "default"), head, metrics.clone());
     if let Some(w) = warnings {
@@ -701,8 +745,11 @@ async fn scale_down_decommissions_first_and_shrinks_only_when_drained() {
         .unwrap();
     assert_eq!(applied["spec"]["replicas"], 4);
 
-    // Drained: the StatefulSet shrinks to 3.
+    // Drained: the StatefulSet shrinks to 3, and the drained server's volume is deleted
+    // (a scale-down itself deletes none: claim retention Retain).
     let mut script = children_script(existing_cluster(4), true);
+    script.push(claims_list(&[0, 1, 2, 3]));
+    script.push(claim_delete(3));
     script.extend(after_cluster_script(true));
     script.extend(prune_script(empty_list(), empty_list()));
     script.push(status_patch());
@@ -713,15 +760,169 @@ async fn scale_down_decommissions_first_and_shrinks_only_when_drained() {
         vec![server("demo-cluster-3", ServerState::Drained)],
     )
     .await;
-    let applied = r
-        .bodies
-        .iter()
-        .find(|b| b["kind"] == "StatefulSet" && b["metadata"]["name"] == "demo-cluster")
-        .unwrap();
+    let applied = cluster_sts(&r.bodies);
     assert_eq!(applied["spec"]["replicas"], 3);
+    assert_eq!(
+        applied["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
+    assert_eq!(applied["metadata"]["annotations"][REPLICAS], "3");
+    assert_eq!(
+        applied["metadata"]["annotations"][CLAIMS], "3",
+        "no claim left"
+    );
     assert_eq!(
         r.bodies.last().unwrap()["status"].get("decommissioning"),
         None
+    );
+}
+
+const REPLICAS: &str = "filegrid.io/cluster-replicas";
+const CLAIMS: &str = "filegrid.io/cluster-claims";
+
+/// The cluster StatefulSet as the operator left it: `replicas` now, and its annotations.
+fn cluster_at(replicas: i64, annotations: Value) -> Reply {
+    Reply::Json(
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo-cluster", "namespace": "team-a", "annotations": annotations},
+        "spec": {"replicas": replicas, "selector": {}, "serviceName": "demo-cluster-headless", "template": {}}}),
+    )
+}
+
+/// The cluster's volume claims, listed by label.
+fn claims_list(ordinals: &[i32]) -> Expect {
+    let items: Vec<Value> = ordinals
+        .iter()
+        .map(|n| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": format!("data-demo-cluster-{n}"), "namespace": "team-a"}})
+        })
+        .collect();
+    expect(
+        Method::GET,
+        &format!("{NS}/persistentvolumeclaims"),
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": items}),
+        ),
+    )
+}
+
+fn claim_delete(ordinal: i32) -> Expect {
+    expect(
+        Method::DELETE,
+        &format!("{NS}/persistentvolumeclaims/data-demo-cluster-{ordinal}"),
+        Reply::Json(
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+    )
+}
+
+fn cluster_sts(bodies: &[Value]) -> &Value {
+    bodies
+        .iter()
+        .find(|b| b["kind"] == "StatefulSet" && b["metadata"]["name"] == "demo-cluster")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scale_down_by_hand_is_restored_without_a_leader_and_keeps_every_volume() {
+    // The operator applied 4; someone ran `kubectl scale --replicas=2`.
+    let mut script = children_script(cluster_at(2, json!({ REPLICAS: "4" })), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let mut fg = fixture("minimal");
+    fg.spec.cluster.replicas = 4;
+    let r = run(fg, script, None, vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let applied = cluster_sts(&r.bodies);
+    assert_eq!(applied["spec"]["replicas"], 4, "restored");
+    assert_eq!(
+        applied["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain",
+        "the removed pods' volumes are kept for their return"
+    );
+    assert!(
+        !r.log
+            .iter()
+            .any(|l| l.contains("DELETE") || l.contains("decommission")),
+        "{:?}",
+        r.log
+    );
+}
+
+#[tokio::test]
+async fn a_scale_up_by_hand_is_restored_and_the_extra_volume_goes_once_drained() {
+    // The operator applied 3; someone scaled to 5. Without a leader: restored to 3 at once
+    // (not read as a scale-down that needs one), the extra claims kept and remembered.
+    let by_hand = || cluster_at(5, json!({ REPLICAS: "3" }));
+    let mut script = children_script(by_hand(), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fixture("minimal"), script, None, vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let applied = cluster_sts(&r.bodies);
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert_eq!(applied["metadata"]["annotations"][CLAIMS], "5");
+
+    // With a leader: ordinal 3 joined the grid (live), ordinal 4 never did. Ordinal 4's
+    // volume goes; ordinal 3 is drained first and its volume kept meanwhile.
+    let remembered = || cluster_at(3, json!({ REPLICAS: "3", CLAIMS: "5" }));
+    let mut script = children_script(remembered(), true);
+    script.push(claims_list(&[0, 1, 2, 3, 4]));
+    script.push(claim_delete(4));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(
+        fixture("minimal"),
+        script,
+        Some(leader()),
+        vec![
+            server("demo-cluster-0", ServerState::Live),
+            server("demo-cluster-3", ServerState::Live),
+        ],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(
+        r.log
+            .contains(&"head POST 10.0.0.5/v1/cluster/demo-cluster-3/decommission".to_string()),
+        "{:?}",
+        r.log
+    );
+    let applied = cluster_sts(&r.bodies);
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert_eq!(
+        applied["metadata"]["annotations"][CLAIMS], "5",
+        "ordinal 3's claim is left"
+    );
+    assert_eq!(
+        r.bodies.last().unwrap()["status"]["decommissioning"],
+        json!(["demo-cluster-3"])
+    );
+
+    // Drained: its volume goes too, and nothing is left to look at.
+    let mut script = children_script(remembered(), true);
+    script.push(claims_list(&[0, 1, 2, 3]));
+    script.push(claim_delete(3));
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(
+        fixture("minimal"),
+        script,
+        Some(leader()),
+        vec![server("demo-cluster-3", ServerState::Drained)],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert_eq!(
+        cluster_sts(&r.bodies)["metadata"]["annotations"][CLAIMS],
+        "3"
     );
 }
 
@@ -1527,6 +1728,7 @@ async fn the_first_retry_after_a_failure_waits_for_the_backoff() {
         accesses: Arc::default(),
         leader: Some(leader()),
         servers: vec![],
+        repair: None,
     });
     let metrics = Arc::new(Metrics::new().unwrap());
     let ctx = Arc::new(Context::new(
@@ -1685,4 +1887,91 @@ async fn a_pod_on_a_deleted_node_is_skipped_and_zone_warnings_come_once_per_caus
     )
     .await;
     assert!(r.action.is_ok(), "{:?}", r.action);
+}
+
+#[tokio::test]
+async fn a_scale_down_undone_before_it_finished_recommissions_the_servers() {
+    // 4 -> 3 began (demo-cluster-3 draining), then the spec went back to 4.
+    let mut fg = fixture("minimal");
+    fg.spec.cluster.replicas = 4;
+    fg.status = Some(FileGridStatus {
+        decommissioning: vec!["demo-cluster-3".into()],
+        ..FileGridStatus::default()
+    });
+    let mut script = children_script(cluster_at(4, json!({ REPLICAS: "4" })), true);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(
+        fg,
+        script,
+        Some(leader()),
+        vec![server("demo-cluster-3", ServerState::Draining)],
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(
+        r.log
+            .contains(&"head POST 10.0.0.5/v1/cluster/demo-cluster-3/recommission".to_string()),
+        "{:?}",
+        r.log
+    );
+    assert_eq!(cluster_sts(&r.bodies)["spec"]["replicas"], 4);
+    assert_eq!(
+        r.bodies.last().unwrap()["status"].get("decommissioning"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn status_reports_capacity_servers_and_repair_from_the_leader() {
+    let mut fg = fixture("minimal");
+    let report = |under: u64, at: u64| RepairReport {
+        files: 3,
+        chunks: 40,
+        under_replicated: under,
+        copies_made: 2,
+        orphans_deleted: 0,
+        finished_at: at,
+        ..Default::default()
+    };
+    let mut servers = vec![
+        server("demo-cluster-0", ServerState::Live),
+        server("demo-cluster-1", ServerState::Live),
+        server("demo-cluster-2", ServerState::Dead),
+    ];
+    servers[0].used_bytes = 1 << 29;
+    let t0 = 1_767_225_600_000;
+    let r = run_reporting(
+        fg.clone(),
+        full_script(existing_cluster(3), true),
+        servers.clone(),
+        report(12, t0),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    assert!(r.log.contains(&"head GET 10.0.0.5/v1/repair".to_string()));
+    let status = r.bodies.last().unwrap()["status"].clone();
+    assert_eq!(status["capacity"]["used"], "512.0MiB/3.0GiB (17%)");
+    assert_eq!(status["underReplicatedChunks"], 12);
+    assert_eq!(status["servers"][2]["state"], "dead");
+    assert_eq!(status["repair"]["lastPassTime"], "2026-01-01T00:00:00Z");
+    assert!(status["repair"].get("estimatedCompletionTime").is_none());
+
+    // The next pass a minute later fixed 6 of 12: the rest takes another minute.
+    fg.status = Some(serde_json::from_value(status).unwrap());
+    let r = run_reporting(
+        fg,
+        full_script_stored(&applied_secrets(&r.bodies), existing_cluster(3), true),
+        servers,
+        report(6, t0 + 60_000),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(status["underReplicatedChunks"], 6);
+    assert_eq!(
+        status["repair"]["estimatedCompletionTime"],
+        "2026-01-01T00:02:00Z"
+    );
 }

@@ -65,50 +65,154 @@ fn file_url(base: &str, remote: &str) -> String {
     format!("{base}/v1/files/{}", encoded.join("/"))
 }
 
-/// Uploads `local` (or stdin for `-`) to `remote`.
+/// How many times one upload follows a head's `307` before giving up (a standby names the
+/// leader; a second hop only happens when leadership moved meanwhile).
+const MAX_REDIRECTS: usize = 3;
+
+/// The body of an upload: a local file, opened afresh for every attempt so that it can be
+/// sent again after a redirect, or stdin, which can be sent only once.
+async fn upload_body(local: &Path) -> Result<(reqwest::Body, Option<u64>), CliError> {
+    if local == Path::new("-") {
+        let stream = tokio_util::io::ReaderStream::new(tokio::io::stdin());
+        return Ok((reqwest::Body::wrap_stream(stream), None));
+    }
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", local.display())))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", local.display())))?
+        .len();
+    let bar = progress(Some(len), "put");
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            bar.inc(c.len() as u64);
+        }
+    });
+    Ok((reqwest::Body::wrap_stream(stream), Some(len)))
+}
+
+/// Where a `307`/`308` answer to a request for `current` sends the client: its `Location`,
+/// resolved against `current`, if it is an http(s) URL. A redirect cannot be followed by
+/// the HTTP client itself for a streamed body, so the upload decides here.
+pub(crate) fn redirect_target(current: &str, location: Option<&str>) -> Result<String, String> {
+    let location = location.ok_or("a redirect without a Location")?;
+    let base = reqwest::Url::parse(current).map_err(|e| format!("{current}: {e}"))?;
+    let next = base
+        .join(location)
+        .map_err(|e| format!("a redirect to an invalid Location {location:?}: {e}"))?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(format!("a redirect to a non-HTTP Location {location:?}"));
+    }
+    Ok(next.to_string())
+}
+
+/// Why an upload from stdin that a head does not take cannot go on.
+fn stdin_redirected(base: &str, leader_url: &str) -> CliError {
+    CliError::Api(format!(
+        "the head at {base} does not lead and redirects the upload to {leader_url}; an \
+         upload from stdin cannot be sent twice, so nothing was stored. Point --head at the \
+         leader (`filegrid leader`), save the input to a file first, or turn on the heads' \
+         standby_proxy"
+    ))
+}
+
+/// The URL of `remote` on the leader, as the head at `base` names it (`None` if it cannot).
+async fn leader_file_url(http: &reqwest::Client, base: &str, remote: &str) -> Option<String> {
+    let resp = http.get(format!("{base}/v1/leader")).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let l: filegrid_proto::head::LeaderView = resp.json().await.ok()?;
+    Some(file_url(&leader_base(&l), remote))
+}
+
+/// The API base URL of the leader `l`.
+pub(crate) fn leader_base(l: &filegrid_proto::head::LeaderView) -> String {
+    format!(
+        "{}://{}:{}",
+        crate::http::Outgoing::scheme(l.tls),
+        l.host,
+        l.api_port
+    )
+}
+
+/// Uploads `local` (or stdin for `-`) to `remote`. A head that does not lead (a standby
+/// without `standby_proxy`, reached through a Service or load balancer that picks any head)
+/// answers `307` to the leader; the upload is then sent again there, the file re-opened from
+/// its start (also when that answer was lost because the head closed the connection while
+/// the body was still being sent: the leader is then asked for, once). Stdin cannot be read twice, so an upload from stdin that meets a redirect fails
+/// with an error that says so; nothing is stored.
 pub async fn put(
     http: &reqwest::Client,
     base: &str,
     local: &Path,
     remote: &str,
 ) -> Result<PutAnswer, CliError> {
-    let url = file_url(base, remote);
-    let (body, len) = if local == Path::new("-") {
-        let stream = tokio_util::io::ReaderStream::new(tokio::io::stdin());
-        (reqwest::Body::wrap_stream(stream), None)
-    } else {
-        let file = tokio::fs::File::open(local)
-            .await
-            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", local.display())))?;
-        let len = file
-            .metadata()
-            .await
-            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", local.display())))?
-            .len();
-        let bar = progress(Some(len), "put");
-        let stream =
-            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |chunk| {
-                if let Ok(c) = chunk {
-                    bar.inc(c.len() as u64);
+    let from_stdin = local == Path::new("-");
+    let mut url = file_url(base, remote);
+    let mut hops = 0;
+    let mut resent = false;
+    loop {
+        let (body, len) = upload_body(local).await?;
+        let mut req = http.put(&url).timeout(Duration::from_secs(24 * 3600));
+        if let Some(l) = len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, l);
+        }
+        let resp = match req.body(body).send().await {
+            Ok(resp) => resp,
+            // A head that does not lead answers `307` at once and closes the connection;
+            // while the body is still being sent, the answer can be lost with it (a reset or
+            // a broken pipe). A file is then sent once more, to the leader the grid names.
+            Err(e) if !resent && !e.is_timeout() => {
+                resent = true;
+                match leader_file_url(http, base, remote).await {
+                    Some(next) if next != url && from_stdin => {
+                        return Err(stdin_redirected(base, &next));
+                    }
+                    Some(next) if next != url => {
+                        tracing::debug!(from = %url, to = %next, error = %e, "upload cut off; sending it again to the leader");
+                        url = next;
+                        continue;
+                    }
+                    _ => return Err(unreachable(&url, &e)),
                 }
-            });
-        (reqwest::Body::wrap_stream(stream), Some(len))
-    };
-    let mut req = http.put(&url).timeout(Duration::from_secs(24 * 3600));
-    if let Some(l) = len {
-        req = req.header(reqwest::header::CONTENT_LENGTH, l);
+            }
+            Err(e) => return Err(unreachable(&url, &e)),
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::TEMPORARY_REDIRECT
+            || status == reqwest::StatusCode::PERMANENT_REDIRECT
+        {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let next = redirect_target(&url, location)
+                .map_err(|m| CliError::Api(format!("{status} from {url}: {m}")))?;
+            if from_stdin {
+                return Err(stdin_redirected(base, &next));
+            }
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(CliError::Api(format!(
+                    "{status}: still redirected after {MAX_REDIRECTS} attempts (last to {next}); \
+                     the grid may be electing a leader, retry shortly"
+                )));
+            }
+            tracing::debug!(from = %url, to = %next, "upload redirected to the leader; sending it again");
+            url = next;
+            continue;
+        }
+        if !status.is_success() {
+            return Err(api_error(resp).await);
+        }
+        return resp
+            .json()
+            .await
+            .map_err(|e| CliError::Api(format!("unexpected answer: {e}")));
     }
-    let resp = req
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| unreachable(&url, &e))?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp).await);
-    }
-    resp.json()
-        .await
-        .map_err(|e| CliError::Api(format!("unexpected answer: {e}")))
 }
 
 /// Downloads `remote` to `local` (or stdout for `-`), verifying the whole-file checksum.
@@ -352,5 +456,33 @@ pub async fn decommission(
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_target;
+
+    #[test]
+    fn a_redirect_goes_to_its_location_resolved_against_the_request() {
+        assert_eq!(
+            redirect_target(
+                "http://svc:9669/v1/files/a",
+                Some("http://10.0.0.7:9669/v1/files/a")
+            )
+            .as_deref(),
+            Ok("http://10.0.0.7:9669/v1/files/a")
+        );
+        assert_eq!(
+            redirect_target("https://svc:9669/v1/files/a", Some("/v1/files/b")).as_deref(),
+            Ok("https://svc:9669/v1/files/b")
+        );
+    }
+
+    #[test]
+    fn a_redirect_without_a_usable_location_is_refused() {
+        assert!(redirect_target("http://svc/v1/files/a", None).is_err());
+        assert!(redirect_target("http://svc/v1/files/a", Some("file:///etc/passwd")).is_err());
+        assert!(redirect_target("http://svc/v1/files/a", Some("http://[::1")).is_err());
     }
 }

@@ -10,7 +10,7 @@ use zookeeper_client::Client;
 use super::placement::Candidate;
 use super::repair::drain;
 use crate::ids::ServerId;
-use crate::zk::records::{ClusterRecord, DrainState};
+use crate::zk::records::{ClusterRecord, ClusterStateRecord, DrainState};
 use crate::zk::{self, Layout, ZkError};
 
 pub use filegrid_proto::head::{Heartbeat, ServerState, ServerView};
@@ -32,6 +32,19 @@ pub struct ServerInfo {
     pub drain: Option<DrainState>,
     /// The `bad_chunks_found` of the server's last heartbeat.
     pub bad_chunks_found: u64,
+    /// What decides whether a drained server is forgotten or back (see [`drain::settle`]).
+    pub lifecycle: Lifecycle,
+}
+
+/// A server's registration and drain times, from ZooKeeper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// When the registered process started (ms since the epoch; 0 if unknown).
+    pub started_at: u64,
+    /// The registered process held no chunk when it started.
+    pub started_empty: bool,
+    /// When the drain state last changed (ms since the epoch), if there is one.
+    pub drain_since: Option<u64>,
 }
 
 impl ServerInfo {
@@ -81,11 +94,13 @@ impl Membership {
         self.loaded.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Applies the current registrations and drain states read from ZooKeeper.
+    /// Applies the current registrations and drain states read from ZooKeeper. A server
+    /// that is neither registered nor drained any more (its drain state was deleted after it
+    /// left, [`drain::settle`]) is forgotten.
     pub fn apply_registrations(
         &self,
         regs: Vec<ClusterRecord>,
-        drains: BTreeMap<ServerId, DrainState>,
+        drains: BTreeMap<ServerId, ClusterStateRecord>,
     ) {
         let Ok(mut servers) = self.servers.write() else {
             return;
@@ -93,13 +108,24 @@ impl Membership {
         self.loaded
             .store(true, std::sync::atomic::Ordering::Release);
         let now = Instant::now();
+        servers.retain(|id, s| {
+            let keep = s.registered
+                || regs.iter().any(|r| r.id == *id)
+                || drains.contains_key(id)
+                || s.drain.is_none();
+            if !keep {
+                tracing::info!(server_id = %id, "drained cluster server left: forgotten");
+            }
+            keep
+        });
         for s in servers.values_mut() {
             if s.registered && !regs.iter().any(|r| r.id == s.id) {
                 s.registered = false;
                 s.gone_since = Some(now);
                 tracing::warn!(server_id = %s.id, "cluster server registration vanished");
             }
-            s.drain = drains.get(&s.id).copied();
+            s.drain = drains.get(&s.id).map(|d| d.state);
+            s.lifecycle.drain_since = drains.get(&s.id).map(|d| d.since);
         }
         for r in regs {
             let e = servers.entry(r.id.clone()).or_insert_with(|| {
@@ -118,6 +144,7 @@ impl Membership {
                     last_heartbeat: None,
                     drain: None,
                     bad_chunks_found: 0,
+                    lifecycle: Lifecycle::default(),
                 }
             });
             if !e.registered {
@@ -128,7 +155,35 @@ impl Membership {
             e.zone = r.zone;
             e.registered = true;
             e.gone_since = None;
-            e.drain = drains.get(&e.id).copied();
+            e.drain = drains.get(&e.id).map(|d| d.state);
+            e.lifecycle = Lifecycle {
+                started_at: r.started_at,
+                started_empty: r.used_bytes == 0,
+                drain_since: drains.get(&e.id).map(|d| d.since),
+            };
+        }
+        // Drained servers that left before this head started watching: known, so that they
+        // are shown and forgotten like the others once gone `dead_after`.
+        for (id, d) in &drains {
+            servers.entry(id.clone()).or_insert_with(|| ServerInfo {
+                id: id.clone(),
+                host: String::new(),
+                port: 0,
+                zone: None,
+                capacity_bytes: 0,
+                used_bytes: 0,
+                free_bytes: 0,
+                chunks: 0,
+                registered: false,
+                gone_since: Some(now),
+                last_heartbeat: None,
+                drain: Some(d.state),
+                bad_chunks_found: 0,
+                lifecycle: Lifecycle {
+                    drain_since: Some(d.since),
+                    ..Lifecycle::default()
+                },
+            });
         }
     }
 
@@ -198,6 +253,14 @@ impl Membership {
             && let Some(s) = servers.get_mut(id)
         {
             s.drain = state;
+            s.lifecycle.drain_since = state.map(|_| crate::zk::records::now_ms());
+        }
+    }
+
+    /// Forgets a server that left after it was drained (only [`drain`] calls this).
+    pub(in crate::files) fn forget(&self, id: &ServerId) {
+        if let Ok(mut servers) = self.servers.write() {
+            servers.remove(id);
         }
     }
 }

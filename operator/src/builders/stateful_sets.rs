@@ -190,10 +190,12 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
                 &spec.cluster.scheduling,
             ),
             volume_claim_templates: Some(vec![claim]),
-            // A drained server's data is no longer referenced; a deleted grid keeps its volumes.
+            // A scale-down never deletes a volume: the operator deletes it once its server is
+            // drained (`scaling`), so a `kubectl scale` by hand loses nothing. A deleted grid
+            // keeps its volumes.
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_scaled: Some("Delete".to_string()),
+                    when_scaled: Some("Retain".to_string()),
                     when_deleted: Some("Retain".to_string()),
                 },
             ),

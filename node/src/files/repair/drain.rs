@@ -2,8 +2,14 @@
 //! repair plan follow, and the only writes of `cluster_state/<id>` and of the membership's
 //! drain state. The API only records a request ([`request`]); the plan decides when draining
 //! ends ([`ends`]), and the executor records it ([`mark_drained`]).
+//!
+//! A drained server's state is not kept for ever ([`settle`]): once it has been gone
+//! `dead_after` it is forgotten, so its id can be used again; and a process that registers
+//! under a drained id after the drain, holding no chunk (a new volume under a re-used name,
+//! such as a StatefulSet ordinal scaled down and up again), is live again.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use zookeeper_client::Client;
 
@@ -37,6 +43,61 @@ pub fn work_left(servers: &[ServerInfo]) -> bool {
     servers
         .iter()
         .any(|s| s.drain == Some(DrainState::Draining))
+}
+
+/// What becomes of a drained server's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Gone `dead_after` since it was drained: delete its state and forget it.
+    Forget,
+    /// A new, empty process registered under its id after the drain: live again.
+    Revive,
+}
+
+/// Whether a drained server is forgotten or live again (see the module's doc). A drained
+/// server that is still registered by the process that was drained, or by one that started
+/// with chunks (its old volume), stays drained until it is recommissioned or goes away.
+pub fn settle(server: &ServerInfo, now: Instant, dead_after: Duration) -> Option<Settle> {
+    if server.drain != Some(DrainState::Drained) {
+        return None;
+    }
+    if server.is_dead_at(now, dead_after) {
+        return Some(Settle::Forget);
+    }
+    let l = &server.lifecycle;
+    let started_after_drain = l.drain_since.is_some_and(|since| l.started_at > since);
+    (server.registered && l.started_empty && started_after_drain).then_some(Settle::Revive)
+}
+
+/// Carries out [`settle`] for every server; answers the servers as they are afterwards.
+/// A write that fails is logged and tried again at the next pass.
+pub async fn settle_all(dp: &DataPlane, lead: &Leadership, now: Instant) -> Vec<ServerInfo> {
+    for server in dp.membership.all() {
+        match settle(&server, now, dp.config.dead_after) {
+            None => {}
+            Some(Settle::Revive) => {
+                if let Err(e) = recommission(dp, lead, &server).await {
+                    tracing::warn!(server_id = %server.id, error = %e, "could not bring a drained server that came back empty into service");
+                }
+            }
+            Some(Settle::Forget) => {
+                let op = FencedOp::Delete {
+                    path: lead.layout().cluster_state(&server.id),
+                    version: None,
+                };
+                match lead.write(&[op]).await {
+                    Ok(_) | Err(FenceError::Operation { .. }) => {
+                        dp.membership.forget(&server.id);
+                        tracing::info!(server_id = %server.id, "drained cluster server gone: forgotten, its id may be used again");
+                    }
+                    Err(e) => {
+                        tracing::warn!(server_id = %server.id, error = %e, "could not forget a drained server that left");
+                    }
+                }
+            }
+        }
+    }
+    dp.membership.all()
 }
 
 /// Records a decommission request for `server` and wakes the repair loop. A server already
@@ -120,7 +181,7 @@ fn encode(state: DrainState) -> Vec<u8> {
 pub async fn read_all(
     client: &Client,
     layout: &Layout,
-) -> Result<BTreeMap<ServerId, DrainState>, ZkError> {
+) -> Result<BTreeMap<ServerId, ClusterStateRecord>, ZkError> {
     let mut out = BTreeMap::new();
     for name in client.list_children(&layout.cluster_state_dir()).await? {
         let Ok(id) = ServerId::new(name) else {
@@ -129,7 +190,7 @@ pub async fn read_all(
         if let Some((r, _)) =
             zk::read::<ClusterStateRecord>(client, &layout.cluster_state(&id)).await?
         {
-            out.insert(id, r.state);
+            out.insert(id, r);
         }
     }
     Ok(out)
@@ -138,6 +199,7 @@ pub async fn read_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::servers::Lifecycle;
 
     #[test]
     fn draining_servers_take_no_new_chunks_and_end_only_when_unlisted() {
@@ -151,5 +213,70 @@ mod tests {
         assert!(!ends(Some(DrainState::Draining), true));
         assert!(!ends(Some(DrainState::Drained), false), "already drained");
         assert!(!ends(None, false), "never asked to drain");
+    }
+
+    fn server(drain: Option<DrainState>, registered: bool) -> ServerInfo {
+        ServerInfo {
+            id: ServerId::new("demo-cluster-3").unwrap(),
+            host: "h".into(),
+            port: 1,
+            zone: None,
+            capacity_bytes: 0,
+            used_bytes: 0,
+            free_bytes: 0,
+            chunks: 0,
+            registered,
+            gone_since: None,
+            last_heartbeat: None,
+            drain,
+            bad_chunks_found: 0,
+            lifecycle: Lifecycle {
+                started_at: 1_000,
+                started_empty: true,
+                drain_since: drain.map(|_| 2_000),
+            },
+        }
+    }
+
+    #[test]
+    fn a_drained_server_gone_dead_after_is_forgotten() {
+        let t0 = Instant::now();
+        let dead_after = Duration::from_secs(30);
+        let mut s = server(Some(DrainState::Drained), false);
+        s.gone_since = Some(t0);
+        assert_eq!(settle(&s, t0 + Duration::from_secs(29), dead_after), None);
+        assert_eq!(
+            settle(&s, t0 + dead_after, dead_after),
+            Some(Settle::Forget)
+        );
+        // Never a draining or live one: their chunks (or state) still matter.
+        s.drain = Some(DrainState::Draining);
+        assert_eq!(settle(&s, t0 + dead_after, dead_after), None);
+        s.drain = None;
+        assert_eq!(settle(&s, t0 + dead_after, dead_after), None);
+    }
+
+    #[test]
+    fn only_an_empty_process_started_after_the_drain_revives_a_drained_id() {
+        let now = Instant::now();
+        let d = Duration::from_secs(30);
+        let mut s = server(Some(DrainState::Drained), true);
+        // The process that was drained, still registered: stays drained.
+        assert_eq!(settle(&s, now, d), None);
+        // A new process after the drain, empty: live again.
+        s.lifecycle.started_at = 3_000;
+        assert_eq!(settle(&s, now, d), Some(Settle::Revive));
+        // A new process with its old chunks: stays drained.
+        s.lifecycle.started_empty = false;
+        assert_eq!(settle(&s, now, d), None);
+        // Draining, not drained: the drain goes on.
+        s.lifecycle.started_empty = true;
+        s.drain = Some(DrainState::Draining);
+        assert_eq!(settle(&s, now, d), None);
+        // Unknown times never revive.
+        let mut s = server(Some(DrainState::Drained), true);
+        s.lifecycle.drain_since = None;
+        s.lifecycle.started_at = u64::MAX;
+        assert_eq!(settle(&s, now, d), None);
     }
 }

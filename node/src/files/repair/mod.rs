@@ -119,12 +119,12 @@ pub enum PassError {
     Namespace(#[from] NsError),
 }
 
-/// The servers' states as a pass sees them (up, dead, draining); a pass is due when they
-/// change. The flag says whether servers that manifests name but that never registered with
+/// The servers' states as a pass sees them (up, dead, draining, and when the registered
+/// process started, so a restart between two looks counts); a pass is due when they change. The flag says whether servers that manifests name but that never registered with
 /// this leader count as lost (once it has led for `dead_after`).
 #[derive(Debug, PartialEq, Eq)]
 struct ServerStates {
-    servers: Vec<(ServerId, bool, bool, bool)>,
+    servers: Vec<(ServerId, bool, bool, bool, u64)>,
     unregistered_lost: bool,
 }
 
@@ -137,7 +137,7 @@ impl ServerStates {
             .into_iter()
             .map(|s| {
                 let (up, dead) = (s.is_up(), s.is_dead(dead_after));
-                (s.id, up, dead, s.drain.is_some())
+                (s.id, up, dead, s.drain.is_some(), s.lifecycle.started_at)
             })
             .collect();
         servers.sort();
@@ -277,7 +277,9 @@ async fn pass(
             return Err(NsError::from(e).into());
         }
     };
-    let servers = dp.membership.all();
+    // Drained servers that left are forgotten, and drained ids back with a new, empty
+    // process are live again, before the plan looks at them.
+    let servers = drain::settle_all(dp, &lead, Instant::now()).await;
     let (held, corrupt) = execute::list_held(dp, &servers).await;
     // After the listing: a listed chunk whose upload is not live any more had finished
     // storing (its upload registers before its first chunk is stored).

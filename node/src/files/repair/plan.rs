@@ -611,6 +611,7 @@ mod tests {
             last_heartbeat: None,
             drain: None,
             bad_chunks_found: 0,
+            lifecycle: Default::default(),
         }
     }
 

@@ -1,0 +1,207 @@
+//! The `filegrid` CLI against real grids (ZooKeeper, heads and cluster servers as processes)
+//! through a stand-in for a Kubernetes Service: a TCP forwarder on 127.0.0.1 that hands each
+//! new connection to a head of its choosing, as kube-proxy does.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use filegrid_proto::head::{Role, StatusView};
+use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
+use rand::RngCore;
+
+fn node_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+fn http() -> reqwest::blocking::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        auth::ADMIN.bearer().parse().unwrap(),
+    );
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(h)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A Service in front of the heads: connection number `n` (from 0) goes to the port
+/// `pick(n)` names. Runs until the test process ends.
+fn service(pick: impl Fn(usize) -> u16 + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { continue };
+            let port = pick(count.fetch_add(1, Ordering::SeqCst));
+            let Ok(backend) = TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let (Ok(c2), Ok(b2)) = (client.try_clone(), backend.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || pipe(client, backend));
+            std::thread::spawn(move || pipe(b2, c2));
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// The `filegrid_http_requests_total` of PUTs a head answered with `code`.
+fn puts_answered(url: &str, code: u16) -> f64 {
+    let text = http()
+        .get(format!("{url}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("filegrid_http_requests_total{")
+                && l.contains("method=\"PUT\"")
+                && l.contains(&format!("code=\"{code}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A 2-head grid without `standby_proxy`: the leader's and the standby's URLs and ports,
+/// once the standby knows the leader.
+fn two_heads() -> (Grid, (String, u16), (String, u16)) {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            ..Default::default()
+        },
+    );
+    let leader = grid.leader_url(Duration::from_secs(30));
+    let standby = wait_until_sync(
+        Duration::from_secs(20),
+        "a standby that knows the leader",
+        || {
+            grid.heads.iter().find_map(|h| {
+                let url = format!("http://127.0.0.1:{}", h.port);
+                let st: StatusView = http()
+                    .get(format!("{url}/v1/status"))
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                (st.status.role == Role::Standby && st.status.leader.is_some())
+                    .then_some((url, h.port))
+            })
+        },
+    );
+    let leader_port = grid
+        .heads
+        .iter()
+        .map(|h| h.port)
+        .find(|p| *p != standby.1)
+        .unwrap();
+    assert_eq!(leader, format!("http://127.0.0.1:{leader_port}"));
+    (grid, (leader, leader_port), standby)
+}
+
+fn cli(service: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"));
+    c.env("FILEGRID_TOKEN", auth::ADMIN.token())
+        .env_remove("FILEGRID_HEAD")
+        .arg("--head")
+        .arg(service)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The unlucky Service: the CLI's first connection (its look at `/v1/status`) reaches the
+/// leader, so it keeps the Service's address, and the upload then reaches the standby,
+/// which answers `307`. The CLI sends the file again to the leader.
+#[test]
+fn a_cli_upload_redirected_by_a_standby_is_sent_again_to_the_leader() {
+    let (grid, (leader, leader_port), (standby, standby_port)) = two_heads();
+    let svc = service(move |n| if n == 0 { leader_port } else { standby_port });
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("upload.bin");
+    // Larger than the socket buffers, so the standby answers long before the body is sent.
+    let data = random(12 * 1024 * 1024 + 7);
+    std::fs::write(&local, &data).unwrap();
+    let redirects_before = puts_answered(&standby, 307);
+
+    let out = cli(&svc)
+        .args(["put", local.to_str().unwrap(), "svc/upload.bin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        puts_answered(&standby, 307),
+        redirects_before + 1.0,
+        "the upload reached the standby first and was redirected"
+    );
+    let back = http()
+        .get(format!("{leader}/v1/files/svc/upload.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    assert!(
+        back.bytes().unwrap()[..] == data[..],
+        "stored what was sent"
+    );
+    drop(grid);
+}
+
+/// Stdin cannot be sent twice: the same redirect fails with an error that says so, and
+/// nothing is stored.
+#[test]
+fn a_cli_upload_from_stdin_that_meets_a_redirect_fails_clearly() {
+    let (grid, (leader, leader_port), (_, standby_port)) = two_heads();
+    let svc = service(move |n| if n == 0 { leader_port } else { standby_port });
+    let mut child = cli(&svc)
+        .args(["put", "-", "svc/stdin.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The CLI may stop reading once it has the redirect: a broken pipe here is expected.
+    let _ = stdin.write_all(&random(64 * 1024));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stdin cannot be sent twice"), "{err}");
+    let r = http()
+        .get(format!("{leader}/v1/files/svc/stdin.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    drop(grid);
+}
