@@ -306,26 +306,38 @@ async fn many(
 /// S3 / Garage ratios (targets: puts 2.0, gets 1.0).
 fn report(endpoints: &[Endpoint], figures: &[Vec<Figures>]) -> Report {
     type Pick = fn(&Figures) -> f64;
-    let workloads: [(&str, Unit, Pick, bool); 7] = [
-        ("large put", Unit::MebibytesPerSecond, |f| f.large_put, true),
+    // (name, unit, pick, is a put, judged against the targets). The multipart put is shown
+    // beside them (it is how aws-cli and boto3 send a file over 8 MiB) without a target:
+    // the workloads the targets are set for are single requests.
+    let workloads: [(&str, Unit, Pick, bool, bool); 7] = [
+        (
+            "large put",
+            Unit::MebibytesPerSecond,
+            |f| f.large_put,
+            true,
+            true,
+        ),
         (
             "large put, multipart",
             Unit::MebibytesPerSecond,
             |f| f.large_multipart,
             true,
+            false,
         ),
         (
             "large get",
             Unit::MebibytesPerSecond,
             |f| f.large_get,
             false,
+            true,
         ),
-        ("4 KiB puts", Unit::PerSecond, |f| f.small_put, true),
-        ("4 KiB gets", Unit::PerSecond, |f| f.small_get, false),
+        ("4 KiB puts", Unit::PerSecond, |f| f.small_put, true, true),
+        ("4 KiB gets", Unit::PerSecond, |f| f.small_get, false, true),
         (
             "1 MiB puts",
             Unit::MebibytesPerSecond,
             |f| f.medium_put,
+            true,
             true,
         ),
         (
@@ -333,10 +345,11 @@ fn report(endpoints: &[Endpoint], figures: &[Vec<Figures>]) -> Report {
             Unit::MebibytesPerSecond,
             |f| f.medium_get,
             false,
+            true,
         ),
     ];
     let mut r = Report::new();
-    for (name, unit, pick, is_put) in workloads {
+    for (name, unit, pick, is_put, judged) in workloads {
         let series: Vec<Vec<f64>> = figures
             .iter()
             .map(|f| f.iter().map(pick).collect())
@@ -345,30 +358,34 @@ fn report(endpoints: &[Endpoint], figures: &[Vec<Figures>]) -> Report {
         for (e, s) in endpoints.iter().zip(&series) {
             r.row(Row::new(format!("{label}: {}", e.name()), unit, s.clone()).higher_is_better());
         }
-        r.row(
-            Row::new(
-                format!("{label}: S3 / native"),
-                Unit::Ratio,
-                ratios(&series[1], &series[0]),
-            )
-            .higher_is_better()
-            .target(Target::at_least(0.85, "S3 at least 0.85 of native").on_median()),
-        );
+        let ratio = Row::new(
+            format!("{label}: S3 / native"),
+            Unit::Ratio,
+            ratios(&series[1], &series[0]),
+        )
+        .higher_is_better();
+        r.row(if judged {
+            ratio.target(Target::at_least(0.85, "S3 at least 0.85 of native").on_median())
+        } else {
+            ratio
+        });
         if series.len() > 2 {
             let (limit, label_t) = if is_put {
                 (2.0, "FileGrid S3 at least 2x Garage")
             } else {
                 (1.0, "FileGrid S3 not behind Garage")
             };
-            r.row(
-                Row::new(
-                    format!("{label}: FileGrid S3 / Garage"),
-                    Unit::Ratio,
-                    ratios(&series[1], &series[2]),
-                )
-                .higher_is_better()
-                .target(Target::at_least(limit, label_t).on_median()),
-            );
+            let ratio = Row::new(
+                format!("{label}: FileGrid S3 / Garage"),
+                Unit::Ratio,
+                ratios(&series[1], &series[2]),
+            )
+            .higher_is_better();
+            r.row(if judged {
+                ratio.target(Target::at_least(limit, label_t).on_median())
+            } else {
+                ratio
+            });
         }
     }
     r
