@@ -9,7 +9,6 @@ use filegrid_proto::chunk::ListResponse;
 use filegrid_proto::head::{
     ListPage, PutAnswer, RepairReport, Role, ServerState, ServerView, StatusView,
 };
-use filegrid_proto::manifest::Entry;
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 use rand::RngCore;
@@ -91,28 +90,6 @@ fn paths(page: &ListPage) -> Vec<&str> {
 
 fn hash(b: &[u8]) -> blake3::Hash {
     blake3::hash(b)
-}
-
-/// The chunk ids and replica servers of a file, read from ZooKeeper through a head's API.
-fn manifest(grid: &Grid, path: &str) -> Vec<(String, Vec<String>)> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let c = zookeeper_client::Client::connect(&grid.zk.hosts())
-            .await
-            .unwrap();
-        let (data, _) = c
-            .get_data(&format!("/distributed_file_grid/files/{path}"))
-            .await
-            .unwrap();
-        let entry: Entry = serde_json::from_slice(&data).unwrap();
-        entry
-            .file
-            .map(|f| f.chunks)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
-            .collect()
-    })
 }
 
 #[test]
@@ -282,7 +259,7 @@ fn a_flipped_byte_on_disk_is_read_around_and_repaired() {
     let base = grid.leader_url(Duration::from_secs(20));
     let data = random(2 * CHUNK);
     assert_eq!(put(&base, "bitrot/f", data.clone()).status(), 201);
-    let chunks = manifest(&grid, "bitrot/f");
+    let chunks = grid.manifest("bitrot/f");
     let (chunk_id, replicas) = &chunks[0];
     let victim = grid
         .cluster
@@ -364,7 +341,7 @@ fn a_dead_cluster_server_is_replaced_and_no_file_is_lost() {
         "every chunk back to 3 replicas",
         || {
             for (path, _) in &files {
-                for (_, reps) in manifest(&grid, path) {
+                for (_, reps) in grid.manifest(path) {
                     if reps.len() != 3 || reps.contains(&victim_id) {
                         return None;
                     }
@@ -409,7 +386,7 @@ fn uploads_right_after_a_cluster_server_dies_place_around_it() {
         let resp = put(&base, &path, data.clone());
         let status = resp.status();
         assert_eq!(status, 201, "{path}: {}", resp.text().unwrap_or_default());
-        for (chunk, reps) in manifest(&grid, &path) {
+        for (chunk, reps) in grid.manifest(&path) {
             assert!(reps.len() >= 2, "{chunk}: {reps:?}");
             assert!(
                 !reps.contains(&victim_id),
@@ -701,7 +678,7 @@ fn decommission_drains_a_server_and_orphans_are_collected() {
         files.push((format!("dec/f{i}"), hash(&data)));
     }
     // Overwrite one file: its old chunks become orphans.
-    let old_chunks = manifest(&grid, "dec/f0");
+    let old_chunks = grid.manifest("dec/f0");
     let new = random(CHUNK);
     assert_eq!(put(&base, "dec/f0", new.clone()).status(), 201);
     files[0].1 = hash(&new);
@@ -718,7 +695,7 @@ fn decommission_drains_a_server_and_orphans_are_collected() {
         (s.state == ServerState::Drained).then_some(())
     });
     for (path, h) in &files {
-        for (_, reps) in manifest(&grid, path) {
+        for (_, reps) in grid.manifest(path) {
             assert_eq!(reps.len(), 3, "{path}");
             assert!(
                 !reps.contains(&target),
@@ -1041,7 +1018,7 @@ fn every_error_is_json_and_an_unreadable_file_fails_before_its_body() {
     // A file none of whose replicas can be read: an error status, not 200 and no body.
     let data = random(CHUNK / 2);
     assert_eq!(put(&base, "lost/one", data).status(), 201);
-    for (chunk, _) in manifest(&grid, "lost/one") {
+    for (chunk, _) in grid.manifest("lost/one") {
         for server in 0..3 {
             let _ = std::fs::remove_file(grid.chunk_file(server, &chunk));
         }
@@ -1152,7 +1129,7 @@ fn an_upload_longer_than_the_orphan_grace_keeps_its_chunks() {
     });
     // An orphan to watch: collected while the slow upload runs, so the collector is active.
     assert_eq!(put(&base, "tick/first", random(10)).status(), 201);
-    let watched = manifest(&grid, "tick/first")[0].0.clone();
+    let watched = grid.manifest("tick/first")[0].0.clone();
     let data = random(CHUNK * 4 + 10);
     let sent = data.clone();
     let target = base.clone();
@@ -1190,7 +1167,7 @@ fn an_upload_longer_than_the_orphan_grace_keeps_its_chunks() {
         collected_meanwhile,
         "orphans were being collected while the upload ran"
     );
-    for (chunk, replicas) in manifest(&grid, "slow/long") {
+    for (chunk, replicas) in grid.manifest("slow/long") {
         for r in replicas {
             let server = grid.cluster.iter().position(|c| c.id == r).unwrap();
             assert!(
@@ -1237,7 +1214,7 @@ fn a_later_unreadable_chunk_cuts_the_download_short() {
         format!("bytes */{}", data.len()).as_str()
     );
 
-    let chunks = manifest(&grid, "cut/three");
+    let chunks = grid.manifest("cut/three");
     assert_eq!(chunks.len(), 3);
     for server in 0..3 {
         let _ = std::fs::remove_file(grid.chunk_file(server, &chunks[1].0));

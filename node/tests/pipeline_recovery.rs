@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use filegrid_proto::manifest::Entry;
 use filegrid_testkit::{Grid, GridOptions, auth};
 use rand::RngCore;
 
@@ -32,28 +31,6 @@ fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rand::rng().fill_bytes(&mut v);
     v
-}
-
-/// The replica servers of each chunk of a file, read from ZooKeeper.
-fn replicas(grid: &Grid, path: &str) -> Vec<Vec<String>> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let c = zookeeper_client::Client::connect(&grid.zk.hosts())
-            .await
-            .unwrap();
-        let (data, _) = c
-            .get_data(&format!("/distributed_file_grid/files/{path}"))
-            .await
-            .unwrap();
-        let entry: Entry = serde_json::from_slice(&data).unwrap();
-        entry
-            .file
-            .map(|f| f.chunks)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.replicas.into_iter().map(String::from).collect())
-            .collect()
-    })
 }
 
 #[test]
@@ -90,7 +67,7 @@ fn a_stopped_server_anywhere_in_the_pipeline_is_the_only_one_ruled_out() {
         // Before, a hung later hop held each chunk for 30 s.
         assert!(took < Duration::from_secs(20), "{path} took {took:?}");
         eprintln!("{path} stored in {took:?}");
-        for reps in replicas(&grid, &path) {
+        for (_, reps) in grid.manifest(&path) {
             let mut distinct = reps.clone();
             distinct.sort();
             distinct.dedup();

@@ -58,28 +58,6 @@ fn leader(base: &str) -> LeaderView {
         .unwrap()
 }
 
-/// The chunk ids of a file, from its manifest in ZooKeeper.
-fn chunks(grid: &Grid, path: &str) -> Vec<String> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let c = zookeeper_client::Client::connect(&grid.zk.hosts())
-            .await
-            .unwrap();
-        let (data, _) = c
-            .get_data(&format!("/distributed_file_grid/files/{path}"))
-            .await
-            .unwrap();
-        let entry: Entry = serde_json::from_slice(&data).unwrap();
-        entry
-            .file
-            .map(|f| f.chunks)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.id)
-            .collect()
-    })
-}
-
 fn secret(grid: &Grid) -> ClusterSecret {
     ClusterSecret::load(&grid.cluster_secret_file()).unwrap()
 }
@@ -281,7 +259,7 @@ fn cluster_servers_obey_only_the_signed_leader_at_zookeepers_epoch() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
-    let chunk = chunks(&grid, "sec/kept").remove(0);
+    let chunk = grid.manifest("sec/kept").remove(0).0;
     let lead = leader(&base);
     let http = client(None);
     let server = grid.cluster_url(0);

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use filegrid_proto::head::RepairReport;
-use filegrid_proto::manifest::Entry;
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 use rand::RngCore;
 
@@ -58,28 +57,6 @@ fn grid(cluster_servers: usize) -> Grid {
     )
 }
 
-/// The chunk ids and replica servers of a file, read from ZooKeeper.
-fn manifest(grid: &Grid, path: &str) -> Vec<(String, Vec<String>)> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let c = zookeeper_client::Client::connect(&grid.zk.hosts())
-            .await
-            .unwrap();
-        let (data, _) = c
-            .get_data(&format!("/distributed_file_grid/files/{path}"))
-            .await
-            .unwrap();
-        let entry: Entry = serde_json::from_slice(&data).unwrap();
-        entry
-            .file
-            .map(|f| f.chunks)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
-            .collect()
-    })
-}
-
 /// A chunk straight from a cluster server (signed as a peer), bypassing the heads, so that
 /// looking does not trigger a head's read repair.
 fn chunk_on(grid: &Grid, server: usize, chunk: &str) -> Option<Vec<u8>> {
@@ -107,7 +84,7 @@ fn chunk_on(grid: &Grid, server: usize, chunk: &str) -> Option<Vec<u8>> {
 /// serves a verified copy with the right bytes.
 fn fully_replicated(grid: &Grid, path: &str, data: &[u8]) -> Option<()> {
     let mut offset = 0;
-    for (chunk, replicas) in manifest(grid, path) {
+    for (chunk, replicas) in grid.manifest(path) {
         let mut distinct = replicas.clone();
         distinct.sort();
         distinct.dedup();
@@ -129,7 +106,7 @@ fn fully_replicated(grid: &Grid, path: &str, data: &[u8]) -> Option<()> {
 
 /// The index in `grid.cluster` of the first replica of `path`'s first chunk, and the chunk.
 fn first_replica(grid: &Grid, path: &str) -> (usize, String) {
-    let chunks = manifest(grid, path);
+    let chunks = grid.manifest(path);
     let (chunk, replicas) = &chunks[0];
     let server = grid
         .cluster
@@ -253,7 +230,8 @@ fn repair_progress_says_what_is_left_and_when_it_ends() {
     assert_eq!(put(&base, "heal/progress", data.clone()), 201);
     let victim = 1;
     let victim_id = grid.cluster[victim].id.clone();
-    let on_victim = manifest(&grid, "heal/progress")
+    let on_victim = grid
+        .manifest("heal/progress")
         .iter()
         .filter(|(_, r)| r.contains(&victim_id))
         .count() as u64;
@@ -296,7 +274,7 @@ fn repair_progress_says_what_is_left_and_when_it_ends() {
         Duration::from_secs(30),
         "three replicas, none on the dead server",
         || {
-            manifest(&grid, "heal/progress")
+            grid.manifest("heal/progress")
                 .iter()
                 .all(|(_, r)| r.len() == 3 && !r.contains(&victim_id))
                 .then_some(())

@@ -404,6 +404,34 @@ impl Grid {
         })
     }
 
+    /// The chunk ids and replica servers of the file at `path`, read from its manifest in
+    /// ZooKeeper directly (a file small enough to keep its chunk list in its own node);
+    /// empty for a directory. Panics when there is no such file: for tests.
+    pub fn manifest(&self, path: &str) -> Vec<(String, Vec<String>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the ZooKeeper read");
+        rt.block_on(async {
+            let c = zookeeper_client::Client::connect(&self.zk.hosts())
+                .await
+                .expect("connect to the grid's ZooKeeper");
+            let (data, _) = c
+                .get_data(&format!("/distributed_file_grid/files/{path}"))
+                .await
+                .unwrap_or_else(|e| panic!("no file node for {path}: {e}"));
+            let entry: filegrid_proto::manifest::Entry =
+                serde_json::from_slice(&data).expect("a file node FileGrid wrote");
+            entry
+                .file
+                .map(|f| f.chunks)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
+                .collect()
+        })
+    }
+
     /// Path of a chunk's file on a cluster server's disk.
     pub fn chunk_file(&self, server: usize, chunk_id: &str) -> PathBuf {
         self.cluster[server].data_dir.join("chunks").join(chunk_id)
