@@ -212,3 +212,32 @@ fn xml_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn only_gets_and_heads_are_served_as_reads_on_any_head() {
+        assert!(reads_only(&Method::GET));
+        assert!(reads_only(&Method::HEAD));
+        for m in [
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ] {
+            assert!(!reads_only(&m), "{m} must go to the leader");
+        }
+    }
+
+    #[test]
+    fn an_unavailable_answer_is_escaped_xml_that_sdks_retry() {
+        let r = unavailable("a <b> & c");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(xml_escape("a <b> & c"), "a &lt;b&gt; &amp; c");
+    }
+}
