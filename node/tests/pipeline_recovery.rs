@@ -2,36 +2,14 @@
 //! after the hop progress timeout, only it is ruled out, and uploads succeed quickly on the
 //! servers left. Real ZooKeeper, real heads and cluster servers.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use filegrid_testkit::{Grid, GridOptions, auth};
-use rand::RngCore;
+use filegrid_testkit::{Grid, GridOptions};
+
+mod common;
+use common::{admin_http, node_bin, random};
 
 const CHUNK: usize = 256 * 1024;
-
-fn node_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
-}
-
-fn http() -> reqwest::blocking::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        auth::ADMIN.bearer().parse().unwrap(),
-    );
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
-fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rand::rng().fill_bytes(&mut v);
-    v
-}
 
 #[test]
 fn a_stopped_server_anywhere_in_the_pipeline_is_the_only_one_ruled_out() {
@@ -56,7 +34,7 @@ fn a_stopped_server_anywhere_in_the_pipeline_is_the_only_one_ruled_out() {
         let path = format!("hung/f{i}");
         let data = random(2 * CHUNK + 100);
         let started = Instant::now();
-        let r = http()
+        let r = admin_http()
             .put(format!("{base}/v1/files/{path}"))
             .body(data.clone())
             .send()
@@ -78,7 +56,7 @@ fn a_stopped_server_anywhere_in_the_pipeline_is_the_only_one_ruled_out() {
             );
             assert!(!reps.contains(&hung_id), "{path}: {reps:?}");
         }
-        let back = http()
+        let back = admin_http()
             .get(format!("{base}/v1/files/{path}"))
             .send()
             .unwrap()

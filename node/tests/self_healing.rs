@@ -3,40 +3,18 @@
 //! reaches the leader, and the chunk is copied again from a verified replica, with no client
 //! reading the file. Real ZooKeeper, real heads and cluster servers.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use filegrid_proto::head::RepairReport;
-use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
-use rand::RngCore;
+use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
+
+mod common;
+use common::{admin_http, node_bin, random};
 
 const CHUNK: usize = 256 * 1024;
 
-fn node_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
-}
-
-fn http() -> reqwest::blocking::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        auth::ADMIN.bearer().parse().unwrap(),
-    );
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
-fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rand::rng().fill_bytes(&mut v);
-    v
-}
-
 fn put(base: &str, path: &str, data: Vec<u8>) -> u16 {
-    http()
+    admin_http()
         .put(format!("{base}/v1/files/{path}"))
         .body(data)
         .send()
@@ -69,7 +47,7 @@ fn chunk_on(grid: &Grid, server: usize, chunk: &str) -> Option<Vec<u8>> {
         path_and_query: &path,
         ..Signed::default()
     });
-    let r = http()
+    let r = admin_http()
         .get(format!("{}{path}", grid.cluster_url(server)))
         .header(filegrid_proto::headers::PEER_AUTH, header)
         .send()
@@ -117,7 +95,7 @@ fn first_replica(grid: &Grid, path: &str) -> (usize, String) {
 }
 
 fn copies_made(base: &str) -> u64 {
-    http()
+    admin_http()
         .get(format!("{base}/v1/repair"))
         .send()
         .ok()
@@ -183,7 +161,7 @@ fn a_chunk_path_replaced_by_a_directory_is_repaired_and_reads_stay_right() {
 
     // Reads through the head are right whichever replica it tries first.
     for _ in 0..3 {
-        let r = http()
+        let r = admin_http()
             .get(format!("{base}/v1/files/heal/dir"))
             .send()
             .unwrap();
@@ -203,7 +181,7 @@ fn a_chunk_path_replaced_by_a_directory_is_repaired_and_reads_stay_right() {
 }
 
 fn repair_report(base: &str) -> Option<RepairReport> {
-    http()
+    admin_http()
         .get(format!("{base}/v1/repair"))
         .send()
         .ok()?
@@ -247,7 +225,7 @@ fn repair_progress_says_what_is_left_and_when_it_ends() {
     assert_eq!(seen.repair_rate, rate);
     let eta = seen.eta_seconds.expect("an estimate while copies are left");
     assert!(eta >= 1, "{seen:?}");
-    let metrics = http()
+    let metrics = admin_http()
         .get(format!("{base}/metrics"))
         .send()
         .unwrap()

@@ -3,45 +3,23 @@
 //! again; a drained id that comes back with a new, empty volume is live at once; one that
 //! comes back with its old volume stays drained.
 
-use std::path::Path;
 use std::time::Duration;
 
 use filegrid_proto::head::{RepairReport, ServerState, ServerView};
-use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
-use rand::RngCore;
+use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 use serde::de::DeserializeOwned;
+
+mod common;
+use common::{admin_http, node_bin, random};
 
 const CHUNK: usize = 256 * 1024;
 
-fn node_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
-}
-
-fn http() -> reqwest::blocking::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        auth::ADMIN.bearer().parse().unwrap(),
-    );
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
-fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rand::rng().fill_bytes(&mut v);
-    v
-}
-
 fn get_json<T: DeserializeOwned>(url: &str) -> Option<T> {
-    http().get(url).send().ok()?.json().ok()
+    admin_http().get(url).send().ok()?.json().ok()
 }
 
 fn put(base: &str, path: &str, data: Vec<u8>) {
-    let r = http()
+    let r = admin_http()
         .put(format!("{base}/v1/files/{path}"))
         .body(data)
         .send()
@@ -63,7 +41,7 @@ fn wait_state(base: &str, id: &str, state: ServerState, within: Duration) {
 
 /// The leader's count of registered cluster servers (`filegrid_cluster_servers_live`).
 fn registered(base: &str) -> Option<u64> {
-    let text = http()
+    let text = admin_http()
         .get(format!("{base}/metrics"))
         .send()
         .ok()?
@@ -94,7 +72,7 @@ fn grid_with_a_drained_server(dead_after: &str) -> (Grid, String, String) {
         put(&base, &format!("life/f{i}"), random(CHUNK * 2 + i));
     }
     let target = grid.cluster[3].id.clone();
-    let r = http()
+    let r = admin_http()
         .post(format!("{base}/v1/cluster/{target}/decommission"))
         .send()
         .unwrap();

@@ -1,0 +1,33 @@
+//! What the real-process test files of the node share: the binary under test, a client with
+//! the admin credential, random bodies. Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use filegrid_testkit::auth;
+use rand::RngCore;
+
+pub fn node_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
+}
+
+/// A blocking client that sends the admin credential on every request.
+pub fn admin_http() -> reqwest::blocking::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        auth::ADMIN.bearer().parse().unwrap(),
+    );
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+pub fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
