@@ -170,6 +170,27 @@ impl HttpHeadApi {
     }
 }
 
+impl HttpHeadApi {
+    /// A GET whose answer is JSON of type `T`.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        access: &HeadAccess,
+        url: String,
+    ) -> Result<T, HeadApiError> {
+        let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
+        resp.json()
+            .await
+            .map_err(|source| HeadApiError::Request { url, source })
+    }
+
+    /// A POST whose answer only needs to be a success.
+    async fn post(&self, access: &HeadAccess, url: String) -> Result<(), HeadApiError> {
+        self.send(access, reqwest::Method::POST, url)
+            .await
+            .map(|_| ())
+    }
+}
+
 /// The leader's own address, https when it serves TLS.
 fn leader_url(leader: &Leader, path: &str) -> String {
     let scheme = if leader.tls { "https" } else { "http" };
@@ -182,13 +203,7 @@ impl HeadApi for HttpHeadApi {
         access: &'a HeadAccess,
         base: &'a str,
     ) -> BoxFuture<'a, Result<Leader, HeadApiError>> {
-        Box::pin(async move {
-            let url = format!("{base}/v1/leader");
-            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
-            resp.json()
-                .await
-                .map_err(|source| HeadApiError::Request { url, source })
-        })
+        Box::pin(async move { self.get_json(access, format!("{base}/v1/leader")).await })
     }
 
     fn cluster_servers<'a>(
@@ -197,11 +212,8 @@ impl HeadApi for HttpHeadApi {
         leader: &'a Leader,
     ) -> BoxFuture<'a, Result<Vec<ClusterServer>, HeadApiError>> {
         Box::pin(async move {
-            let url = leader_url(leader, "/v1/cluster");
-            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
-            resp.json()
+            self.get_json(access, leader_url(leader, "/v1/cluster"))
                 .await
-                .map_err(|source| HeadApiError::Request { url, source })
         })
     }
 
@@ -211,11 +223,8 @@ impl HeadApi for HttpHeadApi {
         leader: &'a Leader,
     ) -> BoxFuture<'a, Result<RepairReport, HeadApiError>> {
         Box::pin(async move {
-            let url = leader_url(leader, "/v1/repair");
-            let resp = self.send(access, reqwest::Method::GET, url.clone()).await?;
-            resp.json()
+            self.get_json(access, leader_url(leader, "/v1/repair"))
                 .await
-                .map_err(|source| HeadApiError::Request { url, source })
         })
     }
 
@@ -226,12 +235,14 @@ impl HeadApi for HttpHeadApi {
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>> {
         Box::pin(async move {
-            let url = leader_url(leader, &format!("/v1/cluster/{server_id}/decommission"));
-            self.send(access, reqwest::Method::POST, url)
-                .await
-                .map(|_| ())
+            self.post(
+                access,
+                leader_url(leader, &format!("/v1/cluster/{server_id}/decommission")),
+            )
+            .await
         })
     }
+
     fn recommission<'a>(
         &'a self,
         access: &'a HeadAccess,
@@ -239,10 +250,11 @@ impl HeadApi for HttpHeadApi {
         server_id: &'a str,
     ) -> BoxFuture<'a, Result<(), HeadApiError>> {
         Box::pin(async move {
-            let url = leader_url(leader, &format!("/v1/cluster/{server_id}/recommission"));
-            self.send(access, reqwest::Method::POST, url)
-                .await
-                .map(|_| ())
+            self.post(
+                access,
+                leader_url(leader, &format!("/v1/cluster/{server_id}/recommission")),
+            )
+            .await
         })
     }
 }
