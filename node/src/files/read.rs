@@ -131,7 +131,7 @@ async fn fetch_part(
                 };
                 if ok_len && ok_sum {
                     if !bad.is_empty() {
-                        dp.repairs.read_repair(&chunk.id, &r, &bad);
+                        dp.repairs.read_repair(chunk, &r, &bad);
                     }
                     return Ok(data);
                 }

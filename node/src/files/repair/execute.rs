@@ -16,6 +16,7 @@ use crate::files::DataPlane;
 use crate::files::manifest::ChunkRef;
 use crate::files::namespace::{self, NsError};
 use crate::files::servers::ServerInfo;
+use crate::files::write::keep_verified;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
 use filegrid_proto::ErrorCode;
@@ -41,7 +42,12 @@ pub async fn run(
     let epoch = lead.epoch();
     for action in actions {
         match action {
-            Action::Rewrite { chunk, from, to } => rewrite(dp, epoch, &chunk, &from, &to).await,
+            Action::Rewrite {
+                chunk,
+                checksum,
+                from,
+                to,
+            } => rewrite(dp, epoch, &chunk, &checksum, &from, &to).await,
             Action::RepairFile(file) => {
                 out.copies_made += repair_file(dp, lead, file, progress).await?
             }
@@ -62,12 +68,23 @@ pub async fn run(
 }
 
 /// Read repair: rewrites the bad copies from the good one.
-async fn rewrite(dp: &DataPlane, epoch: u64, chunk: &str, from: &ServerId, to: &[ServerId]) {
-    let targets: Vec<String> = to.iter().filter_map(|b| dp.addr_of(b)).collect();
+async fn rewrite(
+    dp: &DataPlane,
+    epoch: u64,
+    chunk: &str,
+    checksum: &str,
+    from: &ServerId,
+    to: &[ServerId],
+) {
+    let to: Vec<(ServerId, String)> = to
+        .iter()
+        .filter_map(|b| dp.addr_of(b).map(|a| (b.clone(), a)))
+        .collect();
+    let targets: Vec<String> = to.iter().map(|(_, a)| a.clone()).collect();
     let (Some(src), false) = (dp.addr_of(from), targets.is_empty()) else {
         return;
     };
-    match replicate(dp, epoch, &src, chunk, &targets).await {
+    match replicate(dp, epoch, &src, chunk, checksum, &to).await {
         Ok(r) => {
             let (stored, failed) = rewrite_outcome(&targets, &r);
             dp.metrics
@@ -168,8 +185,7 @@ async fn copy_chunk(dp: &DataPlane, epoch: u64, copy: &ChunkCopy) -> Option<Vec<
     if targets.is_empty() {
         return None;
     }
-    let addrs: Vec<String> = targets.iter().map(|(_, a)| a.clone()).collect();
-    match replicate(dp, epoch, &src, &copy.chunk, &addrs).await {
+    match replicate(dp, epoch, &src, &copy.chunk, &copy.checksum, &targets).await {
         Ok(resp) => {
             let copied: Vec<ServerId> = targets
                 .into_iter()
@@ -243,19 +259,27 @@ async fn throttle(dp: &DataPlane, bytes: u64) {
 
 // Calls to cluster servers, through the one chunk client.
 
-/// Asks `source` to copy `chunk` to `targets` (`POST /v1/chunks/{id}/replicate`).
+/// Asks `source` to copy `chunk` to `targets` (`POST /v1/chunks/{id}/replicate`). With peer
+/// signatures on, a target counts as stored only with its own valid acknowledgement of
+/// `checksum` (what the manifest records), as for an upload: neither the source nor a
+/// target can claim copies that were not made.
 async fn replicate(
     dp: &DataPlane,
     epoch: u64,
     source: &str,
     chunk: &str,
-    targets: &[String],
+    checksum: &str,
+    targets: &[(ServerId, String)],
 ) -> Result<PutResponse, ChunkCallError> {
     let request = ReplicateRequest {
-        targets: targets.to_vec(),
+        targets: targets.iter().map(|(_, a)| a.clone()).collect(),
         epoch,
     };
-    dp.chunks.replicate(source, chunk, &request).await
+    let resp = dp.chunks.replicate(source, chunk, &request).await?;
+    Ok(match &dp.peers {
+        Some(peers) => keep_verified(peers, targets, resp, checksum, epoch),
+        None => resp,
+    })
 }
 
 /// The chunks `addr` holds (`GET /v1/chunks`).

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::DataPlane;
+use super::manifest::ChunkRef;
 use super::namespace::{self, NsError};
 use crate::election::Role;
 use crate::ids::ServerId;
@@ -62,10 +63,11 @@ impl Queue {
     }
 
     /// `bad` served a bad or missing copy of `chunk`; `good` has a verified one.
-    pub fn read_repair(&self, chunk: &str, good: &ServerId, bad: &[ServerId]) {
+    pub fn read_repair(&self, chunk: &ChunkRef, good: &ServerId, bad: &[ServerId]) {
         if let Ok(mut r) = self.reads.lock() {
             r.push(ReadRepair {
-                chunk: chunk.into(),
+                chunk: chunk.id.clone(),
+                checksum: chunk.checksum.clone(),
                 good: good.clone(),
                 bad: bad.to_vec(),
             });

@@ -30,6 +30,9 @@ use crate::ids::ServerId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadRepair {
     pub chunk: String,
+    /// The checksum the manifest records: a rewritten copy counts only when its server
+    /// acknowledges storing exactly this.
+    pub checksum: String,
     pub good: ServerId,
     pub bad: Vec<ServerId>,
 }
@@ -92,6 +95,7 @@ pub enum Action {
     /// them, since they hold a good copy again once rewritten.
     Rewrite {
         chunk: String,
+        checksum: String,
         from: ServerId,
         to: Vec<ServerId>,
     },
@@ -129,6 +133,9 @@ pub enum ChunkRepair {
 pub struct ChunkCopy {
     pub chunk: String,
     pub len: u64,
+    /// The checksum the manifest records: a copy counts only when its server acknowledges
+    /// storing exactly this.
+    pub checksum: String,
     pub from: ServerId,
     /// Servers that do not hold the chunk yet.
     pub to: Vec<ServerId>,
@@ -223,6 +230,7 @@ pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
         if by_id.contains_key(&rr.good) && !to.is_empty() {
             actions.push(Action::Rewrite {
                 chunk: rr.chunk.clone(),
+                checksum: rr.checksum.clone(),
                 from: rr.good.clone(),
                 to,
             });
@@ -433,6 +441,7 @@ fn repair_chunk(
     let copy = ChunkCopy {
         chunk: c.id.clone(),
         len: c.len,
+        checksum: c.checksum.clone(),
         from,
         to,
         reason,
@@ -789,12 +798,14 @@ mod tests {
         w.reads = vec![
             ReadRepair {
                 chunk: "x-0".into(),
+                checksum: "crc32c:00000000".into(),
                 good: sid("c"),
                 bad: sids(&["a", "unknown", "b"]),
             },
             // A good copy on a server this leader does not know cannot be copied from.
             ReadRepair {
                 chunk: "x-0".into(),
+                checksum: "crc32c:00000000".into(),
                 good: sid("unknown"),
                 bad: sids(&["a"]),
             },
@@ -804,6 +815,7 @@ mod tests {
             p.actions,
             [Action::Rewrite {
                 chunk: "x-0".into(),
+                checksum: "crc32c:00000000".into(),
                 from: sid("c"),
                 to: sids(&["a", "b"]),
             }],
@@ -890,6 +902,7 @@ mod tests {
             .holds("c", &["x-0"]);
         w.reads = vec![ReadRepair {
             chunk: "x-0".into(),
+            checksum: "crc32c:00000000".into(),
             good: sid("a"),
             bad: sids(&["b"]),
         }];

@@ -163,6 +163,7 @@ mod tests {
         ChunkRepair::Copy(ChunkCopy {
             chunk: chunk.into(),
             len,
+            checksum: "crc32c:00000000".into(),
             from: ServerId::new("a").unwrap(),
             to: to.iter().map(|t| ServerId::new(*t).unwrap()).collect(),
             reason: CopyReason::Dead,
