@@ -481,3 +481,94 @@ fn a_server_that_claims_copies_without_the_secret_is_not_counted() {
         }
     }
 }
+
+/// Repair, like an upload, counts a copy only with the target's own signed acknowledgement:
+/// a copy the liar claims to have stored never enters a manifest.
+#[test]
+fn repair_does_not_count_copies_a_target_claims_without_its_acknowledgement() {
+    let mut grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 3,
+            session_timeout: "2s".into(),
+            dead_after: "2s".into(),
+            ..GridOptions::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(30));
+    let data = random(300_000);
+    let r = admin()
+        .put(format!("{base}/v1/files/liar/repaired"))
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(liar(listener));
+    let zk = rt
+        .block_on(zookeeper_client::Client::connect(&grid.zk.hosts()))
+        .unwrap();
+    let record = serde_json::json!({"v": 1, "id": "cluster_server_liar", "host": "127.0.0.1",
+        "port": port, "capacity_bytes": 1u64 << 40, "used_bytes": 0, "started_at": 0});
+    rt.block_on(zk.create(
+        "/distributed_file_grid/cluster_servers/cluster_server_liar",
+        &serde_json::to_vec(&record).unwrap(),
+        &zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all()),
+    ))
+    .unwrap();
+    wait_until_sync(Duration::from_secs(20), "the liar to be listed", || {
+        let v: Vec<ServerView> = admin()
+            .get(format!("{base}/v1/cluster"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v.iter()
+            .any(|s| s.id.as_str() == "cluster_server_liar")
+            .then_some(())
+    });
+
+    // One of the three real servers dies: the only server left to copy to is the liar.
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    grid.cluster[0].proc.kill9();
+    // A pass after the death that planned copies: under-replicated chunks it found.
+    let pass = wait_until_sync(Duration::from_secs(60), "a pass after the death", || {
+        let r: filegrid_proto::head::RepairReport = admin()
+            .get(format!("{base}/v1/repair"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (r.finished_at > killed_at + 2_000 && !r.in_progress && r.under_replicated > 0).then_some(r)
+    });
+    assert_eq!(
+        pass.copies_made, 0,
+        "the liar's claim was counted: {pass:?}"
+    );
+    let log = grid.heads[0].proc.log();
+    assert!(
+        log.contains("answered stored without a valid acknowledgement"),
+        "the repair never tried the liar"
+    );
+    let replicas = grid.manifest("liar/repaired");
+    for (chunk, r) in &replicas {
+        assert!(
+            !r.iter().any(|s| s == "cluster_server_liar"),
+            "{chunk}: the liar entered the manifest: {r:?}"
+        );
+        assert!(r.len() >= 2, "{chunk}: replicas lost: {r:?}");
+    }
+    let back = admin()
+        .get(format!("{base}/v1/files/liar/repaired"))
+        .send()
+        .unwrap();
+    assert_eq!(back.bytes().unwrap().as_ref(), data.as_slice());
+}

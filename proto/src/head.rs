@@ -239,8 +239,9 @@ pub struct RepairReport {
     /// A pass is making copies now; the figures below are live while it does.
     #[serde(default)]
     pub in_progress: bool,
-    /// Chunk copies (one per new replica) the current or last pass planned and has not made
-    /// yet: after a pass, those that failed (the next pass plans them again).
+    /// Chunk copies (one per new replica) the current pass planned and has not tried yet; 0
+    /// after a pass. A copy that failed is not left: the next pass plans it again, and until
+    /// then its chunk counts in `under_replicated`.
     #[serde(default)]
     pub chunks_left: u64,
     /// Bytes of those copies.
