@@ -86,15 +86,17 @@ pub struct ClusterServer {
     pub proc: Proc,
 }
 
+/// Fields drop in declaration order: the processes stop first, then ZooKeeper, and the
+/// directory they all write to goes last.
 pub struct Grid {
-    pub zk: ZkServer,
-    pub dir: tempfile::TempDir,
     pub heads: Vec<Head>,
     pub cluster: Vec<ClusterServer>,
+    pub zk: ZkServer,
     pub options: GridOptions,
     /// The grid's CA, when `options.tls`.
     pub tls: Option<GridTls>,
     node_bin: PathBuf,
+    pub dir: tempfile::TempDir,
 }
 
 impl Grid {
