@@ -300,7 +300,8 @@ build_zookeeper() {
 build_prometheus() {
     require_base
     docker_build "filegrid/prometheus:$TAG" "$DOCKER_DIR/prometheus/Dockerfile" \
-        "$DOCKER_DIR/prometheus/prometheus.yml" "$DOCKER_DIR/healthcheck.sh"
+        "$DOCKER_DIR/prometheus/prometheus.yml" "$DOCKER_DIR/prometheus/start-prometheus.sh" \
+        "$DOCKER_DIR/healthcheck.sh"
 }
 
 build_operator() {

@@ -5,8 +5,10 @@ set -eu
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-# tini runs as PID 1 so signals reach the node and exited children are reaped.
-apt-get install -y --no-install-recommends tini
+# tini runs as PID 1 so signals reach the node and exited children are reaped. openssl makes
+# the compose stack's CA and certificates (init-secrets.sh), a cluster container's own
+# certificate (entrypoint.sh), and lets the health check speak TLS (healthcheck.sh).
+apt-get install -y --no-install-recommends tini openssl
 rm -rf /var/lib/apt/lists/*
 
 groupadd --system --gid 10001 filegrid

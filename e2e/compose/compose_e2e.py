@@ -8,8 +8,11 @@ function; a case fails by raising AssertionError (or any error) and the summary 
 Waits poll a condition until a deadline; nothing sleeps and hopes.
 
 The stack runs as users get it: secured, with the secrets the `secrets` service made on the first
-`up`. The suite reads the admin credential (and, to sign chunk requests as a deposed leader would,
-the cluster secret) from that volume through the test client.
+`up`, and TLS on every FileGrid listener. The suite reads the admin credential, the CA certificate
+(and, to sign chunk requests as a deposed leader would, the cluster secret) from that volume
+through the test client; inside containers it speaks TLS with `openssl s_client`, verifying the
+certificate against the CA and the name it connects to. The last case runs the stack again with
+FILEGRID_INSECURE=true (plain http).
 
 Standard library only.
 """
@@ -24,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,6 +56,12 @@ CLIENT_DIR = "/var/lib/filegrid/e2e"
 SECRETS_DIR = "/etc/filegrid/secrets"
 SECRET_FILES = ["cluster-secret", "zk-auth", "admin-token", "credentials.toml",
                 "client/filegrid/credentials"]
+TLS_DIR = f"{SECRETS_DIR}/tls"
+CA_FILE = f"{TLS_DIR}/ca.pem"
+# The certificates of the fixed-name services (and the cluster issuer), with their keys.
+TLS_NAMES = ["cluster-issuer", "head-server-1", "head-server-2", "zk-head-monitor", "test-client"]
+TLS_FILES = ["ca.pem"] + [f"{n}.{ext}" for n in TLS_NAMES for ext in ("pem", "key")]
+PLAIN_ON_TLS = b"this port speaks TLS"
 
 # Deadlines in seconds (override with FILEGRID_E2E_<NAME>).
 def _deadline(name, default):
@@ -212,8 +222,15 @@ class Grid:
         self.env.pop("FILEGRID_INSECURE", None)
         self.files = {}  # remote path -> (size, sha256)
         self.network = None
+        self.tls = True  # the stack as shipped; the insecure case turns it off
+        self.workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"fg-e2e-{project}"
         self._token = None
         self._cluster_secret = None
+        self._ssl = None
+
+    @property
+    def scheme(self):
+        return "https" if self.tls else "http"
 
     # -- compose and docker ------------------------------------------------------------------
 
@@ -259,6 +276,29 @@ class Grid:
         status, health = self.state(cid)
         return status == "running" and health in ("healthy", "none")
 
+    def down_keeping_volumes(self):
+        """`down` (the named volumes stay). Containers' anonymous volumes (cluster servers'
+        chunks) do not come back after `down`: they are removed with their containers, so the
+        run leaves nothing behind."""
+        anonymous = []
+        for s in ALWAYS_UP:
+            for c in self.containers(s, include_stopped=True):
+                out = run(["docker", "inspect", "-f",
+                           "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", c])
+                anonymous += [v for v in out.stdout.decode().split()
+                              if re.fullmatch(r"[0-9a-f]{64}", v)]
+        self.dc("down", "--timeout", "5")
+        for v in anonymous:
+            run(["docker", "volume", "rm", v], check=False)
+
+    def all_healthy(self):
+        """True once every service has healthy containers; else (False, what is not)."""
+        self.crash_loops()
+        bad = [f"{s}/{c[:12]}: {' '.join(self.state(c))}" for s in ALWAYS_UP
+               for c in self.containers(s, include_stopped=True) if not self.healthy(c)]
+        bad += [f"{s}: no container" for s in ALWAYS_UP if not self.containers(s)]
+        return not bad or (False, bad)
+
     def exec(self, cid, *cmd, check=True, timeout=120, input_bytes=None):
         flags = ["-i"] if input_bytes is not None else []
         return run(["docker", "exec", *flags, cid, *cmd], check=check, timeout=timeout,
@@ -281,6 +321,30 @@ class Grid:
     def auth_headers(self):
         return {"Authorization": f"Bearer {self.token()}"}
 
+    def ca_file(self):
+        """The stack's CA certificate, copied to the host (for urllib, aws-cli and the CLI)."""
+        path = self.workdir / "ca.pem"
+        if not path.exists():
+            pem = self.secret("tls/ca.pem")
+            assert pem.startswith("-----BEGIN CERTIFICATE-----"), "tls/ca.pem is not a PEM certificate"
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            path.write_text(pem + "\n")
+        return path
+
+    def ssl_context(self):
+        """Trusts the stack's CA only, and checks host names (127.0.0.1 is in the heads' certificates)."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_file()))
+        return self._ssl
+
+    def host_url(self, port, path):
+        return f"{self.scheme}://127.0.0.1:{port}{path}"
+
+    def urlopen(self, req, timeout):
+        """urllib from the host: https with the stack's CA when TLS is on."""
+        return urllib.request.urlopen(req, timeout=timeout,
+                                      context=self.ssl_context() if self.tls else None)
+
     def peer_auth(self, signer, method, path, epoch=None, content_length=None):
         """An x-filegrid-peer-auth value signed with the cluster secret as `signer`
         (docs/security.md, "Peer authentication")."""
@@ -298,29 +362,44 @@ class Grid:
 
     # -- HTTP from inside the grid network ----------------------------------------------------
 
-    def http(self, cid, host, port, path, method="GET", headers=None, body=None, anonymous=False):
-        """One HTTP/1.0 request made from container cid (bash /dev/tcp); (status, body).
+    def http(self, cid, host, port, path, method="GET", headers=None, body=None, anonymous=False,
+             tls=None):
+        """One HTTP/1.0 request made from container cid; (status, body).
 
-        It carries the admin credential unless `anonymous`."""
+        Over TLS (the stack's setting unless `tls` says otherwise) it goes through `openssl
+        s_client`, which must verify the certificate against the stack's CA and, unless the
+        host is loopback (cluster servers' certificates name their address, not 127.0.0.1),
+        the host name or IP address; plain, through bash's /dev/tcp. It carries the admin
+        credential unless `anonymous`."""
+        tls = self.tls if tls is None else tls
+        scheme = "https" if tls else "http"
         headers = dict(headers or {})
         if not anonymous:
             headers.update(self.auth_headers())
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         if body is not None:
             extra += f"Content-Length: {len(body)}\r\n"
-        script = ('exec 3<>"/dev/tcp/$1/$2" || exit 7; '
-                  'printf "%s %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n%s\\r\\n" '
-                  '"$3" "$4" "$1" "$5" >&3; '
-                  '[ "$6" = body ] && cat >&3; cat <&3')
+        request = ('printf "%s %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n%s\\r\\n" '
+                   '"$3" "$4" "$1" "$5"; [ "$6" = body ] && cat')
+        if tls:
+            verify = ""
+            if host not in ("127.0.0.1", "localhost"):
+                kind = "ip" if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", host) else "hostname"
+                verify = f'-verify_{kind} "$1"'
+            script = (f'{{ {request}; }} | openssl s_client -quiet -connect "$1:$2" '
+                      f'-CAfile {CA_FILE} -verify_return_error {verify} 2>/dev/null')
+        else:
+            script = f'exec 3<>"/dev/tcp/$1/$2" || exit 7; {{ {request}; }} >&3; cat <&3'
         proc = self.exec(cid, "timeout", "10", "bash", "-c", script, "http", host, str(port),
                          method, path, extra, "body" if body is not None else "none",
                          check=False, timeout=30, input_bytes=body)
-        if proc.returncode != 0:
-            raise AssertionError(f"{method} http://{host}:{port}{path} from {cid[:12]}: no answer")
+        if proc.returncode != 0 and not proc.stdout:
+            raise AssertionError(f"{method} {scheme}://{host}:{port}{path} from {cid[:12]}: no answer "
+                                 f"(exit {proc.returncode})")
         head, _, body = proc.stdout.partition(b"\r\n\r\n")
         status_line = head.split(b"\r\n", 1)[0].decode(errors="replace").split()
         if len(status_line) < 2:
-            raise AssertionError(f"{method} http://{host}:{port}{path}: malformed reply {head[:80]!r}")
+            raise AssertionError(f"{method} {scheme}://{host}:{port}{path}: malformed reply {head[:80]!r}")
         return int(status_line[1]), body
 
     def local_metrics(self, cid, port):
@@ -374,24 +453,24 @@ class Grid:
     def head_url(self):
         leader = self.leader()
         if leader:
-            return f"http://{leader['host']}:{leader['api_port']}"
+            return f"{self.scheme}://{leader['host']}:{leader['api_port']}"
         for s in HEADS:
             if self.containers(s):
-                return f"http://{s}:{API_PORT}"
+                return f"{self.scheme}://{s}:{API_PORT}"
         raise AssertionError("no head is running")
 
     def running_heads(self):
-        heads = [f"http://{s}:{API_PORT}" for s in HEADS if self.containers(s)]
+        heads = [f"{self.scheme}://{s}:{API_PORT}" for s in HEADS if self.containers(s)]
         assert heads, "no head is running"
         return heads
 
     def cli(self, *args, check=True, cid=None, head=None, timeout=300):
-        """The CLI with the admin credential (the test client also has it in its config
-        directory; other containers get it here)."""
+        """The CLI with the admin credential and the CA (the test client also has them in its
+        environment; other containers get them here)."""
         cid = cid or self.client()
         head = head or self.head_url()
-        return self.exec(cid, "env", f"FILEGRID_TOKEN={self.token()}", "filegrid", "--head", head,
-                         *args, check=check, timeout=timeout)
+        return self.exec(cid, "env", f"FILEGRID_TOKEN={self.token()}", f"FILEGRID_CA_CERT={CA_FILE}",
+                         "filegrid", "--head", head, *args, check=check, timeout=timeout)
 
     def sha256_in(self, cid, path):
         out = self.exec(cid, "sha256sum", path).stdout.decode().split()
@@ -484,7 +563,7 @@ def single_leader(g):
     ids = sorted(h.get("id") or h.get("server_id") for h in heads)
     assert ids == sorted(HEAD_IDS.values()), f"/v1/heads lists {ids}"
     for s in HEADS:
-        cli = json.loads(g.cli("leader", "--json", head=f"http://{s}:{API_PORT}").stdout)
+        cli = json.loads(g.cli("leader", "--json", head=f"{g.scheme}://{s}:{API_PORT}").stdout)
         assert cli["server_id"] == leader["server_id"], f"CLI via {s} names {cli}"
     log(f"  leader {leader['server_id']} epoch {leader['epoch']}")
 
@@ -519,17 +598,21 @@ def secured_by_default(g):
             bad.append(f"{s}: /v1/leader with the admin credential answered {status}")
         # From the host, through the published port.
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ports[s]}/v1/files", timeout=10) as r:
+            with g.urlopen(g.host_url(ports[s], "/v1/files"), timeout=10) as r:
                 bad.append(f"{s}: anonymous GET /v1/files on host port {ports[s]} answered {r.status}")
         except urllib.error.HTTPError as e:
             if e.code != 401:
                 bad.append(f"{s}: anonymous GET /v1/files on host port {ports[s]} answered {e.code}")
-    # The secrets are the secrets service's, readable by the grid's user only.
-    modes = g.exec(g.client(), "stat", "-c", "%a %u %n", *[f"{SECRETS_DIR}/{f}" for f in SECRET_FILES])
+    # The secrets are the secrets service's, readable by the grid's user only; so are the TLS
+    # keys, except the CA key, which only the secrets service (root) reads. Certificates are public.
+    want = {f"{SECRETS_DIR}/{f}": ("400", "10001") for f in SECRET_FILES}
+    want.update({f"{TLS_DIR}/{f}": ("444" if f.endswith(".pem") else "400", "10001") for f in TLS_FILES})
+    want[f"{TLS_DIR}/ca.key"] = ("400", "0")
+    modes = g.exec(g.client(), "stat", "-c", "%a %u %n", *want)
     for line in modes.stdout.decode().splitlines():
         mode, uid, name = line.split(" ", 2)
-        if mode != "400" or uid != "10001":
-            bad.append(f"{name}: mode {mode}, owner {uid} (want 400, 10001)")
+        if (mode, uid) != want[name]:
+            bad.append(f"{name}: mode {mode}, owner {uid} (want {', '.join(want[name])})")
     assert not bad, "; ".join(bad)
 
 
@@ -556,6 +639,143 @@ def ops_endpoints(g):
                 elif path == "/metrics" and b"process_resident_memory_bytes" not in body:
                     bad.append(f"{service}/{cid[:12]}:{port}/metrics lacks process metrics")
     assert not bad, "; ".join(bad)
+
+
+def host_cli():
+    """The filegrid CLI built on this machine (docker/build-images.sh builds it for the images)."""
+    override = os.environ.get("FILEGRID_E2E_CLI")
+    if override:
+        return override
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    for build in ("release", "debug"):
+        if (target / build / "filegrid").is_file():
+            return str(target / build / "filegrid")
+    raise AssertionError(f"no filegrid CLI in {target}/release or debug (set FILEGRID_E2E_CLI)")
+
+
+def plain_on_tls_refused(status, body, where):
+    """A plain HTTP request to a TLS port must get the node's 400 that says so."""
+    if status != 400 or PLAIN_ON_TLS not in body:
+        return f"{where}: plain http answered {status} {body[:120]!r} (want 400 '{PLAIN_ON_TLS.decode()}')"
+    return None
+
+
+@case(*HEADS, "cluster-server", "zk-head-monitor", "test-client")
+def tls_on_every_listener(g):
+    """Every FileGrid listener speaks TLS only, with a certificate of the stack's CA for its name.
+
+    Plain http to each API, S3 and metrics port (inside the grid and on the published ports)
+    is answered 400 "this port speaks TLS"; the CLI on the host works with the CA and fails
+    without it; each cluster server's certificate names the address it advertises; and a
+    certificate the cluster issuer signs for a head's name is refused (name constraints)."""
+    assert g.tls, "the stack runs without TLS"
+    bad = []
+    targets = [(s, p) for s in HEADS for p in (API_PORT, NODE_METRICS_PORT, 9000)]
+    targets += [("cluster-server", p) for p in (CLUSTER_PORT, NODE_METRICS_PORT)]
+    targets += [("zk-head-monitor", MONITOR_PORT)]
+    for service, port in targets:
+        for cid in g.containers(service):
+            try:
+                status, body = g.http(cid, "127.0.0.1", port, "/health", anonymous=True, tls=False)
+            except AssertionError as e:
+                bad.append(f"{service}/{cid[:12]}:{port}: {e}")
+                continue
+            bad.append(plain_on_tls_refused(status, body, f"{service}/{cid[:12]}:{port}"))
+    host_ports = [g.env[k] for k in ("FILEGRID_HEAD1_PORT", "FILEGRID_HEAD2_PORT",
+                                     "FILEGRID_S3_PORT", "FILEGRID_S3_PORT2")]
+    for port in host_ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+                status, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        bad.append(plain_on_tls_refused(status, body, f"host port {port}"))
+        # Without the stack's CA the certificate is not trusted.
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=10,
+                                        context=ssl.create_default_context()):
+                bad.append(f"host port {port}: https without the stack's CA was trusted")
+        except urllib.error.URLError as e:
+            if not isinstance(e.reason, ssl.SSLCertVerificationError):
+                bad.append(f"host port {port}: https without the CA failed with {e.reason!r}")
+        # With it the handshake and the name check succeed; the API answers /health, the S3
+        # listener any S3 answer (it takes /health for a bucket).
+        try:
+            with g.urlopen(f"https://127.0.0.1:{port}/health", timeout=10) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        if status != 200 and port in host_ports[:2]:
+            bad.append(f"host port {port}: https /health answered {status}")
+    # The CLI on the host, with and without the CA.
+    cli = host_cli()
+    env = dict(os.environ, FILEGRID_TOKEN=g.token())
+    env.pop("FILEGRID_CA_CERT", None)
+    for port in host_ports[:2]:
+        head = f"https://127.0.0.1:{port}"
+        proc = run([cli, "--head", head, "--ca-cert", str(g.ca_file()), "leader", "--json"],
+                   check=False, env=env, timeout=30)
+        if proc.returncode != 0 or json.loads(proc.stdout or b"{}").get("tls") is not True:
+            bad.append(f"host CLI with the CA via {head}: exit {proc.returncode} "
+                       f"{(proc.stdout + proc.stderr)[-200:]!r}")
+        proc = run([cli, "--head", head, "ls"], check=False, env=env, timeout=30)
+        if proc.returncode == 0 or b"certificate" not in proc.stderr.lower():
+            bad.append(f"host CLI without the CA via {head}: exit {proc.returncode} {proc.stderr[-200:]!r}")
+    # Cluster servers, at the address they advertise, from the test client.
+    leader = wait_for("a leader", g.leader, ELECTION_DEADLINE)
+    if leader.get("tls") is not True:
+        bad.append(f"the leader record says tls {leader.get('tls')!r}")
+    status, body = g.http(g.container(g.leader_service(leader)), "127.0.0.1", API_PORT, "/v1/cluster")
+    assert status == 200, f"/v1/cluster answered {status}"
+    servers = [s for s in json.loads(body) if s.get("state") == "live"]
+    assert servers, "no live cluster server"
+    for server in servers:
+        try:
+            status, _ = g.http(g.client(), server["host"], server["port"], "/health", anonymous=True)
+            if status != 200:
+                bad.append(f"{server['id']} at {server['host']}: /health answered {status}")
+        except AssertionError as e:
+            bad.append(f"{server['id']}: its certificate does not verify for {server['host']}: {e}")
+    bad.append(issuer_name_constraints(g))
+    bad = [b for b in bad if b]
+    assert not bad, "; ".join(bad)
+    log(f"  TLS only on {len(targets)} listener kinds and {len(host_ports)} host ports; "
+        f"{len(servers)} cluster certificates name their address")
+
+
+def issuer_name_constraints(g):
+    """A cluster container serves certificates it signs with the cluster issuer: one for its own
+    address must be accepted by the CLI, one that also names head-server-1 must be refused."""
+    cid = g.container("cluster-server")
+    ip = g.exec(cid, "bash", "-c", "getent hosts \"$(hostname)\" | awk '{print $1; exit}'").stdout.decode().strip()
+    assert ip, f"no address for {cid[:12]}"
+    issue = ('set -e; d=$(mktemp -d); cd "$d"; '
+             'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k -out csr -subj /CN=e2e 2>/dev/null; '
+             'printf "subjectAltName=%s\\n" "$1" > ext; '
+             f'openssl x509 -req -in csr -CA {TLS_DIR}/cluster-issuer.pem -CAkey {TLS_DIR}/cluster-issuer.key '
+             '-set_serial 7 -days 1 -extfile ext -out leaf 2>/dev/null; '
+             # One connection, then it exits; a deadline in case none comes.
+             f'exec timeout 60 openssl s_server -quiet -naccept 1 -www -accept "$2" -cert leaf -key k '
+             f'-cert_chain {TLS_DIR}/cluster-issuer.pem')
+    outcome = {}
+    for label, san, port in (("own address", f"IP:{ip}", 9443),
+                             ("head-server-1", f"IP:{ip},DNS:head-server-1", 9444)):
+        run(["docker", "exec", "-d", cid, "bash", "-c", issue, "issue", san, str(port)])
+
+        def attempt():
+            proc = g.exec(g.client(), "filegrid", "--head", f"https://{ip}:{port}", "--timeout", "5s",
+                          "leader", check=False, timeout=30)
+            err = proc.stderr.decode(errors="replace")
+            # Not listening yet: try again; any other answer is the outcome.
+            return (False, err) if "refused" in err.lower() else err
+
+        outcome[label] = wait_for(f"the test server on {ip}:{port}", attempt, 30, 0.5)
+    if "NameConstraint" in outcome["own address"] or "certificate" in outcome["own address"]:
+        return f"a certificate of the cluster issuer for {ip} was refused: {outcome['own address'][-200:]}"
+    if "NameConstraint" not in outcome["head-server-1"]:
+        return ("a certificate of the cluster issuer naming head-server-1 was not refused for its "
+                f"name constraints: {outcome['head-server-1'][-200:]}")
+    return None
 
 
 @case("test-client", *HEADS, "cluster-server")
@@ -596,9 +816,9 @@ def host_ports_of_both_heads_serve_files(g):
     remote = f"e2e-{g.project[-6:]}/via-host-{standby}.bin"
 
     def call(service, method, data=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{ports[service]}/v1/files/{remote}",
+        req = urllib.request.Request(g.host_url(ports[service], f"/v1/files/{remote}"),
                                      data=data, method=method, headers=g.auth_headers())
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with g.urlopen(req, timeout=60) as r:
             return r.status, r.read()
 
     status, _ = call(standby, "PUT", body)
@@ -634,7 +854,9 @@ def s3_through_both_heads(g):
     (work / "up.bin").write_bytes(body)
 
     def s3(service, *args):
-        return run([aws, "--endpoint-url", f"http://127.0.0.1:{ports[service]}", *args], env=env)
+        # The S3 listener speaks TLS like the API: trust the stack's CA (and check the name).
+        return run([aws, "--endpoint-url", g.host_url(ports[service], ""),
+                    "--ca-bundle", str(g.ca_file()), *args], env=env)
 
     try:
         s3(standby, "s3", "mb", f"s3://{bucket}")
@@ -644,9 +866,9 @@ def s3_through_both_heads(g):
         listing = s3(standby, "s3", "ls", f"s3://{bucket}/dir/").stdout.decode()
         assert f"{len(body)} up.bin" in listing, listing
         req = urllib.request.Request(
-            f"http://127.0.0.1:{g.env['FILEGRID_HEAD1_PORT']}/v1/files/{bucket}/dir/up.bin",
+            g.host_url(g.env["FILEGRID_HEAD1_PORT"], f"/v1/files/{bucket}/dir/up.bin"),
             headers=g.auth_headers())
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with g.urlopen(req, timeout=60) as r:
             assert r.read() == body, "the native API reads other bytes"
         s3(standby, "s3", "rm", "--recursive", f"s3://{bucket}/")
         s3(standby, "s3", "rb", f"s3://{bucket}")
@@ -785,8 +1007,10 @@ def partition_fencing(g):
     g.exec(cid, "bash", "-c", "head -c 4096 /dev/urandom > /tmp/fenced.bin")
     fenced_remote = f"e2e-{run_id}/fenced.bin"
     proc = g.cli("put", "/tmp/fenced.bin", fenced_remote, check=False, cid=cid,
-                 head=f"http://127.0.0.1:{API_PORT}", timeout=60)
+                 head=f"{g.scheme}://127.0.0.1:{API_PORT}", timeout=60)
     assert proc.returncode != 0, f"the cut-off head {old} accepted a write"
+    assert b"certificate" not in proc.stderr, \
+        f"the write failed for a TLS reason, not fencing: {proc.stderr[-300:]!r}"
     g.fenced_remote = fenced_remote
     # Positive control: the new leader takes writes.
     tc = g.client()
@@ -910,6 +1134,10 @@ def prometheus_targets_up(g):
         counts = {job: len(by_job.get(job, [])) for job in want}
         down = [f"{t['labels']['job']}/{t['labels']['instance']}: {t['health']} {t['lastError']}"
                 for t in active if t["health"] != "up"]
+        # The FileGrid jobs scrape over TLS (verified: no job skips verification).
+        schemes = {t["scrapeUrl"].split("://")[0] for t in active if t["labels"]["job"] != "prometheus"}
+        if schemes != {g.scheme}:
+            down.append(f"FileGrid targets scraped over {sorted(schemes)}, want {g.scheme}")
         return (counts == want and not down) or (False, counts, want, down[:5])
 
     wait_for("every Prometheus target up", targets, 60, 2)
@@ -982,20 +1210,11 @@ def secrets_survive_down_and_up(g):
     """`down` then `up -d` keeps the secrets: none made again, the grid healthy and usable.
 
     The admin credential stays valid and ZooKeeper stays readable with the kept credential."""
-    before = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in SECRET_FILES}
+    # Every secret and TLS file but the CA key, which the test client cannot read.
+    kept = SECRET_FILES + [f"tls/{f}" for f in TLS_FILES]
+    before = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in kept}
     token = g.token()
-    # Containers' anonymous volumes (cluster servers' chunks) do not come back after `down`:
-    # remove them with their containers, so the run leaves nothing behind.
-    anonymous = []
-    for s in ALWAYS_UP:
-        for c in g.containers(s, include_stopped=True):
-            out = run(["docker", "inspect", "-f",
-                       "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", c])
-            anonymous += [v for v in out.stdout.decode().split()
-                          if re.fullmatch(r"[0-9a-f]{64}", v)]
-    g.dc("down", "--timeout", "5")
-    for v in anonymous:
-        run(["docker", "volume", "rm", v], check=False)
+    g.down_keeping_volumes()
     up = g.dc("up", "-d", check=False)
     assert up.returncode == 0, f"up after down failed: {up.stderr.decode(errors='replace')[-400:]}"
 
@@ -1009,21 +1228,50 @@ def secrets_survive_down_and_up(g):
     assert "made " not in runs and "kept cluster-secret" in runs, \
         f"the secrets service did not keep every secret: {runs[-600:]}"
 
-    def all_healthy():
-        g.crash_loops()
-        bad = [f"{s}/{c[:12]}: {' '.join(g.state(c))}" for s in ALWAYS_UP
-               for c in g.containers(s, include_stopped=True) if not g.healthy(c)]
-        bad += [f"{s}: no container" for s in ALWAYS_UP if not g.containers(s)]
-        return not bad or (False, bad)
-
-    wait_for("every service healthy after down and up", all_healthy, STACK_DEADLINE, 2)
+    wait_for("every service healthy after down and up", g.all_healthy, STACK_DEADLINE, 2)
     g._token = None
-    after = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in SECRET_FILES}
+    after = {f: hashlib.sha256(g.secret(f).encode()).hexdigest() for f in kept}
     assert after == before, f"secrets changed across down/up: {sorted(k for k in after if after[k] != before[k])}"
     assert g.token() == token
     leader = wait_for("a leader after down and up", g.leader, ELECTION_DEADLINE)
     log(f"  same secrets; {leader['server_id']} leads at epoch {leader['epoch']} with the kept "
         f"ZooKeeper credential")
+
+
+@case("secrets", *ALWAYS_UP)
+def insecure_stack_plain_http(g):
+    """`FILEGRID_INSECURE=true`: the same volumes run without credentials and without TLS.
+
+    Every service becomes healthy; the heads answer plain http without a credential on the
+    published ports and refuse a TLS handshake; Prometheus scrapes plain http; the test
+    client's CLI works with an http:// head."""
+    g.down_keeping_volumes()
+    g.env["FILEGRID_INSECURE"] = "true"
+    g.tls = False
+    up = g.dc("up", "-d", check=False)
+    assert up.returncode == 0, f"insecure up failed: {up.stderr.decode(errors='replace')[-400:]}"
+    wait_for("every service healthy, insecure", g.all_healthy, STACK_DEADLINE, 2)
+    leader = wait_for("a leader, insecure", g.leader, ELECTION_DEADLINE)
+    assert leader.get("tls") is False, f"the leader record says tls {leader.get('tls')!r}"
+    bad = []
+    for key in ("FILEGRID_HEAD1_PORT", "FILEGRID_HEAD2_PORT"):
+        port = g.env[key]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/leader", timeout=10) as r:
+            if r.status != 200:
+                bad.append(f"anonymous http /v1/leader on host port {port} answered {r.status}")
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=10,
+                                        context=g.ssl_context()):
+                bad.append(f"host port {port} completed a TLS handshake on an insecure stack")
+        except (urllib.error.URLError, ssl.SSLError, ConnectionError):
+            pass
+    out = g.exec(g.client(), "filegrid", "--head", f"http://head-server-2:{API_PORT}", "leader",
+                 "--json", check=False)
+    if out.returncode != 0:
+        bad.append(f"test client CLI over http failed: {out.stderr[-200:]!r}")
+    assert not bad, "; ".join(bad)
+    prometheus_targets_up(g)
+    log(f"  insecure: {leader['server_id']} leads over plain http; Prometheus scrapes http")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1113,6 +1361,7 @@ def main():
         else:
             log("tearing down (down -v)")
             g.dc("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+        shutil.rmtree(g.workdir, ignore_errors=True)
 
     print()
     print(f"{'case':38} {'result':6} {'time':>7}")
