@@ -7,8 +7,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # tini runs as PID 1 so signals reach the node and exited children are reaped. openssl makes
 # the compose stack's CA and certificates (init-secrets.sh), a cluster container's own
-# certificate (entrypoint.sh), and lets the health check speak TLS (healthcheck.sh).
-apt-get install -y --no-install-recommends tini openssl
+# certificate (entrypoint.sh), and lets the health check speak TLS (healthcheck.sh). curl is
+# for people debugging from inside a pod or container (`curl -T`, and S3 calls with
+# `--aws-sigv4`); the Kubernetes e2e suite uses it for both.
+apt-get install -y --no-install-recommends tini openssl curl
 rm -rf /var/lib/apt/lists/*
 
 groupadd --system --gid 10001 filegrid
