@@ -457,6 +457,7 @@ fn children_after_secrets(existing_cluster: Reply, monitor: bool) -> Vec<Expect>
     if monitor {
         s.push(apply(&format!("{NS}/services/demo-monitor")));
     }
+    s.push(head_lookup(APPS, "demo-head", not_found()));
     s.push(apply(&format!("{APPS}/statefulsets/demo-head")));
     s.push(expect(
         Method::GET,
@@ -464,6 +465,11 @@ fn children_after_secrets(existing_cluster: Reply, monitor: bool) -> Vec<Expect>
         existing_cluster,
     ));
     s
+}
+
+/// The read of the head StatefulSet before it is applied (is it `OnDelete` yet?).
+fn head_lookup(apps: &str, name: &str, reply: Reply) -> Expect {
+    expect(Method::GET, &format!("{apps}/statefulsets/{name}"), reply)
 }
 
 fn after_cluster_script(monitor: bool) -> Vec<Expect> {
@@ -1051,6 +1057,7 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
         apply(&format!("{ns}/services/files-head")),
         apply(&format!("{ns}/services/files-cluster-headless")),
         apply(&format!("{ns}/services/files-monitor")),
+        head_lookup(&apps, "files-head", not_found()),
         apply(&format!("{apps}/statefulsets/files-head")),
         expect(
             Method::GET,
@@ -1790,6 +1797,7 @@ async fn a_pod_on_a_deleted_node_is_skipped_and_zone_warnings_come_once_per_caus
             apply(&format!("{ns}/services/files-head")),
             apply(&format!("{ns}/services/files-cluster-headless")),
             apply(&format!("{ns}/services/files-monitor")),
+            head_lookup(&apps, "files-head", not_found()),
             apply(&format!("{apps}/statefulsets/files-head")),
             expect(
                 Method::GET,

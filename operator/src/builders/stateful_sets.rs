@@ -1,6 +1,6 @@
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-    StatefulSetUpdateStrategy,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector,
@@ -61,9 +61,11 @@ pub fn head_stateful_set(grid: &ValidGrid) -> StatefulSet {
             selector: selector(grid, Role::Head),
             service_name: Some(names::head_headless(grid)),
             pod_management_policy: Some("Parallel".to_string()),
+            // The operator replaces head pods itself, standbys first and the leader last
+            // (`rollout::next_head_step`); the controller never restarts one on its own.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_string()),
-                ..Default::default()
+                type_: Some(crate::rollout::ON_DELETE.to_string()),
+                rolling_update: None,
             }),
             template: pod_template(
                 grid,
@@ -170,16 +172,21 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
         }),
         ..PersistentVolumeClaim::default()
     };
-    StatefulSet {
+    let mut sts = StatefulSet {
         metadata: metadata(grid, names::cluster(grid), role_labels(grid, Role::Cluster)),
         spec: StatefulSetSpec {
             replicas: Some(replicas),
             selector: selector(grid, Role::Cluster),
             service_name: Some(names::cluster_headless(grid)),
             pod_management_policy: Some("Parallel".to_string()),
+            // The operator lowers the partition one pod at a time, when the grid can spare
+            // the next one (`rollout::next_partition`); 0 for a StatefulSet being created.
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".to_string()),
-                ..Default::default()
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
+                    ..RollingUpdateStatefulSetStrategy::default()
+                }),
             }),
             template: pod_template(
                 grid,
@@ -202,7 +209,9 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
-    }
+    };
+    crate::rollout::stamp_template(&mut sts);
+    sts
 }
 
 /// Waits (bounded) for the operator to publish the node's zone; on timeout the kubelet retries.
