@@ -75,7 +75,7 @@ pub struct Context {
     pub warnings: Arc<Mutex<Warnings>>,
     /// Per grid, the repair pass the cluster rollout's next step must come after. Kept in
     /// memory only: an operator that restarts waits for one more pass, never for fewer.
-    marks: Mutex<HashMap<String, rollout::Mark>>,
+    pub marks: Arc<Mutex<HashMap<String, rollout::Mark>>>,
 }
 
 impl Context {
@@ -88,7 +88,7 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             warnings: Arc::default(),
-            marks: Mutex::default(),
+            marks: Arc::default(),
         }
     }
 

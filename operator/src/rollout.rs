@@ -566,3 +566,398 @@ fn head_wait(w: &HeadWait) -> String {
         HeadWait::NoLeader => "held: no leader head answers".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEW: &str = "r2";
+    const OLD: &str = "r1";
+    const SHA: &str = "abc";
+
+    fn set(partition: i32, updated: i32) -> SetView {
+        SetView {
+            replicas: 3,
+            strategy: Some("RollingUpdate".into()),
+            partition: Some(partition),
+            generation: Some(2),
+            observed_generation: Some(2),
+            current_revision: Some(OLD.into()),
+            update_revision: Some(NEW.into()),
+            updated_replicas: updated,
+            template_sha256: Some(SHA.into()),
+        }
+    }
+
+    fn pod(ordinal: i32, revision: &str, ready: bool) -> PodView {
+        PodView {
+            name: format!("g-cluster-{ordinal}"),
+            uid: Some(format!("uid-{ordinal}")),
+            ordinal,
+            revision: Some(revision.into()),
+            ready,
+            terminating: false,
+        }
+    }
+
+    /// Pods 0..3, those at or above `from` on the new revision, all Ready.
+    fn pods_from(from: i32) -> Vec<PodView> {
+        (0..3)
+            .map(|o| pod(o, if o >= from { NEW } else { OLD }, true))
+            .collect()
+    }
+
+    fn seen(under: u64, finished_at: u64) -> RepairSeen {
+        RepairSeen {
+            epoch: 7,
+            report: RepairReport {
+                under_replicated: under,
+                finished_at,
+                ..RepairReport::default()
+            },
+        }
+    }
+
+    fn input<'a>(
+        existing: Option<&'a SetView>,
+        pods: &'a [PodView],
+        repair: Option<&'a RepairSeen>,
+        mark: Option<&'a Mark>,
+    ) -> ClusterInput<'a> {
+        ClusterInput {
+            existing,
+            desired_sha256: SHA,
+            replicas: 3,
+            pods,
+            repair,
+            mark,
+        }
+    }
+
+    #[test]
+    fn a_new_stateful_set_and_new_pods_are_never_held() {
+        let plan = next_partition(&input(None, &[], None, None));
+        assert_eq!(plan.partition, 0);
+        assert_eq!(plan.rollout, None);
+        // A scale-up from 3 to 5 with nothing rolling: pods 3 and 4 start on the template.
+        let done = SetView {
+            current_revision: Some(NEW.into()),
+            updated_replicas: 3,
+            ..set(3, 3)
+        };
+        let plan = next_partition(&ClusterInput {
+            replicas: 5,
+            ..input(Some(&done), &[], None, None)
+        });
+        assert_eq!(plan.partition, 3);
+    }
+
+    #[test]
+    fn a_new_template_holds_every_existing_pod_until_the_controller_has_seen_it() {
+        // Steady state with partition 0 (a StatefulSet of an earlier operator, or after the
+        // last step): the new template comes with partition = size.
+        let old = SetView {
+            template_sha256: Some("old".into()),
+            partition: Some(0),
+            ..set(0, 3)
+        };
+        let plan = next_partition(&input(Some(&old), &[], None, None));
+        assert_eq!(plan.partition, 3);
+        assert!(!cluster_rolling(Some(&old), SHA));
+        // Applied, but the controller has not seen it yet: held where it is.
+        let stale = SetView {
+            observed_generation: Some(1),
+            ..set(3, 0)
+        };
+        assert!(!cluster_rolling(Some(&stale), SHA));
+        assert_eq!(
+            next_partition(&input(Some(&stale), &[], None, None)).partition,
+            3
+        );
+    }
+
+    #[test]
+    fn the_first_step_needs_ready_pods_and_nothing_under_replicated() {
+        let s = set(3, 0);
+        assert!(cluster_rolling(Some(&s), SHA));
+        let pods = pods_from(3);
+        let ok = seen(0, 1_000);
+        let plan = next_partition(&input(Some(&s), &pods, Some(&ok), None));
+        assert_eq!(plan.partition, 2);
+        assert_eq!(
+            plan.rollout.as_ref().and_then(|r| r.restarting.as_deref()),
+            Some("g-cluster-2")
+        );
+        // Chunks short: held.
+        let short = seen(17, 1_000);
+        let plan = next_partition(&input(Some(&s), &pods, Some(&short), None));
+        assert_eq!(plan.partition, 3);
+        assert_eq!(
+            plan.rollout.unwrap().wait,
+            Some(ClusterWait::UnderReplicated(17))
+        );
+        // A pass making copies: held.
+        let mut running = seen(0, 1_000);
+        running.report.in_progress = true;
+        let plan = next_partition(&input(Some(&s), &pods, Some(&running), None));
+        assert_eq!(plan.partition, 3);
+        assert_eq!(plan.rollout.unwrap().wait, Some(ClusterWait::RepairRunning));
+        // No leader: held, never blind.
+        let plan = next_partition(&input(Some(&s), &pods, None, None));
+        assert_eq!(plan.partition, 3);
+        assert_eq!(plan.rollout.unwrap().wait, Some(ClusterWait::NoLeader));
+        // Another pod not Ready: held (one pod down at a time).
+        let mut one_down = pods.clone();
+        one_down[0].ready = false;
+        let plan = next_partition(&input(Some(&s), &one_down, Some(&ok), None));
+        assert_eq!(plan.partition, 3);
+        assert_eq!(
+            plan.rollout.unwrap().wait,
+            Some(ClusterWait::Pod {
+                name: "g-cluster-0".into(),
+                why: PodWait::NotReady
+            })
+        );
+    }
+
+    #[test]
+    fn the_next_step_waits_for_the_restarted_pod_and_a_repair_pass_after_it() {
+        let s = set(2, 1);
+        // Pod 2 still on the old revision (being replaced), or back but not Ready: held.
+        for pods in [pods_from(3), {
+            let mut p = pods_from(2);
+            p[2].ready = false;
+            p
+        }] {
+            let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 1_000)), None));
+            assert_eq!(plan.partition, 2);
+            assert!(matches!(
+                plan.rollout.unwrap().wait,
+                Some(ClusterWait::Pod { .. })
+            ));
+            assert_eq!(plan.mark, None);
+        }
+        // Back and Ready: the latest pass may predate its return, so it is only marked.
+        let pods = pods_from(2);
+        let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 1_000)), None));
+        assert_eq!(plan.partition, 2);
+        let mark = plan.mark.clone().unwrap();
+        assert_eq!(
+            mark,
+            Mark {
+                revision: NEW.into(),
+                partition: 2,
+                epoch: 7,
+                finished_at: 1_000
+            }
+        );
+        assert_eq!(
+            plan.rollout.unwrap().wait,
+            Some(ClusterWait::RepairPass {
+                name: "g-cluster-2".into()
+            })
+        );
+        // The same pass again: still held, the mark kept.
+        let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 1_000)), Some(&mark)));
+        assert_eq!((plan.partition, plan.mark.as_ref()), (2, Some(&mark)));
+        // A later pass that found chunks short (the restarted server's): held.
+        let plan = next_partition(&input(Some(&s), &pods, Some(&seen(4, 2_000)), Some(&mark)));
+        assert_eq!(plan.partition, 2);
+        // A later pass with nothing short: the next pod.
+        let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 2_000)), Some(&mark)));
+        assert_eq!(plan.partition, 1);
+        assert_eq!(plan.mark, None);
+        // A new leader's pass counts too (its clock is its own).
+        let mut other = seen(0, 500);
+        other.epoch = 8;
+        let plan = next_partition(&input(Some(&s), &pods, Some(&other), Some(&mark)));
+        assert_eq!(plan.partition, 1);
+        // A mark of another step or revision does not count.
+        let stale = Mark {
+            partition: 3,
+            ..mark.clone()
+        };
+        let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 2_000)), Some(&stale)));
+        assert_eq!(plan.partition, 2);
+        assert_eq!(plan.mark.unwrap().finished_at, 2_000);
+    }
+
+    #[test]
+    fn every_pod_updated_sets_the_partition_back_to_the_size() {
+        let s = set(0, 3);
+        let plan = next_partition(&input(Some(&s), &pods_from(0), None, None));
+        assert_eq!((plan.partition, plan.rollout), (3, None));
+        // The controller recorded it: steady.
+        let done = SetView {
+            current_revision: Some(NEW.into()),
+            ..set(0, 3)
+        };
+        assert!(!cluster_rolling(Some(&done), SHA));
+        assert_eq!(
+            next_partition(&input(Some(&done), &[], None, None)).partition,
+            3
+        );
+    }
+
+    fn heads(updated: i32) -> SetView {
+        SetView {
+            replicas: 3,
+            strategy: Some(ON_DELETE.into()),
+            partition: None,
+            updated_replicas: updated,
+            template_sha256: None,
+            ..set(0, 0)
+        }
+    }
+
+    fn head(ordinal: i32, revision: &str, ready: bool) -> PodView {
+        PodView {
+            name: format!("g-head-{ordinal}"),
+            ..pod(ordinal, revision, ready)
+        }
+    }
+
+    fn step(set: &SetView, pods: &[PodView], leader: Option<&str>) -> HeadStep {
+        next_head_step(&HeadInput {
+            set,
+            pods,
+            leader,
+            cluster_rolling: false,
+        })
+    }
+
+    #[test]
+    fn heads_roll_standbys_first_highest_ordinal_first_and_the_leader_last() {
+        let s = heads(0);
+        let old = [head(0, OLD, true), head(1, OLD, true), head(2, OLD, true)];
+        let delete = |name: &str, leader: bool| HeadStep::Delete {
+            name: name.into(),
+            uid: Some(format!("uid-{}", &name[name.len() - 1..])),
+            leader,
+        };
+        assert_eq!(step(&s, &old, Some("g-head-0")), delete("g-head-2", false));
+        // The leader is the highest ordinal after a failover: still last.
+        assert_eq!(step(&s, &old, Some("g-head-2")), delete("g-head-1", false));
+        let one_left = [head(0, OLD, true), head(1, NEW, true), head(2, NEW, true)];
+        assert_eq!(
+            step(&heads(2), &one_left, Some("g-head-0")),
+            delete("g-head-0", true)
+        );
+        let all = [head(0, NEW, true), head(1, NEW, true), head(2, NEW, true)];
+        assert_eq!(step(&heads(3), &all, Some("g-head-1")), HeadStep::Done);
+        assert!(!heads_rolling(&heads(3)));
+        assert!(heads_rolling(&heads(2)));
+    }
+
+    #[test]
+    fn heads_wait_for_every_head_ready_a_leader_and_the_cluster() {
+        let s = heads(1);
+        let restarting = [head(0, OLD, true), head(1, OLD, true), head(2, NEW, false)];
+        assert_eq!(
+            step(&s, &restarting, Some("g-head-0")),
+            HeadStep::Wait(HeadWait::Pod {
+                name: "g-head-2".into(),
+                why: PodWait::NotReady
+            })
+        );
+        let mut gone = vec![head(0, OLD, true), head(1, OLD, true)];
+        assert!(matches!(
+            step(&s, &gone, Some("g-head-0")),
+            HeadStep::Wait(HeadWait::Pod { .. })
+        ));
+        gone.push(PodView {
+            terminating: true,
+            ..head(2, OLD, true)
+        });
+        assert!(matches!(
+            step(&s, &gone, Some("g-head-0")),
+            HeadStep::Wait(HeadWait::Pod {
+                why: PodWait::Updating,
+                ..
+            })
+        ));
+        let old = [head(0, OLD, true), head(1, OLD, true), head(2, OLD, true)];
+        assert_eq!(step(&s, &old, None), HeadStep::Wait(HeadWait::NoLeader));
+        let cluster_first = next_head_step(&HeadInput {
+            set: &s,
+            pods: &old,
+            leader: Some("g-head-0"),
+            cluster_rolling: true,
+        });
+        assert_eq!(cluster_first, HeadStep::Wait(HeadWait::Cluster));
+        let stale = SetView {
+            observed_generation: Some(1),
+            ..s
+        };
+        assert_eq!(
+            step(&stale, &old, Some("g-head-0")),
+            HeadStep::Wait(HeadWait::Controller)
+        );
+    }
+
+    #[test]
+    fn the_status_line_says_what_the_rollout_waits_for() {
+        let c = ClusterRollout {
+            updated: 2,
+            replicas: 4,
+            wait: Some(ClusterWait::UnderReplicated(17)),
+            restarting: None,
+        };
+        assert_eq!(
+            describe(Some(&c), None).as_deref(),
+            Some("cluster 2/4 updated, waiting for 17 under-replicated chunks")
+        );
+        let h = HeadStep::Wait(HeadWait::Cluster);
+        assert_eq!(
+            describe(Some(&c), Some(&h)).as_deref(),
+            Some(
+                "cluster 2/4 updated, waiting for 17 under-replicated chunks; heads: waiting \
+                 for the cluster servers to finish (leader last)"
+            )
+        );
+        assert_eq!(describe(None, Some(&HeadStep::Done)), None);
+        let held = ClusterRollout {
+            wait: Some(ClusterWait::NoLeader),
+            ..c
+        };
+        assert!(held_without_leader(Some(&held), None));
+        assert!(held_without_leader(
+            None,
+            Some(&HeadStep::Wait(HeadWait::NoLeader))
+        ));
+        assert!(!held_without_leader(None, Some(&h)));
+    }
+
+    #[test]
+    fn pods_are_read_by_ordinal_revision_and_readiness() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "g-cluster-12", "uid": "u", "labels": {REVISION_LABEL: "r2"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let v = PodView::of(&p, "g-cluster").unwrap();
+        assert_eq!(
+            (v.ordinal, v.ready, v.revision.as_deref()),
+            (12, true, Some("r2"))
+        );
+        assert_eq!(PodView::of(&p, "g-head"), None);
+        assert_eq!(PodView::of(&p, "g-cluster-1"), None);
+    }
+
+    #[test]
+    fn the_template_hash_changes_with_the_template_only() {
+        let mut a = StatefulSet::default();
+        let h = template_sha256(&a);
+        a.metadata.annotations = Some(BTreeMap::from([("x".into(), "y".into())]));
+        assert_eq!(template_sha256(&a), h);
+        a.spec.template.metadata = Some(Default::default());
+        a.spec.template.metadata.as_mut().unwrap().labels =
+            Some(BTreeMap::from([("x".into(), "y".into())]));
+        assert_ne!(template_sha256(&a), h);
+        stamp_template(&mut a);
+        assert_eq!(
+            SetView::of(&a).template_sha256.as_deref(),
+            Some(template_sha256(&a).as_str())
+        );
+    }
+}

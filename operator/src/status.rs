@@ -551,6 +551,82 @@ mod tests {
     }
 
     #[test]
+    fn the_leaders_own_estimate_wins_while_it_has_copies_left() {
+        let t0 = 1_767_225_600_000i64;
+        let report = |eta: Option<u64>, left: u64| RepairReport {
+            under_replicated: 10,
+            finished_at: t0 as u64,
+            chunks_left: left,
+            bytes_left: left * 1024,
+            eta_seconds: eta,
+            ..Default::default()
+        };
+        // 90 s from now (to the second), whatever the trend between passes says.
+        assert_eq!(
+            leader_estimate(&report(Some(90), 5), t0 + 1_500).as_deref(),
+            Some("2026-01-01T00:01:31Z")
+        );
+        assert_eq!(leader_estimate(&report(None, 5), t0), None);
+        assert_eq!(leader_estimate(&report(Some(90), 0), t0), None);
+        assert_eq!(leader_estimate(&report(Some(u64::MAX), 5), t0), None);
+        let previous = FileGridStatus {
+            under_replicated_chunks: Some(20),
+            repair: Some(RepairStatus {
+                last_pass_time: rfc3339_ms((t0 - 60_000) as u64),
+                ..RepairStatus::default()
+            }),
+            ..FileGridStatus::default()
+        };
+        let (_, r) = repair_status(&report(Some(90), 5), Some(&previous), t0);
+        assert_eq!(
+            r.unwrap().estimated_completion_time.as_deref(),
+            Some("2026-01-01T00:01:30Z")
+        );
+        // Without it, the trend: 10 fixed a minute, 10 left.
+        let (_, r) = repair_status(&report(None, 5), Some(&previous), t0);
+        assert_eq!(
+            r.unwrap().estimated_completion_time.as_deref(),
+            Some("2026-01-01T00:01:00Z")
+        );
+    }
+
+    #[test]
+    fn a_rollout_says_what_it_waits_for_and_when_it_is_held() {
+        let o = Observed {
+            desired_heads: 2,
+            ready_heads: 2,
+            desired_cluster: 4,
+            ready_cluster: 4,
+            min_write_replicas: 2,
+            rolled_out: false,
+            leader: None,
+            rollout: Some("cluster 2/4 updated, waiting for 17 under-replicated chunks".into()),
+            ..Observed::default()
+        };
+        let s = reconciled(&o, None);
+        let p = find(&s, PROGRESSING);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "RollingOut")
+        );
+        assert_eq!(
+            s.rollout.as_deref(),
+            Some(
+                "cluster 2/4 updated, waiting for 17 under-replicated chunks (2/2 heads and \
+                 4/4 cluster servers ready)"
+            )
+        );
+        let held = Observed {
+            rollout: Some("cluster 2/4 updated, held: no leader head answers".into()),
+            rollout_held: true,
+            ..o
+        };
+        let s = reconciled(&held, None);
+        assert_eq!(find(&s, PROGRESSING).reason, ROLLOUT_HELD);
+        assert!(s.rollout.unwrap().contains("held: no leader"));
+    }
+
+    #[test]
     fn status_shows_servers_capacity_repair_and_rollout() {
         let o = Observed {
             desired_heads: 2,
