@@ -349,39 +349,43 @@ pub fn next_partition(input: &ClusterInput) -> ClusterPlan {
         // Every pod runs the new revision: the controller records it as current next.
         return quiet(hold_all);
     }
+    // The pass that was the latest when the pods were first seen back (kept while this step
+    // waits): only a later one has seen the restarted pod. Before the first step no pod of
+    // this rollout has restarted, and any pass counts.
+    let kept = input
+        .mark
+        .filter(|m| m.revision == update && m.partition == p)
+        .cloned();
+    let mark = if p < n {
+        kept.clone().or_else(|| {
+            input.repair.map(|seen| Mark {
+                revision: update.to_string(),
+                partition: p,
+                epoch: seen.epoch,
+                finished_at: seen.report.finished_at,
+            })
+        })
+    } else {
+        None
+    };
     let Some(seen) = input.repair else {
-        return hold(ClusterWait::NoLeader, None);
+        return hold(ClusterWait::NoLeader, mark);
     };
     let report = &seen.report;
     if report.in_progress {
-        return hold(ClusterWait::RepairRunning, None);
+        return hold(ClusterWait::RepairRunning, mark);
     }
     if report.under_replicated > 0 {
-        return hold(ClusterWait::UnderReplicated(report.under_replicated), None);
+        let short = ClusterWait::UnderReplicated(report.under_replicated);
+        return hold(short, mark);
     }
-    if report.finished_at == 0 {
-        return hold(ClusterWait::RepairPass { name: name(p) }, None);
-    }
-    if p < n {
-        // A pod of this rollout restarted: only a pass after it was seen back counts.
-        let fresh = match input.mark {
-            Some(m) if m.revision == update && m.partition == p => {
-                (seen.epoch != m.epoch || report.finished_at > m.finished_at).then_some(())
-            }
-            _ => None,
-        };
-        if fresh.is_none() {
-            let mark = match input.mark {
-                Some(m) if m.revision == update && m.partition == p => m.clone(),
-                _ => Mark {
-                    revision: update.to_string(),
-                    partition: p,
-                    epoch: seen.epoch,
-                    finished_at: report.finished_at,
-                },
-            };
-            return hold(ClusterWait::RepairPass { name: name(p) }, Some(mark));
-        }
+    let after_mark = match (&kept, p < n) {
+        (_, false) => true,
+        (Some(m), true) => seen.epoch != m.epoch || report.finished_at > m.finished_at,
+        (None, true) => false,
+    };
+    if report.finished_at == 0 || !after_mark {
+        return hold(ClusterWait::RepairPass { name: name(p) }, mark);
     }
     ClusterPlan {
         partition: p - 1,
