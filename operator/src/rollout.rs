@@ -764,9 +764,12 @@ mod tests {
         // The same pass again: still held, the mark kept.
         let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 1_000)), Some(&mark)));
         assert_eq!((plan.partition, plan.mark.as_ref()), (2, Some(&mark)));
-        // A later pass that found chunks short (the restarted server's): held.
+        // A later pass that found chunks short (the restarted server's): held, the mark kept.
         let plan = next_partition(&input(Some(&s), &pods, Some(&seen(4, 2_000)), Some(&mark)));
-        assert_eq!(plan.partition, 2);
+        assert_eq!((plan.partition, plan.mark.as_ref()), (2, Some(&mark)));
+        // Chunks short when the pod is first seen back: marked all the same.
+        let plan = next_partition(&input(Some(&s), &pods, Some(&seen(4, 1_000)), None));
+        assert_eq!((plan.partition, plan.mark.as_ref()), (2, Some(&mark)));
         // A later pass with nothing short: the next pod.
         let plan = next_partition(&input(Some(&s), &pods, Some(&seen(0, 2_000)), Some(&mark)));
         assert_eq!(plan.partition, 1);
