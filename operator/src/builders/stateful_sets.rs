@@ -3,9 +3,9 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ExecAction, Lifecycle,
+    LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use std::collections::BTreeMap;
@@ -17,6 +17,10 @@ use super::pod::{
 use super::{ZONE_ANNOTATION, metadata, names, role_labels, selector_labels};
 use crate::config::{CLUSTER_PORT, DATA_DIR, HEAD_API_PORT, HEAD_S3_PORT, METRICS_PORT, Role};
 use crate::validate::ValidGrid;
+
+/// Seconds a head pod being deleted keeps serving before its SIGTERM (well below the
+/// termination grace period).
+pub const HEAD_PRE_STOP_SECONDS: u32 = 5;
 
 /// Where cluster pods see their own annotations (the zone) through the downward API.
 pub const PODINFO_DIR: &str = "/etc/podinfo";
@@ -53,6 +57,18 @@ pub fn head_stateful_set(grid: &ValidGrid) -> StatefulSet {
         container_port("metrics", METRICS_PORT),
     ]);
     c.env = Some(server_env(grid, Role::Head));
+    // A deleted head pod leaves the client Service's endpoints while it still serves, so
+    // clients that picked it are not refused before every proxy has caught up; then SIGTERM
+    // (a leader gives up its leadership first, and a standby takes over).
+    c.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".to_string(), HEAD_PRE_STOP_SECONDS.to_string()]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
     let c = with_probes(grid, c, "api");
     StatefulSet {
         metadata: metadata(grid, names::head(grid), role_labels(grid, Role::Head)),
