@@ -277,6 +277,7 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         if let Ok(mut w) = ctx.warnings.lock() {
             w.forget(&key(fg));
         }
+        ctx.set_mark(&key(fg), None);
         return Ok(Action::await_change());
     }
     let paused = is_paused(fg);

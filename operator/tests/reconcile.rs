@@ -1075,7 +1075,7 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
         apply(&format!("{ns}/services/files-head")),
         apply(&format!("{ns}/services/files-cluster-headless")),
         apply(&format!("{ns}/services/files-monitor")),
-        head_lookup(&apps, "files-head", not_found()),
+        head_lookup(apps, "files-head", not_found()),
         apply(&format!("{apps}/statefulsets/files-head")),
         expect(
             Method::GET,
@@ -1815,7 +1815,7 @@ async fn a_pod_on_a_deleted_node_is_skipped_and_zone_warnings_come_once_per_caus
             apply(&format!("{ns}/services/files-head")),
             apply(&format!("{ns}/services/files-cluster-headless")),
             apply(&format!("{ns}/services/files-monitor")),
-            head_lookup(&apps, "files-head", not_found()),
+            head_lookup(apps, "files-head", not_found()),
             apply(&format!("{apps}/statefulsets/files-head")),
             expect(
                 Method::GET,
@@ -2363,7 +2363,15 @@ async fn heads_roll_standbys_first_and_the_leader_last() {
         server_id: ServerId::new(id).unwrap(),
         ..leader()
     };
-    let cases: Vec<(i64, Vec<(i32, &str, bool)>, Leader, Option<&str>, &str)> = vec![
+    // (head pods updated, the head pods, the leader, the pod deleted, the rollout line)
+    type Case<'a> = (
+        i64,
+        Vec<(i32, &'a str, bool)>,
+        Leader,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         // Both old, demo-head-0 leads: the standby goes first.
         (
             0,
