@@ -382,7 +382,8 @@ while [ ! -e /tmp/load.stop ]; do
 done
 echo done >/tmp/load.done
 SH
-client "HEAD=$HEAD nohup sh /tmp/load.sh >/dev/null 2>&1 &" || die "starting the load"
+# In the background of the pod (no terminal, so it outlives this exec).
+client "HEAD=$HEAD sh /tmp/load.sh </dev/null >/dev/null 2>&1 &" || die "starting the load"
 load_count() { client "cat /tmp/load.count 2>/dev/null" 2>/dev/null || true; }
 wait_for "the load to run" '[ "$(load_count | cut -d" " -f1)" -ge 5 ] 2>/dev/null'
 
