@@ -430,6 +430,7 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         pods: &cluster_pods,
         repair: repair_seen.as_ref(),
         mark: mark.as_ref(),
+        trust_changing: rollout::trust_changing(&cluster_pods, grid.ca_sha256.as_deref()),
     });
     ctx.set_mark(&grid_key, plan.mark.clone());
     if let Some(r) = &plan.rollout {
@@ -452,6 +453,7 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
             pods: &pods,
             leader: leader.as_ref().map(|l| l.server_id.as_str()),
             cluster_rolling: plan.rollout.is_some() || !rolled_out(&cluster),
+            trust_changing: rollout::trust_changing(&pods, grid.ca_sha256.as_deref()),
         });
         if let HeadStep::Delete { name, uid, leader } = &step {
             info!(grid = %grid.name, pod = %name, leader = *leader,

@@ -13,6 +13,11 @@
 //!   ([`next_head_step`]). Deleting the leader's pod is the handover: on SIGTERM a head gives up
 //!   its leadership before it stops serving, and a standby claims it at once.
 //!
+//! While the grid's trust changes (a replaced CA, security switched on or off: some pod runs
+//! with another CA than the template's), pods on either side cannot call each other, the
+//! leader's report says nothing useful and the old heads may not answer at all. Waiting for it
+//! would wait forever, so such a rollout goes by readiness alone, still one pod at a time.
+//!
 //! Everything here is pure; the reconciler does the reading, applying and deleting.
 
 use std::collections::BTreeMap;
@@ -121,6 +126,8 @@ pub struct PodView {
     pub revision: Option<String>,
     pub ready: bool,
     pub terminating: bool,
+    /// The pod's `filegrid.io/ca-sha256`: the CA it was started with (`None`: no TLS).
+    pub ca: Option<String>,
 }
 
 impl PodView {
@@ -148,6 +155,11 @@ impl PodView {
                 .and_then(|l| l.get(REVISION_LABEL).cloned()),
             ready,
             terminating: pod.metadata.deletion_timestamp.is_some(),
+            ca: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::builders::CA_ANNOTATION).cloned()),
             name,
         })
     }
@@ -155,6 +167,13 @@ impl PodView {
     fn on(&self, revision: &str) -> bool {
         !self.terminating && self.revision.as_deref() == Some(revision)
     }
+}
+
+/// Whether some pod was started with another CA than `desired` (the grid's now; `None`
+/// for a grid without TLS): the grid's trust is changing.
+pub fn trust_changing(pods: &[PodView], desired: Option<&str>) -> bool {
+    pods.iter()
+        .any(|p| !p.terminating && p.ca.as_deref() != desired)
 }
 
 /// The pod at `ordinal`, preferring one that is not being deleted.
@@ -218,6 +237,8 @@ pub struct ClusterRollout {
     /// `None`: the partition was lowered now and `restarting` goes next.
     pub wait: Option<ClusterWait>,
     pub restarting: Option<String>,
+    /// The grid's trust is changing: steps go by readiness alone.
+    pub unchecked: bool,
 }
 
 /// The partition to apply and what the rollout waits for.
@@ -245,6 +266,8 @@ pub struct ClusterInput<'a> {
     pub repair: Option<&'a RepairSeen>,
     /// What the last reconcile remembered.
     pub mark: Option<&'a Mark>,
+    /// [`trust_changing`]: the repair report is not waited for.
+    pub trust_changing: bool,
 }
 
 /// Whether a cluster rollout is under way, so that the pods and the leader's report are needed.
@@ -321,6 +344,7 @@ pub fn next_partition(input: &ClusterInput) -> ClusterPlan {
             replicas: n,
             wait: Some(wait),
             restarting: None,
+            unchecked: input.trust_changing,
         }),
         mark,
     };
@@ -348,6 +372,20 @@ pub fn next_partition(input: &ClusterInput) -> ClusterPlan {
     if p == 0 {
         // Every pod runs the new revision: the controller records it as current next.
         return quiet(hold_all);
+    }
+    let lower = ClusterPlan {
+        partition: p - 1,
+        rollout: Some(ClusterRollout {
+            updated,
+            replicas: n,
+            wait: None,
+            restarting: Some(name(p - 1)),
+            unchecked: input.trust_changing,
+        }),
+        mark: None,
+    };
+    if input.trust_changing {
+        return lower;
     }
     // The pass that was the latest when the pods were first seen back (kept while this step
     // waits): only a later one has seen the restarted pod. Before the first step no pod of
@@ -387,16 +425,7 @@ pub fn next_partition(input: &ClusterInput) -> ClusterPlan {
     if report.finished_at == 0 || !after_mark {
         return hold(ClusterWait::RepairPass { name: name(p) }, mark);
     }
-    ClusterPlan {
-        partition: p - 1,
-        rollout: Some(ClusterRollout {
-            updated,
-            replicas: n,
-            wait: None,
-            restarting: Some(name(p - 1)),
-        }),
-        mark: None,
-    }
+    lower
 }
 
 /// Whether the head StatefulSet must first be switched to `OnDelete` with a patch that also
@@ -451,6 +480,8 @@ pub struct HeadInput<'a> {
     pub leader: Option<&'a str>,
     /// A cluster rollout is under way.
     pub cluster_rolling: bool,
+    /// [`trust_changing`]: without a leader, heads go highest ordinal first.
+    pub trust_changing: bool,
 }
 
 /// Standbys first, the leader last, one head at a time, each only when every head is Ready.
@@ -488,8 +519,11 @@ pub fn next_head_step(input: &HeadInput) -> HeadStep {
             }
         }
     }
-    let Some(leader) = input.leader else {
-        return HeadStep::Wait(HeadWait::NoLeader);
+    let leader = match input.leader {
+        Some(l) => l,
+        // Heads on the old trust may answer nobody: one at a time by readiness alone.
+        None if input.trust_changing => "",
+        None => return HeadStep::Wait(HeadWait::NoLeader),
     };
     let old_pods: Vec<&PodView> = old.iter().filter_map(|o| at(input.pods, *o)).collect();
     let next = old_pods
@@ -517,8 +551,13 @@ pub fn describe(cluster: Option<&ClusterRollout>, heads: Option<&HeadStep>) -> O
             (None, Some(name)) => format!("restarting {name}"),
             (None, None) => "restarting the next pod".to_string(),
         };
+        let unchecked = if c.unchecked {
+            " (the grid's CA or security changes: by readiness alone)"
+        } else {
+            ""
+        };
         parts.push(format!(
-            "cluster {}/{} updated, {what}",
+            "cluster {}/{} updated, {what}{unchecked}",
             c.updated, c.replicas
         ));
     }
@@ -601,6 +640,7 @@ mod tests {
             revision: Some(revision.into()),
             ready,
             terminating: false,
+            ca: Some("ca".into()),
         }
     }
 
@@ -635,6 +675,7 @@ mod tests {
             pods,
             repair,
             mark,
+            trust_changing: false,
         }
     }
 
@@ -790,6 +831,30 @@ mod tests {
     }
 
     #[test]
+    fn a_changing_trust_rolls_by_readiness_alone() {
+        let s = set(2, 1);
+        let mut pods = pods_from(2);
+        assert!(!trust_changing(&pods, Some("ca")));
+        // The restarted pod has the new CA, the others the old one.
+        pods[2].ca = Some("new".into());
+        assert!(trust_changing(&pods, Some("new")));
+        assert!(trust_changing(&pods, None), "security switched off");
+        let plan = next_partition(&ClusterInput {
+            trust_changing: true,
+            ..input(Some(&s), &pods, None, None)
+        });
+        assert_eq!(plan.partition, 1);
+        assert!(plan.rollout.unwrap().unchecked);
+        // Readiness still holds it.
+        pods[2].ready = false;
+        let plan = next_partition(&ClusterInput {
+            trust_changing: true,
+            ..input(Some(&s), &pods, None, None)
+        });
+        assert_eq!(plan.partition, 2);
+    }
+
+    #[test]
     fn every_pod_updated_sets_the_partition_back_to_the_size() {
         let s = set(0, 3);
         let plan = next_partition(&input(Some(&s), &pods_from(0), None, None));
@@ -830,6 +895,7 @@ mod tests {
             pods,
             leader,
             cluster_rolling: false,
+            trust_changing: false,
         })
     }
 
@@ -890,7 +956,17 @@ mod tests {
             pods: &old,
             leader: Some("g-head-0"),
             cluster_rolling: true,
+            trust_changing: false,
         });
+        // The grid's trust changes (old heads may answer nobody): by readiness alone.
+        let blind = next_head_step(&HeadInput {
+            set: &s,
+            pods: &old,
+            leader: None,
+            cluster_rolling: false,
+            trust_changing: true,
+        });
+        assert!(matches!(blind, HeadStep::Delete { ref name, .. } if name == "g-head-2"));
         assert_eq!(cluster_first, HeadStep::Wait(HeadWait::Cluster));
         let stale = SetView {
             observed_generation: Some(1),
@@ -909,6 +985,7 @@ mod tests {
             replicas: 4,
             wait: Some(ClusterWait::UnderReplicated(17)),
             restarting: None,
+            unchecked: false,
         };
         assert_eq!(
             describe(Some(&c), None).as_deref(),

@@ -2006,9 +2006,9 @@ async fn status_reports_capacity_servers_and_repair_from_the_leader() {
 
 const TEMPLATE_SHA: &str = "filegrid.io/template-sha256";
 
-/// The Secrets and the cluster template hash of the `minimal` grid after a first reconcile,
-/// so that later reconciles apply the same template.
-async fn settled() -> (Stored, String) {
+/// The Secrets, the cluster template hash and the CA hash of the `minimal` grid after a first
+/// reconcile, so that later reconciles apply the same template.
+async fn settled() -> (Stored, String, String) {
     let r = run(
         fixture("minimal"),
         full_script(existing_cluster(3), true),
@@ -2020,7 +2020,12 @@ async fn settled() -> (Stored, String) {
         .as_str()
         .unwrap()
         .to_string();
-    (applied_secrets(&r.bodies), sha)
+    let ca = cluster_sts(&r.bodies)["spec"]["template"]["metadata"]["annotations"]
+        ["filegrid.io/ca-sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (applied_secrets(&r.bodies), sha, ca)
 }
 
 /// The cluster StatefulSet with the current template applied, rolling from revision `c1` to
@@ -2038,14 +2043,16 @@ fn cluster_rolling(sha: &str, partition: i64, updated: i64) -> Reply {
     )
 }
 
-/// The pods of `set`, listed by label: `(ordinal, revision, ready)`.
-fn pods(set: &str, pods: &[(i32, &str, bool)]) -> Expect {
+/// The pods of `set`, listed by label: `(ordinal, revision, ready)`, started with the CA
+/// whose hash is `ca`.
+fn pods(set: &str, ca: &str, pods: &[(i32, &str, bool)]) -> Expect {
     let items: Vec<Value> = pods
         .iter()
         .map(|(o, rev, ready)| {
             json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": format!("{set}-{o}"), "namespace": "team-a", "uid": format!("uid-{set}-{o}"),
-                "labels": {"controller-revision-hash": rev}},
+                "labels": {"controller-revision-hash": rev},
+                "annotations": {"filegrid.io/ca-sha256": ca}},
             "status": {"conditions": [{"type": "Ready", "status": if *ready { "True" } else { "False" }}]}})
         })
         .collect();
@@ -2207,7 +2214,7 @@ async fn a_new_cluster_stateful_set_has_partition_zero_and_an_unchanged_one_hold
 #[tokio::test]
 async fn the_cluster_partition_is_lowered_only_when_the_pods_are_ready_and_nothing_is_under_replicated()
  {
-    let (stored, sha) = settled().await;
+    let (stored, sha, ca) = settled().await;
     let marks = Marks::default();
     let t0 = 1_767_225_600_000;
     let all_old = [(0, "c1", true), (1, "c1", true), (2, "c1", true)];
@@ -2216,7 +2223,7 @@ async fn the_cluster_partition_is_lowered_only_when_the_pods_are_ready_and_nothi
             &stored,
             Reply::Applied,
             cluster_rolling(&sha, p, updated),
-            Some(pods("demo-cluster", pods_now)),
+            Some(pods("demo-cluster", &ca, pods_now)),
             vec![],
         )
     };
@@ -2317,14 +2324,14 @@ async fn the_cluster_partition_is_lowered_only_when_the_pods_are_ready_and_nothi
 
 #[tokio::test]
 async fn the_cluster_rollout_holds_without_a_leader_and_says_so() {
-    let (stored, sha) = settled().await;
+    let (stored, sha, ca) = settled().await;
     let marks = Marks::default();
     let all_old = [(0, "c1", true), (1, "c1", true), (2, "c1", true)];
     let script = rollout_script(
         &stored,
         Reply::Applied,
         cluster_rolling(&sha, 3, 0),
-        Some(pods("demo-cluster", &all_old)),
+        Some(pods("demo-cluster", &ca, &all_old)),
         vec![],
     );
     let r = reconcile_rollout(script, None, None, &marks).await;
@@ -2348,7 +2355,7 @@ async fn the_cluster_rollout_holds_without_a_leader_and_says_so() {
         &stored,
         Reply::Applied,
         cluster_rolling(&sha, 3, 0),
-        Some(pods("demo-cluster", &all_old)),
+        Some(pods("demo-cluster", &ca, &all_old)),
         vec![],
     );
     let r = reconcile_rollout(script, Some(leader()), None, &marks).await;
@@ -2357,7 +2364,7 @@ async fn the_cluster_rollout_holds_without_a_leader_and_says_so() {
 
 #[tokio::test]
 async fn heads_roll_standbys_first_and_the_leader_last() {
-    let (stored, _) = settled().await;
+    let (stored, _, ca) = settled().await;
     let marks = Marks::default();
     let other = |id: &str| Leader {
         server_id: ServerId::new(id).unwrap(),
@@ -2406,7 +2413,7 @@ async fn heads_roll_standbys_first_and_the_leader_last() {
         ),
     ];
     for (updated, now, lead, deleted, line) in cases {
-        let mut steps = vec![pods("demo-head", &now)];
+        let mut steps = vec![pods("demo-head", &ca, &now)];
         steps.extend(deleted.map(pod_delete));
         let script = rollout_script(
             &stored,
@@ -2431,7 +2438,7 @@ async fn heads_roll_standbys_first_and_the_leader_last() {
 
 #[tokio::test]
 async fn heads_wait_for_the_cluster_rollout_and_for_a_leader() {
-    let (stored, sha) = settled().await;
+    let (stored, sha, ca) = settled().await;
     let marks = Marks::default();
     let old_heads = [(0, "h1", true), (1, "h1", true)];
     // The cluster servers are rolling: no head is deleted.
@@ -2441,9 +2448,10 @@ async fn heads_wait_for_the_cluster_rollout_and_for_a_leader() {
         cluster_rolling(&sha, 3, 0),
         Some(pods(
             "demo-cluster",
+            &ca,
             &[(0, "c1", true), (1, "c1", true), (2, "c1", true)],
         )),
-        vec![pods("demo-head", &old_heads)],
+        vec![pods("demo-head", &ca, &old_heads)],
     );
     let r = reconcile_rollout(script, Some(leader()), Some(report(3, 1)), &marks).await;
     assert!(
@@ -2457,7 +2465,7 @@ async fn heads_wait_for_the_cluster_rollout_and_for_a_leader() {
         heads_rolling(0),
         existing_cluster(3),
         None,
-        vec![pods("demo-head", &old_heads)],
+        vec![pods("demo-head", &ca, &old_heads)],
     );
     let r = reconcile_rollout(script, None, None, &marks).await;
     assert!(rollout_line(&r).contains("heads: held: no leader head answers"));
@@ -2500,5 +2508,53 @@ async fn a_head_stateful_set_of_an_earlier_operator_is_switched_to_on_delete_fir
     assert_eq!(
         switch,
         &json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}})
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_ca_rolls_by_readiness_alone_since_old_and_new_pods_cannot_talk() {
+    let (stored, sha, ca) = settled().await;
+    let marks = Marks::default();
+    // demo-cluster-2 restarted with the grid's (new) CA, the others still trust the old one:
+    // the leader cannot answer usefully (here: not at all), and waiting would never end.
+    let mut script = rollout_script(
+        &stored,
+        Reply::Applied,
+        cluster_rolling(&sha, 2, 1),
+        Some(pods(
+            "demo-cluster",
+            "old-ca",
+            &[(0, "c1", true), (1, "c1", true)],
+        )),
+        vec![],
+    );
+    // The list answers pods 0 and 1 on the old CA; add pod 2, on the new CA and Ready.
+    let at = script
+        .iter()
+        .position(|e| e.method == Method::GET && e.path.ends_with("/pods"))
+        .unwrap();
+    let Reply::Json(_, mut list) = pods(
+        "demo-cluster",
+        "old-ca",
+        &[(0, "c1", true), (1, "c1", true)],
+    )
+    .reply
+    else {
+        unreachable!()
+    };
+    let Reply::Json(_, new_pod) = pods("demo-cluster", &ca, &[(2, "c2", true)]).reply else {
+        unreachable!()
+    };
+    list["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(new_pod["items"][0].clone());
+    script[at] = expect(Method::GET, &format!("{NS}/pods"), Reply::Json(200, list));
+    let r = reconcile_rollout(script, None, None, &marks).await;
+    assert_eq!(partition(&r.bodies), 1);
+    assert!(
+        rollout_line(&r).contains("by readiness alone"),
+        "{}",
+        rollout_line(&r)
     );
 }
