@@ -15,7 +15,12 @@
 #      for byte; then 3 -> 4 again, where the re-used ordinal must be live and get chunks;
 #      100 uploads through the client Service (CLI, and curl -T where the image has curl);
 #      `kubectl scale` by hand down and up, which the operator undoes without losing a volume;
-#   7. pauses the grid (filegrid.io/paused), checks a deleted child is not recreated while
+#   7. upgrades the grid under a steady write and read load: the node image changes to
+#      filegrid/node:$TAG-b (the same image re-tagged and loaded into kind/k3d; on another
+#      cluster, where it cannot be loaded, a change of logFormat rolls every pod instead);
+#      waits until every pod runs the new template and asserts zero failed writes and reads,
+#      at most one cluster pod down at any sample, and the leader head restarted last;
+#   8. pauses the grid (filegrid.io/paused), checks a deleted child is not recreated while
 #      paused and is once the annotation is removed.
 #
 # Images filegrid/node, filegrid/zookeeper and filegrid/operator (docker/build-images.sh)
@@ -347,6 +352,117 @@ wait_for "the extra ordinal's volume deleted once it is drained or forgotten" \
   '! kubectl -n "$NS" get pvc "data-$GRID-cluster-4" >/dev/null 2>&1'
 check_file one
 ok "scaling by hand is undone (down: volumes kept; up: the extra volume deleted once drained); files intact"
+
+# Upgrade under load. The load runs in the client pod, one upload and one download (compared
+# byte for byte) after another, and counts every failed operation; nothing is retried.
+log "upgrading the grid under a steady write and read load"
+kubectl -n "$NS" exec -i client -- sh -c 'cat > /tmp/load.sh' <<'SH'
+head -c 200000 /dev/urandom > /tmp/load.bin
+w=0; r=0; wf=0; rf=0; i=0
+rm -f /tmp/load.stop /tmp/load.done /tmp/load.err
+while [ ! -e /tmp/load.stop ]; do
+  i=$((i + 1))
+  if filegrid --head "$HEAD" put /tmp/load.bin "/e2e/load/f$i" >/dev/null 2>>/tmp/load.err; then
+    w=$((w + 1))
+    # The file just written, and the first one (written before the rollout began).
+    for f in "f$i" f1; do
+      if filegrid --head "$HEAD" get "/e2e/load/$f" /tmp/load.out 2>>/tmp/load.err \
+        && cmp -s /tmp/load.bin /tmp/load.out; then
+        r=$((r + 1))
+      else
+        rf=$((rf + 1))
+        echo "$(date +%T) read $f failed" >>/tmp/load.err
+      fi
+    done
+  else
+    wf=$((wf + 1))
+    echo "$(date +%T) write f$i failed" >>/tmp/load.err
+  fi
+  echo "$w $r $wf $rf" >/tmp/load.count
+done
+echo done >/tmp/load.done
+SH
+# In the background of the pod (no terminal, so it outlives this exec).
+client "HEAD=$HEAD sh /tmp/load.sh </dev/null >/dev/null 2>&1 &" || die "starting the load"
+load_count() { client "cat /tmp/load.count 2>/dev/null" 2>/dev/null || true; }
+wait_for "the load to run" '[ "$(load_count | cut -d" " -f1)" -ge 5 ] 2>/dev/null'
+
+upgrade_leader="$(fg_field .status.leader)"
+upgrade_epoch="$(fg_field .status.epoch)"
+upgrade_standby="$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$GRID,app.kubernetes.io/component=head" \
+  -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | grep -vx "$upgrade_leader" | head -n 1)"
+before_revision="$(kubectl -n "$NS" get statefulset "$GRID-cluster" -o jsonpath='{.status.currentRevision}')"
+if [ -n "${FILEGRID_E2E_KIND_CLUSTER:-}${FILEGRID_E2E_K3D_CLUSTER:-}" ] && command -v docker >/dev/null; then
+  NEW_IMAGE="filegrid/node:$TAG-b"
+  docker tag "filegrid/node:$TAG" "$NEW_IMAGE"
+  if [ -n "${FILEGRID_E2E_KIND_CLUSTER:-}" ]; then
+    kind load docker-image --name "$FILEGRID_E2E_KIND_CLUSTER" "$NEW_IMAGE"
+  else
+    k3d image import --cluster "$FILEGRID_E2E_K3D_CLUSTER" "$NEW_IMAGE"
+  fi
+  log "changing the image to $NEW_IMAGE"
+  kubectl -n "$NS" patch filegrid "$GRID" --type merge -p "{\"spec\":{\"image\":\"$NEW_IMAGE\"}}" >/dev/null
+  upgraded_what="image $NEW_IMAGE"
+else
+  log "no kind/k3d cluster to load a re-tagged image into: changing logFormat to text instead"
+  kubectl -n "$NS" patch filegrid "$GRID" --type merge -p '{"spec":{"logFormat":"text"}}' >/dev/null
+  upgraded_what="logFormat text"
+fi
+
+# sts_field NAME PATH
+sts_field() { kubectl -n "$NS" get statefulset "$1" -o jsonpath="{$2}" 2>/dev/null; }
+rolled() {
+  local c="$GRID-cluster" h="$GRID-head"
+  [ "$(sts_field "$c" .status.currentRevision)" != "$before_revision" ] \
+    && [ "$(sts_field "$c" .status.currentRevision)" = "$(sts_field "$c" .status.updateRevision)" ] \
+    && [ "$(sts_field "$c" .status.updatedReplicas)" = "$(sts_field "$c" .spec.replicas)" ] \
+    && [ "$(sts_field "$h" .status.updatedReplicas)" = "$(sts_field "$h" .spec.replicas)" ] \
+    && [ "$(sts_field "$c" .status.readyReplicas)" = "$(sts_field "$c" .spec.replicas)" ] \
+    && [ "$(sts_field "$h" .status.readyReplicas)" = "$(sts_field "$h" .spec.replicas)" ] \
+    && [ "$(fg_field '.status.conditions[?(@.type=="Progressing")].status')" = False ] \
+    && available
+}
+# Four cluster servers, each restarted only after a repair pass saw the last one back (up to
+# a minute apart when nothing is short), then the heads.
+deadline=$((SECONDS + 2 * TIMEOUT))
+most_down=0
+last_line=""
+until rolled; do
+  [ "$SECONDS" -lt "$deadline" ] || die "timed out after $((2 * TIMEOUT))s waiting for the rollout of $upgraded_what"
+  down="$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$GRID,app.kubernetes.io/component=cluster" \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -cvx True || true)"
+  # A pod being recreated is not listed at all: it counts as down too.
+  want="$(sts_field "$GRID-cluster" .spec.replicas)"
+  have="$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$GRID,app.kubernetes.io/component=cluster" -o name | wc -l)"
+  if [ -n "$want" ] && [ "$want" -gt "$have" ]; then down=$((down + want - have)); fi
+  if [ "$down" -gt "$most_down" ]; then most_down="$down"; fi
+  line="$(fg_field .status.rollout)"
+  if [ -n "$line" ] && [ "$line" != "$last_line" ]; then
+    log "rollout: $line (partition $(sts_field "$GRID-cluster" .spec.updateStrategy.rollingUpdate.partition))"
+    last_line="$line"
+  fi
+  sleep 2
+done
+client "touch /tmp/load.stop" || die "stopping the load"
+wait_for "the load to stop" 'client "test -e /tmp/load.done" 2>/dev/null'
+read -r writes reads failed_writes failed_reads <<<"$(load_count)"
+log "load: $writes writes, $reads reads, $failed_writes failed writes, $failed_reads failed reads"
+if [ "${failed_writes:-1}" != 0 ] || [ "${failed_reads:-1}" != 0 ]; then
+  client "cat /tmp/load.err" || true
+  die "the upgrade dropped operations: $failed_writes failed writes, $failed_reads failed reads"
+fi
+if [ "${writes:-0}" -eq 0 ] || [ "${reads:-0}" -eq 0 ]; then die "the load made no operations"; fi
+[ "$most_down" -le 1 ] || die "$most_down cluster pods were down at once during the rollout"
+# Leader last: the old leader's pod was replaced after the standby's, and a standby took over.
+# (RFC 3339 UTC timestamps compare as strings.)
+created() { kubectl -n "$NS" get pod "$1" -o jsonpath='{.metadata.creationTimestamp}'; }
+if [ -n "$upgrade_standby" ] && [[ "$(created "$upgrade_leader")" < "$(created "$upgrade_standby")" ]]; then
+  die "the leader $upgrade_leader was restarted before the standby $upgrade_standby"
+fi
+[ "$(fg_field .status.epoch)" -gt "$upgrade_epoch" ] || die "leadership did not move during the head rollout"
+check_file one
+check_file two
+ok "upgrade ($upgraded_what) under load: $writes writes and $reads reads, none failed; at most $most_down cluster pod down at a time; leader $upgrade_leader restarted last (now $(fg_field .status.leader))"
 
 log "pausing the grid"
 paused_cond() { fg_field '.status.conditions[?(@.type=="ReconciliationPaused")].status'; }

@@ -51,7 +51,13 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
             &["get", "list", "watch", "create", "patch"],
         ),
         rule(&["networking.k8s.io"], &["networkpolicies"], &manage),
-        rule(&[""], &["pods"], &["get", "list", "watch", "patch"]),
+        // Patch: the zone annotation. Delete: head pods on an old revision, standbys first and
+        // the leader last (the head StatefulSet is `OnDelete`).
+        rule(
+            &[""],
+            &["pods"],
+            &["get", "list", "watch", "patch", "delete"],
+        ),
         // Volumes of cluster servers that left, deleted once they are drained.
         rule(&[""], &["persistentvolumeclaims"], &["list", "delete"]),
         rule(&[""], &["nodes"], &["get"]),

@@ -11,6 +11,7 @@ pub mod leadership;
 pub mod metrics;
 pub mod reconciler;
 pub mod render;
+pub mod rollout;
 pub mod run;
 pub mod scaling;
 pub mod security;

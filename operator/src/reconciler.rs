@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -20,16 +20,18 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::builders::{self, FIELD_MANAGER, names};
-use crate::config::HEAD_API_PORT;
+use crate::config::{HEAD_API_PORT, Role};
 use crate::crd::{FileGrid, FileGridStatus};
 use crate::head_api::{HeadAccess, HeadApi, HeadApiError, Leader, ServerState};
 use crate::metrics::Metrics;
+use crate::rollout::{self, ClusterInput, HeadInput, HeadStep, PodView, RepairSeen, SetView};
 use crate::scaling;
 use crate::security::{self, SecurityError};
 use crate::status::{self, Observed};
 use crate::validate::{ValidGrid, validate};
 use crate::warnings::Warnings;
 use crate::zone;
+use filegrid_proto::head::RepairReport;
 
 /// How often a healthy grid is looked at again (leader and epoch change without a Kubernetes event).
 pub const STEADY_REQUEUE: Duration = Duration::from_secs(30);
@@ -71,6 +73,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, Failure>>,
     /// Warning Events already published, so each is published once per change of cause.
     pub warnings: Arc<Mutex<Warnings>>,
+    /// Per grid, the repair pass the cluster rollout's next step must come after. Kept in
+    /// memory only: an operator that restarts waits for one more pass, never for fewer.
+    pub marks: Arc<Mutex<HashMap<String, rollout::Mark>>>,
 }
 
 impl Context {
@@ -83,6 +88,20 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             warnings: Arc::default(),
+            marks: Arc::default(),
+        }
+    }
+
+    fn mark_of(&self, key: &str) -> Option<rollout::Mark> {
+        self.marks.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    fn set_mark(&self, key: &str, mark: Option<rollout::Mark>) {
+        if let Ok(mut m) = self.marks.lock() {
+            match mark {
+                Some(mark) => m.insert(key.to_string(), mark),
+                None => m.remove(key),
+            };
         }
     }
 
@@ -133,6 +152,14 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, for the repair estimate.
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
@@ -250,6 +277,7 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         if let Ok(mut w) = ctx.warnings.lock() {
             w.forget(&key(fg));
         }
+        ctx.set_mark(&key(fg), None);
         return Ok(Action::await_change());
     }
     let paused = is_paused(fg);
@@ -299,16 +327,16 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
     if grid.spec.monitor.enabled {
         apply(client, ns, &builders::monitor_service(&grid)).await?;
     }
+    let sets = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    switch_heads_to_on_delete(&sets, &names::head(&grid)).await?;
     let heads = apply(client, ns, &builders::head_stateful_set(&grid)).await?;
 
     let base = client_service_url(&grid);
     let mut leader = None;
-    let seen = scaling::Seen::of(
-        Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get_opt(&names::cluster(&grid))
-            .await?
-            .as_ref(),
-    );
+    // Whether the leader was asked already in this reconcile (it is asked at most once).
+    let mut leader_asked = false;
+    let existing_cluster = sets.get_opt(&names::cluster(&grid)).await?;
+    let seen = scaling::Seen::of(existing_cluster.as_ref());
     if seen.scaled_by_hand() {
         info!(grid = %grid.name, by_hand = ?seen.replicas, size = ?seen.size(),
             "cluster StatefulSet scaled by hand; restoring the grid's size (change spec.cluster.replicas to scale)");
@@ -318,6 +346,7 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
     // The grid's size is what the operator applied, not a `kubectl scale` by hand.
     let replicas = match seen.size() {
         Some(current) if desired < current => {
+            leader_asked = true;
             let l = ctx.head_api.leader(&access, &base).await?;
             decommissioning = drain(&grid, ctx, &access, &l, desired, current).await?;
             leader = Some(l);
@@ -369,8 +398,72 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         }
     }
     let mut cluster_sts = builders::cluster_stateful_set(&grid, replicas);
+    // A cluster rollout under way: the pods and the leader's repair report decide the next
+    // step (the report is kept for the status).
+    let existing_view = existing_cluster.as_ref().map(SetView::of);
+    let desired_sha = rollout::template_sha256(&cluster_sts);
+    let mut repair_report: Option<Option<RepairReport>> = None;
+    let mut cluster_pods = vec![];
+    if rollout::cluster_rolling(existing_view.as_ref(), &desired_sha) {
+        cluster_pods = pods_of(client, &grid, Role::Cluster, &names::cluster(&grid)).await?;
+        if leader.is_none() && !leader_asked {
+            leader_asked = true;
+            leader = ask_leader(ctx, &grid, &access, &base).await;
+        }
+        if let Some(l) = &leader {
+            repair_report = Some(ask_repair(ctx, &grid, &access, l).await);
+        }
+    }
+    let repair_seen = match (&leader, &repair_report) {
+        (Some(l), Some(Some(report))) => Some(RepairSeen {
+            epoch: l.epoch,
+            report: report.clone(),
+        }),
+        _ => None,
+    };
+    let grid_key = key(fg);
+    let mark = ctx.mark_of(&grid_key);
+    let plan = rollout::next_partition(&ClusterInput {
+        existing: existing_view.as_ref(),
+        desired_sha256: &desired_sha,
+        replicas,
+        pods: &cluster_pods,
+        repair: repair_seen.as_ref(),
+        mark: mark.as_ref(),
+        trust_changing: rollout::trust_changing(&cluster_pods, grid.ca_sha256.as_deref()),
+    });
+    ctx.set_mark(&grid_key, plan.mark.clone());
+    if let Some(r) = &plan.rollout {
+        info!(grid = %grid.name, partition = plan.partition, rollout = ?r, "cluster rollout");
+    }
+    rollout::set_partition(&mut cluster_sts, plan.partition);
     scaling::annotate(&mut cluster_sts, replicas, claims_below);
     let cluster = apply(client, ns, &cluster_sts).await?;
+
+    // Heads: standbys first, the leader last, after the cluster servers.
+    let head_view = SetView::of(&heads);
+    let head_step = if rollout::heads_rolling(&head_view) {
+        let pods = pods_of(client, &grid, Role::Head, &names::head(&grid)).await?;
+        if leader.is_none() && !leader_asked {
+            leader_asked = true;
+            leader = ask_leader(ctx, &grid, &access, &base).await;
+        }
+        let step = rollout::next_head_step(&HeadInput {
+            set: &head_view,
+            pods: &pods,
+            leader: leader.as_ref().map(|l| l.server_id.as_str()),
+            cluster_rolling: plan.rollout.is_some() || !rolled_out(&cluster),
+            trust_changing: rollout::trust_changing(&pods, grid.ca_sha256.as_deref()),
+        });
+        if let HeadStep::Delete { name, uid, leader } = &step {
+            info!(grid = %grid.name, pod = %name, leader = *leader,
+                "head rollout: deleting a head pod on an old revision (standbys first, the leader last)");
+            delete_pod(client, ns, name, uid.clone()).await?;
+        }
+        Some(step)
+    } else {
+        None
+    };
     let monitor = if grid.spec.monitor.enabled {
         Some(apply(client, ns, &builders::monitor_deployment(&grid)).await?)
     } else {
@@ -411,31 +504,30 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
 
     let leader = match leader {
         Some(l) => Some(l),
-        None => match ctx.head_api.leader(&access, &base).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                info!(grid = %grid.name, error = %e, "leader not known");
-                None
-            }
-        },
+        None if leader_asked => None,
+        None => ask_leader(ctx, &grid, &access, &base).await,
     };
     // What the leader says of the servers and the repair, for the status; a head that does
     // not answer leaves the last known figures in place.
     let (servers, repair) = match &leader {
         Some(l) => {
-            let servers = ctx.head_api.cluster_servers(&access, l).await;
-            let repair = ctx.head_api.repair(&access, l).await;
-            if let Err(e) = servers
-                .as_ref()
-                .map(|_| ())
-                .and(repair.as_ref().map(|_| ()))
-            {
-                info!(grid = %grid.name, error = %e, "the leader did not report servers or repair");
-            }
-            (servers.ok(), repair.ok())
+            let servers = match ctx.head_api.cluster_servers(&access, l).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    info!(grid = %grid.name, error = %e, "the leader did not report its servers");
+                    None
+                }
+            };
+            let repair = match repair_report {
+                Some(r) => r,
+                None => ask_repair(ctx, &grid, &access, l).await,
+            };
+            (servers, repair)
         }
         None => (None, None),
     };
+    let rollout_note = rollout::describe(plan.rollout.as_ref(), head_step.as_ref());
+    let rollout_held = rollout::held_without_leader(plan.rollout.as_ref(), head_step.as_ref());
     let observed = Observed {
         generation: grid.generation,
         desired_heads: grid.spec.heads.replicas,
@@ -443,13 +535,16 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
         desired_cluster: desired,
         ready_cluster: ready(&cluster),
         min_write_replicas: grid.min_write_replicas,
-        rolled_out: rolled_out(&heads)
+        rolled_out: !rollout::heads_rolling(&head_view)
             && rolled_out(&cluster)
             && monitor.as_ref().is_none_or(deployment_rolled_out),
         leader,
         decommissioning,
         servers,
         repair,
+        rollout: rollout_note,
+        rollout_held,
+        now_ms: Some(unix_now_ms()),
     };
     let new_status = status::reconciled(&observed, fg.status.as_ref());
     // Converging or unavailable grids are looked at often: leader changes raise no Kubernetes event.
@@ -464,6 +559,109 @@ async fn reconcile_grid(fg: &FileGrid, ctx: &Context) -> Result<Action, Error> {
     } else {
         STEADY_REQUEUE
     }))
+}
+
+/// The leader, or `None` (logged) when no head names one.
+async fn ask_leader(
+    ctx: &Context,
+    grid: &ValidGrid,
+    access: &HeadAccess,
+    base: &str,
+) -> Option<Leader> {
+    match ctx.head_api.leader(access, base).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            info!(grid = %grid.name, error = %e, "leader not known");
+            None
+        }
+    }
+}
+
+/// The leader's repair report, or `None` (logged) when it does not answer.
+async fn ask_repair(
+    ctx: &Context,
+    grid: &ValidGrid,
+    access: &HeadAccess,
+    leader: &Leader,
+) -> Option<RepairReport> {
+    match ctx.head_api.repair(access, leader).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            info!(grid = %grid.name, error = %e, "the leader did not report its repair");
+            None
+        }
+    }
+}
+
+/// `key=value,...` selecting one role's pods of the grid.
+fn role_selector(grid: &ValidGrid, role: Role) -> String {
+    builders::selector_labels(grid, role)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pods of StatefulSet `set` (one role of the grid).
+async fn pods_of(
+    client: &Client,
+    grid: &ValidGrid,
+    role: Role,
+    set: &str,
+) -> Result<Vec<PodView>, Error> {
+    let api = Api::<Pod>::namespaced(client.clone(), &grid.namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&role_selector(grid, role)))
+        .await?;
+    Ok(pods
+        .items
+        .iter()
+        .filter_map(|p| PodView::of(p, set))
+        .collect())
+}
+
+/// Deletes a pod, only the one seen (by uid): a pod already gone or replaced is no error.
+async fn delete_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    uid: Option<String>,
+) -> Result<(), Error> {
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+            info!(pod = %name, code = e.code, "pod already gone or replaced");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Heads are replaced by the operator (`OnDelete`). A StatefulSet made by an earlier version
+/// has `RollingUpdate` with the `rollingUpdate` the API server defaulted, which `OnDelete`
+/// refuses and server-side apply cannot remove (no manager owns it): one merge patch switches
+/// the type and removes it, then the apply owns the type again.
+async fn switch_heads_to_on_delete(sets: &Api<StatefulSet>, name: &str) -> Result<(), Error> {
+    let Some(existing) = sets.get_opt(name).await? else {
+        return Ok(());
+    };
+    if !rollout::needs_on_delete_switch(&SetView::of(&existing)) {
+        return Ok(());
+    }
+    info!(statefulset = %name, "switching the head StatefulSet to OnDelete (the operator rolls the heads)");
+    let patch =
+        json!({"spec": {"updateStrategy": {"type": rollout::ON_DELETE, "rollingUpdate": null}}});
+    sets.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 /// Ask the leader to decommission every server above the new size; returns those not yet drained.
@@ -507,11 +705,7 @@ async fn release_claims(
     replicas: i32,
 ) -> Result<Vec<String>, Error> {
     let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &grid.namespace);
-    let selector = builders::selector_labels(grid, crate::config::Role::Cluster)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = role_selector(grid, Role::Cluster);
     let claims = api.list(&ListParams::default().labels(&selector)).await?;
     let mut above: Vec<(i32, String)> = claims
         .items

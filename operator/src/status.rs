@@ -15,6 +15,8 @@ pub const DEGRADED: &str = "Degraded";
 pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
 /// Whether writes go on through the loss of any one pod of the grid.
 pub const RESILIENT: &str = "Resilient";
+/// `Progressing` reason of a rollout that holds because no leader head answers.
+pub const ROLLOUT_HELD: &str = "RolloutHeld";
 
 /// What one reconcile saw of the grid's workloads and its leader.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -33,6 +35,12 @@ pub struct Observed {
     pub servers: Option<Vec<ClusterServer>>,
     /// The leader's last repair pass (`None`: not asked or no answer).
     pub repair: Option<RepairReport>,
+    /// What a rollout under way waits for ([`crate::rollout::describe`]).
+    pub rollout: Option<String>,
+    /// The rollout is held because no leader head answers.
+    pub rollout_held: bool,
+    /// When this was observed (Unix ms), the base of the leader's `eta_seconds`; `None`: now.
+    pub now_ms: Option<i64>,
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -110,28 +118,45 @@ pub fn estimate_completion(
     Timestamp::from_millisecond(at).ok().map(|t| t.to_string())
 }
 
-/// The repair part of the status from the leader's report and the previous status.
+/// When the repair should end by the leader's own estimate: `eta_seconds` (the bytes left at
+/// the rate it measures) from `now_ms`, while it has copies left; to the second.
+pub fn leader_estimate(report: &RepairReport, now_ms: i64) -> Option<String> {
+    let eta = report.eta_seconds?;
+    if report.chunks_left == 0 && report.bytes_left == 0 {
+        return None;
+    }
+    let eta_ms = i64::try_from(eta).ok()?.checked_mul(1000)?;
+    let at = (now_ms / 1000).checked_mul(1000)?.checked_add(eta_ms)?;
+    Timestamp::from_millisecond(at).ok().map(|t| t.to_string())
+}
+
+/// The repair part of the status from the leader's report and the previous status. The
+/// estimate is the leader's (`eta_seconds`) when it gives one, else extrapolated from the fall
+/// between two passes.
 fn repair_status(
     report: &RepairReport,
     previous: Option<&FileGridStatus>,
+    now_ms: i64,
 ) -> (Option<i64>, Option<RepairStatus>) {
     if report.finished_at == 0 {
         // No pass yet: nothing to say.
         return (None, None);
     }
     let under = to_i64(report.under_replicated);
-    let now_ms = to_i64(report.finished_at);
+    let finished_ms = to_i64(report.finished_at);
     let prev_repair = previous.and_then(|p| p.repair.as_ref());
     let before = previous.and_then(|p| {
         let count = p.under_replicated_chunks?;
         let at = parse_ms(p.repair.as_ref()?.last_pass_time.as_deref()?)?;
         Some((count, at))
     });
-    let estimate = estimate_completion(
-        before,
-        (under, now_ms),
-        prev_repair.and_then(|r| r.estimated_completion_time.as_ref()),
-    );
+    let estimate = leader_estimate(report, now_ms).or_else(|| {
+        estimate_completion(
+            before,
+            (under, finished_ms),
+            prev_repair.and_then(|r| r.estimated_completion_time.as_ref()),
+        )
+    });
     (
         Some(under),
         Some(RepairStatus {
@@ -238,18 +263,24 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
                 o.decommissioning.join(", ")
             ),
         )
-    } else if !o.rolled_out
+    } else if o.rollout.is_some()
+        || !o.rolled_out
         || o.ready_heads < o.desired_heads
         || o.ready_cluster < o.desired_cluster
     {
-        (
-            true,
-            "RollingOut",
-            format!(
-                "{}/{} heads and {}/{} cluster servers ready",
-                o.ready_heads, o.desired_heads, o.ready_cluster, o.desired_cluster
-            ),
-        )
+        let ready = format!(
+            "{}/{} heads and {}/{} cluster servers ready",
+            o.ready_heads, o.desired_heads, o.ready_cluster, o.desired_cluster
+        );
+        let reason = if o.rollout_held {
+            ROLLOUT_HELD
+        } else {
+            "RollingOut"
+        };
+        match &o.rollout {
+            Some(what) => (true, reason, format!("{what} ({ready})")),
+            None => (true, reason, ready),
+        }
     } else {
         (
             false,
@@ -257,7 +288,7 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
             "all servers run the current configuration".to_string(),
         )
     };
-    let rollout = (p_reason == "RollingOut").then(|| p_message.clone());
+    let rollout = (p_reason == "RollingOut" || p_reason == ROLLOUT_HELD).then(|| p_message.clone());
     let (resilient, r_reason, r_message) =
         pod_loss_tolerance(o.desired_heads, o.desired_cluster, o.min_write_replicas);
     let conditions = vec![
@@ -291,7 +322,12 @@ pub fn reconciled(observed: &Observed, previous: Option<&FileGridStatus>) -> Fil
         None => previous.and_then(|p| p.capacity.clone()),
     };
     let (under_replicated_chunks, repair) = match &o.repair {
-        Some(r) => repair_status(r, previous),
+        Some(r) => repair_status(
+            r,
+            previous,
+            o.now_ms
+                .unwrap_or_else(|| Timestamp::now().as_millisecond()),
+        ),
         None => (
             previous.and_then(|p| p.under_replicated_chunks),
             previous.and_then(|p| p.repair.clone()),
@@ -512,6 +548,82 @@ mod tests {
             estimate_completion(Some((100, t0)), (100, t0), Some(&kept)),
             Some(kept)
         );
+    }
+
+    #[test]
+    fn the_leaders_own_estimate_wins_while_it_has_copies_left() {
+        let t0 = 1_767_225_600_000i64;
+        let report = |eta: Option<u64>, left: u64| RepairReport {
+            under_replicated: 10,
+            finished_at: t0 as u64,
+            chunks_left: left,
+            bytes_left: left * 1024,
+            eta_seconds: eta,
+            ..Default::default()
+        };
+        // 90 s from now (to the second), whatever the trend between passes says.
+        assert_eq!(
+            leader_estimate(&report(Some(90), 5), t0 + 1_500).as_deref(),
+            Some("2026-01-01T00:01:31Z")
+        );
+        assert_eq!(leader_estimate(&report(None, 5), t0), None);
+        assert_eq!(leader_estimate(&report(Some(90), 0), t0), None);
+        assert_eq!(leader_estimate(&report(Some(u64::MAX), 5), t0), None);
+        let previous = FileGridStatus {
+            under_replicated_chunks: Some(20),
+            repair: Some(RepairStatus {
+                last_pass_time: rfc3339_ms((t0 - 60_000) as u64),
+                ..RepairStatus::default()
+            }),
+            ..FileGridStatus::default()
+        };
+        let (_, r) = repair_status(&report(Some(90), 5), Some(&previous), t0);
+        assert_eq!(
+            r.unwrap().estimated_completion_time.as_deref(),
+            Some("2026-01-01T00:01:30Z")
+        );
+        // Without it, the trend: 10 fixed a minute, 10 left.
+        let (_, r) = repair_status(&report(None, 5), Some(&previous), t0);
+        assert_eq!(
+            r.unwrap().estimated_completion_time.as_deref(),
+            Some("2026-01-01T00:01:00Z")
+        );
+    }
+
+    #[test]
+    fn a_rollout_says_what_it_waits_for_and_when_it_is_held() {
+        let o = Observed {
+            desired_heads: 2,
+            ready_heads: 2,
+            desired_cluster: 4,
+            ready_cluster: 4,
+            min_write_replicas: 2,
+            rolled_out: false,
+            leader: None,
+            rollout: Some("cluster 2/4 updated, waiting for 17 under-replicated chunks".into()),
+            ..Observed::default()
+        };
+        let s = reconciled(&o, None);
+        let p = find(&s, PROGRESSING);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "RollingOut")
+        );
+        assert_eq!(
+            s.rollout.as_deref(),
+            Some(
+                "cluster 2/4 updated, waiting for 17 under-replicated chunks (2/2 heads and \
+                 4/4 cluster servers ready)"
+            )
+        );
+        let held = Observed {
+            rollout: Some("cluster 2/4 updated, held: no leader head answers".into()),
+            rollout_held: true,
+            ..o
+        };
+        let s = reconciled(&held, None);
+        assert_eq!(find(&s, PROGRESSING).reason, ROLLOUT_HELD);
+        assert!(s.rollout.unwrap().contains("held: no leader"));
     }
 
     #[test]

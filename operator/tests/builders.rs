@@ -824,3 +824,38 @@ fn service_monitor_scrapes_over_https_when_secured() {
     let e = &builders::service_monitor(&insecure).data["spec"]["endpoints"][0];
     assert!(e.get("scheme").is_none() && e.get("tlsConfig").is_none());
 }
+
+#[test]
+fn update_strategies_leave_the_rollout_to_the_operator() {
+    let g = fixture("minimal");
+    // Heads: replaced only when the operator deletes them (standbys first, the leader last),
+    // each serving a few seconds after it leaves the Service's endpoints.
+    let heads = builders::head_stateful_set(&g);
+    let strategy = heads.spec.update_strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    assert!(
+        strategy.rolling_update.is_none(),
+        "OnDelete refuses rollingUpdate"
+    );
+    let c = &heads.spec.template.spec.as_ref().unwrap().containers[0];
+    let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+    assert_eq!(
+        pre_stop.exec.as_ref().unwrap().command.as_deref(),
+        Some(&["sleep".to_string(), "5".to_string()][..])
+    );
+    // Cluster servers: a partition the operator lowers (0 for a new StatefulSet), and the hash
+    // of the template, which changes exactly when the template does.
+    let cluster = builders::cluster_stateful_set(&g, 3);
+    let strategy = cluster.spec.update_strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(strategy.rolling_update.as_ref().unwrap().partition, Some(0));
+    let sha = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
+        s.metadata.annotations.as_ref().unwrap()["filegrid.io/template-sha256"].clone()
+    };
+    assert_eq!(sha(&cluster), sha(&builders::cluster_stateful_set(&g, 5)));
+    let other = fixture_with("minimal", |fg| fg.spec.image = "filegrid/node:0.2.0".into());
+    assert_ne!(
+        sha(&cluster),
+        sha(&builders::cluster_stateful_set(&other, 3))
+    );
+}

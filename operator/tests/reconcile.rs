@@ -24,6 +24,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 type Log = Arc<Mutex<Vec<String>>>;
+type Marks = Arc<Mutex<std::collections::HashMap<String, filegrid_operator::rollout::Mark>>>;
 
 /// A head whose answers the test sets; every call is appended to the shared log, and the
 /// access (credential, CA) it was made with to `accesses`.
@@ -396,6 +397,20 @@ async fn run_inner(
     warnings: Option<Arc<Mutex<Warnings>>>,
     repair: Option<RepairReport>,
 ) -> Run {
+    run_full(fg, script, leader, servers, warnings, repair, None).await
+}
+
+/// [`run_inner`], remembering the rollout's marks in `marks` (as one operator would across
+/// reconciles).
+async fn run_full(
+    fg: FileGrid,
+    script: Vec<Expect>,
+    leader: Option<Leader>,
+    servers: Vec<ClusterServer>,
+    warnings: Option<Arc<Mutex<Warnings>>>,
+    repair: Option<RepairReport>,
+    marks: Option<Marks>,
+) -> Run {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log: Log = Arc::default();
     let server = serve(handle, script, log.clone());
@@ -411,6 +426,9 @@ async fn run_inner(
     let mut ctx = Context::new(Client::new(svc, "default"), head, metrics.clone());
     if let Some(w) = warnings {
         ctx.warnings = w;
+    }
+    if let Some(m) = marks {
+        ctx.marks = m;
     }
     let ctx = Arc::new(ctx);
     let fg = Arc::new(fg);
@@ -457,6 +475,7 @@ fn children_after_secrets(existing_cluster: Reply, monitor: bool) -> Vec<Expect>
     if monitor {
         s.push(apply(&format!("{NS}/services/demo-monitor")));
     }
+    s.push(head_lookup(APPS, "demo-head", not_found()));
     s.push(apply(&format!("{APPS}/statefulsets/demo-head")));
     s.push(expect(
         Method::GET,
@@ -464,6 +483,11 @@ fn children_after_secrets(existing_cluster: Reply, monitor: bool) -> Vec<Expect>
         existing_cluster,
     ));
     s
+}
+
+/// The read of the head StatefulSet before it is applied (is it `OnDelete` yet?).
+fn head_lookup(apps: &str, name: &str, reply: Reply) -> Expect {
+    expect(Method::GET, &format!("{apps}/statefulsets/{name}"), reply)
 }
 
 fn after_cluster_script(monitor: bool) -> Vec<Expect> {
@@ -1051,6 +1075,7 @@ async fn zones_and_service_monitor_grid_annotates_scheduled_pods_and_applies_the
         apply(&format!("{ns}/services/files-head")),
         apply(&format!("{ns}/services/files-cluster-headless")),
         apply(&format!("{ns}/services/files-monitor")),
+        head_lookup(apps, "files-head", not_found()),
         apply(&format!("{apps}/statefulsets/files-head")),
         expect(
             Method::GET,
@@ -1790,6 +1815,7 @@ async fn a_pod_on_a_deleted_node_is_skipped_and_zone_warnings_come_once_per_caus
             apply(&format!("{ns}/services/files-head")),
             apply(&format!("{ns}/services/files-cluster-headless")),
             apply(&format!("{ns}/services/files-monitor")),
+            head_lookup(apps, "files-head", not_found()),
             apply(&format!("{apps}/statefulsets/files-head")),
             expect(
                 Method::GET,
@@ -1973,5 +1999,562 @@ async fn status_reports_capacity_servers_and_repair_from_the_leader() {
     assert_eq!(
         status["repair"]["estimatedCompletionTime"],
         "2026-01-01T00:02:00Z"
+    );
+}
+
+// ---- Rolling upgrades ----
+
+const TEMPLATE_SHA: &str = "filegrid.io/template-sha256";
+
+/// The Secrets, the cluster template hash and the CA hash of the `minimal` grid after a first
+/// reconcile, so that later reconciles apply the same template.
+async fn settled() -> (Stored, String, String) {
+    let r = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    let sha = cluster_sts(&r.bodies)["metadata"]["annotations"][TEMPLATE_SHA]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca = cluster_sts(&r.bodies)["spec"]["template"]["metadata"]["annotations"]
+        ["filegrid.io/ca-sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (applied_secrets(&r.bodies), sha, ca)
+}
+
+/// The cluster StatefulSet with the current template applied, rolling from revision `c1` to
+/// `c2` with `updated` pods on `c2` and the partition at `partition`.
+fn cluster_rolling(sha: &str, partition: i64, updated: i64) -> Reply {
+    Reply::Json(
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo-cluster", "namespace": "team-a", "generation": 2,
+            "annotations": {TEMPLATE_SHA: sha, REPLICAS: "3"}},
+        "spec": {"replicas": 3, "selector": {}, "serviceName": "demo-cluster-headless", "template": {},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}},
+        "status": {"replicas": 3, "readyReplicas": 3, "updatedReplicas": updated, "observedGeneration": 2,
+            "currentRevision": "c1", "updateRevision": "c2"}}),
+    )
+}
+
+/// The pods of `set`, listed by label: `(ordinal, revision, ready)`, started with the CA
+/// whose hash is `ca`.
+fn pods(set: &str, ca: &str, pods: &[(i32, &str, bool)]) -> Expect {
+    let items: Vec<Value> = pods
+        .iter()
+        .map(|(o, rev, ready)| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{set}-{o}"), "namespace": "team-a", "uid": format!("uid-{set}-{o}"),
+                "labels": {"controller-revision-hash": rev},
+                "annotations": {"filegrid.io/ca-sha256": ca}},
+            "status": {"conditions": [{"type": "Ready", "status": if *ready { "True" } else { "False" }}]}})
+        })
+        .collect();
+    expect(
+        Method::GET,
+        &format!("{NS}/pods"),
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+        ),
+    )
+}
+
+fn pod_delete(name: &str) -> Expect {
+    expect(
+        Method::DELETE,
+        &format!("{NS}/pods/{name}"),
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team-a"}}),
+        ),
+    )
+}
+
+/// One reconcile of the `minimal` grid: the head StatefulSet as stored (`OnDelete`) and as
+/// the apply answers it, the cluster StatefulSet as stored, then `during` (the pod lists
+/// and deletions of a rollout, in order: cluster pods before the cluster apply, head pods
+/// after it).
+fn rollout_script(
+    stored: &Stored,
+    heads_applied: Reply,
+    cluster: Reply,
+    cluster_pods: Option<Expect>,
+    head_steps: Vec<Expect>,
+) -> Vec<Expect> {
+    let mut s = secrets_script(stored, true);
+    s.extend([
+        apply(&format!("{NS}/configmaps/demo-config")),
+        apply(&format!("{NS}/services/demo-head-headless")),
+        apply(&format!("{NS}/services/demo-head")),
+        apply(&format!("{NS}/services/demo-cluster-headless")),
+        apply(&format!("{NS}/services/demo-monitor")),
+        head_lookup(APPS, "demo-head", heads_on_delete()),
+        expect(
+            Method::PATCH,
+            &format!("{APPS}/statefulsets/demo-head"),
+            heads_applied,
+        ),
+        expect(
+            Method::GET,
+            &format!("{APPS}/statefulsets/demo-cluster"),
+            cluster,
+        ),
+    ]);
+    s.extend(cluster_pods);
+    let mut after = after_cluster_script(true);
+    let rest = after.split_off(1);
+    s.extend(after);
+    s.extend(head_steps);
+    s.extend(rest);
+    s.extend(prune_script(empty_list(), empty_list()));
+    s.push(status_patch());
+    s
+}
+
+/// The head StatefulSet as stored by this operator.
+fn heads_on_delete() -> Reply {
+    Reply::Json(
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo-head", "namespace": "team-a"},
+        "spec": {"replicas": 2, "selector": {}, "serviceName": "demo-head-headless", "template": {},
+            "updateStrategy": {"type": "OnDelete"}}}),
+    )
+}
+
+/// The head StatefulSet as the apply answers it: rolling from `h1` to `h2`, `updated` pods on `h2`.
+fn heads_rolling(updated: i64) -> Reply {
+    Reply::EchoWith(json!({
+        "metadata": {"name": "demo-head", "namespace": "team-a", "generation": 2},
+        "status": {"replicas": 2, "readyReplicas": 2, "updatedReplicas": updated, "observedGeneration": 2,
+            "currentRevision": "h1", "updateRevision": "h2"}}))
+}
+
+fn partition(bodies: &[Value]) -> i64 {
+    cluster_sts(bodies)["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
+        .as_i64()
+        .unwrap()
+}
+
+fn report(under: u64, finished_at: u64) -> RepairReport {
+    RepairReport {
+        chunks: 40,
+        under_replicated: under,
+        finished_at,
+        ..Default::default()
+    }
+}
+
+async fn reconcile_rollout(
+    script: Vec<Expect>,
+    leader: Option<Leader>,
+    repair: Option<RepairReport>,
+    marks: &Marks,
+) -> Run {
+    let r = run_full(
+        fixture("minimal"),
+        script,
+        leader,
+        vec![],
+        None,
+        repair,
+        Some(marks.clone()),
+    )
+    .await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    r
+}
+
+fn rollout_line(r: &Run) -> String {
+    r.bodies.last().unwrap()["status"]["rollout"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_new_cluster_stateful_set_has_partition_zero_and_an_unchanged_one_holds_every_pod() {
+    let r = run(
+        fixture("minimal"),
+        full_script(not_found(), true),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 0, "creation is never held back");
+    let sts = cluster_sts(&r.bodies);
+    assert_eq!(sts["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    assert!(sts["metadata"]["annotations"][TEMPLATE_SHA].is_string());
+    let heads = applied(&r.bodies, "StatefulSet", "demo-head");
+    assert_eq!(heads["spec"]["updateStrategy"]["type"], "OnDelete");
+    assert!(
+        heads["spec"]["updateStrategy"]
+            .get("rollingUpdate")
+            .is_none()
+    );
+    // An existing StatefulSet whose stored template is not this one (here: none recorded):
+    // every existing pod is held until the operator has seen the controller take it in.
+    let r = run(
+        fixture("minimal"),
+        full_script(existing_cluster(3), true),
+        Some(leader()),
+        vec![],
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 3);
+}
+
+#[tokio::test]
+async fn the_cluster_partition_is_lowered_only_when_the_pods_are_ready_and_nothing_is_under_replicated()
+ {
+    let (stored, sha, ca) = settled().await;
+    let marks = Marks::default();
+    let t0 = 1_767_225_600_000;
+    let all_old = [(0, "c1", true), (1, "c1", true), (2, "c1", true)];
+    let step = |p: i64, updated: i64, pods_now: &[(i32, &str, bool)]| {
+        rollout_script(
+            &stored,
+            Reply::Applied,
+            cluster_rolling(&sha, p, updated),
+            Some(pods("demo-cluster", &ca, pods_now)),
+            vec![],
+        )
+    };
+
+    // 17 chunks short: held at 3, and the status says why.
+    let r = reconcile_rollout(
+        step(3, 0, &all_old),
+        Some(leader()),
+        Some(report(17, t0)),
+        &marks,
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 3);
+    assert!(
+        rollout_line(&r).starts_with("cluster 0/3 updated, waiting for 17 under-replicated chunks"),
+        "{}",
+        rollout_line(&r)
+    );
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(condition(status, "Progressing")["reason"], "RollingOut");
+    // The leader was asked once for the report, which the status used too.
+    assert_eq!(
+        r.log.iter().filter(|l| l.ends_with("/v1/repair")).count(),
+        1,
+        "{:?}",
+        r.log
+    );
+    assert_eq!(status["underReplicatedChunks"], 17);
+
+    // A repair pass in progress: held.
+    let mut running = report(0, t0);
+    running.in_progress = true;
+    let r = reconcile_rollout(step(3, 0, &all_old), Some(leader()), Some(running), &marks).await;
+    assert_eq!(partition(&r.bodies), 3);
+
+    // Nothing short, every pod Ready: the highest ordinal goes.
+    let r = reconcile_rollout(
+        step(3, 0, &all_old),
+        Some(leader()),
+        Some(report(0, t0)),
+        &marks,
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 2);
+    assert!(
+        rollout_line(&r).contains("restarting demo-cluster-2"),
+        "{}",
+        rollout_line(&r)
+    );
+
+    // demo-cluster-2 on the new revision but not Ready yet: held.
+    let restarting = [(0, "c1", true), (1, "c1", true), (2, "c2", false)];
+    let r = reconcile_rollout(
+        step(2, 1, &restarting),
+        Some(leader()),
+        Some(report(0, t0)),
+        &marks,
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 2);
+    assert!(rollout_line(&r).contains("waiting for demo-cluster-2 to be Ready"));
+
+    // Ready: the leader's last pass may predate its return, so the rollout waits for the next.
+    let back = [(0, "c1", true), (1, "c1", true), (2, "c2", true)];
+    let r = reconcile_rollout(
+        step(2, 1, &back),
+        Some(leader()),
+        Some(report(0, t0)),
+        &marks,
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 2);
+    assert!(
+        rollout_line(&r).contains("waiting for a repair pass that sees demo-cluster-2 back"),
+        "{}",
+        rollout_line(&r)
+    );
+    // The next pass found the chunks written meanwhile short: held.
+    let r = reconcile_rollout(
+        step(2, 1, &back),
+        Some(leader()),
+        Some(report(5, t0 + 10_000)),
+        &marks,
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 2);
+    // The pass after that found nothing short: the next pod.
+    let r = reconcile_rollout(
+        step(2, 1, &back),
+        Some(leader()),
+        Some(report(0, t0 + 20_000)),
+        &marks,
+    )
+    .await;
+    assert_eq!(partition(&r.bodies), 1);
+    assert!(rollout_line(&r).contains("restarting demo-cluster-1"));
+}
+
+#[tokio::test]
+async fn the_cluster_rollout_holds_without_a_leader_and_says_so() {
+    let (stored, sha, ca) = settled().await;
+    let marks = Marks::default();
+    let all_old = [(0, "c1", true), (1, "c1", true), (2, "c1", true)];
+    let script = rollout_script(
+        &stored,
+        Reply::Applied,
+        cluster_rolling(&sha, 3, 0),
+        Some(pods("demo-cluster", &ca, &all_old)),
+        vec![],
+    );
+    let r = reconcile_rollout(script, None, None, &marks).await;
+    assert_eq!(partition(&r.bodies), 3);
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(condition(status, "Progressing")["reason"], "RolloutHeld");
+    assert!(
+        rollout_line(&r).contains("held: no leader head answers"),
+        "{}",
+        rollout_line(&r)
+    );
+    // Asked once, not again for the status.
+    assert_eq!(
+        r.log.iter().filter(|l| l.ends_with("/v1/leader")).count(),
+        1,
+        "{:?}",
+        r.log
+    );
+    // A leader that answers without its report holds too.
+    let script = rollout_script(
+        &stored,
+        Reply::Applied,
+        cluster_rolling(&sha, 3, 0),
+        Some(pods("demo-cluster", &ca, &all_old)),
+        vec![],
+    );
+    let r = reconcile_rollout(script, Some(leader()), None, &marks).await;
+    assert_eq!(partition(&r.bodies), 3);
+}
+
+#[tokio::test]
+async fn heads_roll_standbys_first_and_the_leader_last() {
+    let (stored, _, ca) = settled().await;
+    let marks = Marks::default();
+    let other = |id: &str| Leader {
+        server_id: ServerId::new(id).unwrap(),
+        ..leader()
+    };
+    // (head pods updated, the head pods, the leader, the pod deleted, the rollout line)
+    type Case<'a> = (
+        i64,
+        Vec<(i32, &'a str, bool)>,
+        Leader,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        // Both old, demo-head-0 leads: the standby goes first.
+        (
+            0,
+            vec![(0, "h1", true), (1, "h1", true)],
+            leader(),
+            Some("demo-head-1"),
+            "heads: restarting standby demo-head-1 (leader last)",
+        ),
+        // After a failover demo-head-1 leads: demo-head-0 is the standby now, it goes first.
+        (
+            0,
+            vec![(0, "h1", true), (1, "h1", true)],
+            other("demo-head-1"),
+            Some("demo-head-0"),
+            "heads: restarting standby demo-head-0 (leader last)",
+        ),
+        // The standby is back but not Ready: nothing is deleted.
+        (
+            1,
+            vec![(0, "h1", true), (1, "h2", false)],
+            leader(),
+            None,
+            "heads: waiting for demo-head-1 to be Ready (leader last)",
+        ),
+        // Only the leader is left: it goes, and a standby takes over.
+        (
+            1,
+            vec![(0, "h1", true), (1, "h2", true)],
+            leader(),
+            Some("demo-head-0"),
+            "heads: leader last, restarting the leader demo-head-0 (a standby takes over)",
+        ),
+    ];
+    for (updated, now, lead, deleted, line) in cases {
+        let mut steps = vec![pods("demo-head", &ca, &now)];
+        steps.extend(deleted.map(pod_delete));
+        let script = rollout_script(
+            &stored,
+            heads_rolling(updated),
+            existing_cluster(3),
+            None,
+            steps,
+        );
+        let r = reconcile_rollout(script, Some(lead), Some(report(0, 1)), &marks).await;
+        assert!(rollout_line(&r).starts_with(line), "{}", rollout_line(&r));
+        if let Some(name) = deleted {
+            // Only the pod that was seen: a replacement with the same name is left alone.
+            let body = r
+                .bodies
+                .iter()
+                .find(|b| b["preconditions"]["uid"].is_string())
+                .unwrap();
+            assert_eq!(body["preconditions"]["uid"], format!("uid-{name}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn heads_wait_for_the_cluster_rollout_and_for_a_leader() {
+    let (stored, sha, ca) = settled().await;
+    let marks = Marks::default();
+    let old_heads = [(0, "h1", true), (1, "h1", true)];
+    // The cluster servers are rolling: no head is deleted.
+    let script = rollout_script(
+        &stored,
+        heads_rolling(0),
+        cluster_rolling(&sha, 3, 0),
+        Some(pods(
+            "demo-cluster",
+            &ca,
+            &[(0, "c1", true), (1, "c1", true), (2, "c1", true)],
+        )),
+        vec![pods("demo-head", &ca, &old_heads)],
+    );
+    let r = reconcile_rollout(script, Some(leader()), Some(report(3, 1)), &marks).await;
+    assert!(
+        rollout_line(&r).contains("heads: waiting for the cluster servers to finish"),
+        "{}",
+        rollout_line(&r)
+    );
+    // No leader: no head can be told from the leader, none is deleted.
+    let script = rollout_script(
+        &stored,
+        heads_rolling(0),
+        existing_cluster(3),
+        None,
+        vec![pods("demo-head", &ca, &old_heads)],
+    );
+    let r = reconcile_rollout(script, None, None, &marks).await;
+    assert!(rollout_line(&r).contains("heads: held: no leader head answers"));
+    let status = &r.bodies.last().unwrap()["status"];
+    assert_eq!(condition(status, "Progressing")["reason"], "RolloutHeld");
+}
+
+#[tokio::test]
+async fn a_head_stateful_set_of_an_earlier_operator_is_switched_to_on_delete_first() {
+    let mut script = secrets_script(&Stored::new(), true);
+    let legacy = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo-head", "namespace": "team-a"},
+        "spec": {"replicas": 2, "selector": {}, "serviceName": "demo-head-headless", "template": {},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}}});
+    let mut children = children_after_secrets(existing_cluster(3), true);
+    let at = children
+        .iter()
+        .position(|e| e.method == Method::GET && e.path.ends_with("/statefulsets/demo-head"))
+        .unwrap();
+    children[at] = head_lookup(APPS, "demo-head", Reply::Json(200, legacy.clone()));
+    children.insert(
+        at + 1,
+        expect(
+            Method::PATCH,
+            &format!("{APPS}/statefulsets/demo-head"),
+            Reply::Json(200, legacy),
+        ),
+    );
+    script.extend(children);
+    script.extend(after_cluster_script(true));
+    script.extend(prune_script(empty_list(), empty_list()));
+    script.push(status_patch());
+    let r = run(fixture("minimal"), script, Some(leader()), vec![]).await;
+    assert!(r.action.is_ok(), "{:?}", r.action);
+    let switch = r
+        .bodies
+        .iter()
+        .find(|b| b["spec"]["updateStrategy"]["type"] == "OnDelete" && b.get("kind").is_none())
+        .unwrap();
+    assert_eq!(
+        switch,
+        &json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}})
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_ca_rolls_by_readiness_alone_since_old_and_new_pods_cannot_talk() {
+    let (stored, sha, ca) = settled().await;
+    let marks = Marks::default();
+    // demo-cluster-2 restarted with the grid's (new) CA, the others still trust the old one:
+    // the leader cannot answer usefully (here: not at all), and waiting would never end.
+    let mut script = rollout_script(
+        &stored,
+        Reply::Applied,
+        cluster_rolling(&sha, 2, 1),
+        Some(pods(
+            "demo-cluster",
+            "old-ca",
+            &[(0, "c1", true), (1, "c1", true)],
+        )),
+        vec![],
+    );
+    // The list answers pods 0 and 1 on the old CA; add pod 2, on the new CA and Ready.
+    let at = script
+        .iter()
+        .position(|e| e.method == Method::GET && e.path.ends_with("/pods"))
+        .unwrap();
+    let Reply::Json(_, mut list) = pods(
+        "demo-cluster",
+        "old-ca",
+        &[(0, "c1", true), (1, "c1", true)],
+    )
+    .reply
+    else {
+        unreachable!()
+    };
+    let Reply::Json(_, new_pod) = pods("demo-cluster", &ca, &[(2, "c2", true)]).reply else {
+        unreachable!()
+    };
+    list["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(new_pod["items"][0].clone());
+    script[at] = expect(Method::GET, &format!("{NS}/pods"), Reply::Json(200, list));
+    let r = reconcile_rollout(script, None, None, &marks).await;
+    assert_eq!(partition(&r.bodies), 1);
+    assert!(
+        rollout_line(&r).contains("by readiness alone"),
+        "{}",
+        rollout_line(&r)
     );
 }

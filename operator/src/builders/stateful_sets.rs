@@ -1,11 +1,11 @@
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-    StatefulSetUpdateStrategy,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, ExecAction, Lifecycle,
+    LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use std::collections::BTreeMap;
@@ -17,6 +17,10 @@ use super::pod::{
 use super::{ZONE_ANNOTATION, metadata, names, role_labels, selector_labels};
 use crate::config::{CLUSTER_PORT, DATA_DIR, HEAD_API_PORT, HEAD_S3_PORT, METRICS_PORT, Role};
 use crate::validate::ValidGrid;
+
+/// Seconds a head pod being deleted keeps serving before its SIGTERM (well below the
+/// termination grace period).
+pub const HEAD_PRE_STOP_SECONDS: u32 = 5;
 
 /// Where cluster pods see their own annotations (the zone) through the downward API.
 pub const PODINFO_DIR: &str = "/etc/podinfo";
@@ -53,6 +57,18 @@ pub fn head_stateful_set(grid: &ValidGrid) -> StatefulSet {
         container_port("metrics", METRICS_PORT),
     ]);
     c.env = Some(server_env(grid, Role::Head));
+    // A deleted head pod leaves the client Service's endpoints while it still serves, so
+    // clients that picked it are not refused before every proxy has caught up; then SIGTERM
+    // (a leader gives up its leadership first, and a standby takes over).
+    c.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".to_string(), HEAD_PRE_STOP_SECONDS.to_string()]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
     let c = with_probes(grid, c, "api");
     StatefulSet {
         metadata: metadata(grid, names::head(grid), role_labels(grid, Role::Head)),
@@ -61,9 +77,11 @@ pub fn head_stateful_set(grid: &ValidGrid) -> StatefulSet {
             selector: selector(grid, Role::Head),
             service_name: Some(names::head_headless(grid)),
             pod_management_policy: Some("Parallel".to_string()),
+            // The operator replaces head pods itself, standbys first and the leader last
+            // (`rollout::next_head_step`); the controller never restarts one on its own.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_string()),
-                ..Default::default()
+                type_: Some(crate::rollout::ON_DELETE.to_string()),
+                rolling_update: None,
             }),
             template: pod_template(
                 grid,
@@ -170,16 +188,21 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
         }),
         ..PersistentVolumeClaim::default()
     };
-    StatefulSet {
+    let mut sts = StatefulSet {
         metadata: metadata(grid, names::cluster(grid), role_labels(grid, Role::Cluster)),
         spec: StatefulSetSpec {
             replicas: Some(replicas),
             selector: selector(grid, Role::Cluster),
             service_name: Some(names::cluster_headless(grid)),
             pod_management_policy: Some("Parallel".to_string()),
+            // The operator lowers the partition one pod at a time, when the grid can spare
+            // the next one (`rollout::next_partition`); 0 for a StatefulSet being created.
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".to_string()),
-                ..Default::default()
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
+                    ..RollingUpdateStatefulSetStrategy::default()
+                }),
             }),
             template: pod_template(
                 grid,
@@ -202,7 +225,9 @@ pub fn cluster_stateful_set(grid: &ValidGrid, replicas: i32) -> StatefulSet {
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
-    }
+    };
+    crate::rollout::stamp_template(&mut sts);
+    sts
 }
 
 /// Waits (bounded) for the operator to publish the node's zone; on timeout the kubelet retries.
