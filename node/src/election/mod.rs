@@ -79,6 +79,19 @@ pub struct Election {
     /// outlive them on the server for a while (e.g. after a ZooKeeper restart); they are ours
     /// and dead, so we remove them instead of waiting.
     old_sessions: std::sync::Mutex<Vec<i64>>,
+    /// Client writes this head is serving as leader (from admission to answer): a stopping
+    /// leader lets them finish before it releases leadership.
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A client write admitted on the leader; counted until dropped (see
+/// [`Election::write_admitted`]).
+pub struct WriteInFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What to wait for before the next election round.
@@ -157,6 +170,7 @@ impl Election {
             session_timeout,
             rules,
             registered_at: std::sync::OnceLock::new(),
+            writes: Arc::default(),
             metrics,
             status: watch::channel(status).0,
             client: watch::channel(None).0,
@@ -164,6 +178,17 @@ impl Election {
             force_claim: AtomicBool::new(false),
             old_sessions: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Counts a client write this head admitted as leader until the guard is dropped.
+    pub fn write_admitted(&self) -> WriteInFlight {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        WriteInFlight(self.writes.clone())
+    }
+
+    /// Client writes admitted as leader and not answered yet.
+    pub fn writes_in_flight(&self) -> usize {
+        self.writes.load(Ordering::Acquire)
     }
 
     pub fn status(&self) -> watch::Receiver<HeadStatus> {

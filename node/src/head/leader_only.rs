@@ -151,11 +151,41 @@ async fn redirect(State(s): State<ApiState>, req: Request, next: Next) -> Respon
     gate(s, req, next, false).await
 }
 
+/// Longest a head that knows no leader holds a write for one to be elected (a handover or a
+/// failover in progress) before it answers `503 no_leader`.
+pub(crate) const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The head's status once it leads or knows a leader, waiting up to `limit` for that; as it
+/// stands after `limit` otherwise.
+pub(crate) async fn status_with_leader(
+    election: &Election,
+    limit: std::time::Duration,
+) -> crate::election::HeadStatus {
+    let mut status = election.status();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let st = status.borrow_and_update().clone();
+        if knows_leader(st.role, st.leader.is_some()) {
+            return st;
+        }
+        match tokio::time::timeout_at(deadline, status.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return st,
+        }
+    }
+}
+
+/// Whether a head in `role` can place a write: it leads, or knows who does.
+fn knows_leader(role: Role, leader_known: bool) -> bool {
+    role == Role::Leader || leader_known
+}
+
 async fn gate(s: ApiState, mut req: Request, next: Next, may_forward: bool) -> Response {
-    let st = s.election.status().borrow().clone();
+    let st = status_with_leader(&s.election, LEADER_WAIT).await;
     match (st.role, st.leader) {
         (Role::Leader, _) => match Leadership::current(&s.election) {
             Some(lead) => {
+                let _counted = s.election.write_admitted();
                 req.extensions_mut().insert(lead);
                 next.run(req).await
             }
@@ -279,6 +309,14 @@ pub(crate) fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_waits_only_while_no_leader_is_known() {
+        assert!(knows_leader(Role::Leader, false));
+        assert!(knows_leader(Role::Standby, true));
+        assert!(!knows_leader(Role::Standby, false));
+        assert!(!knows_leader(Role::Candidate, false));
+    }
 
     #[test]
     fn reads_are_served_where_committed_state_can_be_read() {

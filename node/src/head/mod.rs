@@ -227,7 +227,13 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             stop_http.clone(),
         ));
     }
-    tokio::spawn(crate::signals::cancel_on_signal(stop_election.clone()));
+    let signalled = CancellationToken::new();
+    tokio::spawn(crate::signals::cancel_on_signal(signalled.clone()));
+    tokio::spawn(hand_over(
+        signalled,
+        election.clone(),
+        stop_election.clone(),
+    ));
 
     let elections = election.run(stop_election).await;
     stop_http.cancel();
@@ -239,6 +245,37 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     tracing::info!(server_id = %cfg.server_id, "head stopped");
     elections?;
     Ok(())
+}
+
+/// Longest a stopping head waits for its uploads in progress before it ends its election.
+/// Within Kubernetes' default 30 s grace, after the head pods' 5 s `preStop`.
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// On a stop signal, lets the client writes this head admitted as leader finish (up to
+/// [`HANDOVER_WAIT`]) before ending its election: a leader that released leadership at once
+/// would fail every upload it was still receiving at its commit. The head keeps serving
+/// meanwhile; a standby admits no write of its own and stops at once.
+async fn hand_over(signalled: CancellationToken, election: Arc<Election>, stop: CancellationToken) {
+    signalled.cancelled().await;
+    let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+    let mut left = election.writes_in_flight();
+    if left > 0 {
+        tracing::info!(
+            writes = left,
+            "stopping: letting the writes in progress finish before leadership is released"
+        );
+    }
+    while left > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = election.writes_in_flight();
+    }
+    if left > 0 {
+        tracing::warn!(
+            writes = left,
+            "stopping with writes still in progress; they fail and their clients must retry"
+        );
+    }
+    stop.cancel();
 }
 
 /// Ready while connected and registered (leading, standing by, or waiting for an election).

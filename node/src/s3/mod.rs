@@ -120,12 +120,17 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
         req.extensions_mut().insert(view);
         return call(&g, req).await;
     }
-    let st = g.election.status().borrow().clone();
+    let st = crate::head::leader_only::status_with_leader(
+        &g.election,
+        crate::head::leader_only::LEADER_WAIT,
+    )
+    .await;
     match (st.role, st.leader) {
         (Role::Leader, _) => {
             let Some(lead) = Leadership::current(&g.election) else {
                 return unavailable("this head stopped leading; retry shortly");
             };
+            let _counted = g.election.write_admitted();
             req.extensions_mut().insert(lead);
             call(&g, req).await
         }
