@@ -22,7 +22,9 @@
 #      cluster, where it cannot be loaded, a change of logFormat rolls every pod instead);
 #      waits until every pod runs the new template and asserts zero failed writes and reads,
 #      at most one cluster pod down at any sample, and the leader head restarted last;
-#   8. pauses the grid (filegrid.io/paused), checks a deleted child is not recreated while
+#   8. kills a cluster pod (--force, no grace) under the same load and asserts zero failed
+#      writes and reads until it is back;
+#   9. pauses the grid (filegrid.io/paused), checks a deleted child is not recreated while
 #      paused and is once the annotation is removed.
 #
 # Images filegrid/node, filegrid/zookeeper and filegrid/operator (docker/build-images.sh)
@@ -493,6 +495,29 @@ fi
 check_file one
 check_file two
 ok "upgrade ($upgraded_what) under load: $writes writes and $reads reads, none failed; at most $most_down cluster pod down at a time; leader $upgrade_leader restarted last (now $(fg_field .status.leader))"
+
+# A cluster pod killed under the same load: writes and reads go on around it.
+log "killing a cluster pod under a steady write and read load"
+client "HEAD=$HEAD sh /tmp/load.sh </dev/null >/dev/null 2>&1 &" || die "starting the load again"
+wait_for "the load to run again" 'client "test ! -e /tmp/load.done" 2>/dev/null && [ "$(load_count | cut -d" " -f1)" -ge 5 ] 2>/dev/null'
+victim="$GRID-cluster-1"
+# shellcheck disable=SC2034  # read by the wait_for condition below (eval)
+victim_uid="$(kubectl -n "$NS" get pod "$victim" -o jsonpath='{.metadata.uid}')"
+kubectl -n "$NS" delete pod "$victim" --grace-period=0 --force >/dev/null 2>&1
+wait_for "$victim back and Ready" \
+  '[ "$(kubectl -n "$NS" get pod "$victim" -o jsonpath="{.metadata.uid}" 2>/dev/null)" != "$victim_uid" ] \
+   && kubectl -n "$NS" wait pod "$victim" --for=condition=Ready --timeout=5s >/dev/null 2>&1 && available'
+# shellcheck disable=SC2034  # read by the wait_for condition below (eval)
+base_writes="$(load_count | cut -d" " -f1)"
+wait_for "writes after the pod's return" '[ "$(load_count | cut -d" " -f1)" -ge $((base_writes + 5)) ] 2>/dev/null'
+client "touch /tmp/load.stop" || die "stopping the load"
+wait_for "the load to stop" 'client "test -e /tmp/load.done" 2>/dev/null'
+read -r writes reads failed_writes failed_reads <<<"$(load_count)"
+if [ "${failed_writes:-1}" != 0 ] || [ "${failed_reads:-1}" != 0 ]; then
+  client "cat /tmp/load.err" || true
+  die "a killed cluster pod failed operations: $failed_writes failed writes, $failed_reads failed reads"
+fi
+ok "cluster pod $victim killed under load: $writes writes and $reads reads, none failed"
 
 log "pausing the grid"
 paused_cond() { fg_field '.status.conditions[?(@.type=="ReconciliationPaused")].status'; }
