@@ -112,6 +112,8 @@ fn big_file_end_to_end(chunks: u64) {
             chunk_size: "4KiB".into(),
             // Logs at debug level would write a line or more per chunk.
             log_filter: Some("warn".into()),
+            // Finds a chunk file deleted from disk within seconds.
+            extra_cluster_args: vec!["--scrub-interval".into(), "1s".into()],
             ..Default::default()
         },
     );
@@ -154,6 +156,41 @@ fn big_file_end_to_end(chunks: u64) {
     let t = Instant::now();
     read_back(&base, "big", size, deadline);
     eprintln!("read back in {:?}", t.elapsed());
+
+    // One replica lost on its own (its file deleted from disk, which the server's scrubber
+    // finds): its repair rewrites the one manifest part that lists the chunk, no other.
+    let before: Vec<i32> = grid.manifest_parts("big").iter().map(|p| p.0).collect();
+    assert!(before.len() > 2, "the manifest is split into parts");
+    let (damaged, replicas) = manifest[manifest.len() / 2].clone();
+    let holder = grid
+        .cluster
+        .iter()
+        .position(|c| c.id == replicas[0])
+        .unwrap();
+    std::fs::remove_file(grid.chunk_file(holder, &damaged)).unwrap();
+    let t = Instant::now();
+    let (now, changed) = wait_until_sync(deadline, "the deleted copy made again", || {
+        let now = grid.manifest_parts("big");
+        let changed: Vec<usize> = (0..now.len()).filter(|i| now[*i].0 != before[*i]).collect();
+        if changed.is_empty() {
+            std::thread::sleep(Duration::from_secs(1));
+            return None;
+        }
+        Some((now, changed))
+    });
+    eprintln!("one lost copy repaired in {:?}", t.elapsed());
+    let holding = now
+        .iter()
+        .position(|(_, ids)| ids.contains(&damaged))
+        .unwrap();
+    assert_eq!(
+        changed,
+        [holding],
+        "only the part listing the chunk was rewritten"
+    );
+    let manifest = grid.manifest_chunks("big");
+    let now_on: &Vec<String> = &manifest.iter().find(|(id, _)| *id == damaged).unwrap().1;
+    assert_ne!(now_on, &replicas, "the chunk's replica list was updated");
 
     // The victim: a server holding copies of the big file and of every small file.
     let victim = grid

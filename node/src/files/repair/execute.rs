@@ -36,7 +36,7 @@ pub async fn run(
     actions: Vec<Action>,
     unreferenced: &mut HashMap<Held, Instant>,
     progress: &mut Tracker<'_>,
-    part_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+    part_of: &(dyn Fn(&str, &str) -> Option<u32> + Sync),
 ) -> Result<Outcome, NsError> {
     let mut out = Outcome::default();
     let epoch = lead.epoch();
@@ -128,7 +128,7 @@ async fn repair_file(
     file: FileRepair,
     progress: &mut Tracker<'_>,
     pacer: &mut Pacer,
-    part_of: &(dyn Fn(&str) -> Option<u32> + Sync),
+    part_of: &(dyn Fn(&str, &str) -> Option<u32> + Sync),
 ) -> Result<u64, NsError> {
     let epoch = lead.epoch();
     let mut made = 0;
@@ -159,8 +159,15 @@ async fn repair_file(
     if changes.is_empty() {
         return Ok(made);
     }
+    let this_file = |chunk: &str| part_of(&file.file_id, chunk);
     let applied =
-        namespace::update_chunks(lead, &file.path, &file.file_id, &changes, part_of).await?;
+        match namespace::update_chunks(lead, &file.path, &file.file_id, &changes, &this_file).await
+        {
+            Ok(applied) => applied,
+            // Logged where it was found; the other files' repairs go on.
+            Err(NsError::TooLarge { .. }) => false,
+            Err(e) => return Err(e),
+        };
     if applied {
         tracing::info!(path = %file.path, chunks = changes.len(), "updated replica locations");
     }

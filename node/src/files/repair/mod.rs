@@ -308,7 +308,7 @@ async fn pass(
     // Which manifest part holds each chunk of a split list, so that a repair rewrites only
     // the parts it changed, and each file's work goes in slices taken in turns.
     let parts = part_index(&walked, &plan.actions);
-    let part_of = |chunk: &str| parts.get(chunk).copied();
+    let part_of = |file_id: &str, chunk: &str| parts.get(file_id)?.get(chunk).copied();
     let actions = schedule::interleave(
         plan.actions,
         &part_of,
@@ -336,8 +336,12 @@ async fn pass(
     Ok(r)
 }
 
-/// The manifest part of every chunk of the split manifests that `actions` repair.
-fn part_index<'a>(walked: &'a namespace::Walk, actions: &[plan::Action]) -> HashMap<&'a str, u32> {
+/// The manifest part of every chunk of the split manifests that `actions` repair, by file id
+/// (a copied object's chunks are in two files' manifests, not in the same places).
+fn part_index<'a>(
+    walked: &'a namespace::Walk,
+    actions: &[plan::Action],
+) -> HashMap<&'a str, HashMap<&'a str, u32>> {
     let repairing: std::collections::HashSet<&str> = actions
         .iter()
         .filter_map(|a| match a {
@@ -353,13 +357,15 @@ fn part_index<'a>(walked: &'a namespace::Walk, actions: &[plan::Action]) -> Hash
         if !repairing.contains(meta.file_id.as_str()) {
             continue;
         }
+        let mut of_file = HashMap::with_capacity(meta.chunks.len());
         let mut chunks = meta.chunks.iter();
         for (i, len) in lens.iter().enumerate() {
             let Ok(part) = u32::try_from(i) else { break };
             for c in chunks.by_ref().take(*len) {
-                index.insert(c.id.as_str(), part);
+                of_file.insert(c.id.as_str(), part);
             }
         }
+        index.insert(meta.file_id.as_str(), of_file);
     }
     index
 }
@@ -419,7 +425,8 @@ mod tests {
         };
         // "other" is split but has nothing to repair; "inline" has no parts.
         let index = part_index(&walked, &[repair("big"), repair("inline")]);
-        let mut got: Vec<(&str, u32)> = index.into_iter().collect();
+        assert_eq!(index.len(), 1);
+        let mut got: Vec<(&str, u32)> = index["big"].iter().map(|(c, p)| (*c, *p)).collect();
         got.sort();
         assert_eq!(
             got,

@@ -73,12 +73,12 @@ pub fn slices(
     out
 }
 
-/// The plan's actions with each file's repair cut into [`slices`] and the slices of all
-/// files taken in turns. Actions before the first repair stay first (read repairs), those
+/// The plan's actions with each file's repair cut into [`slices`] (`part_of` takes the
+/// file id and the chunk id) and the slices of all files taken in turns. Actions before the first repair stay first (read repairs), those
 /// after the last stay last (drain marks, orphan deletions), each in their order.
 pub fn interleave(
     actions: Vec<Action>,
-    part_of: &dyn Fn(&str) -> Option<u32>,
+    part_of: &dyn Fn(&str, &str) -> Option<u32>,
     max_chunks: usize,
     max_bytes: u64,
 ) -> Vec<Action> {
@@ -88,7 +88,9 @@ pub fn interleave(
     for action in actions {
         match action {
             Action::RepairFile(f) => {
-                files.push(slices(f, part_of, max_chunks, max_bytes).into_iter());
+                let file_id = f.file_id.clone();
+                let this_file = |chunk: &str| part_of(&file_id, chunk);
+                files.push(slices(f, &this_file, max_chunks, max_bytes).into_iter());
             }
             other if files.is_empty() => before.push(other),
             other => after.push(other),
@@ -190,7 +192,7 @@ mod tests {
             Action::RepairFile(file("s2", 3, 1)),
             orphan,
         ];
-        let out = interleave(actions, &no_parts, 2, 1000);
+        let out = interleave(actions, &|_, _| None, 2, 1000);
         let order: Vec<String> = out
             .iter()
             .map(|a| match a {
