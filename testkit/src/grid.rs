@@ -434,6 +434,85 @@ impl Grid {
         })
     }
 
+    /// The chunk ids and replica servers of the file at `path`, read from ZooKeeper directly,
+    /// whether its chunk list is inline or split into parts under `manifests/<file_id>/`.
+    /// Panics when there is no such file or a part is missing: for tests.
+    pub fn manifest_chunks(&self, path: &str) -> Vec<(String, Vec<String>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the ZooKeeper read");
+        rt.block_on(async {
+            let c = zookeeper_client::Client::connect(&self.zk.hosts())
+                .await
+                .expect("connect to the grid's ZooKeeper");
+            let (data, _) = c
+                .get_data(&format!("/distributed_file_grid/files/{path}"))
+                .await
+                .unwrap_or_else(|e| panic!("no file node for {path}: {e}"));
+            let entry: filegrid_proto::manifest::Entry =
+                serde_json::from_slice(&data).expect("a file node FileGrid wrote");
+            let Some(file) = entry.file else {
+                return Vec::new();
+            };
+            let mut chunks = file.chunks;
+            for i in 0..file.parts {
+                let part = format!("/distributed_file_grid/manifests/{}/{i:06}", file.file_id);
+                let (data, _) = c
+                    .get_data(&part)
+                    .await
+                    .unwrap_or_else(|e| panic!("no manifest part {part}: {e}"));
+                let part: filegrid_proto::manifest::Part =
+                    serde_json::from_slice(&data).expect("a manifest part FileGrid wrote");
+                chunks.extend(part.chunks);
+            }
+            chunks
+                .into_iter()
+                .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
+                .collect()
+        })
+    }
+
+    /// The parts of the file at `path` whose chunk list is split under
+    /// `manifests/<file_id>/`: each part's data version in ZooKeeper (how often it was
+    /// rewritten) and its chunk ids, in order; empty for an inline list. Panics when there is
+    /// no such file: for tests.
+    pub fn manifest_parts(&self, path: &str) -> Vec<(i32, Vec<String>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the ZooKeeper read");
+        rt.block_on(async {
+            let c = zookeeper_client::Client::connect(&self.zk.hosts())
+                .await
+                .expect("connect to the grid's ZooKeeper");
+            let (data, _) = c
+                .get_data(&format!("/distributed_file_grid/files/{path}"))
+                .await
+                .unwrap_or_else(|e| panic!("no file node for {path}: {e}"));
+            let entry: filegrid_proto::manifest::Entry =
+                serde_json::from_slice(&data).expect("a file node FileGrid wrote");
+            let Some(file) = entry.file else {
+                return Vec::new();
+            };
+            let mut parts = Vec::new();
+            for i in 0..file.parts {
+                let part = format!("/distributed_file_grid/manifests/{}/{i:06}", file.file_id);
+                let (data, stat) = c
+                    .get_data(&part)
+                    .await
+                    .unwrap_or_else(|e| panic!("no manifest part {part}: {e}"));
+                let part: filegrid_proto::manifest::Part =
+                    serde_json::from_slice(&data).expect("a manifest part FileGrid wrote");
+                parts.push((
+                    stat.version,
+                    part.chunks.into_iter().map(|c| c.id).collect(),
+                ));
+            }
+            parts
+        })
+    }
+
     /// Path of a chunk's file on a cluster server's disk.
     pub fn chunk_file(&self, server: usize, chunk_id: &str) -> PathBuf {
         self.cluster[server].data_dir.join("chunks").join(chunk_id)

@@ -128,6 +128,7 @@ impl From<NsError> for DataError {
                 "leadership changed during the request ({f}); retry"
             )),
             NsError::Zk(z) => DataError::Unavailable(format!("metadata store unavailable: {z}")),
+            e @ NsError::TooLarge { .. } => DataError::TooLarge(e.to_string()),
         }
     }
 }

@@ -5,13 +5,15 @@
 //! so a reader sees the old file or the new one, never a mix.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use zookeeper_client::{Client, Error as ZkClientError, MultiReadResult};
 
 use super::known_dirs::KnownDirs;
-use super::manifest::{self, ChunkRef, Entry, EntryKind, FileMeta, Part};
+use super::manifest::{self, Entry, EntryKind, FileMeta, Part};
 use super::path::FilePath;
 use crate::fencing::{FenceError, FencedOp};
+use crate::ids::ServerId;
 use crate::leadership::Leadership;
 use crate::zk::{self, Layout, ZkError, records};
 
@@ -24,6 +26,10 @@ pub enum NsError {
     /// A create-only commit found a file already there.
     #[error("{0} exists already")]
     Exists(String),
+    /// A manifest node would be larger than one ZooKeeper request may carry; it is not sent
+    /// (ZooKeeper would drop the connection).
+    #[error("{path}: {bytes} bytes is more than one ZooKeeper request may carry")]
+    TooLarge { path: String, bytes: usize },
     #[error(transparent)]
     Fence(#[from] FenceError),
     #[error(transparent)]
@@ -44,6 +50,17 @@ pub async fn lookup(
     layout: &Layout,
     path: &FilePath,
 ) -> Result<(FileMeta, i32), NsError> {
+    let (meta, version, _) = lookup_with_parts(client, layout, path).await?;
+    Ok((meta, version))
+}
+
+/// [`lookup`], and how many chunks each manifest part held (empty for an inline list), so
+/// that a later change of a chunk rewrites only its part.
+pub async fn lookup_with_parts(
+    client: &Client,
+    layout: &Layout,
+    path: &FilePath,
+) -> Result<(FileMeta, i32, Vec<usize>), NsError> {
     let node = layout.file(path.as_str());
     let Some((entry, stat)) = zk::read::<Entry>(client, &node).await? else {
         return Err(NsError::NotFound(path.to_string()));
@@ -51,21 +68,35 @@ pub async fn lookup(
     let Some(mut meta) = entry.file.filter(|_| entry.kind == EntryKind::File) else {
         return Err(NsError::NotFound(format!("{path} (a directory)")));
     };
+    let mut part_lens = Vec::new();
     if meta.parts > 0 {
-        let mut chunks = Vec::with_capacity(meta.chunk_count as usize);
+        // The count is only a hint for the allocation: it comes from ZooKeeper.
+        let mut chunks = Vec::with_capacity(meta.chunk_count.min(1 << 20) as usize);
         for i in 0..meta.parts {
-            let part_path = layout.manifest_part(&meta.file_id, i);
-            let Some((part, _)) = zk::read::<Part>(client, &part_path).await? else {
-                return Err(NsError::Zk(ZkError::BadRecord {
-                    path: part_path,
-                    message: "manifest part missing".into(),
-                }));
-            };
+            let (part, _) = read_part(client, layout, &meta.file_id, i).await?;
+            part_lens.push(part.chunks.len());
             chunks.extend(part.chunks);
         }
         meta.chunks = chunks;
     }
-    Ok((meta, stat.version))
+    Ok((meta, stat.version, part_lens))
+}
+
+/// Manifest part `i` of `file_id` and its data version; a missing part is a bad record.
+async fn read_part(
+    client: &Client,
+    layout: &Layout,
+    file_id: &str,
+    i: u32,
+) -> Result<(Part, i32), NsError> {
+    let part_path = layout.manifest_part(file_id, i);
+    match zk::read::<Part>(client, &part_path).await? {
+        Some((part, stat)) => Ok((part, stat.version)),
+        None => Err(NsError::Zk(ZkError::BadRecord {
+            path: part_path,
+            message: "manifest part missing".into(),
+        })),
+    }
 }
 
 /// Makes `meta` the content of `path` (creating parent directories), returning the file it
@@ -331,76 +362,154 @@ async fn is_bucket(client: &Client, layout: &Layout, dir: &str) -> Result<bool, 
         .is_some_and(|(e, _)| e.bucket))
 }
 
-/// Removes the manifest parts of a replaced or deleted file (best effort: leftovers are
-/// collected with orphaned chunks).
+/// Removes the manifest parts of a replaced or deleted file (best effort: a part left behind
+/// is unreachable, the file node no longer names it). The deletions go in batches that
+/// each stay under [`manifest::REQUEST_LIMIT`], the directory last.
 async fn drop_parts(lead: &Leadership, meta: &FileMeta) {
     if meta.parts == 0 {
         return;
     }
     let layout = lead.layout();
-    let mut ops: Vec<FencedOp> = (0..meta.parts)
-        .map(|i| FencedOp::Delete {
-            path: layout.manifest_part(&meta.file_id, i),
-            version: None,
-        })
+    let mut paths: Vec<String> = (0..meta.parts)
+        .map(|i| layout.manifest_part(&meta.file_id, i))
         .collect();
-    ops.push(FencedOp::Delete {
-        path: layout.manifest_dir(&meta.file_id),
-        version: None,
-    });
-    if let Err(e) = lead.write(&ops).await {
-        tracing::warn!(file_id = %meta.file_id, error = %e, "could not remove manifest parts");
+    paths.push(layout.manifest_dir(&meta.file_id));
+    let sizes: Vec<usize> = paths
+        .iter()
+        .map(|p| p.len() + manifest::OP_OVERHEAD)
+        .collect();
+    let fence = 2 * manifest::OP_OVERHEAD + layout.root().len();
+    for range in manifest::batches(&sizes, fence, manifest::REQUEST_LIMIT) {
+        let ops: Vec<FencedOp> = paths[range]
+            .iter()
+            .map(|path| FencedOp::Delete {
+                path: path.clone(),
+                version: None,
+            })
+            .collect();
+        if let Err(e) = lead.write(&ops).await {
+            tracing::warn!(file_id = %meta.file_id, error = %e, "could not remove manifest parts");
+            return;
+        }
     }
 }
 
-/// Replaces the chunk list of the file at `path` if it still is the write `file_id` (used by
-/// repairs). `Ok(false)` when the file changed meanwhile.
+/// Sets new replica lists (`changes`, by chunk id) in the manifest of the file at `path`, if
+/// it still is the write `file_id` (used by repairs). `Ok(false)` when the file changed
+/// meanwhile.
+///
+/// An inline list is rewritten with its file node. A split list is rewritten part by part,
+/// and only the parts holding a changed chunk: `part_of` says where a chunk was when the
+/// manifest was read (a chunk it does not place, or does not find there, is looked for in
+/// the other parts). Each part goes in a request of its own that also checks the file
+/// node's version, so a concurrent overwrite (a new `file_id`, new parts) is not disturbed,
+/// and the part's own version, so two writers never lose each other's change. A reader sees
+/// each chunk's old list or its new one, both of which name servers holding it.
 pub async fn update_chunks(
     lead: &Leadership,
     path: &str,
     file_id: &str,
-    update: impl Fn(&mut Vec<ChunkRef>),
+    changes: &BTreeMap<String, Vec<ServerId>>,
+    part_of: &(dyn Fn(&str) -> Option<u32> + Sync),
 ) -> Result<bool, NsError> {
+    if changes.is_empty() {
+        return Ok(true);
+    }
     let client = lead.client();
+    let layout = lead.layout();
     let Ok(fp) = FilePath::parse(path) else {
         return Ok(false);
     };
-    let (mut meta, version) = match lookup(client, lead.layout(), &fp).await {
-        Ok(r) => r,
-        Err(NsError::NotFound(_)) => return Ok(false),
-        Err(e) => return Err(e),
+    let node = layout.file(fp.as_str());
+    let Some((entry, stat)) = zk::read::<Entry>(client, &node).await? else {
+        return Ok(false);
+    };
+    let Some(mut meta) = entry.file.filter(|_| entry.kind == EntryKind::File) else {
+        return Ok(false);
     };
     if meta.file_id != file_id {
         return Ok(false);
     }
-    update(&mut meta.chunks);
-    let layout = lead.layout();
-    let ops = if meta.parts > 0 {
-        // Rewrite the parts in place; the file node's version is checked so a concurrent
-        // overwrite (which uses a new file_id and new parts) is not disturbed.
-        let parts = manifest::split(&meta.chunks, manifest::PART_LIMIT);
-        if parts.len() as u32 != meta.parts {
+    let mut found = HashSet::new();
+    if meta.parts == 0 {
+        if !manifest::set_replicas(&mut meta.chunks, changes, &mut found) {
+            return Ok(true);
+        }
+        let data = records::encode(&Entry::file(meta));
+        return write_manifest_node(
+            lead,
+            FencedOp::SetData {
+                path: node,
+                data,
+                version: Some(stat.version),
+            },
+            None,
+        )
+        .await;
+    }
+    // The parts `part_of` names first, then the others while some change is not found.
+    let named: BTreeSet<u32> = changes
+        .keys()
+        .filter_map(|id| part_of(id))
+        .filter(|p| *p < meta.parts)
+        .collect();
+    let rest = (0..meta.parts).filter(|p| !named.contains(p));
+    let mut written = 0usize;
+    for i in named.iter().copied().chain(rest) {
+        if found.len() == changes.len() {
+            break;
+        }
+        let (mut part, part_version) = read_part(client, layout, file_id, i).await?;
+        if !manifest::set_replicas(&mut part.chunks, changes, &mut found) {
+            continue;
+        }
+        let applied = write_manifest_node(
+            lead,
+            FencedOp::SetData {
+                path: layout.manifest_part(file_id, i),
+                data: records::encode(&part),
+                version: Some(part_version),
+            },
+            Some(FencedOp::Check {
+                path: node.clone(),
+                version: stat.version,
+            }),
+        )
+        .await?;
+        if !applied {
             return Ok(false);
         }
-        let mut ops = vec![FencedOp::Check {
-            path: layout.file(path),
-            version,
-        }];
-        for (i, chunks) in parts.into_iter().enumerate() {
-            ops.push(FencedOp::SetData {
-                path: layout.manifest_part(file_id, i as u32),
-                data: records::encode(&Part { v: 1, chunks }),
-                version: None,
-            });
-        }
-        ops
-    } else {
-        vec![FencedOp::SetData {
-            path: layout.file(path),
-            data: records::encode(&Entry::file(meta)),
-            version: Some(version),
-        }]
-    };
+        written += 1;
+    }
+    tracing::debug!(path = %path, parts = written, "rewrote manifest parts");
+    Ok(true)
+}
+
+/// Refuses node data that, with the fence's checks and another operation, would make a
+/// request larger than ZooKeeper accepts: sent, it would cost the connection.
+pub(crate) fn fits_request(path: &str, data: &[u8]) -> Result<(), NsError> {
+    let bytes = data.len() + path.len();
+    if bytes + 4 * manifest::OP_OVERHEAD > manifest::REQUEST_LIMIT {
+        tracing::error!(path = %path, bytes, "a record is larger than one ZooKeeper request may carry; not written");
+        return Err(NsError::TooLarge {
+            path: path.to_string(),
+            bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Writes one manifest node (after `check`, if any) through the fence, refusing data larger
+/// than a request may carry. `Ok(false)` when a version check failed.
+async fn write_manifest_node(
+    lead: &Leadership,
+    op: FencedOp,
+    check: Option<FencedOp>,
+) -> Result<bool, NsError> {
+    if let FencedOp::SetData { path, data, .. } = &op {
+        fits_request(path, data)?;
+    }
+    let ops: Vec<FencedOp> = check.into_iter().chain([op]).collect();
     match lead.write(&ops).await {
         Ok(_) => Ok(true),
         Err(FenceError::Operation { .. }) => Ok(false),
@@ -553,9 +662,17 @@ pub(crate) async fn read_entries(
     Ok(out)
 }
 
+/// Every file with its full chunk list, as [`walk`] reads it, and how many chunks each
+/// manifest part holds for files whose list is split (by `file_id`).
+#[derive(Debug, Default)]
+pub struct Walk {
+    pub files: Vec<(String, FileMeta)>,
+    pub part_lens: HashMap<String, Vec<usize>>,
+}
+
 /// Every file with its full chunk list (the leader's start-up scan and its repair passes).
-pub async fn walk(client: &Client, layout: &Layout) -> Result<Vec<(String, FileMeta)>, NsError> {
-    let mut out = Vec::new();
+pub async fn walk(client: &Client, layout: &Layout) -> Result<Walk, NsError> {
+    let mut out = Walk::default();
     let mut stack = vec![String::new()];
     while let Some(dir) = stack.pop() {
         let node = if dir.is_empty() {
@@ -584,8 +701,13 @@ pub async fn walk(client: &Client, layout: &Layout) -> Result<Vec<(String, FileM
                 Some(e) if e.kind == EntryKind::Dir => stack.push(p),
                 Some(_) => {
                     if let Ok(fp) = FilePath::parse(&p) {
-                        match lookup(client, layout, &fp).await {
-                            Ok((meta, _)) => out.push((p, meta)),
+                        match lookup_with_parts(client, layout, &fp).await {
+                            Ok((meta, _, lens)) => {
+                                if !lens.is_empty() {
+                                    out.part_lens.insert(meta.file_id.clone(), lens);
+                                }
+                                out.files.push((p, meta));
+                            }
                             Err(NsError::NotFound(_)) => {}
                             Err(e) => return Err(e),
                         }

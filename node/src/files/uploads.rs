@@ -60,6 +60,9 @@ pub async fn put_part(
 ) -> Result<bool, NsError> {
     let path = lead.layout().upload_part(id, number);
     let data = records::encode(part);
+    // A part of very many chunks (a large part at a small `chunk_size`) is refused rather
+    // than sent: ZooKeeper would drop the connection.
+    super::namespace::fits_request(&path, &data)?;
     // The upload must still be there: checked in the same transaction.
     let check = FencedOp::Check {
         path: lead.layout().upload(id),

@@ -13,7 +13,6 @@ use super::plan::{Action, ChunkCopy, ChunkRepair, CopyReason, FileRepair, Held};
 use super::progress::Tracker;
 use crate::cluster::ChunkCallError;
 use crate::files::DataPlane;
-use crate::files::manifest::ChunkRef;
 use crate::files::namespace::{self, NsError};
 use crate::files::servers::ServerInfo;
 use crate::files::write::keep_verified;
@@ -37,9 +36,11 @@ pub async fn run(
     actions: Vec<Action>,
     unreferenced: &mut HashMap<Held, Instant>,
     progress: &mut Tracker<'_>,
+    part_of: &(dyn Fn(&str, &str) -> Option<u32> + Sync),
 ) -> Result<Outcome, NsError> {
     let mut out = Outcome::default();
     let epoch = lead.epoch();
+    let mut pacer = Pacer::new(dp.config.repair_rate, Instant::now());
     for action in actions {
         match action {
             Action::Rewrite {
@@ -49,7 +50,8 @@ pub async fn run(
                 to,
             } => rewrite(dp, epoch, &chunk, &checksum, &from, &to).await,
             Action::RepairFile(file) => {
-                out.copies_made += repair_file(dp, lead, file, progress).await?
+                out.copies_made +=
+                    repair_file(dp, lead, file, progress, &mut pacer, part_of).await?
             }
             Action::MarkDrained(id) => {
                 if let Err(e) = drain::mark_drained(dp, lead, &id).await {
@@ -117,13 +119,16 @@ fn rewrite_outcome(targets: &[String], r: &PutResponse) -> (Vec<String>, Vec<Str
     (stored.into_iter().cloned().collect(), failed)
 }
 
-/// Makes one file's copies, then records its new replica lists in one fenced write. Returns
-/// the number of copies made.
+/// Makes the copies of one file (or of one slice of it, see [`super::schedule`]), then
+/// records the new replica lists, rewriting only the manifest parts they change (see
+/// [`namespace::update_chunks`]). Returns the number of copies made.
 async fn repair_file(
     dp: &DataPlane,
     lead: &Leadership,
     file: FileRepair,
     progress: &mut Tracker<'_>,
+    pacer: &mut Pacer,
+    part_of: &(dyn Fn(&str, &str) -> Option<u32> + Sync),
 ) -> Result<u64, NsError> {
     let epoch = lead.epoch();
     let mut made = 0;
@@ -138,7 +143,7 @@ async fn repair_file(
             }
             ChunkRepair::Copy(copy) => {
                 // A failed copy leaves the chunk's replica list as it is.
-                let copied = copy_chunk(dp, epoch, &copy).await;
+                let copied = copy_chunk(dp, epoch, &copy, pacer).await;
                 let n = copied.as_ref().map_or(0, |c| c.len() as u64);
                 progress.copy_ended(copy.len, copy.to.len() as u64, n);
                 let Some(copied) = copied else {
@@ -154,19 +159,15 @@ async fn repair_file(
     if changes.is_empty() {
         return Ok(made);
     }
-    let applied = namespace::update_chunks(
-        lead,
-        &file.path,
-        &file.file_id,
-        |chunks: &mut Vec<ChunkRef>| {
-            for ch in chunks.iter_mut() {
-                if let Some(r) = changes.get(&ch.id) {
-                    ch.replicas = r.clone();
-                }
-            }
-        },
-    )
-    .await?;
+    let this_file = |chunk: &str| part_of(&file.file_id, chunk);
+    let applied =
+        match namespace::update_chunks(lead, &file.path, &file.file_id, &changes, &this_file).await
+        {
+            Ok(applied) => applied,
+            // Logged where it was found; the other files' repairs go on.
+            Err(NsError::TooLarge { .. }) => false,
+            Err(e) => return Err(e),
+        };
     if applied {
         tracing::info!(path = %file.path, chunks = changes.len(), "updated replica locations");
     }
@@ -175,7 +176,12 @@ async fn repair_file(
 
 /// Copies one chunk to its new servers; the servers that stored it, or `None` if the copy
 /// failed.
-async fn copy_chunk(dp: &DataPlane, epoch: u64, copy: &ChunkCopy) -> Option<Vec<ServerId>> {
+async fn copy_chunk(
+    dp: &DataPlane,
+    epoch: u64,
+    copy: &ChunkCopy,
+    pacer: &mut Pacer,
+) -> Option<Vec<ServerId>> {
     let src = dp.addr_of(&copy.from)?;
     let targets: Vec<(ServerId, String)> = copy
         .to
@@ -196,7 +202,7 @@ async fn copy_chunk(dp: &DataPlane, epoch: u64, copy: &ChunkCopy) -> Option<Vec<
                 .repairs
                 .with_label_values(&[copy.reason.label()])
                 .inc_by(copied.len() as u64);
-            throttle(dp, copy.len * copied.len() as u64).await;
+            pacer.copied(copy.len * copied.len() as u64).await;
             Some(copied)
         }
         Err(e) => {
@@ -251,10 +257,66 @@ pub async fn list_held(
     (held, corrupt)
 }
 
-/// Sleeps long enough that copies stay under `repair_rate` bytes per second.
-async fn throttle(dp: &DataPlane, bytes: u64) {
-    let rate = dp.config.repair_rate.max(1);
-    tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+/// Keeps a pass's copies under `repair_rate` bytes per second. The budget is counted over a
+/// window rather than per copy: a copy of a small chunk is due a pause far shorter than the
+/// timer's millisecond, which per copy would round up and make the copies of a file of many
+/// small chunks take many times longer than the rate allows.
+struct Pacer {
+    rate: u64,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+/// Pauses shorter than this are carried over to the next copy instead of slept.
+const MIN_PAUSE: Duration = Duration::from_millis(5);
+/// Unused budget kept from a slow stretch (failed copies, a slow server): no more than this,
+/// so the copies after it do not burst far above the rate.
+const MAX_CREDIT: Duration = Duration::from_secs(1);
+
+/// What a pacer does after a copy: pause this long, or start a new window.
+#[derive(Debug, PartialEq, Eq)]
+enum Pace {
+    Go,
+    Pause(Duration),
+    NewWindow,
+}
+
+/// The pause due once `bytes` were copied in a window open for `elapsed`, at `rate` bytes
+/// per second.
+fn pace(bytes: u64, rate: u64, elapsed: Duration) -> Pace {
+    let due = Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
+    if due >= elapsed + MIN_PAUSE {
+        Pace::Pause(due - elapsed)
+    } else if elapsed > due + MAX_CREDIT {
+        Pace::NewWindow
+    } else {
+        Pace::Go
+    }
+}
+
+impl Pacer {
+    fn new(rate: u64, now: Instant) -> Self {
+        Self {
+            rate,
+            window_start: now,
+            window_bytes: 0,
+        }
+    }
+
+    /// Counts `bytes` copied and sleeps as long as the rate requires.
+    async fn copied(&mut self, bytes: u64) {
+        self.window_bytes = self.window_bytes.saturating_add(bytes);
+        let now = Instant::now();
+        match pace(
+            self.window_bytes,
+            self.rate,
+            now.saturating_duration_since(self.window_start),
+        ) {
+            Pace::Go => {}
+            Pace::Pause(d) => tokio::time::sleep(d).await,
+            Pace::NewWindow => *self = Self::new(self.rate, now),
+        }
+    }
 }
 
 // Calls to cluster servers, through the one chunk client.
@@ -305,6 +367,26 @@ async fn delete_chunk(
 mod tests {
     use super::*;
     use filegrid_proto::chunk::Failure;
+
+    #[test]
+    fn copies_pause_only_once_the_budget_is_a_few_milliseconds_ahead() {
+        let rate = 64 << 20;
+        // One 4 KiB copy is due 61 µs: no pause of its own.
+        assert_eq!(pace(4096, rate, Duration::ZERO), Pace::Go);
+        // 1 MiB copied at once is due about 15.6 ms.
+        match pace(1 << 20, rate, Duration::from_millis(1)) {
+            Pace::Pause(d) => {
+                assert!(d > Duration::from_millis(14) && d < Duration::from_millis(15))
+            }
+            other => panic!("expected a pause, got {other:?}"),
+        }
+        // Behind the rate by less than the credit: go on.
+        assert_eq!(pace(1 << 20, rate, Duration::from_millis(500)), Pace::Go);
+        // Far behind (a slow stretch): the window starts again rather than allowing a burst.
+        assert_eq!(pace(1 << 20, rate, Duration::from_secs(5)), Pace::NewWindow);
+        // A zero rate is treated as one byte per second, not a division by zero.
+        assert!(matches!(pace(10, 0, Duration::ZERO), Pace::Pause(_)));
+    }
 
     #[test]
     fn a_rewrite_counts_only_the_targets_that_stored_it() {

@@ -22,6 +22,7 @@ pub mod drain;
 pub mod execute;
 pub mod plan;
 pub mod progress;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,13 +265,14 @@ async fn pass(
 ) -> Result<PassReport, PassError> {
     let lead = Leadership::current(&dp.election).ok_or(PassError::NotLeader)?;
     let reads = dp.repairs.take_reads();
-    let files = match namespace::walk(lead.client(), lead.layout()).await {
-        Ok(f) => f,
+    let walked = match namespace::walk(lead.client(), lead.layout()).await {
+        Ok(w) => w,
         Err(e) => {
             dp.repairs.requeue(reads);
             return Err(e.into());
         }
     };
+    let files = &walked.files;
     dp.metrics.files.set(files.len() as i64);
     let pinned = match super::uploads::pinned(lead.client(), lead.layout()).await {
         Ok(p) => p,
@@ -288,7 +290,7 @@ async fn pass(
     let live_uploads = dp.live_uploads.snapshot();
     let plan = plan::plan(
         &plan::Input {
-            files: &files,
+            files,
             servers: &servers,
             reads: &reads,
             held: &held,
@@ -303,9 +305,19 @@ async fn pass(
         &mut rand::rng(),
     );
     *unreferenced = plan.unreferenced;
+    // Which manifest part holds each chunk of a split list, so that a repair rewrites only
+    // the parts it changed, and each file's work goes in slices taken in turns.
+    let parts = part_index(&walked, &plan.actions);
+    let part_of = |file_id: &str, chunk: &str| parts.get(file_id)?.get(chunk).copied();
+    let actions = schedule::interleave(
+        plan.actions,
+        &part_of,
+        schedule::SLICE_CHUNKS,
+        schedule::SLICE_BYTES,
+    );
     let rate = dp.config.repair_rate;
-    let mut progress = progress::Tracker::start(&plan.actions, report, &dp.metrics, rate);
-    let done = execute::run(dp, &lead, plan.actions, unreferenced, &mut progress).await;
+    let mut progress = progress::Tracker::start(&actions, report, &dp.metrics, rate);
+    let done = execute::run(dp, &lead, actions, unreferenced, &mut progress, &part_of).await;
     let left = progress.finish();
     let done = done?;
     dp.metrics
@@ -324,6 +336,40 @@ async fn pass(
     Ok(r)
 }
 
+/// The manifest part of every chunk of the split manifests that `actions` repair, by file id
+/// (a copied object's chunks are in two files' manifests, not in the same places).
+fn part_index<'a>(
+    walked: &'a namespace::Walk,
+    actions: &[plan::Action],
+) -> HashMap<&'a str, HashMap<&'a str, u32>> {
+    let repairing: std::collections::HashSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            plan::Action::RepairFile(f) => Some(f.file_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut index = HashMap::new();
+    for (_, meta) in &walked.files {
+        let Some(lens) = walked.part_lens.get(&meta.file_id) else {
+            continue;
+        };
+        if !repairing.contains(meta.file_id.as_str()) {
+            continue;
+        }
+        let mut of_file = HashMap::with_capacity(meta.chunks.len());
+        let mut chunks = meta.chunks.iter();
+        for (i, len) in lens.iter().enumerate() {
+            let Ok(part) = u32::try_from(i) else { break };
+            for c in chunks.by_ref().take(*len) {
+                of_file.insert(c.id.as_str(), part);
+            }
+        }
+        index.insert(meta.file_id.as_str(), of_file);
+    }
+    index
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +379,65 @@ mod tests {
             servers: Vec::new(),
             unregistered_lost: lost,
         }
+    }
+
+    fn meta(file_id: &str, chunks: usize) -> super::super::manifest::FileMeta {
+        super::super::manifest::FileMeta {
+            file_id: file_id.into(),
+            size: chunks as u64,
+            checksum: "crc32c:00000000".into(),
+            chunk_size: 1,
+            chunk_count: chunks as u64,
+            mtime: 0,
+            epoch: 1,
+            chunks: (0..chunks)
+                .map(|i| ChunkRef {
+                    id: format!("{file_id}-{i}"),
+                    len: 1,
+                    checksum: "crc32c:00000000".into(),
+                    replicas: Vec::new(),
+                })
+                .collect(),
+            parts: 0,
+            attrs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn chunks_of_split_manifests_being_repaired_are_placed_in_their_parts() {
+        let walked = namespace::Walk {
+            files: vec![
+                ("big".into(), meta("big", 5)),
+                ("other".into(), meta("other", 3)),
+                ("inline".into(), meta("inline", 2)),
+            ],
+            part_lens: HashMap::from([
+                ("big".to_string(), vec![2, 3]),
+                ("other".to_string(), vec![3]),
+            ]),
+        };
+        let repair = |file_id: &str| {
+            plan::Action::RepairFile(plan::FileRepair {
+                path: file_id.into(),
+                file_id: file_id.into(),
+                chunks: Vec::new(),
+            })
+        };
+        // "other" is split but has nothing to repair; "inline" has no parts.
+        let index = part_index(&walked, &[repair("big"), repair("inline")]);
+        assert_eq!(index.len(), 1);
+        let mut got: Vec<(&str, u32)> = index["big"].iter().map(|(c, p)| (*c, *p)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("big-0", 0),
+                ("big-1", 0),
+                ("big-2", 1),
+                ("big-3", 1),
+                ("big-4", 1)
+            ]
+        );
     }
 
     #[test]
