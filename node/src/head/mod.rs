@@ -247,7 +247,7 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Longest a stopping head waits for its uploads in progress before it ends its election.
+/// Longest a stopping head waits for the writes it admitted before it ends its election.
 /// Within Kubernetes' default 30 s grace, after the head pods' 5 s `preStop`.
 const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
