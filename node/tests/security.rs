@@ -414,23 +414,16 @@ async fn liar(listener: tokio::net::TcpListener) {
     let _ = axum::serve(listener, app).await;
 }
 
-#[test]
-fn a_server_that_claims_copies_without_the_secret_is_not_counted() {
-    let grid = Grid::start(
-        node_bin(),
-        GridOptions {
-            cluster_servers: 4,
-            ..GridOptions::default()
-        },
-    );
-    let base = grid.leader_url(Duration::from_secs(30));
+/// Starts [`liar`] and registers it in the grid's ZooKeeper as `cluster_server_liar` (this
+/// grid's ZooKeeper has no ACLs), then waits until the leader lists it. The runtime keeps the
+/// liar and its ZooKeeper session alive.
+fn start_liar(grid: &Grid, base: &str) -> (tokio::runtime::Runtime, zookeeper_client::Client) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let port = listener.local_addr().unwrap().port();
     rt.spawn(liar(listener));
-    // It registers itself in ZooKeeper (this grid's ZooKeeper has no ACLs).
     let zk = rt
         .block_on(zookeeper_client::Client::connect(&grid.zk.hosts()))
         .unwrap();
@@ -453,6 +446,20 @@ fn a_server_that_claims_copies_without_the_secret_is_not_counted() {
             .any(|s| s.id.as_str() == "cluster_server_liar")
             .then_some(())
     });
+    (rt, zk)
+}
+
+#[test]
+fn a_server_that_claims_copies_without_the_secret_is_not_counted() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            ..GridOptions::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(30));
+    let (rt, zk) = start_liar(&grid, &base);
     // Many uploads: the liar is placed in some pipelines, and never counted.
     for i in 0..12 {
         let data = random(300_000);
@@ -504,34 +511,8 @@ fn repair_does_not_count_copies_a_target_claims_without_its_acknowledgement() {
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text());
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(liar(listener));
-    let zk = rt
-        .block_on(zookeeper_client::Client::connect(&grid.zk.hosts()))
-        .unwrap();
-    let record = serde_json::json!({"v": 1, "id": "cluster_server_liar", "host": "127.0.0.1",
-        "port": port, "capacity_bytes": 1u64 << 40, "used_bytes": 0, "started_at": 0});
-    rt.block_on(zk.create(
-        "/distributed_file_grid/cluster_servers/cluster_server_liar",
-        &serde_json::to_vec(&record).unwrap(),
-        &zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all()),
-    ))
-    .unwrap();
-    wait_until_sync(Duration::from_secs(20), "the liar to be listed", || {
-        let v: Vec<ServerView> = admin()
-            .get(format!("{base}/v1/cluster"))
-            .send()
-            .ok()?
-            .json()
-            .ok()?;
-        v.iter()
-            .any(|s| s.id.as_str() == "cluster_server_liar")
-            .then_some(())
-    });
+    // Kept alive to the end: the liar and its registration.
+    let (_rt, _zk) = start_liar(&grid, &base);
 
     // One of the three real servers dies: the only server left to copy to is the liar.
     let killed_at = std::time::SystemTime::now()

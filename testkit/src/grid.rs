@@ -406,71 +406,23 @@ impl Grid {
         })
     }
 
-    /// The chunk ids and replica servers of the file at `path`, read from its manifest in
-    /// ZooKeeper directly (a file small enough to keep its chunk list in its own node);
-    /// empty for a directory. Panics when there is no such file: for tests.
+    /// The chunk ids and replica servers of the file at `path`, read from ZooKeeper directly
+    /// (see [`Self::manifest_chunks`]); empty for a directory. Panics when there is no such
+    /// file: for tests.
     pub fn manifest(&self, path: &str) -> Vec<(String, Vec<String>)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for the ZooKeeper read");
-        rt.block_on(async {
-            let c = zookeeper_client::Client::connect(&self.zk.hosts())
-                .await
-                .expect("connect to the grid's ZooKeeper");
-            let (data, _) = c
-                .get_data(&format!("/distributed_file_grid/files/{path}"))
-                .await
-                .unwrap_or_else(|e| panic!("no file node for {path}: {e}"));
-            let entry: filegrid_proto::manifest::Entry =
-                serde_json::from_slice(&data).expect("a file node FileGrid wrote");
-            entry
-                .file
-                .map(|f| f.chunks)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
-                .collect()
-        })
+        self.manifest_chunks(path)
     }
 
     /// The chunk ids and replica servers of the file at `path`, read from ZooKeeper directly,
     /// whether its chunk list is inline or split into parts under `manifests/<file_id>/`.
     /// Panics when there is no such file or a part is missing: for tests.
     pub fn manifest_chunks(&self, path: &str) -> Vec<(String, Vec<String>)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for the ZooKeeper read");
-        rt.block_on(async {
-            let c = zookeeper_client::Client::connect(&self.zk.hosts())
-                .await
-                .expect("connect to the grid's ZooKeeper");
-            let (data, _) = c
-                .get_data(&format!("/distributed_file_grid/files/{path}"))
-                .await
-                .unwrap_or_else(|e| panic!("no file node for {path}: {e}"));
-            let entry: filegrid_proto::manifest::Entry =
-                serde_json::from_slice(&data).expect("a file node FileGrid wrote");
-            let Some(file) = entry.file else {
-                return Vec::new();
-            };
-            let mut chunks = file.chunks;
-            for i in 0..file.parts {
-                let part = format!("/distributed_file_grid/manifests/{}/{i:06}", file.file_id);
-                let (data, _) = c
-                    .get_data(&part)
-                    .await
-                    .unwrap_or_else(|e| panic!("no manifest part {part}: {e}"));
-                let part: filegrid_proto::manifest::Part =
-                    serde_json::from_slice(&data).expect("a manifest part FileGrid wrote");
-                chunks.extend(part.chunks);
-            }
-            chunks
-                .into_iter()
-                .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
-                .collect()
-        })
+        let (inline, parts) = self.read_manifest(path);
+        inline
+            .into_iter()
+            .chain(parts.into_iter().flat_map(|(_, p)| p.chunks))
+            .map(|c| (c.id, c.replicas.into_iter().map(String::from).collect()))
+            .collect()
     }
 
     /// The parts of the file at `path` whose chunk list is split under
@@ -478,6 +430,22 @@ impl Grid {
     /// rewritten) and its chunk ids, in order; empty for an inline list. Panics when there is
     /// no such file: for tests.
     pub fn manifest_parts(&self, path: &str) -> Vec<(i32, Vec<String>)> {
+        self.read_manifest(path)
+            .1
+            .into_iter()
+            .map(|(version, p)| (version, p.chunks.into_iter().map(|c| c.id).collect()))
+            .collect()
+    }
+
+    /// The file node's inline chunk list and its manifest parts with their data versions,
+    /// read from ZooKeeper; both empty for a directory.
+    fn read_manifest(
+        &self,
+        path: &str,
+    ) -> (
+        Vec<filegrid_proto::manifest::ChunkRef>,
+        Vec<(i32, filegrid_proto::manifest::Part)>,
+    ) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -493,7 +461,7 @@ impl Grid {
             let entry: filegrid_proto::manifest::Entry =
                 serde_json::from_slice(&data).expect("a file node FileGrid wrote");
             let Some(file) = entry.file else {
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             };
             let mut parts = Vec::new();
             for i in 0..file.parts {
@@ -504,12 +472,9 @@ impl Grid {
                     .unwrap_or_else(|e| panic!("no manifest part {part}: {e}"));
                 let part: filegrid_proto::manifest::Part =
                     serde_json::from_slice(&data).expect("a manifest part FileGrid wrote");
-                parts.push((
-                    stat.version,
-                    part.chunks.into_iter().map(|c| c.id).collect(),
-                ));
+                parts.push((stat.version, part));
             }
-            parts
+            (file.chunks, parts)
         })
     }
 
