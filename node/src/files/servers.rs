@@ -47,6 +47,29 @@ pub struct Lifecycle {
     pub drain_since: Option<u64>,
 }
 
+#[cfg(test)]
+impl ServerInfo {
+    /// A registered, empty server with 1 GiB free, for unit tests to adjust.
+    pub(crate) fn for_tests(id: ServerId) -> Self {
+        ServerInfo {
+            id,
+            host: "127.0.0.1".into(),
+            port: 1,
+            zone: None,
+            capacity_bytes: 1 << 30,
+            used_bytes: 0,
+            free_bytes: 1 << 30,
+            chunks: 0,
+            registered: true,
+            gone_since: None,
+            last_heartbeat: None,
+            drain: None,
+            bad_chunks_found: 0,
+            lifecycle: Lifecycle::default(),
+        }
+    }
+}
+
 impl ServerInfo {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)

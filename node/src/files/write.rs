@@ -631,20 +631,8 @@ mod tests {
     #[test]
     fn servers_whose_registration_ended_or_that_are_unknown_have_left_the_grid() {
         let info = |i: u32, registered: bool| ServerInfo {
-            id: sid(i),
-            host: format!("h{i}"),
-            port: 9700,
-            zone: None,
-            capacity_bytes: 0,
-            used_bytes: 0,
-            free_bytes: 0,
-            chunks: 0,
             registered,
-            gone_since: None,
-            last_heartbeat: None,
-            drain: None,
-            bad_chunks_found: 0,
-            lifecycle: Default::default(),
+            ..ServerInfo::for_tests(sid(i))
         };
         let known = [info(1, true), info(2, false)];
         let lookup = |id: &ServerId| known.iter().find(|s| &s.id == id).cloned();

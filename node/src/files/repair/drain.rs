@@ -217,24 +217,14 @@ mod tests {
 
     fn server(drain: Option<DrainState>, registered: bool) -> ServerInfo {
         ServerInfo {
-            id: ServerId::new("demo-cluster-3").unwrap(),
-            host: "h".into(),
-            port: 1,
-            zone: None,
-            capacity_bytes: 0,
-            used_bytes: 0,
-            free_bytes: 0,
-            chunks: 0,
             registered,
-            gone_since: None,
-            last_heartbeat: None,
             drain,
-            bad_chunks_found: 0,
             lifecycle: Lifecycle {
                 started_at: 1_000,
                 started_empty: true,
                 drain_since: drain.map(|_| 2_000),
             },
+            ..ServerInfo::for_tests(ServerId::new("demo-cluster-3").unwrap())
         }
     }
 

@@ -606,22 +606,7 @@ mod tests {
     }
 
     fn server(id: &str) -> ServerInfo {
-        ServerInfo {
-            id: sid(id),
-            host: "127.0.0.1".into(),
-            port: 1,
-            zone: None,
-            capacity_bytes: 1 << 30,
-            used_bytes: 0,
-            free_bytes: 1 << 30,
-            chunks: 0,
-            registered: true,
-            gone_since: None,
-            last_heartbeat: None,
-            drain: None,
-            bad_chunks_found: 0,
-            lifecycle: Default::default(),
-        }
+        ServerInfo::for_tests(sid(id))
     }
 
     fn file_steps(p: &Plan) -> Vec<&ChunkRepair> {
