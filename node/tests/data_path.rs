@@ -1338,13 +1338,31 @@ fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
         "the standby serves reads itself",
         || (read("probe/x").0 == 200).then_some(()),
     );
-    // Each write acknowledged by the leader is read back from the standby at once.
+    let list = |url: &str| -> Option<ListPage> {
+        no_redirects
+            .get(format!("{url}/v1/files?prefix=any/"))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    };
+    let listed = |url: &str| -> Vec<String> {
+        list(url)
+            .map(|l| l.files.into_iter().map(|f| f.path).collect())
+            .unwrap_or_default()
+    };
+    // Each write acknowledged by the leader is read back from the standby at once, and
+    // listed there at once (the first listing loads the directory, later ones follow it).
     let mut files = Vec::new();
     for i in 0..4 {
         let path = format!("any/f{i}");
         let data = random(CHUNK * i + 7);
         assert_eq!(put(&leader, &path, data.clone()).status(), 201);
         assert_eq!(read(&path), (200, data.clone()), "{path} from the standby");
+        assert!(
+            listed(&standby).contains(&path),
+            "{path} listed on the standby"
+        );
         let data = random(CHUNK + i);
         assert_eq!(put(&leader, &path, data.clone()).status(), 201);
         assert_eq!(read(&path), (200, data.clone()), "{path} overwritten");
@@ -1366,14 +1384,21 @@ fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
         .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(&r.bytes().unwrap()[..], &files[2].1[5..10]);
-    let list = |url: &str| -> Option<ListPage> {
-        no_redirects
-            .get(format!("{url}/v1/files?prefix=any/"))
+    assert_eq!(list(&standby).unwrap().files.len(), 4);
+    // A delete is gone from the standby's listing at once, and so is a whole directory.
+    for p in ["any/tmp", "any/sub/tmp"] {
+        assert_eq!(put(&leader, p, random(3)).status(), 201);
+        assert!(listed(&standby).contains(&p.to_string()), "{p} listed");
+        let r = http()
+            .delete(format!("{leader}/v1/files/{p}"))
             .send()
-            .ok()?
-            .json()
-            .ok()
-    };
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            !listed(&standby).contains(&p.to_string()),
+            "{p} still listed"
+        );
+    }
     assert_eq!(list(&standby).unwrap().files.len(), 4);
     assert_eq!(read("any/missing").0, 404);
     // Writes still belong to the leader.

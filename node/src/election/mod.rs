@@ -204,6 +204,11 @@ impl Election {
         self.client.borrow().clone()
     }
 
+    /// The head's ZooKeeper client as it changes with each session (`None` between them).
+    pub fn clients(&self) -> watch::Receiver<Option<Client>> {
+        self.client.subscribe()
+    }
+
     /// The token of the current leadership, only while this head acts as leader.
     pub fn current_token(&self) -> Option<LeaderToken> {
         if self.status.borrow().role != Role::Leader {

@@ -16,6 +16,8 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use serde::Deserialize;
 
+use super::dir_index::DirIndex;
+use super::listing::{self, ListError};
 use super::path::FilePath;
 use super::repair::{PassReport, drain};
 use super::{DataError, DataPlane, namespace, read, write};
@@ -30,6 +32,8 @@ use filegrid_proto::head::{
 pub struct FilesState {
     pub dp: Arc<DataPlane>,
     pub report: Arc<Mutex<PassReport>>,
+    /// The sorted children of listed directories (`dir_index`).
+    pub index: DirIndex,
 }
 
 /// The routes any head serves itself: reads of files and listings.
@@ -253,6 +257,7 @@ struct ListQuery {
 }
 
 async fn list_files(
+    State(s): State<FilesState>,
     Extension(view): Extension<ReadView>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -273,7 +278,8 @@ async fn list_files(
         return ApiError::new(ErrorCode::BadRequest, format!("bad prefix {prefix:?}: {e}"))
             .into_response();
     }
-    match namespace::list(
+    match listing::list(
+        &s.index,
         view.client(),
         view.layout(),
         prefix,
@@ -287,7 +293,10 @@ async fn list_files(
             next_cursor: next,
         })
         .into_response(),
-        Err(e) => fail(e.into()),
+        Err(ListError::Ns(e)) => fail(e.into()),
+        Err(ListError::Index(e)) => {
+            ApiError::new(ErrorCode::ZkUnavailable, format!("cannot list now: {e}")).into_response()
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! servers (see [`crate::cluster`]). See `docs/data-path.md`.
 
 pub mod api;
+pub mod dir_index;
 pub mod known_dirs;
+pub mod listing;
 pub mod live;
 pub mod manifest;
 pub mod namespace;
