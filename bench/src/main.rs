@@ -9,6 +9,7 @@ mod binaries;
 mod data;
 mod error;
 mod failover;
+mod list;
 mod report;
 mod s3;
 mod stats;
@@ -38,6 +39,39 @@ enum Command {
     Data(DataArgs),
     /// The native API and the S3 API on one grid, alternating; optionally a Garage peer.
     S3(S3Args),
+    /// Pages of a listing of one very large directory, with writers into it.
+    List(ListArgs),
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Files put into the one directory before timing (0 bytes each).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    files: u64,
+    /// Files per page.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    page: u64,
+    /// Pages timed, alternating between the leader and a standby.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(2..))]
+    samples: u64,
+    /// Clients putting new files into the same directory while pages are timed.
+    #[arg(long, default_value_t = 4)]
+    writers: u64,
+    /// Clients filling the directory.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    fillers: u64,
+    /// ZooKeeper's Java heap: a million files need about 1 GiB.
+    #[arg(long, default_value = "3g")]
+    zk_heap: String,
+    /// Where the grid's directory is made [default: the cargo target directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Use the release binaries as they are.
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the processes' logs.
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[derive(clap::Args)]
@@ -173,6 +207,7 @@ fn main() -> ExitCode {
         }
         Command::Data(a) => run_data(a),
         Command::S3(a) => run_s3(a),
+        Command::List(a) => run_list(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -224,6 +259,24 @@ fn run_s3(a: S3Args) -> Result<(), error::BenchError> {
         keep_logs: a.keep_logs,
     };
     runtime()?.block_on(s3::run(options, bins))
+}
+
+fn run_list(a: ListArgs) -> Result<(), error::BenchError> {
+    let bins = binaries::NodeBinaries::locate(!a.no_build)?;
+    let options = list::ListOptions {
+        files: a.files,
+        page: a.page as usize,
+        samples: a.samples as usize,
+        writers: a.writers as usize,
+        fillers: a.fillers as usize,
+        zk_heap: a.zk_heap,
+        dir: match a.dir {
+            Some(d) => d,
+            None => binaries::target_dir()?,
+        },
+        keep_logs: a.keep_logs,
+    };
+    runtime()?.block_on(list::run(options, bins))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, error::BenchError> {

@@ -43,6 +43,8 @@ pub struct GridOptions {
     pub mutual_tls: bool,
     /// Every head also serves the S3 API (`--s3-listen` on a free port).
     pub s3: bool,
+    /// ZooKeeper's Java heap (`-Xmx`), for namespaces of millions of files.
+    pub zk_heap: String,
 }
 
 impl Default for GridOptions {
@@ -67,6 +69,7 @@ impl Default for GridOptions {
             tls: false,
             mutual_tls: false,
             s3: false,
+            zk_heap: crate::zookeeper::DEFAULT_HEAP.into(),
         }
     }
 }
@@ -103,7 +106,7 @@ impl Grid {
     /// Starts ZooKeeper, the heads and the cluster servers, and waits until a leader sees
     /// every cluster server.
     pub fn start(node_bin: &Path, options: GridOptions) -> Self {
-        let zk = ZkServer::start();
+        let zk = ZkServer::start_with_heap(&options.zk_heap);
         let mut builder = tempfile::Builder::new();
         builder.prefix("filegrid-grid-");
         // TESTKIT_KEEP_DIRS=1 keeps each grid's logs and data for a look afterwards.

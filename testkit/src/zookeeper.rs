@@ -10,15 +10,24 @@ use std::time::{Duration, Instant};
 /// Where Debian installs ZooKeeper's jar (its manifest names the dependencies).
 const DEBIAN_JAR: &str = "/usr/share/java/zookeeper.jar";
 
+/// The Java heap a test's ZooKeeper gets (`-Xmx`): ample for test namespaces.
+pub const DEFAULT_HEAP: &str = "256m";
+
 pub struct ZkServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    heap: String,
 }
 
 impl ZkServer {
     /// Starts a server and waits until it answers `ruok`.
     pub fn start() -> Self {
+        Self::start_with_heap(DEFAULT_HEAP)
+    }
+
+    /// [`ZkServer::start`] with a Java heap of `heap` (`-Xmx`, e.g. `2g`).
+    pub fn start_with_heap(heap: &str) -> Self {
         let jar = std::env::var("FILEGRID_ZK_CLASSPATH").unwrap_or_else(|_| DEBIAN_JAR.into());
         if !Path::new(jar.split(':').next().unwrap_or_default()).exists() {
             panic!(
@@ -35,6 +44,7 @@ impl ZkServer {
             port,
             dir,
             child: None,
+            heap: heap.to_string(),
         };
         zk.write_config();
         zk.start_again();
@@ -82,8 +92,8 @@ impl ZkServer {
             .unwrap_or_else(|e| panic!("zk log: {e}"));
         let err = log.try_clone().unwrap_or_else(|e| panic!("zk log: {e}"));
         let child = Command::new("java")
+            .arg(format!("-Xmx{}", self.heap))
             .args([
-                "-Xmx256m",
                 "-XX:+UseSerialGC",
                 "-Dzookeeper.admin.enableServer=false",
                 "-cp",

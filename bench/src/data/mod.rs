@@ -246,7 +246,7 @@ async fn run_once(setup: &Setup, n: u32) -> Result<(LargeRun, SmallRun), BenchEr
 
 /// The HTTP client of the benchmark for `grid`: the admin credential, and the grid's CA
 /// when it runs TLS.
-fn http_client(options: &DataOptions, grid: &Grid) -> Result<reqwest::Client, BenchError> {
+pub(crate) fn http_client(pool: usize, grid: &Grid) -> Result<reqwest::Client, BenchError> {
     let unexpected = |what: String| BenchError::Unexpected {
         what,
         logs: String::new(),
@@ -257,7 +257,7 @@ fn http_client(options: &DataOptions, grid: &Grid) -> Result<reqwest::Client, Be
     }
     let mut builder = reqwest::Client::builder()
         .default_headers(auth)
-        .pool_max_idle_per_host(options.clients);
+        .pool_max_idle_per_host(pool);
     if let Some(tls) = &grid.tls {
         let pem = std::fs::read(&tls.ca)
             .map_err(|e| unexpected(format!("reading the grid's CA {}: {e}", tls.ca.display())))?;
@@ -296,7 +296,7 @@ async fn prepare(
     }
     processes.extend(standbys);
     processes.extend(grid.cluster.iter().map(|c| (c.id.clone(), c.proc.pid())));
-    let http = http_client(options, grid)?;
+    let http = http_client(options.clients, grid)?;
     let mut cpu_watch = processes.clone();
     if let Some(pid) = grid.zk.pid() {
         cpu_watch.push(("zookeeper".into(), pid));
@@ -741,7 +741,7 @@ fn report(setup: &Setup, larges: &[LargeRun], smalls: &[SmallRun]) -> Report {
 }
 
 /// Copies the processes' logs out of the grid's directory (which goes with the grid).
-fn save_logs(grid: &Grid) -> Result<PathBuf, BenchError> {
+pub(crate) fn save_logs(grid: &Grid) -> Result<PathBuf, BenchError> {
     let dir = tempfile::Builder::new()
         .prefix("filegrid-bench-data-logs-")
         .tempdir()
