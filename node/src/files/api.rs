@@ -16,7 +16,6 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use serde::Deserialize;
 
-use super::dir_index::DirIndex;
 use super::listing::{self, ListError};
 use super::path::FilePath;
 use super::repair::{PassReport, drain};
@@ -32,8 +31,6 @@ use filegrid_proto::head::{
 pub struct FilesState {
     pub dp: Arc<DataPlane>,
     pub report: Arc<Mutex<PassReport>>,
-    /// The sorted children of listed directories (`dir_index`).
-    pub index: DirIndex,
 }
 
 /// The routes any head serves itself: reads of files and listings.
@@ -279,7 +276,7 @@ async fn list_files(
             .into_response();
     }
     match listing::list(
-        &s.index,
+        &s.dp.index,
         view.client(),
         view.layout(),
         prefix,

@@ -79,14 +79,11 @@ pub struct DirIndex {
 }
 
 impl DirIndex {
-    /// Starts the index task, which follows `client`'s sessions (the head's) until `stop`.
-    pub fn spawn(
-        client: watch::Receiver<Option<Client>>,
-        files_root: String,
-        stop: CancellationToken,
-    ) -> Self {
+    /// Starts the index task, which follows `client`'s sessions (the head's) until every
+    /// handle is dropped.
+    pub fn spawn(client: watch::Receiver<Option<Client>>, files_root: String) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(supervise(client, files_root, stop, rx));
+        tokio::spawn(supervise(client, files_root, rx));
         Self { requests: tx }
     }
 
@@ -107,9 +104,10 @@ impl DirIndex {
 async fn supervise(
     client: watch::Receiver<Option<Client>>,
     files_root: String,
-    stop: CancellationToken,
     requests: mpsc::Receiver<Request>,
 ) {
+    // Ends the task when the handles are gone; nothing else cancels it.
+    let stop = CancellationToken::new();
     let requests = Arc::new(tokio::sync::Mutex::new(requests));
     loop {
         let task = tokio::spawn(run(

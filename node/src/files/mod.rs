@@ -68,6 +68,8 @@ pub struct DataPlane {
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Uploads storing chunks on this head: the orphan collector keeps their chunks.
     pub live_uploads: live::LiveUploads,
+    /// The sorted children of listed directories, for listings of both APIs.
+    pub index: dir_index::DirIndex,
 }
 
 impl DataPlane {
@@ -78,8 +80,10 @@ impl DataPlane {
         chunks: ChunkClient,
         peers: Option<crate::auth::PeerVerifier>,
     ) -> Arc<Self> {
+        let index = dir_index::DirIndex::spawn(election.clients(), election.layout().files());
         Arc::new(Self {
             election,
+            index,
             membership: Arc::new(Membership::default()),
             metrics,
             chunks,

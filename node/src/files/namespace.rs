@@ -549,20 +549,38 @@ pub(crate) async fn read_entries(
     layout: &Layout,
     paths: &[String],
 ) -> Result<Vec<Option<Entry>>, NsError> {
+    // Four batches in flight at once: one round trip's wait for all of them, with a bound
+    // on what a walk of the whole namespace holds in flight.
     let mut out = Vec::with_capacity(paths.len());
-    for batch in paths.chunks(256) {
-        let mut reader = client.new_multi_reader();
-        for p in batch {
-            reader.add_get_data(&layout.file(p))?;
+    for group in paths.chunks(4 * 256) {
+        let mut reads = Vec::with_capacity(4);
+        for batch in group.chunks(256) {
+            reads.push(read_batch(client, layout, batch));
         }
-        for (p, r) in batch.iter().zip(reader.commit().await?) {
-            out.push(match r {
-                MultiReadResult::Data { data, .. } => {
-                    Some(records::decode::<Entry>(&layout.file(p), &data)?)
-                }
-                _ => None,
-            });
+        for entries in futures::future::try_join_all(reads).await? {
+            out.extend(entries);
         }
+    }
+    Ok(out)
+}
+
+async fn read_batch(
+    client: &Client,
+    layout: &Layout,
+    batch: &[String],
+) -> Result<Vec<Option<Entry>>, NsError> {
+    let mut reader = client.new_multi_reader();
+    for p in batch {
+        reader.add_get_data(&layout.file(p))?;
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    for (p, r) in batch.iter().zip(reader.commit().await?) {
+        out.push(match r {
+            MultiReadResult::Data { data, .. } => {
+                Some(records::decode::<Entry>(&layout.file(p), &data)?)
+            }
+            _ => None,
+        });
     }
     Ok(out)
 }

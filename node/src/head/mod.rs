@@ -164,11 +164,6 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     let files_state = files::api::FilesState {
         dp: data_plane.clone(),
         report: repair_report.clone(),
-        index: files::dir_index::DirIndex::spawn(
-            election.clients(),
-            election.layout().files(),
-            stop_http.clone(),
-        ),
     };
     let app = Router::new()
         .merge(api::router(api_state.clone()))

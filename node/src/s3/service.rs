@@ -13,6 +13,8 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{checksum, error, keys, list, multipart};
 use crate::fencing::FencedOp;
+use crate::files::dir_index::DirIndex;
+use crate::files::listing::ListError;
 use crate::files::manifest::{Entry, EntryKind, FileMeta, ObjectAttrs};
 use crate::files::namespace::{self, NsError};
 use crate::files::path::FilePath;
@@ -413,6 +415,7 @@ impl S3 for FileGridS3 {
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let page = list_page(
+            &self.dp.index,
             &lead,
             &input.bucket,
             &prefix,
@@ -458,6 +461,7 @@ impl S3 for FileGridS3 {
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let page = list_page(
+            &self.dp.index,
             &lead,
             &input.bucket,
             &prefix,
@@ -930,6 +934,7 @@ fn max_keys(n: Option<i32>) -> S3Result<usize> {
 }
 
 async fn list_page(
+    index: &DirIndex,
     lead: &ReadView,
     bucket: &str,
     prefix: &str,
@@ -941,6 +946,7 @@ async fn list_page(
         return Ok(list::Page::default());
     }
     list::list(
+        index,
         lead.client(),
         lead.layout(),
         &list::Query {
@@ -952,7 +958,10 @@ async fn list_page(
         },
     )
     .await
-    .map_err(error::ns)
+    .map_err(|e| match e {
+        ListError::Ns(e) => error::ns(e),
+        ListError::Index(e) => error::data(DataError::Unavailable(format!("cannot list now: {e}"))),
+    })
 }
 
 /// Percent-encodes a key for `encoding-type=url`.

@@ -181,6 +181,34 @@ for k in odd:
 keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="odd/")["Contents"]]
 check(keys == sorted(odd, key=lambda s: s.encode()), f"odd keys listed in byte order: {keys}")
 
+# Key order where native and key order differ: a directory sorts as its key with "/" added
+# (after "a-x", "a.c", "a!"), escaped names sort by the key they stand for. Paged one key at
+# a time, by token and by start-after, with and without the delimiter.
+order = ["order/a-x", "order/a/b", "order/a/c/d", "order/a.c", "order/a!", "order/%41",
+         "order/ab", "order//lead", "order/zz/", "order/a0", "order/a\tb"]
+for k in order:
+    s3.put_object(Bucket=bucket, Key=k, Body=b"o")
+expected = sorted(order, key=lambda s: s.encode())
+def paged(**kw):
+    seen, token = [], None
+    while True:
+        extra = {"ContinuationToken": token} if token else {}
+        r = s3.list_objects_v2(Bucket=bucket, Prefix="order/", MaxKeys=1, **kw, **extra)
+        seen += [o["Key"] for o in r.get("Contents", [])] + [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+        if not r["IsTruncated"]:
+            return seen
+        token = r["NextContinuationToken"]
+check(paged() == expected, f"one key a page in byte order: {paged()}")
+for i, k in enumerate(expected):
+    r = s3.list_objects_v2(Bucket=bucket, Prefix="order/", StartAfter=k)
+    got = [o["Key"] for o in r.get("Contents", [])]
+    check(got == expected[i + 1:], f"start-after {k!r}: {got}")
+rolled = sorted({k if "/" not in k[len("order/"):] else k[:k.index("/", len("order/")) + 1] for k in order},
+                key=lambda s: s.encode())
+check(paged(Delimiter="/") == rolled, f"one row a page with the delimiter: {paged(Delimiter='/')}")
+r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in order]})
+check(len(r.get("Deleted", [])) == len(order) and not r.get("Errors"), f"order keys deleted {r}")
+
 # A key cannot be an object and a directory of other keys at once (documented limit).
 s3.put_object(Bucket=bucket, Key="clash", Body=b"object")
 code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="clash/below", Body=b"x"))
