@@ -67,6 +67,7 @@ pub async fn run(o: ListOptions, bins: NodeBinaries) -> Result<(), BenchError> {
         // Generous: a ZooKeeper of millions of nodes pauses for its garbage collection.
         session_timeout: "10s".into(),
         zk_heap: o.zk_heap.clone(),
+        s3: true,
         ..GridOptions::default()
     };
     let node = bins.node.clone();
@@ -127,6 +128,10 @@ async fn measure(o: &ListOptions, grid: &mut Grid) -> Result<(), BenchError> {
     });
     let mut leader_ms = Vec::new();
     let mut standby_ms = Vec::new();
+    let mut s3_ms = Vec::new();
+    let s3 = s3_lister(grid)?;
+    // Presigned URLs carry their own credential: no bearer header beside them.
+    let s3_http = reqwest::Client::new();
     for i in 0..o.samples {
         let at = rand::rng().random_range(0..o.files);
         let (url, into) = if i % 2 == 0 {
@@ -138,6 +143,18 @@ async fn measure(o: &ListOptions, grid: &mut Grid) -> Result<(), BenchError> {
         let page = list_page(&http, url, Some(&name(at)), o.page).await?;
         into.push(t.elapsed().as_secs_f64() * 1e3);
         check_page(&page, &name(at), o.page)?;
+        // And the same through S3 (the directory is a bucket), on the head of this turn.
+        let (bucket_url, creds) = &s3;
+        let key = name(at)[DIR.len() + 1..].to_string();
+        let t = Instant::now();
+        let keys = s3_page(&s3_http, &bucket_url[i % 2], creds, &key, o.page).await?;
+        s3_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let ordered = keys.windows(2).all(|w| w[0] < w[1]) && keys.first().is_none_or(|k| *k > key);
+        if !ordered || keys.len() != o.page {
+            return Err(unexpected(format!(
+                "an S3 page after {key} is out of order"
+            )));
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let loaded = busy
@@ -146,10 +163,15 @@ async fn measure(o: &ListOptions, grid: &mut Grid) -> Result<(), BenchError> {
 
     println!();
     println!(
-        "pages of {} at random places, with {} writers:",
+        "pages of {} at random places, with {} writers (the native API; and S3 \
+         ListObjectsV2 of the directory as a bucket, with start-after):",
         o.page, o.writers
     );
-    for (role, ms) in [("leader", &leader_ms), ("standby", &standby_ms)] {
+    for (role, ms) in [
+        ("leader", &leader_ms),
+        ("standby", &standby_ms),
+        ("S3 (both)", &s3_ms),
+    ] {
         println!(
             "  {role:8} {} pages: median {:.1} ms, 99th percentile {:.1} ms, worst {:.1} ms",
             ms.len(),
@@ -164,6 +186,22 @@ async fn measure(o: &ListOptions, grid: &mut Grid) -> Result<(), BenchError> {
         quiet.count(),
         loaded.median_ms(),
         loaded.count()
+    );
+
+    let rss: Vec<String> = grid
+        .heads
+        .iter()
+        .map(|h| {
+            let mib = h
+                .proc
+                .rss_bytes()
+                .map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
+            format!("{} {mib:.0} MiB", h.id)
+        })
+        .collect();
+    println!(
+        "heads' resident memory with the directory indexed: {}",
+        rss.join(", ")
     );
 
     takeover(o, grid, &http, &leader, &standby).await
@@ -229,6 +267,58 @@ async fn takeover(
         t.elapsed().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The bucket URLs of the two heads' S3 listeners and the credentials to sign with.
+fn s3_lister(grid: &Grid) -> Result<([rusty_s3::Bucket; 2], rusty_s3::Credentials), BenchError> {
+    let bucket = |i: usize| {
+        let url = grid
+            .s3_url(i)
+            .parse()
+            .map_err(|e| unexpected(format!("S3 endpoint: {e}")))?;
+        rusty_s3::Bucket::new(
+            url,
+            rusty_s3::UrlStyle::Path,
+            DIR.to_string(),
+            "us-east-1".to_string(),
+        )
+        .map_err(|e| unexpected(format!("S3 bucket: {e}")))
+    };
+    let p = filegrid_testkit::auth::READER;
+    Ok((
+        [bucket(0)?, bucket(1)?],
+        rusty_s3::Credentials::new(p.access_key, p.secret),
+    ))
+}
+
+/// One ListObjectsV2 page of `max` keys after `after`.
+async fn s3_page(
+    http: &reqwest::Client,
+    bucket: &rusty_s3::Bucket,
+    creds: &rusty_s3::Credentials,
+    after: &str,
+    max: usize,
+) -> Result<Vec<String>, BenchError> {
+    use rusty_s3::S3Action;
+    let mut action = bucket.list_objects_v2(Some(creds));
+    action.with_start_after(after);
+    action.with_max_keys(max);
+    let url = action.sign(Duration::from_secs(600));
+    let resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unexpected(format!("S3 listing: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(unexpected(format!("S3 listing answered {}", resp.status())));
+    }
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| unexpected(format!("S3 listing: {e}")))?;
+    let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
+        .map_err(|e| unexpected(format!("S3 listing: {e}")))?;
+    Ok(page.contents.into_iter().map(|c| c.key).collect())
 }
 
 /// Every page starts right after its cursor and is in order.
