@@ -610,6 +610,15 @@ fn listing_paginates_in_order_and_delete_removes() {
         }
     }
     assert_eq!(seen, ["a/1", "a/2", "a/b/3", "a/b/c/4", "a.c", "b"]);
+    // A cursor must be a path, as pages hand them out.
+    for bad in ["../x", "a//b", "a%01b"] {
+        let r = http()
+            .get(format!("{base}/v1/files?cursor={bad}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "cursor {bad}");
+        assert_eq!(r.json::<ErrorBody>().unwrap().code, ErrorCode::BadRequest);
+    }
     let pre: ListPage = get_json(&format!("{base}/v1/files?prefix=a/b")).unwrap();
     assert_eq!(pre.files.len(), 2);
     assert_eq!(

@@ -275,13 +275,23 @@ async fn list_files(
         return ApiError::new(ErrorCode::BadRequest, format!("bad prefix {prefix:?}: {e}"))
             .into_response();
     }
+    // A cursor is a path a previous page ended at: anything else is refused before it can
+    // send the walk through made-up directories.
+    let cursor = match q.cursor.as_deref().map(FilePath::parse) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            return ApiError::new(ErrorCode::BadRequest, format!("bad cursor: {e}"))
+                .into_response();
+        }
+    };
     match listing::list(
         &s.dp.index,
         view.client(),
         view.layout(),
         prefix,
         limit,
-        q.cursor.as_deref(),
+        cursor.as_ref().map(FilePath::as_str),
     )
     .await
     {
