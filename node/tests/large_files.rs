@@ -9,7 +9,8 @@
 //! Every chunk costs a few milliseconds of processing on its way through a debug build, so the
 //! test that always runs uses 7,000 chunks: a 1.1 MB manifest in five parts, already too large
 //! for one request. The 200,000-chunk run takes far longer than the test runner's limit of five
-//! minutes; run it with `cargo test -p filegrid-node --test large_files -- --ignored`.
+//! minutes (about 20 minutes with a release build); run it with
+//! `cargo test --release -p filegrid-node --test large_files -- --ignored --nocapture`.
 //!
 //! Before the server is killed, one copy of one chunk is deleted from disk: its repair must
 //! rewrite only the manifest part that lists the chunk.
@@ -102,7 +103,7 @@ fn a_file_of_7_000_chunks_uploads_reads_and_is_repaired_alongside_small_files() 
 }
 
 #[test]
-#[ignore = "most of an hour on two cores: cargo test -p filegrid-node --test large_files -- --ignored"]
+#[ignore = "about 20 minutes with a release build: cargo test --release -p filegrid-node --test large_files -- --ignored"]
 fn a_file_of_200_000_chunks_uploads_reads_and_is_repaired_alongside_small_files() {
     big_file_end_to_end(200_000);
 }
