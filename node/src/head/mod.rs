@@ -159,8 +159,6 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
     };
     let ready = Readiness::default();
     let ops = http::ops_router(registry.clone(), ready.clone());
-    let stop_election = CancellationToken::new();
-    let stop_http = CancellationToken::new();
     let files_state = files::api::FilesState {
         dp: data_plane.clone(),
         report: repair_report.clone(),
@@ -189,6 +187,8 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             http::track,
         ));
 
+    let stop_election = CancellationToken::new();
+    let stop_http = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(http::serve(
         api_listener,
