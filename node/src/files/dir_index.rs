@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 use zookeeper_client::{AddWatchMode, Client, EventType, PersistentWatcher, SessionState};
 
 /// Names kept over all loaded directories before the least recently listed are forgotten
@@ -106,16 +105,9 @@ async fn supervise(
     files_root: String,
     requests: mpsc::Receiver<Request>,
 ) {
-    // Ends the task when the handles are gone; nothing else cancels it.
-    let stop = CancellationToken::new();
     let requests = Arc::new(tokio::sync::Mutex::new(requests));
     loop {
-        let task = tokio::spawn(run(
-            client.clone(),
-            files_root.clone(),
-            stop.clone(),
-            requests.clone(),
-        ));
+        let task = tokio::spawn(run(client.clone(), files_root.clone(), requests.clone()));
         match task.await {
             Ok(()) => return,
             Err(e) => {
@@ -128,6 +120,7 @@ async fn supervise(
 
 /// Why serving one session's index ended.
 enum Ended {
+    /// Every handle is gone (or the head's election is): the index is no longer needed.
     Stop,
     Session,
 }
@@ -135,7 +128,6 @@ enum Ended {
 async fn run(
     mut client: watch::Receiver<Option<Client>>,
     files_root: String,
-    stop: CancellationToken,
     requests: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>,
 ) {
     let mut requests = requests.lock().await;
@@ -146,7 +138,6 @@ async fn run(
                 break c;
             }
             tokio::select! {
-                _ = stop.cancelled() => return,
                 changed = client.changed() => if changed.is_err() { return },
                 req = requests.recv() => match req {
                     Some(r) => { let _ = r.reply.send(Err(IndexError::NoSession)); }
@@ -161,8 +152,7 @@ async fn run(
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the namespace; retrying");
-                refuse_for(&mut requests, &stop, Duration::from_millis(500)).await;
-                if stop.is_cancelled() {
+                if !refuse_for(&mut requests, Duration::from_millis(500)).await {
                     return;
                 }
                 continue;
@@ -174,7 +164,7 @@ async fn run(
             root: files_root.clone(),
             dirs: Dirs::default(),
         };
-        match session.serve(&mut requests, &mut client, &stop).await {
+        match session.serve(&mut requests, &mut client).await {
             Ended::Stop => return,
             Ended::Session => {
                 tracing::info!("the ZooKeeper session ended; the directory index starts over");
@@ -183,21 +173,17 @@ async fn run(
     }
 }
 
-/// Refuses requests for `period` (no session to serve them from).
-async fn refuse_for(
-    requests: &mut mpsc::Receiver<Request>,
-    stop: &CancellationToken,
-    period: Duration,
-) {
+/// Refuses requests for `period` (no session to serve them from); `false` once every
+/// handle is gone.
+async fn refuse_for(requests: &mut mpsc::Receiver<Request>, period: Duration) -> bool {
     let until = tokio::time::sleep(period);
     tokio::pin!(until);
     loop {
         tokio::select! {
-            _ = &mut until => return,
-            _ = stop.cancelled() => return,
+            _ = &mut until => return true,
             req = requests.recv() => match req {
                 Some(r) => { let _ = r.reply.send(Err(IndexError::NoSession)); }
-                None => return,
+                None => return false,
             },
         }
     }
@@ -222,11 +208,9 @@ impl Session {
         &mut self,
         requests: &mut mpsc::Receiver<Request>,
         client: &mut watch::Receiver<Option<Client>>,
-        stop: &CancellationToken,
     ) -> Ended {
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return Ended::Stop,
                 // The head made a new session (or has none): this one's events stop.
                 _ = client.changed() => return Ended::Session,
                 event = self.watcher.changed() => {
