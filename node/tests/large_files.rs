@@ -102,6 +102,41 @@ fn a_file_of_7_000_chunks_uploads_reads_and_is_repaired_alongside_small_files() 
     big_file_end_to_end(7_000);
 }
 
+/// A commit refused after its manifest parts were written (a file where a directory should
+/// be) leaves no parts behind in ZooKeeper.
+#[test]
+fn a_refused_commit_leaves_no_manifest_parts() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            chunk_size: "4KiB".into(),
+            log_filter: Some("warn".into()),
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    let put = |path: &str, size: u64| {
+        admin_http()
+            .put(format!("{base}/v1/files/{path}"))
+            .timeout(Duration::from_secs(300))
+            .body(reqwest::blocking::Body::sized(
+                Content { offset: 0, size },
+                size,
+            ))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(put("clash", 10).status(), 201);
+    // 2,500 chunks: a chunk list over the inline limit, so it is written as parts first.
+    let r = put("clash/big", 2_500 * CHUNK);
+    assert_eq!(r.status(), 409, "{}", r.text().unwrap_or_default());
+    assert_eq!(grid.zk_children("manifests"), Vec::<String>::new());
+    // The same file where it may go is stored with its parts.
+    assert_eq!(put("fine/big", 2_500 * CHUNK).status(), 201);
+    assert_eq!(grid.zk_children("manifests").len(), 1);
+    assert!(grid.manifest_parts("fine/big").len() > 1);
+}
+
 #[test]
 #[ignore = "about 20 minutes with a release build: cargo test --release -p filegrid-node --test large_files -- --ignored"]
 fn a_file_of_200_000_chunks_uploads_reads_and_is_repaired_alongside_small_files() {

@@ -481,6 +481,28 @@ impl Grid {
         })
     }
 
+    /// The children of `path` (below the grid's root, e.g. `manifests`) in ZooKeeper; empty
+    /// when it does not exist.
+    pub fn zk_children(&self, path: &str) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the ZooKeeper read");
+        rt.block_on(async {
+            let c = zookeeper_client::Client::connect(&self.zk.hosts())
+                .await
+                .expect("connect to the grid's ZooKeeper");
+            match c
+                .list_children(&format!("/distributed_file_grid/{path}"))
+                .await
+            {
+                Ok(names) => names,
+                Err(zookeeper_client::Error::NoNode) => Vec::new(),
+                Err(e) => panic!("children of {path}: {e}"),
+            }
+        })
+    }
+
     /// Path of a chunk's file on a cluster server's disk.
     pub fn chunk_file(&self, server: usize, chunk_id: &str) -> PathBuf {
         self.cluster[server].data_dir.join("chunks").join(chunk_id)

@@ -120,31 +120,82 @@ pub async fn commit_with(
     mut meta: FileMeta,
     must_be_new: bool,
 ) -> Result<Option<FileMeta>, NsError> {
-    let client = lead.client();
+    if manifest::list_size(&meta.chunks) <= manifest::INLINE_LIMIT {
+        return commit_entry(lead, known, path, meta, must_be_new).await;
+    }
+    let file_id = meta.file_id.clone();
+    let parts = manifest::split(&meta.chunks, manifest::PART_LIMIT);
+    let (written, result) = match write_parts(lead, &file_id, &parts).await {
+        Ok(()) => {
+            meta.parts = parts.len() as u32;
+            meta.chunks.clear();
+            let result = commit_entry(lead, known, path, meta, must_be_new).await;
+            (parts.len() as u32, result)
+        }
+        Err((count, e)) => (count, Err(e)),
+    };
+    // Parts of a commit that certainly did not happen name chunks no file has: remove them.
+    // After an answer that may hide a commit (a lost connection) they stay.
+    if let Err(e) = &result
+        && never_committed(e)
+    {
+        drop_parts_of(lead, &file_id, written).await;
+    }
+    result
+}
+
+/// Whether a failed commit certainly changed nothing (pure).
+fn never_committed(e: &NsError) -> bool {
+    matches!(
+        e,
+        NsError::Exists(_)
+            | NsError::Conflict(_)
+            | NsError::TooLarge { .. }
+            | NsError::Fence(FenceError::Operation { .. })
+    )
+}
+
+/// Creates the manifest directory and parts of `file_id`, each in a request of its own; on
+/// failure, how many parts were created.
+async fn write_parts(
+    lead: &Leadership,
+    file_id: &str,
+    parts: &[Vec<manifest::ChunkRef>],
+) -> Result<(), (u32, NsError)> {
     let layout = lead.layout();
-    if manifest::list_size(&meta.chunks) > manifest::INLINE_LIMIT {
-        let parts = manifest::split(&meta.chunks, manifest::PART_LIMIT);
+    lead.write(&[FencedOp::Create {
+        path: layout.manifest_dir(file_id),
+        data: Vec::new(),
+        options: layout.persistent(),
+    }])
+    .await
+    .map_err(|e| (0, e.into()))?;
+    for (i, chunks) in parts.iter().enumerate() {
+        let part = Part {
+            v: 1,
+            chunks: chunks.clone(),
+        };
         lead.write(&[FencedOp::Create {
-            path: layout.manifest_dir(&meta.file_id),
-            data: Vec::new(),
+            path: layout.manifest_part(file_id, i as u32),
+            data: records::encode(&part),
             options: layout.persistent(),
         }])
-        .await?;
-        for (i, chunks) in parts.iter().enumerate() {
-            let part = Part {
-                v: 1,
-                chunks: chunks.clone(),
-            };
-            lead.write(&[FencedOp::Create {
-                path: layout.manifest_part(&meta.file_id, i as u32),
-                data: records::encode(&part),
-                options: layout.persistent(),
-            }])
-            .await?;
-        }
-        meta.parts = parts.len() as u32;
-        meta.chunks.clear();
+        .await
+        .map_err(|e| (i as u32, e.into()))?;
     }
+    Ok(())
+}
+
+/// Makes the file node of `path` hold `meta` (whose parts, if any, are written).
+async fn commit_entry(
+    lead: &Leadership,
+    known: &KnownDirs,
+    path: &FilePath,
+    meta: FileMeta,
+    must_be_new: bool,
+) -> Result<Option<FileMeta>, NsError> {
+    let client = lead.client();
+    let layout = lead.layout();
     let data = records::encode(&Entry::file(meta));
     let epoch = lead.epoch();
     let ancestors = path.ancestors();
@@ -369,11 +420,16 @@ async fn drop_parts(lead: &Leadership, meta: &FileMeta) {
     if meta.parts == 0 {
         return;
     }
+    drop_parts_of(lead, &meta.file_id, meta.parts).await;
+}
+
+/// Removes parts `0..parts` of `file_id` and its manifest directory, as [`drop_parts`].
+async fn drop_parts_of(lead: &Leadership, file_id: &str, parts: u32) {
     let layout = lead.layout();
-    let mut paths: Vec<String> = (0..meta.parts)
-        .map(|i| layout.manifest_part(&meta.file_id, i))
+    let mut paths: Vec<String> = (0..parts)
+        .map(|i| layout.manifest_part(file_id, i))
         .collect();
-    paths.push(layout.manifest_dir(&meta.file_id));
+    paths.push(layout.manifest_dir(file_id));
     let sizes: Vec<usize> = paths
         .iter()
         .map(|p| p.len() + manifest::OP_OVERHEAD)
@@ -388,7 +444,7 @@ async fn drop_parts(lead: &Leadership, meta: &FileMeta) {
             })
             .collect();
         if let Err(e) = lead.write(&ops).await {
-            tracing::warn!(file_id = %meta.file_id, error = %e, "could not remove manifest parts");
+            tracing::warn!(file_id, error = %e, "could not remove manifest parts");
             return;
         }
     }
@@ -652,5 +708,19 @@ mod tests {
         let mut v = vec!["a.c", "a/b", "a/a/z", "b", "a"];
         v.sort_by(|a, b| path_cmp(a, b));
         assert_eq!(v, ["a", "a/a/z", "a/b", "a.c", "b"]);
+    }
+
+    #[test]
+    fn only_certain_failures_remove_the_parts_of_a_commit() {
+        assert!(never_committed(&NsError::Exists("a".into())));
+        assert!(never_committed(&NsError::Conflict("a".into())));
+        assert!(never_committed(&NsError::Fence(FenceError::Operation {
+            index: 2,
+            source: ZkClientError::NodeExists,
+        })));
+        // The transaction may have gone through before the connection broke.
+        assert!(!never_committed(&NsError::Fence(FenceError::Zk(
+            ZkClientError::ConnectionLoss
+        ))));
     }
 }
