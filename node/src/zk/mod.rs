@@ -15,7 +15,7 @@ use zookeeper_client::Client;
 
 pub use access::{AccessError, ZkAccess};
 pub use layout::Layout;
-pub(crate) use session::{SessionEnd, SessionRole, run_sessions, until_stopped};
+pub(crate) use session::{PastSessions, SessionEnd, SessionRole, run_sessions, until_stopped};
 pub use zookeeper_client as client;
 
 /// Errors talking to ZooKeeper or reading what it holds.
