@@ -212,7 +212,7 @@ fn a_cli_upload_from_stdin_that_meets_a_redirect_fails_clearly() {
 /// epoch, instead of waiting for the CLI's own timeout (a minute without an answer).
 #[test]
 fn a_cli_write_to_a_leader_that_stops_answering_goes_to_its_successor() {
-    let (mut grid, (leader, leader_port), (standby, _)) = two_heads();
+    let (grid, (leader, leader_port), (standby, _)) = two_heads();
     let r = http()
         .put(format!("{leader}/v1/files/fo/old.bin"))
         .body(random(1000))
