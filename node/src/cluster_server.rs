@@ -103,6 +103,7 @@ pub async fn run(cfg: ClusterConfig) -> anyhow::Result<()> {
             .timeout(Duration::from_secs(5))
             .build()
             .context("building the heartbeat HTTP client")?,
+        past_sessions: zk::PastSessions::default(),
     });
     let coordination = tokio::spawn(server.clone().coordinate(stop.clone()));
     let served = api_server.await;
@@ -135,6 +136,8 @@ struct ClusterServer {
     /// Signs heartbeats, on grids with a cluster secret.
     signer: Option<crate::auth::PeerSigner>,
     http: reqwest::Client,
+    /// Sessions this process lost: their registration is removed, not waited out.
+    past_sessions: zk::PastSessions,
 }
 
 impl ClusterServer {
@@ -202,7 +205,7 @@ impl ClusterServer {
             &path,
             &data,
             self.cfg.common.session_timeout * 2,
-            |_| false,
+            |owner| self.past_sessions.contains(owner),
         )
         .await?;
         tracing::info!(server_id = %self.cfg.server_id, zone = self.cfg.zone.as_deref(), "registered cluster server");
@@ -331,6 +334,7 @@ impl ClusterServer {
                 free_bytes: usage.free_bytes,
                 chunks: usage.chunks,
                 bad_chunks_found: self.store.checksum_failures(),
+                interval_ms: u64::try_from(self.cfg.heartbeat_interval.as_millis()).ok(),
             };
             let scheme = http::Outgoing::scheme(leader.tls);
             let url = format!(
@@ -391,8 +395,9 @@ impl SessionRole for ClusterServer {
         .await;
     }
 
-    fn lost(&self, _client: &Client, error: &ZkError) {
+    fn lost(&self, client: &Client, error: &ZkError) {
         self.ready.set(false);
+        self.past_sessions.remember(client.session_id().0);
         tracing::warn!(server_id = %self.cfg.server_id, error = %error, "ZooKeeper session lost; registering again");
     }
 }

@@ -205,3 +205,65 @@ fn a_cli_upload_from_stdin_that_meets_a_redirect_fails_clearly() {
     assert_eq!(r.status(), 404);
     drop(grid);
 }
+
+/// A leader that stops answering (SIGSTOP here; a machine cut off from the network alike) is
+/// replaced once its ZooKeeper session expires. An upload and a delete the CLI sent to it
+/// before are then sent again to the new leader, which the head given names with a newer
+/// epoch, instead of waiting for the CLI's own timeout (a minute without an answer).
+#[test]
+fn a_cli_write_to_a_leader_that_stops_answering_goes_to_its_successor() {
+    let (grid, (leader, leader_port), (standby, _)) = two_heads();
+    let r = http()
+        .put(format!("{leader}/v1/files/fo/old.bin"))
+        .body(random(1000))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("new.bin");
+    let data = random(300 * 1024);
+    std::fs::write(&local, &data).unwrap();
+
+    let stopped = grid
+        .heads
+        .iter()
+        .position(|h| h.port == leader_port)
+        .unwrap();
+    grid.heads[stopped].proc.pause();
+    let started = std::time::Instant::now();
+    let put = cli(&standby)
+        .args(["put", local.to_str().unwrap(), "fo/new.bin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rm = cli(&standby)
+        .args(["rm", "fo/old.bin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let put = put.wait_with_output().unwrap();
+    let rm = rm.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert!(put.status.success(), "{put:?}");
+    assert!(rm.status.success(), "{rm:?}");
+    // The session timeout (4 s), an election and the CLI's look every half second.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+
+    let back = http()
+        .get(format!("{standby}/v1/files/fo/new.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    assert!(
+        back.bytes().unwrap()[..] == data[..],
+        "stored what was sent"
+    );
+    let gone = http()
+        .get(format!("{standby}/v1/files/fo/old.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    grid.heads[stopped].proc.resume();
+}

@@ -71,6 +71,18 @@ fn a_stopping_leader_finishes_the_uploads_it_is_receiving_before_it_hands_over()
     std::thread::sleep(Duration::from_millis(700));
     grid.heads[leader].proc.terminate();
 
+    // While it drains, the stopping leader admits no new write: under a steady load it would
+    // otherwise never get to zero writes in progress, and hold leadership for its whole wait.
+    let refused = wait_until_sync(Duration::from_secs(10), "a new write refused", || {
+        let r = admin_http()
+            .put(format!("{base}/v1/files/handover/late"))
+            .body(random(100))
+            .send()
+            .ok()?;
+        (r.status() == 503).then(|| r.text().unwrap_or_default())
+    });
+    assert!(refused.contains("no_leader"), "{refused}");
+
     let (answer, took) = upload.join().unwrap();
     let (status, text) = answer.expect("an answer to the upload");
     assert_eq!(

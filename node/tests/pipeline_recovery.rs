@@ -1,10 +1,11 @@
 //! Pipeline recovery against a hung cluster server (SIGSTOP): the hop before it gives it up
-//! after the hop progress timeout, only it is ruled out, and uploads succeed quickly on the
-//! servers left. Real ZooKeeper, real heads and cluster servers.
+//! after the hop progress timeout, the head when its registration ends or when it falls
+//! silent (no heartbeat for three intervals); only it is ruled out, and uploads succeed
+//! quickly on the servers left. Real ZooKeeper, real heads and cluster servers.
 
 use std::time::{Duration, Instant};
 
-use filegrid_testkit::{Grid, GridOptions};
+use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 
 mod common;
 use common::{admin_http, node_bin, random};
@@ -17,9 +18,11 @@ fn a_stopped_server_anywhere_in_the_pipeline_is_the_only_one_ruled_out() {
         node_bin(),
         GridOptions {
             cluster_servers: 4,
-            // The stopped server stays registered (and chosen) for the whole test.
+            // The stopped server stays registered (and chosen) for the whole test, and does
+            // not fall silent within it: only the hops' progress watch can give it up.
             session_timeout: "40s".into(),
             dead_after: "60s".into(),
+            heartbeat_interval: "60s".into(),
             extra_head_args: vec!["--hop-progress-timeout".into(), "1s".into()],
             ..Default::default()
         },
@@ -88,6 +91,7 @@ fn uploads_through_a_server_that_leaves_the_grid_go_on_without_it_at_once() {
             session_timeout: "2s".into(),
             dead_after: "60s".into(),
             // Far longer than the test may take: only the registration's end can free them.
+            heartbeat_interval: "60s".into(),
             extra_head_args: vec!["--hop-progress-timeout".into(), "120s".into()],
             ..Default::default()
         },
@@ -142,7 +146,121 @@ fn uploads_through_a_server_that_leaves_the_grid_go_on_without_it_at_once() {
     }
     let head_log = grid.heads[0].proc.log();
     assert!(
-        head_log.contains("left the grid during the upload"),
+        head_log.contains("left the grid or fell silent during the upload"),
+        "no upload was in flight through the stopped server"
+    );
+    grid.cluster[hung].proc.resume();
+}
+
+/// A stopped server that keeps its registration (a long session timeout) but stops
+/// heartbeating is silent after three heartbeat intervals: uploads in flight through it are
+/// placed again without it, new ones avoid it, and reads of files it holds a copy of are
+/// served from the others, long before its session or any progress timeout would end.
+#[test]
+fn a_stopped_server_that_falls_silent_is_placed_and_read_around() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            cluster_servers: 4,
+            session_timeout: "40s".into(),
+            dead_after: "60s".into(),
+            extra_head_args: vec!["--hop-progress-timeout".into(), "120s".into()],
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(4, Duration::from_secs(20));
+    // Files with a copy of every chunk on each of three servers of four: most have one on
+    // the server about to stop.
+    let before: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let path = format!("silent/old{i}");
+            let data = random(CHUNK + 100);
+            let r = admin_http()
+                .put(format!("{base}/v1/files/{path}"))
+                .body(data.clone())
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 201, "{path}");
+            (path, data)
+        })
+        .collect();
+    // A server the leader has not heard from yet is not judged: wait until it has heard all.
+    wait_until_sync(
+        Duration::from_secs(20),
+        "heartbeats from every server",
+        || {
+            let text = admin_http()
+                .get(format!("{base}/metrics"))
+                .send()
+                .ok()?
+                .text()
+                .ok()?;
+            text.lines()
+                .find(|l| l.starts_with("heartbeat_active_connections "))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .filter(|n| *n >= 4.0)
+        },
+    );
+    let hung = 1;
+    let hung_id = grid.cluster[hung].id.clone();
+    grid.cluster[hung].proc.pause();
+
+    let uploads: Vec<_> = (0..6)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let path = format!("silent/f{i}");
+                let data = random(CHUNK + 100);
+                let started = Instant::now();
+                let r = admin_http()
+                    .put(format!("{base}/v1/files/{path}"))
+                    .timeout(Duration::from_secs(90))
+                    .body(data.clone())
+                    .send();
+                (
+                    path,
+                    data,
+                    r.map(|r| r.status().as_u16()),
+                    started.elapsed(),
+                )
+            })
+        })
+        .collect();
+    for u in uploads {
+        let (path, data, status, took) = u.join().unwrap();
+        assert_eq!(status.ok(), Some(201), "{path} after {took:?}");
+        // Three heartbeat intervals (1.5 s), the check and a second pipeline; the session
+        // (40 s) and the hop progress timeout (120 s) would have held it far longer.
+        assert!(took < Duration::from_secs(20), "{path} took {took:?}");
+        eprintln!("{path} stored in {took:?}");
+        for (_, reps) in grid.manifest(&path) {
+            assert!(!reps.contains(&hung_id), "{path}: {reps:?}");
+        }
+        let back = admin_http()
+            .get(format!("{base}/v1/files/{path}"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert!(back.as_ref() == data.as_slice(), "{path} reads back");
+    }
+    for (path, data) in &before {
+        let started = Instant::now();
+        let back = admin_http()
+            .get(format!("{base}/v1/files/{path}"))
+            .timeout(Duration::from_secs(90))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let took = started.elapsed();
+        assert!(back.as_ref() == data.as_slice(), "{path} reads back");
+        assert!(took < Duration::from_secs(10), "{path} took {took:?}");
+    }
+    let head_log = grid.heads[0].proc.log();
+    assert!(
+        head_log.contains("left the grid or fell silent during the upload"),
         "no upload was in flight through the stopped server"
     );
     grid.cluster[hung].proc.resume();

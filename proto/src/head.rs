@@ -164,6 +164,11 @@ pub struct Heartbeat {
     /// chunks they are, it learns from the server's block report.
     #[serde(default)]
     pub bad_chunks_found: u64,
+    /// How often this server sends a heartbeat (milliseconds): the leader counts a server
+    /// it has not heard from for several of them, while it hears the others, as silent.
+    /// Absent from older servers, which are then never counted silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
 }
 
 /// The answer to a heartbeat: the epoch of the leader that took it.

@@ -45,6 +45,10 @@ pub struct GridOptions {
     pub s3: bool,
     /// ZooKeeper's Java heap (`-Xmx`), for namespaces of millions of files.
     pub zk_heap: String,
+    /// `--heartbeat-interval` of every cluster server. The leader counts a server it has not
+    /// heard from for three intervals as silent (and places around it); a test of what
+    /// happens before that sets a long one.
+    pub heartbeat_interval: String,
 }
 
 impl Default for GridOptions {
@@ -70,6 +74,7 @@ impl Default for GridOptions {
             mutual_tls: false,
             s3: false,
             zk_heap: crate::zookeeper::DEFAULT_HEAP.into(),
+            heartbeat_interval: "500ms".into(),
         }
     }
 }
@@ -242,7 +247,7 @@ impl Grid {
             "--session-timeout".into(),
             self.options.session_timeout.clone(),
             "--heartbeat-interval".into(),
-            "500ms".into(),
+            self.options.heartbeat_interval.clone(),
         ];
         args.extend(self.security_args(false));
         if let Some(Some(c)) = self.options.capacities.get(index) {

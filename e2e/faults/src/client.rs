@@ -1,8 +1,20 @@
 //! A file client as FileGrid's users run one: writes go to the leader (asked of any head
 //! that answers), reads to any head, and a call that meets a broken connection, a timeout or
 //! a `503` is retried with backoff, following a new leader, until its deadline.
+//!
+//! A call that does not answer is handled as `filegrid_node::cli::failover` says (the CLI
+//! does the same): a write or delete whose answer has not come after
+//! [`failover::STALLED_AFTER`] makes the client ask the other heads who leads, every
+//! [`failover::LOOK_EVERY`], and it is given up, to be sent to the new leader, as soon as one
+//! names a leader of a newer epoch than the one called (a cut-off or stopped leader is
+//! replaced when its session expires; its calls then cannot commit any more). A read that
+//! has not answered after that long is asked of the next head as well, and the first answer
+//! taken. Each call still has its own timeout (5 s, 10 s for an upload) as a last resort.
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use filegrid_node::cli::failover;
 
 use filegrid_proto::head::{LeaderView, PutAnswer};
 use reqwest::blocking::{Client as Http, Response};
@@ -45,7 +57,8 @@ pub struct FileClient {
     http: Http,
     /// Base URLs of every head.
     heads: Vec<String>,
-    leader: Option<String>,
+    /// The leader's base URL and the epoch a head named it under.
+    leader: Option<(String, u64)>,
     retry: Retry,
     /// Rotates reads over the heads.
     next_head: usize,
@@ -90,19 +103,10 @@ impl FileClient {
     /// The leader's URL as a head that answers says it; `None` if none answers.
     fn find_leader(&mut self) -> Option<String> {
         for i in 0..self.heads.len() {
-            let head = &self.heads[(self.next_head + i) % self.heads.len()];
-            let Ok(r) = self
-                .http
-                .get(format!("{head}/v1/leader"))
-                .timeout(Duration::from_secs(1))
-                .send()
-            else {
-                continue;
-            };
-            if let Ok(l) = r.json::<LeaderView>() {
-                let scheme = if l.tls { "https" } else { "http" };
-                let url = format!("{scheme}://{}:{}", l.host, l.api_port);
-                self.leader = Some(url.clone());
+            let head = self.heads[(self.next_head + i) % self.heads.len()].clone();
+            if let Some(l) = ask_leader(&self.http, &head) {
+                let url = leader_url(&l);
+                self.leader = Some((url.clone(), l.epoch));
                 return Some(url);
             }
         }
@@ -111,20 +115,23 @@ impl FileClient {
     }
 
     /// Runs `attempt` against the leader until it is done, refused, or the deadline passes.
-    fn with_retries<T>(
+    /// Each attempt runs on a thread of its own, so that a stalled one can be left behind
+    /// once the leader it was sent to is deposed (see the module's doc).
+    fn with_retries<T: Send + 'static>(
         &mut self,
-        mut attempt: impl FnMut(&Http, &str) -> Attempt<T>,
+        attempt: impl Fn(&Http, &str) -> Attempt<T> + Clone + Send + 'static,
     ) -> (Result<T, Outcome>, bool) {
         let start = Instant::now();
         let mut backoff = self.retry.first_backoff;
         let mut maybe = false;
         loop {
             let leader = match self.leader.clone() {
-                Some(l) => Some(l),
+                Some((l, _)) => Some(l),
                 None => self.find_leader(),
             };
             if let Some(base) = leader {
-                match attempt(&self.http, &base) {
+                let epoch = self.leader.as_ref().map_or(0, |(_, e)| *e);
+                match self.watched(&base, epoch, attempt.clone()) {
                     Attempt::Done(v) => return (Ok(v), maybe),
                     Attempt::Refused(why) => {
                         self.last_error = Some(why);
@@ -155,12 +162,59 @@ impl FileClient {
         }
     }
 
+    /// One attempt at the leader `base` (named under `epoch`), given up when another head
+    /// names a leader of a newer epoch while it has not answered.
+    fn watched<T: Send + 'static>(
+        &self,
+        base: &str,
+        epoch: u64,
+        attempt: impl FnOnce(&Http, &str) -> Attempt<T> + Send + 'static,
+    ) -> Attempt<T> {
+        let (tx, rx) = mpsc::channel();
+        let http = self.http.clone();
+        let url = base.to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send(attempt(&http, &url));
+        });
+        let mut wait = failover::STALLED_AFTER;
+        loop {
+            match rx.recv_timeout(wait) {
+                Ok(a) => return a,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Attempt::Again {
+                        maybe_applied: true,
+                        why: "the call's thread ended without an answer".into(),
+                    };
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            // Stalled: do the other heads name a newer leader?
+            for head in self.heads.iter().filter(|h| h.as_str() != base) {
+                if let Some(l) = ask_leader(&self.http, head)
+                    && failover::superseded(epoch, &l)
+                {
+                    return Attempt::Again {
+                        // Fenced from here on, but it may have committed before.
+                        maybe_applied: true,
+                        why: format!(
+                            "no answer from the leader of epoch {epoch} at {base}; {head} names {} at epoch {}",
+                            l.server_id, l.epoch
+                        ),
+                    };
+                }
+            }
+            wait = failover::LOOK_EVERY;
+        }
+    }
+
     /// `PUT /v1/files/{key}`.
     pub fn write(&mut self, key: &str, body: &[u8]) -> Written {
-        let (r, _) = self.with_retries(|http, base| {
+        let body = std::sync::Arc::new(body.to_vec());
+        let key = key.to_string();
+        let (r, _) = self.with_retries(move |http, base| {
             let resp = http
                 .put(format!("{base}/v1/files/{key}"))
-                .body(body.to_vec())
+                .body(body.as_ref().clone())
                 .timeout(Duration::from_secs(10))
                 .send();
             match judge(resp) {
@@ -188,7 +242,8 @@ impl FileClient {
 
     /// `DELETE /v1/files/{key}`; `404` counts as done (the file is absent either way).
     pub fn delete(&mut self, key: &str) -> Outcome {
-        let (r, _) = self.with_retries(|http, base| {
+        let key = key.to_string();
+        let (r, _) = self.with_retries(move |http, base| {
             match judge(http.delete(format!("{base}/v1/files/{key}")).send()) {
                 Judged::Answer(_) | Judged::NotFound => Attempt::Done(()),
                 Judged::Refused(why) => Attempt::Refused(why),
@@ -202,34 +257,30 @@ impl FileClient {
     }
 
     /// `GET /v1/files/{key}` from a head (rotating over them), retried on another head.
-    /// With `leader_only`, from the leader (the final reads).
+    /// With `leader_only`, from the leader (the final reads). A head that has not answered
+    /// after [`failover::STALLED_AFTER`] is joined by the next head, and so on; the first
+    /// answer is taken.
     pub fn read(&mut self, key: &str, leader_only: bool) -> (Outcome, Option<Seen>) {
         let start = Instant::now();
         let mut backoff = self.retry.first_backoff;
         loop {
             let base = if leader_only {
-                self.leader.clone().or_else(|| self.find_leader())
+                self.leader
+                    .clone()
+                    .map(|(l, _)| l)
+                    .or_else(|| self.find_leader())
             } else {
                 self.next_head = (self.next_head + 1) % self.heads.len().max(1);
                 self.heads.get(self.next_head).cloned()
             };
             if let Some(base) = base {
-                match judge(self.http.get(format!("{base}/v1/files/{key}")).send()) {
-                    Judged::Answer(r) => {
-                        // A body cut short is a failed read, never a short file.
-                        match r.bytes() {
-                            Ok(bytes) => {
-                                return (Outcome::Ok, Some(Seen::Content(digest(&bytes))));
-                            }
-                            Err(e) => self.last_error = Some(format!("body: {e}")),
-                        }
-                    }
-                    Judged::NotFound => return (Outcome::Ok, Some(Seen::Absent)),
-                    Judged::Refused(why) => {
+                match self.read_hedged(key, &base, leader_only) {
+                    ReadAnswer::Seen(seen) => return (Outcome::Ok, Some(seen)),
+                    ReadAnswer::Refused(why) => {
                         self.last_error = Some(why);
                         return (Outcome::Failed, None);
                     }
-                    Judged::Again { why, .. } => {
+                    ReadAnswer::Again(why) => {
                         self.last_error = Some(why);
                         if leader_only {
                             self.leader = None;
@@ -244,6 +295,81 @@ impl FileClient {
             backoff = (backoff * 2).min(self.retry.max_backoff);
         }
     }
+
+    /// Reads `key` from `base`, then also from the next heads one by one while none has
+    /// answered (not with `leader_only`); the first answer that is not a retry is taken.
+    fn read_hedged(&mut self, key: &str, base: &str, leader_only: bool) -> ReadAnswer {
+        let (tx, rx) = mpsc::channel();
+        let ask = |head: &str| {
+            let (tx, http) = (tx.clone(), self.http.clone());
+            let url = format!("{head}/v1/files/{key}");
+            std::thread::spawn(move || {
+                let _ = tx.send(read_once(&http, &url));
+            });
+        };
+        ask(base);
+        let mut asked = 1;
+        let mut pending = 1;
+        let mut last = ReadAnswer::Again("no answer".into());
+        loop {
+            match rx.recv_timeout(failover::STALLED_AFTER) {
+                Ok(ReadAnswer::Again(why)) => {
+                    pending -= 1;
+                    last = ReadAnswer::Again(why);
+                    if pending == 0 {
+                        return last;
+                    }
+                }
+                Ok(answer) => return answer,
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if !leader_only && asked < self.heads.len() =>
+                {
+                    self.next_head = (self.next_head + 1) % self.heads.len();
+                    ask(&self.heads[self.next_head]);
+                    asked += 1;
+                    pending += 1;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return last,
+            }
+        }
+    }
+}
+
+/// What one read from one head came to.
+enum ReadAnswer {
+    Seen(Seen),
+    Refused(String),
+    Again(String),
+}
+
+/// `GET url` once: the whole body (a body cut short is a failed read, never a short file).
+fn read_once(http: &Http, url: &str) -> ReadAnswer {
+    match judge(http.get(url).send()) {
+        Judged::Answer(r) => match r.bytes() {
+            Ok(bytes) => ReadAnswer::Seen(Seen::Content(digest(&bytes))),
+            Err(e) => ReadAnswer::Again(format!("body: {e}")),
+        },
+        Judged::NotFound => ReadAnswer::Seen(Seen::Absent),
+        Judged::Refused(why) => ReadAnswer::Refused(why),
+        Judged::Again { why, .. } => ReadAnswer::Again(why),
+    }
+}
+
+/// The leader as the head at `head` names it, asked with a short timeout.
+fn ask_leader(http: &Http, head: &str) -> Option<LeaderView> {
+    http.get(format!("{head}/v1/leader"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .ok()?
+        .json::<LeaderView>()
+        .ok()
+}
+
+/// The base URL of the leader `l`.
+fn leader_url(l: &LeaderView) -> String {
+    let scheme = if l.tls { "https" } else { "http" };
+    format!("{scheme}://{}:{}", l.host, l.api_port)
 }
 
 enum Judged {

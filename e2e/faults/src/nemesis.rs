@@ -116,8 +116,14 @@ impl Nemesis {
             FaultKind::KillZooKeeper => {
                 grid.zk.stop();
                 std::thread::sleep(hold);
+                // How long the server takes to answer once started (a JVM): part of every
+                // ZooKeeper outage, and none of FileGrid's doing.
+                let started = std::time::Instant::now();
                 grid.zk.start_again();
-                Ok(done("zookeeper"))
+                Ok(done(&format!(
+                    "zookeeper (answered {:.1}s after its start)",
+                    started.elapsed().as_secs_f64()
+                )))
             }
             FaultKind::CorruptChunk => {
                 let mut hit = Vec::new();

@@ -2,6 +2,7 @@
 //! ZooKeeper (`--zk-hosts`), prints tables for people and JSON for scripts (`--json`), and exits
 //! non-zero with a one-line reason on errors.
 
+pub mod failover;
 mod transfer;
 
 use filegrid_proto::ErrorBody;
@@ -216,16 +217,39 @@ impl Target {
     /// the leader, or a standby that forwards to the leader, its address is kept as given, so
     /// port forwards and NAT keep working.
     async fn leader_base(&self) -> Result<String, CliError> {
+        Ok(self.leader_call().await?.0)
+    }
+
+    /// [`Self::leader_base`] with the epoch of the leadership it reaches, for
+    /// [`Self::deposed`].
+    async fn leader_call(&self) -> Result<(String, u64), CliError> {
         if let Target::Head { base, .. } = self
             && let Ok(status) = self.get::<StatusView>("/v1/status").await
             && (status.status.role == Role::Leader
                 || (status.status.role == Role::Standby && status.forwards_to_leader))
         {
-            return Ok(base.clone());
+            return Ok((base.clone(), status.status.epoch));
         }
         let l = self.leader().await?;
-        let scheme = Outgoing::scheme(l.tls);
-        Ok(format!("{scheme}://{}:{}", l.host, l.api_port))
+        Ok((transfer::leader_base(&l), l.epoch))
+    }
+
+    /// Resolves with the new leader (base URL, epoch) once the grid names a leader of a newer
+    /// epoch than `epoch`: a write or delete sent to the leader of `epoch` that has not
+    /// answered is then given up and sent there (see [`failover`]). Looks after
+    /// [`failover::STALLED_AFTER`], then every [`failover::LOOK_EVERY`], asking the head given
+    /// (or ZooKeeper), each look bounded by a second: a head given that is itself cut off
+    /// cannot tell, and the call then waits for its own timeout.
+    async fn deposed(&self, epoch: u64) -> (String, u64) {
+        tokio::time::sleep(failover::STALLED_AFTER).await;
+        loop {
+            if let Ok(Ok(l)) = tokio::time::timeout(Duration::from_secs(1), self.leader()).await
+                && failover::superseded(epoch, &l)
+            {
+                return (transfer::leader_base(&l), l.epoch);
+            }
+            tokio::time::sleep(failover::LOOK_EVERY).await;
+        }
     }
 
     async fn heads(&self) -> Result<Vec<HeadView>, CliError> {
@@ -452,12 +476,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Put { local, remote } => {
-            let base = target.leader_base().await?;
+            let leader = target.leader_call().await?;
             let r = transfer::put(
                 &data_client(cli.timeout, &outgoing, &auth)?,
-                &base,
+                leader,
                 &local,
                 &remote,
+                &target,
             )
             .await?;
             if cli.json {
@@ -498,8 +523,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Rm { remote } => {
-            let base = target.leader_base().await?;
-            transfer::rm(&data_client(cli.timeout, &outgoing, &auth)?, &base, &remote).await?;
+            let leader = target.leader_call().await?;
+            transfer::rm(
+                &data_client(cli.timeout, &outgoing, &auth)?,
+                leader,
+                &remote,
+                &target,
+            )
+            .await?;
             if cli.json {
                 print_json(&DeleteAnswer {
                     path: remote.clone(),

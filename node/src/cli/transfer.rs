@@ -11,7 +11,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncWriteExt;
 
-use super::CliError;
+use super::{CliError, Target};
 
 /// Transfers smaller than this get no progress bar.
 const PROGRESS_MIN: u64 = 4 << 20;
@@ -146,11 +146,14 @@ pub(crate) fn leader_base(l: &filegrid_proto::head::LeaderView) -> String {
 /// with an error that says so; nothing is stored.
 pub async fn put(
     http: &reqwest::Client,
-    base: &str,
+    leader: (String, u64),
     local: &Path,
     remote: &str,
+    target: &Target,
 ) -> Result<PutAnswer, CliError> {
     let from_stdin = local == Path::new("-");
+    let (base, mut epoch) = leader;
+    let base = base.as_str();
     let mut url = file_url(base, remote);
     let mut hops = 0;
     let mut resent = false;
@@ -160,7 +163,31 @@ pub async fn put(
         if let Some(l) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, l);
         }
-        let resp = match req.body(body).send().await {
+        // A leader that does not answer and is replaced meanwhile can no longer commit the
+        // upload (see `failover`): it is sent again to the new leader.
+        let sent = tokio::select! {
+            r = req.body(body).send() => r,
+            (next, newer) = target.deposed(epoch) => {
+                let next = file_url(&next, remote);
+                if from_stdin {
+                    return Err(CliError::Api(format!(
+                        "the leader at {url} stopped answering and {next} leads now; an upload \
+                         from stdin cannot be sent twice, and it may or may not have been \
+                         stored: check with `filegrid stat`"
+                    )));
+                }
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(CliError::Api(format!(
+                        "the leader changed {MAX_REDIRECTS} times during the upload; retry shortly"
+                    )));
+                }
+                tracing::debug!(from = %url, to = %next, "the leader did not answer the upload and was replaced; sending it again to the new leader");
+                (url, epoch) = (next, newer);
+                continue;
+            }
+        };
+        let resp = match sent {
             Ok(resp) => resp,
             // A head that does not lead answers `307` at once and closes the connection;
             // while the body is still being sent, the answer can be lost with it (a reset or
@@ -340,17 +367,38 @@ pub async fn stat(http: &reqwest::Client, base: &str, remote: &str) -> Result<Fi
     })
 }
 
-pub async fn rm(http: &reqwest::Client, base: &str, remote: &str) -> Result<(), CliError> {
-    let url = file_url(base, remote);
-    let resp = http
-        .delete(&url)
-        .send()
-        .await
-        .map_err(|e| unreachable(&url, &e))?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp).await);
+/// Deletes `remote` on the leader (`leader`: its base URL and epoch). A delete the leader does
+/// not answer is sent to the new leader once `target` names one of a newer epoch (see
+/// [`super::failover`]); a `404` to that second delete means the first took effect.
+pub async fn rm(
+    http: &reqwest::Client,
+    leader: (String, u64),
+    remote: &str,
+    target: &Target,
+) -> Result<(), CliError> {
+    let (mut base, mut epoch) = leader;
+    let mut resent = false;
+    for _ in 0..=MAX_REDIRECTS {
+        let url = file_url(&base, remote);
+        let resp = tokio::select! {
+            r = http.delete(&url).send() => r.map_err(|e| unreachable(&url, &e))?,
+            (next, newer) = target.deposed(epoch) => {
+                tracing::debug!(from = %base, to = %next, "the leader did not answer the delete and was replaced; sending it to the new leader");
+                (base, epoch, resent) = (next, newer, true);
+                continue;
+            }
+        };
+        if resent && resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        if !resp.status().is_success() {
+            return Err(api_error(resp).await);
+        }
+        return Ok(());
     }
-    Ok(())
+    Err(CliError::Api(format!(
+        "the leader changed {MAX_REDIRECTS} times during the delete; retry shortly"
+    )))
 }
 
 /// Every file under `prefix`, following cursors.

@@ -158,8 +158,9 @@ async fn verify_peer(State(s): Shared, req: Request, next: Next) -> Response {
     }
 }
 
-/// Checks that the request's signer may do `act` at `epoch`, when signatures are on.
-fn permit(
+/// Checks that the request's signer may do `act` at `epoch`, when signatures are on; a
+/// leadership newer than the one this server has read is waited for up to `epoch_wait`.
+async fn permit(
     s: &Inner,
     signer: Option<&Signer>,
     act: super::authority::Act,
@@ -168,7 +169,9 @@ fn permit(
     match (&s.options.peer, signer) {
         (None, _) => Ok(()),
         (Some(peer), Some(Signer(id))) => {
-            super::authority::permit(&peer.directory.view(), id, act, epoch)
+            peer.directory
+                .permit_waiting(id, act, epoch, s.options.epoch_wait)
+                .await
         }
         (Some(_), None) => Err(ApiError::new(ErrorCode::BadSignature, "not signed")),
     }
@@ -300,7 +303,7 @@ async fn receive_chunk(
     let id = ChunkId::new(id)?;
     let epoch = epoch_header(headers)?;
     s.fence.admit(epoch, s.options.epoch_wait).await?;
-    permit(s, signer, super::authority::Act::Write, Some(epoch))?;
+    permit(s, signer, super::authority::Act::Write, Some(epoch)).await?;
     let expected = checksum_header(headers)?;
     let len = content_length(headers)?;
     let max = s.options.max_chunk_bytes;
@@ -499,7 +502,8 @@ async fn delete_chunk(
         signer.as_ref(),
         super::authority::Act::LeaderOnly,
         Some(epoch),
-    )?;
+    )
+    .await?;
     s.store.delete(&id).await?;
     s.refresh_metrics();
     Ok(StatusCode::NO_CONTENT)
@@ -543,7 +547,8 @@ async fn replicate_chunk(
         signer.as_ref(),
         super::authority::Act::LeaderOnly,
         Some(req.epoch),
-    )?;
+    )
+    .await?;
     let mut pending = Vec::new();
     for t in &req.targets {
         let hop = pipeline::parse_hop(t).map_err(|e| ApiError::new(ErrorCode::BadTarget, e))?;

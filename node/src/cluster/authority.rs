@@ -6,7 +6,7 @@
 //! waited for briefly (the watch may lag the new leader's first write) and then refused.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use filegrid_proto::ErrorCode;
 
@@ -22,31 +22,77 @@ pub struct View {
     pub servers: HashMap<String, String>,
 }
 
-/// The [`View`], shared between the ZooKeeper follower that writes it and the handlers.
-#[derive(Clone, Debug, Default)]
-pub struct Directory(Arc<RwLock<View>>);
+/// The [`View`], shared between the ZooKeeper follower that writes it and the handlers, who
+/// may wait for it to change.
+#[derive(Clone, Debug)]
+pub struct Directory(Arc<tokio::sync::watch::Sender<View>>);
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(View::default())))
+    }
+}
 
 impl Directory {
     pub fn view(&self) -> View {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.borrow().clone()
     }
 
     pub fn set_leader(&self, leader: Option<(String, u64)>) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).leader = leader;
+        self.0.send_if_modified(|v| {
+            let changed = v.leader != leader;
+            v.leader = leader;
+            changed
+        });
     }
 
     pub fn set_servers(&self, servers: HashMap<String, String>) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).servers = servers;
+        self.0.send_if_modified(|v| {
+            let changed = v.servers != servers;
+            v.servers = servers;
+            changed
+        });
     }
 
     /// The id registered at `addr`.
     pub fn server_at(&self, addr: &str) -> Option<String> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .servers
-            .get(addr)
-            .cloned()
+        self.0.borrow().servers.get(addr).cloned()
+    }
+
+    /// [`permit`] against the view, waiting up to `wait` for the view to catch up while it
+    /// names an older leadership than `epoch` ([`leader_lags`]): the epoch fence (the `epoch`
+    /// node) and the leader record (the `leader` node) are followed by two watches, and a new
+    /// leader's first writes may arrive between the two.
+    pub async fn permit_waiting(
+        &self,
+        signer: &str,
+        act: Act,
+        epoch: Option<u64>,
+        wait: std::time::Duration,
+    ) -> Result<(), ApiError> {
+        let mut rx = self.0.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let view = rx.borrow_and_update().clone();
+            match permit(&view, signer, act, epoch) {
+                Err(e) if leader_lags(&view, act, epoch) => {
+                    match tokio::time::timeout_at(deadline, rx.changed()).await {
+                        Ok(Ok(())) => continue,
+                        _ => return Err(e),
+                    }
+                }
+                verdict => return verdict,
+            }
+        }
+    }
+}
+
+/// Whether `view` may not know yet the leadership a request of `epoch` comes from: it names
+/// no leader, or one of an older epoch. Reads are not checked against the leader.
+pub fn leader_lags(view: &View, act: Act, epoch: Option<u64>) -> bool {
+    match (act, epoch) {
+        (Act::Read, _) | (_, None) => false,
+        (_, Some(e)) => view.leader.as_ref().is_none_or(|(_, lead)| *lead < e),
     }
 }
 
@@ -124,6 +170,39 @@ pub fn check_pipeline(view: &View, own: &str, hops: &[String], max: usize) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_of_an_older_leadership_lags_a_newer_request() {
+        let v = view();
+        assert!(leader_lags(&v, Act::Write, Some(8)));
+        assert!(leader_lags(&v, Act::LeaderOnly, Some(8)));
+        // The same leadership (or an older one) is judged as it is.
+        assert!(!leader_lags(&v, Act::Write, Some(7)));
+        assert!(!leader_lags(&v, Act::LeaderOnly, Some(6)));
+        // Reads are not checked against the leader.
+        assert!(!leader_lags(&v, Act::Read, Some(8)));
+        assert!(leader_lags(&View::default(), Act::Write, Some(1)));
+    }
+
+    #[tokio::test]
+    async fn a_new_leaders_write_waits_for_the_leader_record_to_catch_up() {
+        let dir = Directory::default();
+        dir.set_leader(Some(("head_server_1".into(), 7)));
+        let later = dir.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            later.set_leader(Some(("head_server_2".into(), 8)));
+        });
+        let wait = std::time::Duration::from_secs(10);
+        dir.permit_waiting("head_server_2", Act::Write, Some(8), wait)
+            .await
+            .unwrap();
+        // Another head claiming the same epoch is refused at once.
+        let refused = dir
+            .permit_waiting("head_server_3", Act::Write, Some(8), wait)
+            .await;
+        assert!(refused.is_err());
+    }
 
     fn view() -> View {
         View {

@@ -82,6 +82,10 @@ pub struct Election {
     /// Client writes this head is serving as leader (from admission to answer): a stopping
     /// leader lets them finish before it releases leadership.
     writes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set once the head is stopping: it admits no new write, so that the ones in progress
+    /// drain and leadership is released soon, not after [`crate::head`]'s whole handover
+    /// wait (under a steady load, new writes would keep the count from reaching zero).
+    handing_over: AtomicBool,
 }
 
 /// A client write admitted on the leader; counted until dropped (see
@@ -171,6 +175,7 @@ impl Election {
             rules,
             registered_at: std::sync::OnceLock::new(),
             writes: Arc::default(),
+            handing_over: AtomicBool::new(false),
             metrics,
             status: watch::channel(status).0,
             client: watch::channel(None).0,
@@ -180,15 +185,25 @@ impl Election {
         })
     }
 
-    /// Counts a client write this head admitted as leader until the guard is dropped.
-    pub fn write_admitted(&self) -> WriteInFlight {
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        WriteInFlight(self.writes.clone())
+    /// Counts a client write this head admitted as leader until the guard is dropped; `None`
+    /// once the head is handing over (see [`Election::begin_handover`]): the client is to
+    /// retry, and finds the next leader.
+    pub fn write_admitted(&self) -> Option<WriteInFlight> {
+        // Counted before the flag is read, and the flag set before the count is read: a
+        // write is either refused or seen by the handover.
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let counted = WriteInFlight(self.writes.clone());
+        (!self.handing_over.load(Ordering::SeqCst)).then_some(counted)
+    }
+
+    /// The head is stopping: no new write is admitted from now on.
+    pub fn begin_handover(&self) {
+        self.handing_over.store(true, Ordering::SeqCst);
     }
 
     /// Client writes admitted as leader and not answered yet.
     pub fn writes_in_flight(&self) -> usize {
-        self.writes.load(Ordering::Acquire)
+        self.writes.load(Ordering::SeqCst)
     }
 
     pub fn status(&self) -> watch::Receiver<HeadStatus> {

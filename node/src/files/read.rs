@@ -111,8 +111,13 @@ async fn fetch_part(
     let whole = part.start == 0 && part.end == chunk.len;
     let expected: Option<Checksum> = chunk.checksum.parse().ok();
     let mut replicas = chunk.replicas.clone();
-    // Registered servers first; the others may still answer (e.g. just restarted).
-    replicas.sort_by_key(|r| !dp.membership.get(r).is_some_and(|s| s.is_up()));
+    // Registered servers that heartbeat first, then silent ones; the others may still answer
+    // (e.g. just restarted).
+    let silent = dp.membership.silent(&replicas);
+    replicas.sort_by_key(|r| {
+        let up = dp.membership.get(r).is_some_and(|s| s.is_up());
+        (!up, silent.contains(r))
+    });
     let mut bad: Vec<ServerId> = Vec::new();
     let mut errors = Vec::new();
     for r in replicas {
@@ -121,7 +126,17 @@ async fn fetch_part(
             continue;
         };
         let asked = (!whole).then(|| part.clone());
-        match get_chunk(dp, &addr, &chunk.id, chunk.len, asked).await {
+        // A replica whose server leaves the grid or falls silent while it is read from is
+        // given up for the next one at once: a stopped server would hold the read until its
+        // timeout.
+        let ids = std::slice::from_ref(&r);
+        let read = tokio::select! {
+            read = get_chunk(dp, &addr, &chunk.id, chunk.len, asked) => read,
+            _ = dp.membership.until_gone(ids, &silent) => {
+                Err(("left the grid or fell silent during the read".to_string(), false))
+            }
+        };
+        match read {
             Ok((data, served_sum)) => {
                 let ok_len = data.len() as u64 == part.end - part.start;
                 let ok_sum = match (expected, whole) {

@@ -29,6 +29,9 @@ pub struct ServerInfo {
     /// When the registration vanished (None while registered).
     pub gone_since: Option<Instant>,
     pub last_heartbeat: Option<Instant>,
+    /// How often the server says it heartbeats (from its heartbeats; `None` before the first
+    /// or from an older server).
+    pub heartbeat_interval: Option<Duration>,
     pub drain: Option<DrainState>,
     /// The `bad_chunks_found` of the server's last heartbeat.
     pub bad_chunks_found: u64,
@@ -63,12 +66,17 @@ impl ServerInfo {
             registered: true,
             gone_since: None,
             last_heartbeat: None,
+            heartbeat_interval: None,
             drain: None,
             bad_chunks_found: 0,
             lifecycle: Lifecycle::default(),
         }
     }
 }
+
+/// Heartbeat intervals a registered server may go unheard, while the leader hears others,
+/// before it counts as silent.
+pub const SILENT_BEATS: u32 = 3;
 
 impl ServerInfo {
     pub fn addr(&self) -> String {
@@ -78,6 +86,23 @@ impl ServerInfo {
     /// Able to take and serve chunks right now.
     pub fn is_up(&self) -> bool {
         self.registered
+    }
+
+    /// Registered, but not heard from for more than [`SILENT_BEATS`] of its heartbeat
+    /// intervals before `freshest`, the latest heartbeat the leader took from any server: a
+    /// stopped or hung process, which keeps its ZooKeeper registration until its session
+    /// expires. New replicas avoid it, reads try it last, and an upload through it is placed
+    /// again. Measured against the other servers' heartbeats, not the clock, so a leader
+    /// that was itself stopped, or cut off from every server (or from ZooKeeper, which every
+    /// heartbeat reads first), finds no server silent. A server not yet heard from (a leader
+    /// just elected, an older server that does not say its interval) is not judged.
+    pub fn is_silent(&self, freshest: Option<Instant>) -> bool {
+        match (self.last_heartbeat, self.heartbeat_interval, freshest) {
+            (Some(last), Some(every), Some(fresh)) => {
+                self.registered && fresh.saturating_duration_since(last) > every * SILENT_BEATS
+            }
+            _ => false,
+        }
     }
 
     /// Gone longer than `dead_after`: its chunks must be copied elsewhere.
@@ -165,6 +190,7 @@ impl Membership {
                     registered: true,
                     gone_since: None,
                     last_heartbeat: None,
+                    heartbeat_interval: None,
                     drain: None,
                     bad_chunks_found: 0,
                     lifecycle: Lifecycle::default(),
@@ -200,6 +226,7 @@ impl Membership {
                 registered: false,
                 gone_since: Some(now),
                 last_heartbeat: None,
+                heartbeat_interval: None,
                 drain: Some(d.state),
                 bad_chunks_found: 0,
                 lifecycle: Lifecycle {
@@ -224,6 +251,7 @@ impl Membership {
         s.free_bytes = hb.free_bytes;
         s.chunks = hb.chunks;
         s.last_heartbeat = Some(Instant::now());
+        s.heartbeat_interval = hb.interval_ms.map(Duration::from_millis);
         Some(damage)
     }
 
@@ -239,8 +267,31 @@ impl Membership {
     }
 
     /// Servers that may receive new replicas: see [`candidates`].
-    pub fn placement_candidates(&self) -> Vec<Candidate> {
-        candidates(&self.all())
+    pub fn placement_candidates(&self, wanted: usize) -> Vec<Candidate> {
+        candidates(&self.all(), wanted)
+    }
+
+    /// The registered servers of `ids` that are silent now (see [`ServerInfo::is_silent`]).
+    pub fn silent(&self, ids: &[ServerId]) -> Vec<ServerId> {
+        let all = self.all();
+        let freshest = freshest_heartbeat(&all);
+        ids.iter()
+            .filter(|id| all.iter().any(|s| &s.id == *id && s.is_silent(freshest)))
+            .cloned()
+            .collect()
+    }
+
+    /// Resolves, with those servers, once one of `ids` leaves the grid (its registration ends
+    /// or it is unknown) or falls silent, unless it was already silent in `silent_before`
+    /// (a server placed on or read from for want of others). Looks every [`GONE_CHECK`].
+    pub async fn until_gone(&self, ids: &[ServerId], silent_before: &[ServerId]) -> Vec<ServerId> {
+        loop {
+            let g = gone(ids, &self.all(), silent_before);
+            if !g.is_empty() {
+                return g;
+            }
+            tokio::time::sleep(GONE_CHECK).await;
+        }
     }
 
     pub fn views(&self, dead_after: Duration) -> Vec<ServerView> {
@@ -294,11 +345,43 @@ fn new_damage(before: u64, now: u64) -> bool {
     now != before && now > 0
 }
 
-/// Servers that may receive new replicas: up and not being drained.
-pub fn candidates(servers: &[ServerInfo]) -> Vec<Candidate> {
+/// How often [`Membership::until_gone`] looks.
+const GONE_CHECK: Duration = Duration::from_millis(200);
+
+/// The latest heartbeat taken from any registered server.
+fn freshest_heartbeat(servers: &[ServerInfo]) -> Option<Instant> {
     servers
         .iter()
+        .filter(|s| s.registered)
+        .filter_map(|s| s.last_heartbeat)
+        .max()
+}
+
+/// The servers of `ids` that `servers` does not know, knows as no longer registered, or
+/// finds silent without their being in `silent_before`.
+fn gone(ids: &[ServerId], servers: &[ServerInfo], silent_before: &[ServerId]) -> Vec<ServerId> {
+    let freshest = freshest_heartbeat(servers);
+    ids.iter()
+        .filter(|id| match servers.iter().find(|s| &s.id == *id) {
+            None => true,
+            Some(s) => !s.is_up() || (s.is_silent(freshest) && !silent_before.contains(id)),
+        })
+        .cloned()
+        .collect()
+}
+
+/// Servers that may receive new replicas: up and not being drained; silent ones (see
+/// [`ServerInfo::is_silent`]) only while fewer than `wanted` others are left, so that a
+/// false alarm never leaves a chunk fewer places than it had before.
+pub fn candidates(servers: &[ServerInfo], wanted: usize) -> Vec<Candidate> {
+    let freshest = freshest_heartbeat(servers);
+    let open: Vec<&ServerInfo> = servers
+        .iter()
         .filter(|s| s.is_up() && drain::takes_new_chunks(s.drain))
+        .collect();
+    let heard = open.iter().filter(|s| !s.is_silent(freshest)).count();
+    open.into_iter()
+        .filter(|s| heard < wanted || !s.is_silent(freshest))
         .map(|s| Candidate {
             id: s.id.clone(),
             zone: s.zone.clone(),
@@ -339,6 +422,82 @@ pub async fn watch_registrations(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sid(i: u32) -> ServerId {
+        ServerId::new(format!("cluster_server_{i}")).unwrap()
+    }
+
+    /// Server `i`, heartbeating every 500 ms, last heard `ago_ms` before `now`.
+    fn heard(i: u32, now: Instant, ago_ms: Option<u64>) -> ServerInfo {
+        ServerInfo {
+            last_heartbeat: ago_ms.map(|ms| now - Duration::from_millis(ms)),
+            heartbeat_interval: Some(Duration::from_millis(500)),
+            ..ServerInfo::for_tests(sid(i))
+        }
+    }
+
+    #[test]
+    fn a_server_unheard_for_three_intervals_while_others_are_heard_is_silent() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let servers = [
+            heard(1, now, Some(100)),
+            heard(2, now, Some(1_500)),
+            heard(3, now, Some(1_700)),
+            heard(4, now, None),
+        ];
+        let freshest = freshest_heartbeat(&servers);
+        let silent: Vec<bool> = servers.iter().map(|s| s.is_silent(freshest)).collect();
+        // 1.4 s behind the freshest is within three intervals; 1.6 s is not; never heard is
+        // not judged.
+        assert_eq!(silent, [false, false, true, false]);
+        // Without its interval (an older server), a server is not judged either.
+        let old = ServerInfo {
+            heartbeat_interval: None,
+            ..servers[2].clone()
+        };
+        assert!(!old.is_silent(freshest));
+    }
+
+    #[test]
+    fn when_every_server_is_unheard_none_is_silent() {
+        // The leader was stopped, or cut off, or ZooKeeper was down: nobody heartbeated.
+        let now = Instant::now() + Duration::from_secs(60);
+        let servers = [heard(1, now, Some(9_000)), heard(2, now, Some(9_300))];
+        let freshest = freshest_heartbeat(&servers);
+        assert!(servers.iter().all(|s| !s.is_silent(freshest)));
+    }
+
+    #[test]
+    fn silent_servers_are_placed_on_only_for_want_of_others() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let servers = [
+            heard(1, now, Some(0)),
+            heard(2, now, Some(100)),
+            heard(3, now, Some(200)),
+            heard(4, now, Some(5_000)),
+        ];
+        let ids = |c: Vec<Candidate>| c.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(candidates(&servers, 3)), [sid(1), sid(2), sid(3)]);
+        // Four wanted, three heard: the silent one too, rather than fewer copies.
+        assert_eq!(ids(candidates(&servers, 4)).len(), 4);
+    }
+
+    #[test]
+    fn a_pipeline_server_is_gone_when_it_leaves_or_newly_falls_silent() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let mut servers = vec![
+            heard(1, now, Some(0)),
+            heard(2, now, Some(5_000)),
+            heard(3, now, Some(100)),
+        ];
+        assert_eq!(gone(&[sid(1), sid(2)], &servers, &[]), [sid(2)]);
+        // Already silent when the attempt began: placed there for want of others.
+        assert!(gone(&[sid(1), sid(2)], &servers, &[sid(2)]).is_empty());
+        servers[2].registered = false;
+        assert_eq!(gone(&[sid(3)], &servers, &[]), [sid(3)]);
+        // Unknown.
+        assert_eq!(gone(&[sid(9)], &servers, &[]), [sid(9)]);
+    }
 
     #[test]
     fn damage_is_new_when_the_count_grows_or_restarts_above_zero() {

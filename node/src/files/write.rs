@@ -15,7 +15,6 @@
 //! collector never deletes a chunk of an upload still storing, however long it takes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -24,7 +23,6 @@ use futures::stream::FuturesOrdered;
 
 use super::manifest::{ChunkRef, FileMeta};
 use super::path::FilePath;
-use super::servers::{Membership, ServerInfo};
 use super::{DataError, DataPlane, namespace, placement};
 use crate::chunk::Checksum;
 use crate::cluster::ChunkCallError;
@@ -365,7 +363,7 @@ async fn store_chunk(
     // Every attempt either stores the chunk somewhere or rules out at least one server.
     for _attempt in 0..MAX_ATTEMPTS {
         let want = rf - stored.len();
-        let candidates = dp.membership.placement_candidates();
+        let candidates = dp.membership.placement_candidates(want);
         let excluded: Vec<ServerId> = stored.iter().chain(&failed).cloned().collect();
         let targets = placement::choose(
             &candidates,
@@ -400,8 +398,9 @@ async fn store_chunk(
         };
         // Watched for progress, not timed as a whole: a slow pipeline is waited for, a hung
         // hop given up (and, deeper in the pipeline, given up first by the hop before it).
-        // A server that leaves the grid meanwhile ends the attempt at once.
+        // A server that leaves the grid or falls silent meanwhile ends the attempt at once.
         let ids: Vec<ServerId> = addrs.iter().map(|(sid, _)| sid.clone()).collect();
+        let silent_before = dp.membership.silent(&ids);
         let judged = tokio::select! {
             answer = dp.chunks.put_watched(first, put, data.clone(), dp.config.hop_progress_timeout) => {
                 let answer = answer.map(|resp| match &dp.peers {
@@ -413,10 +412,10 @@ async fn store_chunk(
                 }
                 judge(&addrs, &answer)
             }
-            gone = left_the_grid(&dp.membership, &ids) => {
-                tracing::warn!(chunk = %id, servers = ?gone, "a server of the pipeline left the grid during the upload; placing the chunk again without it");
+            gone = dp.membership.until_gone(&ids, &silent_before) => {
+                tracing::warn!(chunk = %id, servers = ?gone, "a server of the pipeline left the grid or fell silent during the upload; placing the chunk again without it");
                 Judged {
-                    last_error: Some(format!("{gone:?} left the grid during the upload")),
+                    last_error: Some(format!("{gone:?} left the grid or fell silent during the upload")),
                     failed: gone,
                     ..Judged::default()
                 }
@@ -446,7 +445,7 @@ async fn store_chunk(
         let msg = format!(
             "only {} of the {min} required cluster servers could store chunk {id} ({} live){}",
             stored.len(),
-            dp.membership.placement_candidates().len(),
+            dp.membership.placement_candidates(rf).len(),
             if last_error.is_empty() {
                 String::new()
             } else {
@@ -508,35 +507,6 @@ pub(crate) fn keep_verified(
     }
     resp.stored = ok;
     resp
-}
-
-/// How often an upload in flight looks whether a server of its pipeline left the grid.
-const LEFT_CHECK: Duration = Duration::from_millis(200);
-
-/// Resolves, with those servers, once one of `ids` is no longer registered. A server whose
-/// ZooKeeper registration ended (a crashed, paused or cut-off process whose session expired)
-/// is no longer placed on; an upload in flight through it is given up at that moment rather
-/// than after the hop progress timeout, so such a server stalls writes no longer than its
-/// session timeout. Copies the earlier hops already made become orphans.
-async fn left_the_grid(membership: &Membership, ids: &[ServerId]) -> Vec<ServerId> {
-    loop {
-        let gone = unregistered(ids, |id| membership.get(id));
-        if !gone.is_empty() {
-            return gone;
-        }
-        tokio::time::sleep(LEFT_CHECK).await;
-    }
-}
-
-/// The servers of `ids` that `lookup` does not know or knows as no longer registered.
-fn unregistered(
-    ids: &[ServerId],
-    lookup: impl Fn(&ServerId) -> Option<ServerInfo>,
-) -> Vec<ServerId> {
-    ids.iter()
-        .filter(|id| !lookup(id).is_some_and(|s| s.is_up()))
-        .cloned()
-        .collect()
 }
 
 /// What one pipeline attempt says of its servers.
@@ -626,21 +596,6 @@ mod tests {
                 .collect(),
             acks: Vec::new(),
         })
-    }
-
-    #[test]
-    fn servers_whose_registration_ended_or_that_are_unknown_have_left_the_grid() {
-        let info = |i: u32, registered: bool| ServerInfo {
-            registered,
-            ..ServerInfo::for_tests(sid(i))
-        };
-        let known = [info(1, true), info(2, false)];
-        let lookup = |id: &ServerId| known.iter().find(|s| &s.id == id).cloned();
-        assert!(unregistered(&[sid(1)], lookup).is_empty());
-        assert_eq!(
-            unregistered(&[sid(1), sid(2), sid(3)], lookup),
-            [sid(2), sid(3)]
-        );
     }
 
     #[test]

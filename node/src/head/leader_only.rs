@@ -185,7 +185,13 @@ async fn gate(s: ApiState, mut req: Request, next: Next, may_forward: bool) -> R
     match (st.role, st.leader) {
         (Role::Leader, _) => match Leadership::current(&s.election) {
             Some(lead) => {
-                let _counted = s.election.write_admitted();
+                let Some(_counted) = s.election.write_admitted() else {
+                    return ApiError::new(
+                        ErrorCode::NoLeader,
+                        "this head is stopping and hands leadership over; retry shortly",
+                    )
+                    .into_response();
+                };
                 req.extensions_mut().insert(lead);
                 next.run(req).await
             }

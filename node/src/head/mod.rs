@@ -253,10 +253,13 @@ const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// On a stop signal, lets the client writes this head admitted as leader finish (up to
 /// [`HANDOVER_WAIT`]) before ending its election: a leader that released leadership at once
-/// would fail every upload it was still receiving at its commit. The head keeps serving
-/// meanwhile; a standby admits no write of its own and stops at once.
+/// would fail every upload it was still receiving at its commit. It admits no new write
+/// meanwhile (`503 no_leader`: the client retries and finds the next leader), or a steady
+/// load would hold it for the whole wait; reads go on. A standby admits no write of its own
+/// and stops at once.
 async fn hand_over(signalled: CancellationToken, election: Arc<Election>, stop: CancellationToken) {
     signalled.cancelled().await;
+    election.begin_handover();
     let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
     let mut left = election.writes_in_flight();
     if left > 0 {

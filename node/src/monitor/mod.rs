@@ -45,6 +45,8 @@ pub struct Monitor {
     /// TLS of this process's calls (health checks of heads that speak TLS).
     outgoing: http::Outgoing,
     tls: tokio_rustls::TlsConnector,
+    /// Sessions this process lost: their registration is removed, not waited out.
+    past_sessions: zk::PastSessions,
 }
 
 /// Runs the monitor (and the interactive prompt with `-i`) until a signal, `quit` or EOF.
@@ -76,6 +78,7 @@ pub async fn run(cfg: MonitorConfig) -> anyhow::Result<()> {
         ready,
         tls: outgoing.connector(),
         outgoing,
+        past_sessions: zk::PastSessions::default(),
     });
     let background = tokio::spawn(monitor.clone().run_sessions(stop.clone()));
     if interactive {
@@ -195,7 +198,7 @@ impl Monitor {
             &path,
             &records::encode(&record),
             self.cfg.common.session_timeout * 2,
-            |_| false,
+            |owner| self.past_sessions.contains(owner),
         )
         .await?;
         tracing::info!(monitor_id = %self.cfg.monitor_id, session = %client.session_id(), "registered monitor");
@@ -396,8 +399,9 @@ impl SessionRole for Monitor {
         tracing::info!(monitor_id = %self.cfg.monitor_id, "monitor stopped");
     }
 
-    fn lost(&self, _client: &Client, error: &ZkError) {
+    fn lost(&self, client: &Client, error: &ZkError) {
         self.ready.set(false);
+        self.past_sessions.remember(client.session_id().0);
         tracing::warn!(monitor_id = %self.cfg.monitor_id, error = %error,
             "ZooKeeper session lost; reconnecting with a new session");
         self.client.send_replace(None);

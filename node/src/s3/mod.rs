@@ -130,7 +130,11 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
             let Some(lead) = Leadership::current(&g.election) else {
                 return unavailable("this head stopped leading; retry shortly");
             };
-            let _counted = g.election.write_admitted();
+            let Some(_counted) = g.election.write_admitted() else {
+                return unavailable(
+                    "this head is stopping and hands leadership over; retry shortly",
+                );
+            };
             req.extensions_mut().insert(lead);
             call(&g, req).await
         }

@@ -75,6 +75,36 @@ pub(crate) async fn run_sessions(
     Ok(())
 }
 
+/// Session ids this process held before and lost. After ZooKeeper restarts, the server keeps
+/// a session the client already gave up as expired (the client expires its own session after
+/// 7/5 of the session timeout without an answer) until the session timeout has passed again,
+/// and with it the session's ephemeral registration: a process that waited for that node to
+/// go would stay unregistered, and refuse new epochs, for a whole session timeout after
+/// ZooKeeper is back. Its own dead sessions' nodes are removed instead.
+#[derive(Debug, Default)]
+pub(crate) struct PastSessions(std::sync::Mutex<Vec<i64>>);
+
+/// How many lost sessions are remembered (the newest): only the last one or two can still
+/// hold a node.
+const PAST_SESSIONS: usize = 16;
+
+impl PastSessions {
+    /// Remembers `id` as a session of this process that is gone.
+    pub(crate) fn remember(&self, id: i64) {
+        if let Ok(mut past) = self.0.lock() {
+            if past.len() >= PAST_SESSIONS {
+                past.remove(0);
+            }
+            past.push(id);
+        }
+    }
+
+    /// Whether `owner` is a session this process held and lost.
+    pub(crate) fn contains(&self, owner: i64) -> bool {
+        owner != 0 && self.0.lock().is_ok_and(|p| p.contains(&owner))
+    }
+}
+
 /// [`access::prepare_root`], retried every 500 ms on errors that leave the session up; ends
 /// with `Shutdown` when `stop` fires, and with the error when it is fatal or the session is
 /// lost.
@@ -109,5 +139,26 @@ pub(crate) async fn until_stopped(
     tokio::select! {
         _ = stop.cancelled() => SessionEnd::Stopped,
         e = work => SessionEnd::Lost(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_sessions_are_ours_and_only_the_newest_are_kept() {
+        let past = PastSessions::default();
+        assert!(!past.contains(7));
+        past.remember(7);
+        assert!(past.contains(7));
+        // Not a session: a persistent node's owner.
+        past.remember(0);
+        assert!(!past.contains(0));
+        for id in 100..100 + PAST_SESSIONS as i64 {
+            past.remember(id);
+        }
+        assert!(!past.contains(7));
+        assert!(past.contains(100 + PAST_SESSIONS as i64 - 1));
     }
 }

@@ -251,7 +251,8 @@ pub fn plan(input: &Input<'_>, rng: &mut impl Rng) -> Plan {
         }
     };
 
-    let mut candidates = servers::candidates(input.servers);
+    let mut candidates =
+        servers::candidates(input.servers, input.config.replication_factor as usize);
     let mut counts = Counts {
         files: input.files.len() as u64,
         ..Counts::default()
