@@ -99,7 +99,8 @@ impl ServerInfo {
     pub fn is_silent(&self, freshest: Option<Instant>) -> bool {
         match (self.last_heartbeat, self.heartbeat_interval, freshest) {
             (Some(last), Some(every), Some(fresh)) => {
-                self.registered && fresh.saturating_duration_since(last) > every * SILENT_BEATS
+                self.registered
+                    && fresh.saturating_duration_since(last) > every.saturating_mul(SILENT_BEATS)
             }
             _ => false,
         }
@@ -456,6 +457,12 @@ mod tests {
             ..servers[2].clone()
         };
         assert!(!old.is_silent(freshest));
+        // An interval no clock can count (a hostile heartbeat) is no reason to panic.
+        let huge = ServerInfo {
+            heartbeat_interval: Some(Duration::from_millis(u64::MAX)),
+            ..servers[2].clone()
+        };
+        assert!(!huge.is_silent(freshest));
     }
 
     #[test]
