@@ -1435,3 +1435,41 @@ fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
     assert!(rounds > 1, "{rounds} rounds of reads");
     grid.heads[leader_index].proc.resume();
 }
+
+/// A write addressed to another leadership than the one that receives it is refused and
+/// changes nothing: a request held up on its way, and sent again by its client to a newer
+/// leader, cannot take effect a second time later.
+#[test]
+fn a_write_addressed_to_another_leadership_is_refused() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    let leader: filegrid_proto::head::LeaderView = get_json(&format!("{base}/v1/leader")).unwrap();
+    let send = |epoch: &str, path: &str| {
+        http()
+            .put(format!("{base}/v1/files/{path}"))
+            .header(headers::LEADER_EPOCH, epoch)
+            .body("x")
+            .send()
+            .unwrap()
+    };
+    let stale = send(&(leader.epoch - 1).to_string(), "addressed/old");
+    assert_eq!(stale.status(), 409);
+    assert_eq!(
+        stale.json::<ErrorBody>().unwrap().code,
+        ErrorCode::StaleEpoch
+    );
+    assert_eq!(get(&base, "addressed/old").0, 404);
+    let bad = send("seven", "addressed/bad");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        send(&leader.epoch.to_string(), "addressed/now").status(),
+        201
+    );
+    let del = http()
+        .delete(format!("{base}/v1/files/addressed/now"))
+        .header(headers::LEADER_EPOCH, (leader.epoch + 1).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(del.status(), 409);
+    assert_eq!(get(&base, "addressed/now").0, 200);
+}

@@ -11,6 +11,11 @@ pub const CHECKSUM: &str = "x-filegrid-checksum";
 pub const CHUNKS: &str = "x-filegrid-chunks";
 /// File answers: modification time, Unix milliseconds.
 pub const MTIME: &str = "x-filegrid-mtime";
+/// File API write or delete: the epoch of the leader the client sends it to. A head leading
+/// at another epoch refuses it (`409 stale_epoch`), so a request that was held up (a cut
+/// network, a stopped process) and that the client has since sent again to a newer leader
+/// cannot take effect a second time, later, through another leadership.
+pub const LEADER_EPOCH: &str = "x-filegrid-leader-epoch";
 /// Set by a standby on a request it forwards to the leader; a head never forwards twice.
 pub const FORWARDED_BY: &str = "x-filegrid-forwarded-by";
 /// A peer request's signature: `FG1 <signer> <unix ms> <hex HMAC-SHA256>` (see the node's

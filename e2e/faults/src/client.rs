@@ -119,7 +119,7 @@ impl FileClient {
     /// once the leader it was sent to is deposed (see the module's doc).
     fn with_retries<T: Send + 'static>(
         &mut self,
-        attempt: impl Fn(&Http, &str) -> Attempt<T> + Clone + Send + 'static,
+        attempt: impl Fn(&Http, &str, u64) -> Attempt<T> + Clone + Send + 'static,
     ) -> (Result<T, Outcome>, bool) {
         let start = Instant::now();
         let mut backoff = self.retry.first_backoff;
@@ -168,13 +168,13 @@ impl FileClient {
         &self,
         base: &str,
         epoch: u64,
-        attempt: impl FnOnce(&Http, &str) -> Attempt<T> + Send + 'static,
+        attempt: impl FnOnce(&Http, &str, u64) -> Attempt<T> + Send + 'static,
     ) -> Attempt<T> {
         let (tx, rx) = mpsc::channel();
         let http = self.http.clone();
         let url = base.to_string();
         std::thread::spawn(move || {
-            let _ = tx.send(attempt(&http, &url));
+            let _ = tx.send(attempt(&http, &url, epoch));
         });
         let mut wait = failover::STALLED_AFTER;
         loop {
@@ -211,9 +211,8 @@ impl FileClient {
     pub fn write(&mut self, key: &str, body: &[u8]) -> Written {
         let body = std::sync::Arc::new(body.to_vec());
         let key = key.to_string();
-        let (r, _) = self.with_retries(move |http, base| {
-            let resp = http
-                .put(format!("{base}/v1/files/{key}"))
+        let (r, _) = self.with_retries(move |http, base, epoch| {
+            let resp = addressed(http.put(format!("{base}/v1/files/{key}")), epoch)
                 .body(body.as_ref().clone())
                 .timeout(Duration::from_secs(10))
                 .send();
@@ -243,8 +242,8 @@ impl FileClient {
     /// `DELETE /v1/files/{key}`; `404` counts as done (the file is absent either way).
     pub fn delete(&mut self, key: &str) -> Outcome {
         let key = key.to_string();
-        let (r, _) = self.with_retries(move |http, base| {
-            match judge(http.delete(format!("{base}/v1/files/{key}")).send()) {
+        let (r, _) = self.with_retries(move |http, base, epoch| {
+            match judge(addressed(http.delete(format!("{base}/v1/files/{key}")), epoch).send()) {
                 Judged::Answer(_) | Judged::NotFound => Attempt::Done(()),
                 Judged::Refused(why) => Attempt::Refused(why),
                 Judged::Again { maybe_applied, why } => Attempt::Again { maybe_applied, why },
@@ -334,6 +333,19 @@ impl FileClient {
             }
         }
     }
+}
+
+/// `req` addressed to the leader of `epoch` (when known): a request held up on its way, that
+/// the client has since sent again to a newer leader, is then refused rather than taking
+/// effect a second time later.
+fn addressed(
+    req: reqwest::blocking::RequestBuilder,
+    epoch: u64,
+) -> reqwest::blocking::RequestBuilder {
+    if epoch == 0 {
+        return req;
+    }
+    req.header(filegrid_proto::headers::LEADER_EPOCH, epoch)
 }
 
 /// What one read from one head came to.

@@ -159,7 +159,12 @@ pub async fn put(
     let mut resent = false;
     loop {
         let (body, len) = upload_body(local).await?;
-        let mut req = http.put(&url).timeout(Duration::from_secs(24 * 3600));
+        // Addressed to this leadership: held up and sent again elsewhere, it is refused
+        // rather than stored a second time later (see `headers::LEADER_EPOCH`).
+        let mut req = http
+            .put(&url)
+            .header(filegrid_proto::headers::LEADER_EPOCH, epoch)
+            .timeout(Duration::from_secs(24 * 3600));
         if let Some(l) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, l);
         }
@@ -381,7 +386,10 @@ pub async fn rm(
     for _ in 0..=MAX_REDIRECTS {
         let url = file_url(&base, remote);
         let resp = tokio::select! {
-            r = http.delete(&url).send() => r.map_err(|e| unreachable(&url, &e))?,
+            r = http
+                .delete(&url)
+                .header(filegrid_proto::headers::LEADER_EPOCH, epoch)
+                .send() => r.map_err(|e| unreachable(&url, &e))?,
             (next, newer) = target.deposed(epoch) => {
                 tracing::debug!(from = %base, to = %next, "the leader did not answer the delete and was replaced; sending it to the new leader");
                 (base, epoch, resent) = (next, newer, true);

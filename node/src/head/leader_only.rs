@@ -175,6 +175,20 @@ pub(crate) async fn status_with_leader(
     }
 }
 
+/// The leader epoch a client addressed its request to (`x-filegrid-leader-epoch`), if it
+/// says; `Err` for a value that is not a number (pure).
+fn sent_to_epoch(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    match headers.get(filegrid_proto::headers::LEADER_EPOCH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
 /// Whether a head in `role` can place a write: it leads, or knows who does.
 fn knows_leader(role: Role, leader_known: bool) -> bool {
     role == Role::Leader || leader_known
@@ -192,6 +206,29 @@ async fn gate(s: ApiState, mut req: Request, next: Next, may_forward: bool) -> R
                     )
                     .into_response();
                 };
+                match sent_to_epoch(req.headers()) {
+                    Err(()) => {
+                        return ApiError::new(
+                            ErrorCode::BadHeader,
+                            format!(
+                                "{} must be a leader epoch (a number)",
+                                filegrid_proto::headers::LEADER_EPOCH
+                            ),
+                        )
+                        .into_response();
+                    }
+                    Ok(Some(sent_to)) if sent_to != lead.epoch() => {
+                        return ApiError::new(
+                            ErrorCode::StaleEpoch,
+                            format!(
+                                "sent to the leader of epoch {sent_to}; this head leads epoch {}",
+                                lead.epoch()
+                            ),
+                        )
+                        .into_response();
+                    }
+                    Ok(_) => {}
+                }
                 req.extensions_mut().insert(lead);
                 next.run(req).await
             }
@@ -315,6 +352,19 @@ pub(crate) fn without_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_epoch_a_write_was_sent_to_is_read_from_its_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(sent_to_epoch(&h), Ok(None));
+        h.insert(filegrid_proto::headers::LEADER_EPOCH, "7".parse().unwrap());
+        assert_eq!(sent_to_epoch(&h), Ok(Some(7)));
+        h.insert(
+            filegrid_proto::headers::LEADER_EPOCH,
+            "seven".parse().unwrap(),
+        );
+        assert_eq!(sent_to_epoch(&h), Err(()));
+    }
 
     #[test]
     fn a_write_waits_only_while_no_leader_is_known() {
