@@ -412,7 +412,17 @@ fn judge(resp: Result<Response, reqwest::Error>) -> Judged {
                     why: s.to_string(),
                 }
             } else if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 {
-                Judged::Refused(answer(r))
+                let why = answer(r);
+                if why.contains("\"stale_epoch\"") {
+                    // Addressed to a leadership that has ended: refused, nothing changed;
+                    // sent again to the leader the grid names now.
+                    Judged::Again {
+                        maybe_applied: false,
+                        why,
+                    }
+                } else {
+                    Judged::Refused(why)
+                }
             } else {
                 // 5xx: `no_leader` or `too_many_uploads` changed nothing, but `unavailable`
                 // may come after a commit whose answer ZooKeeper lost; count all as maybe.
