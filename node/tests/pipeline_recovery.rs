@@ -104,30 +104,8 @@ fn uploads_through_a_server_that_leaves_the_grid_go_on_without_it_at_once() {
 
     // Six uploads at once, right after the pause: the stopped server is still registered and
     // is in most of their pipelines (in none of them: a chance of 1 in 4096).
-    let uploads: Vec<_> = (0..6)
-        .map(|i| {
-            let base = base.clone();
-            std::thread::spawn(move || {
-                let path = format!("left/f{i}");
-                let data = random(CHUNK + 100);
-                let started = Instant::now();
-                let r = admin_http()
-                    .put(format!("{base}/v1/files/{path}"))
-                    .timeout(Duration::from_secs(90))
-                    .body(data.clone())
-                    .send();
-                (
-                    path,
-                    data,
-                    r.map(|r| r.status().as_u16()),
-                    started.elapsed(),
-                )
-            })
-        })
-        .collect();
-    for u in uploads {
-        let (path, data, status, took) = u.join().unwrap();
-        assert_eq!(status.ok(), Some(201), "{path} after {took:?}");
+    for (path, data, status, took) in uploads_at_once(&base, "left", 6) {
+        assert_eq!(status, Some(201), "{path} after {took:?}");
         // The session timeout (2 s), the check, and a second pipeline; the hop progress
         // timeout (120 s) would have held it far longer.
         assert!(took < Duration::from_secs(30), "{path} took {took:?}");
@@ -206,30 +184,8 @@ fn a_stopped_server_that_falls_silent_is_placed_and_read_around() {
     let hung_id = grid.cluster[hung].id.clone();
     grid.cluster[hung].proc.pause();
 
-    let uploads: Vec<_> = (0..6)
-        .map(|i| {
-            let base = base.clone();
-            std::thread::spawn(move || {
-                let path = format!("silent/f{i}");
-                let data = random(CHUNK + 100);
-                let started = Instant::now();
-                let r = admin_http()
-                    .put(format!("{base}/v1/files/{path}"))
-                    .timeout(Duration::from_secs(90))
-                    .body(data.clone())
-                    .send();
-                (
-                    path,
-                    data,
-                    r.map(|r| r.status().as_u16()),
-                    started.elapsed(),
-                )
-            })
-        })
-        .collect();
-    for u in uploads {
-        let (path, data, status, took) = u.join().unwrap();
-        assert_eq!(status.ok(), Some(201), "{path} after {took:?}");
+    for (path, data, status, took) in uploads_at_once(&base, "silent", 6) {
+        assert_eq!(status, Some(201), "{path} after {took:?}");
         // Three heartbeat intervals (1.5 s), the check and a second pipeline; the session
         // (40 s) and the hop progress timeout (120 s) would have held it far longer.
         assert!(took < Duration::from_secs(20), "{path} took {took:?}");
@@ -264,4 +220,31 @@ fn a_stopped_server_that_falls_silent_is_placed_and_read_around() {
         "no upload was in flight through the stopped server"
     );
     grid.cluster[hung].proc.resume();
+}
+
+/// `n` uploads of a chunk and a little more to `dir/f<i>`, all at once; for each, its path,
+/// data, answer status (`None` for no answer) and how long it took.
+fn uploads_at_once(
+    base: &str,
+    dir: &str,
+    n: usize,
+) -> Vec<(String, Vec<u8>, Option<u16>, Duration)> {
+    let uploads: Vec<_> = (0..n)
+        .map(|i| {
+            let (base, path) = (base.to_string(), format!("{dir}/f{i}"));
+            std::thread::spawn(move || {
+                let data = random(CHUNK + 100);
+                let started = Instant::now();
+                let status = admin_http()
+                    .put(format!("{base}/v1/files/{path}"))
+                    .timeout(Duration::from_secs(90))
+                    .body(data.clone())
+                    .send()
+                    .ok()
+                    .map(|r| r.status().as_u16());
+                (path, data, status, started.elapsed())
+            })
+        })
+        .collect();
+    uploads.into_iter().map(|u| u.join().unwrap()).collect()
 }
