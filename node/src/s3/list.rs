@@ -202,8 +202,9 @@ impl Frame {
         }
         loop {
             if let Some(Reverse(min)) = self.ready.peek() {
-                let bound = self.last.as_ref().map(|l| format!("{}{l}", self.base));
-                if self.done || bound.is_some_and(|b| min.order <= b) {
+                // Every child's order starts with `base`: compare what follows it.
+                let rel = min.order.get(self.base.len()..).unwrap_or_default();
+                if self.done || self.last.as_deref().is_some_and(|l| rel <= l) {
                     return Ok(self.ready.pop().map(|Reverse(c)| c));
                 }
             } else if self.done {
