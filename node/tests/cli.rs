@@ -267,3 +267,186 @@ fn a_cli_write_to_a_leader_that_stops_answering_goes_to_its_successor() {
     assert_eq!(gone.status(), 404);
     grid.heads[stopped].proc.resume();
 }
+
+/// A Service in front of one head that holds the first `PUT` until [`Gate::release`], and
+/// closes every connection that asks `GET /v1/leader`, so that a client's look for a newer
+/// leader never answers: a write held up this way can only learn of a new leadership from
+/// the heads' answer to it.
+struct Gate {
+    /// `(first PUT seen, released)`.
+    state: std::sync::Mutex<(bool, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        Arc::new(Gate {
+            state: std::sync::Mutex::new((false, false)),
+            changed: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Holds the first PUT until released; later ones pass.
+    fn hold_first_put(&self) {
+        let mut s = self.state.lock().unwrap();
+        if s.0 {
+            return;
+        }
+        s.0 = true;
+        self.changed.notify_all();
+        while !s.1 {
+            s = self.changed.wait(s).unwrap();
+        }
+    }
+
+    fn put_held(&self) -> bool {
+        self.state.lock().unwrap().0
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+
+    /// The Service's URL; connections go to `port`.
+    fn service(self: &Arc<Self>, port: u16) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = self.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let Ok(backend) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let (Ok(c2), Ok(b2)) = (client.try_clone(), backend.try_clone()) else {
+                    continue;
+                };
+                let gate = gate.clone();
+                std::thread::spawn(move || gate.pipe_requests(client, backend));
+                std::thread::spawn(move || pipe(b2, c2));
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// Client to head. A request starts a read (the client sends the next one on a
+    /// connection only once it has the answer to the last).
+    fn pipe_requests(&self, mut from: TcpStream, mut to: TcpStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if buf[..n].starts_with(b"GET /v1/leader ") {
+                let _ = from.shutdown(Shutdown::Both);
+                break;
+            }
+            if buf[..n].starts_with(b"PUT ") {
+                self.hold_first_put();
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    }
+}
+
+/// The head's status, read directly.
+fn status(url: &str) -> Option<StatusView> {
+    http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .ok()?
+        .json()
+        .ok()
+}
+
+/// An upload held up on its way to the leader while leadership moves reaches the grid
+/// addressed to the old leadership: the new leader refuses it (`409 stale_epoch`, nothing
+/// stored) and the CLI sends it again to the leader the grid names now.
+#[test]
+fn a_cli_upload_refused_as_sent_to_an_earlier_leadership_is_sent_again() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            extra_head_args: vec!["--standby-proxy".into()],
+            ..Default::default()
+        },
+    );
+    let first = grid.leader_url(Duration::from_secs(30));
+    let first_epoch = status(&first).unwrap().status.epoch;
+    let (first_at, first_port) = grid
+        .heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (i, h.port))
+        .find(|(_, p)| first == format!("http://127.0.0.1:{p}"))
+        .unwrap();
+    let second = grid
+        .heads
+        .iter()
+        .map(|h| format!("http://127.0.0.1:{}", h.port))
+        .find(|u| *u != first)
+        .unwrap();
+    let gate = Gate::new();
+    let svc = gate.service(first_port);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("held.bin");
+    let data = random(300 * 1024 + 3);
+    std::fs::write(&local, &data).unwrap();
+
+    let put = cli(&svc)
+        .args(["put", local.to_str().unwrap(), "held/held.bin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_sync(Duration::from_secs(30), "the upload held", || {
+        gate.put_held().then_some(())
+    });
+    // Leadership moves: the first leader stops answering, the other head takes over, and
+    // the first comes back as a standby that forwards to it.
+    grid.heads[first_at].proc.pause();
+    wait_until_sync(Duration::from_secs(60), "a new leadership", || {
+        status(&second)
+            .filter(|s| s.status.role == Role::Leader && s.status.epoch > first_epoch)
+            .map(|_| ())
+    });
+    grid.heads[first_at].proc.resume();
+    wait_until_sync(
+        Duration::from_secs(60),
+        "the first leader a standby that forwards",
+        || {
+            status(&first)
+                .filter(|s| {
+                    s.status.role == Role::Standby
+                        && s.forwards_to_leader
+                        && s.status.epoch > first_epoch
+                })
+                .map(|_| ())
+        },
+    );
+    let refused_before = puts_answered(&second, 409);
+    gate.release();
+
+    let put = put.wait_with_output().unwrap();
+    assert!(put.status.success(), "{put:?}");
+    assert_eq!(
+        puts_answered(&second, 409),
+        refused_before + 1.0,
+        "the held upload was refused as sent to the earlier leadership"
+    );
+    let back = http()
+        .get(format!("{second}/v1/files/held/held.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    assert!(
+        back.bytes().unwrap()[..] == data[..],
+        "stored what was sent"
+    );
+}

@@ -2,7 +2,7 @@
 //! stays flat) and show a progress bar on a terminal for anything over a few MiB.
 
 use filegrid_proto::head::{FileStat, ListItem, ListPage, PutAnswer, ServerState, ServerView};
-use filegrid_proto::{ErrorBody, headers};
+use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
@@ -41,12 +41,29 @@ fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
 
 /// Turns a non-success answer into a one-line error using the API's JSON message.
 async fn api_error(resp: reqwest::Response) -> CliError {
+    api_refusal(resp).await.1
+}
+
+/// A head's error answer: its code (when the body is FileGrid's JSON error) and the error
+/// the CLI reports.
+async fn api_refusal(resp: reqwest::Response) -> (Option<ErrorCode>, CliError) {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
-    let msg = serde_json::from_str::<ErrorBody>(&body)
-        .map(|b| b.message)
-        .unwrap_or(body);
-    CliError::Api(format!("{status}: {msg}"))
+    let (code, msg) = match serde_json::from_str::<ErrorBody>(&body) {
+        Ok(b) => (Some(b.code), b.message),
+        Err(_) => (None, body),
+    };
+    (code, CliError::Api(format!("{status}: {msg}")))
+}
+
+/// After a head refused a write as addressed to another leadership (`409 stale_epoch`, which
+/// changed nothing): the leader to send it to now, when the grid names one of another epoch
+/// than `sent_to`. `None` when it still names the same leadership: the refusal is then reported.
+async fn leader_after_refusal(target: &Target, sent_to: u64) -> Option<(String, u64)> {
+    match target.leader_call().await {
+        Ok((base, epoch)) if epoch != sent_to => Some((base, epoch)),
+        _ => None,
+    }
 }
 
 /// Characters escaped in a path segment: all but RFC 3986's unreserved ones.
@@ -238,7 +255,26 @@ pub async fn put(
             continue;
         }
         if !status.is_success() {
-            return Err(api_error(resp).await);
+            let (code, err) = api_refusal(resp).await;
+            if code == Some(ErrorCode::StaleEpoch)
+                && let Some((next, newer)) = leader_after_refusal(target, epoch).await
+            {
+                let next = file_url(&next, remote);
+                if from_stdin {
+                    return Err(CliError::Api(format!(
+                        "leadership changed since the upload started ({next} leads now); an \
+                         upload from stdin cannot be sent twice, so nothing was stored: retry"
+                    )));
+                }
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(err);
+                }
+                tracing::debug!(from = %url, to = %next, "upload refused as sent to an earlier leadership; sending it to the leader now");
+                (url, epoch) = (next, newer);
+                continue;
+            }
+            return Err(err);
         }
         return resp
             .json()
@@ -400,7 +436,18 @@ pub async fn rm(
             return Ok(());
         }
         if !resp.status().is_success() {
-            return Err(api_error(resp).await);
+            let (code, err) = api_refusal(resp).await;
+            // Refused as sent to an earlier leadership, the delete changed nothing: it is
+            // sent to the leader now. (A `404` there still means the file is gone, but not
+            // necessarily by this delete, so it is reported as for any first delete.)
+            if code == Some(ErrorCode::StaleEpoch)
+                && let Some((next, newer)) = leader_after_refusal(target, epoch).await
+            {
+                tracing::debug!(from = %base, to = %next, "delete refused as sent to an earlier leadership; sending it to the leader now");
+                (base, epoch) = (next, newer);
+                continue;
+            }
+            return Err(err);
         }
         return Ok(());
     }
