@@ -36,7 +36,9 @@ impl Default for Retry {
         Self {
             deadline: Duration::from_secs(15),
             first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
+            // A client waiting out a failover (a crashed leader is named until its session
+            // expires) asks for the leader as often as one whose call stalled does.
+            max_backoff: failover::LOOK_EVERY,
         }
     }
 }
