@@ -75,6 +75,16 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
+/// `path` reads back from the head at `url` as exactly `data`.
+fn assert_stored(url: &str, path: &str, data: &[u8]) {
+    let back = http().get(format!("{url}/v1/files/{path}")).send().unwrap();
+    assert_eq!(back.status(), 200);
+    assert!(
+        back.bytes().unwrap()[..] == data[..],
+        "stored what was sent"
+    );
+}
+
 /// The `filegrid_http_requests_total` of PUTs a head answered with `code`.
 fn puts_answered(url: &str, code: u16) -> f64 {
     let text = http()
@@ -165,15 +175,7 @@ fn a_cli_upload_redirected_by_a_standby_is_sent_again_to_the_leader() {
         redirects_before + 1.0,
         "the upload reached the standby first and was redirected"
     );
-    let back = http()
-        .get(format!("{leader}/v1/files/svc/upload.bin"))
-        .send()
-        .unwrap();
-    assert_eq!(back.status(), 200);
-    assert!(
-        back.bytes().unwrap()[..] == data[..],
-        "stored what was sent"
-    );
+    assert_stored(&leader, "svc/upload.bin", &data);
     drop(grid);
 }
 
@@ -251,15 +253,7 @@ fn a_cli_write_to_a_leader_that_stops_answering_goes_to_its_successor() {
     // The session timeout (4 s), an election and the CLI's look every half second.
     assert!(took < Duration::from_secs(30), "took {took:?}");
 
-    let back = http()
-        .get(format!("{standby}/v1/files/fo/new.bin"))
-        .send()
-        .unwrap();
-    assert_eq!(back.status(), 200);
-    assert!(
-        back.bytes().unwrap()[..] == data[..],
-        "stored what was sent"
-    );
+    assert_stored(&standby, "fo/new.bin", &data);
     let gone = http()
         .get(format!("{standby}/v1/files/fo/old.bin"))
         .send()
@@ -440,13 +434,5 @@ fn a_cli_upload_refused_as_sent_to_an_earlier_leadership_is_sent_again() {
         refused_before + 1.0,
         "the held upload was refused as sent to the earlier leadership"
     );
-    let back = http()
-        .get(format!("{second}/v1/files/held/held.bin"))
-        .send()
-        .unwrap();
-    assert_eq!(back.status(), 200);
-    assert!(
-        back.bytes().unwrap()[..] == data[..],
-        "stored what was sent"
-    );
+    assert_stored(&second, "held/held.bin", &data);
 }
