@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use filegrid_node::cli::failover;
 
 use filegrid_proto::head::{LeaderView, PutAnswer};
+use filegrid_proto::{ErrorBody, ErrorCode};
 use reqwest::blocking::{Client as Http, Response};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
@@ -414,8 +415,8 @@ fn judge(resp: Result<Response, reqwest::Error>) -> Judged {
                     why: s.to_string(),
                 }
             } else if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 {
-                let why = answer(r);
-                if why.contains("\"stale_epoch\"") {
+                let (code, why) = refusal(r);
+                if code == Some(ErrorCode::StaleEpoch) {
                     // Addressed to a leadership that has ended: refused, nothing changed;
                     // sent again to the leader the grid names now.
                     Judged::Again {
@@ -439,9 +440,18 @@ fn judge(resp: Result<Response, reqwest::Error>) -> Judged {
 
 /// `<status> <body>` of an error answer (the body is FileGrid's small JSON error).
 fn answer(r: Response) -> String {
+    refusal(r).1
+}
+
+/// An error answer's code (when the body is FileGrid's JSON error) and [`answer`]'s line.
+fn refusal(r: Response) -> (Option<ErrorCode>, String) {
     let status = r.status();
     let body = r.text().unwrap_or_default();
-    format!("{status} {}", body.chars().take(200).collect::<String>())
+    let code = serde_json::from_str::<ErrorBody>(&body)
+        .ok()
+        .map(|b| b.code);
+    let line = format!("{status} {}", body.chars().take(200).collect::<String>());
+    (code, line)
 }
 
 /// An error with its causes, as one line.
