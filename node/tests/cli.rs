@@ -40,6 +40,15 @@ fn http() -> reqwest::blocking::Client {
 /// A Service in front of the heads: connection number `n` (from 0) goes to the port
 /// `pick(n)` names. Runs until the test process ends.
 fn service(pick: impl Fn(usize) -> u16 + Send + 'static) -> String {
+    forwarder(pick, pipe)
+}
+
+/// The accept loop of a Service: connection number `n` goes to the port `pick(n)` names,
+/// client to head through `up`, head to client as it comes.
+fn forwarder(
+    pick: impl Fn(usize) -> u16 + Send + 'static,
+    up: impl Fn(TcpStream, TcpStream) + Clone + Send + 'static,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -53,7 +62,8 @@ fn service(pick: impl Fn(usize) -> u16 + Send + 'static) -> String {
             let (Ok(c2), Ok(b2)) = (client.try_clone(), backend.try_clone()) else {
                 continue;
             };
-            std::thread::spawn(move || pipe(client, backend));
+            let up = up.clone();
+            std::thread::spawn(move || up(client, backend));
             std::thread::spawn(move || pipe(b2, c2));
         }
     });
@@ -120,12 +130,7 @@ fn two_heads() -> (Grid, (String, u16), (String, u16)) {
         || {
             grid.heads.iter().find_map(|h| {
                 let url = format!("http://127.0.0.1:{}", h.port);
-                let st: StatusView = http()
-                    .get(format!("{url}/v1/status"))
-                    .send()
-                    .ok()?
-                    .json()
-                    .ok()?;
+                let st = status(&url)?;
                 (st.status.role == Role::Standby && st.status.leader.is_some())
                     .then_some((url, h.port))
             })
@@ -304,24 +309,8 @@ impl Gate {
 
     /// The Service's URL; connections go to `port`.
     fn service(self: &Arc<Self>, port: u16) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let gate = self.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                let Ok(backend) = TcpStream::connect(("127.0.0.1", port)) else {
-                    continue;
-                };
-                let (Ok(c2), Ok(b2)) = (client.try_clone(), backend.try_clone()) else {
-                    continue;
-                };
-                let gate = gate.clone();
-                std::thread::spawn(move || gate.pipe_requests(client, backend));
-                std::thread::spawn(move || pipe(b2, c2));
-            }
-        });
-        format!("http://{addr}")
+        forwarder(move |_| port, move |c, b| gate.pipe_requests(c, b))
     }
 
     /// Client to head. A request starts a read (the client sends the next one on a
