@@ -5,6 +5,7 @@
 //! [`zk`] (ZooKeeper layout and records), [`config`] (settings), [`cli`] (the `filegrid` tool).
 
 pub mod auth;
+pub mod buffers;
 pub mod chunk;
 pub mod cli;
 pub mod cluster;

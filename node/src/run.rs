@@ -94,13 +94,14 @@ pub fn cluster(args: ClusterArgs) -> ExitCode {
 /// Chunks pass through the processes as multi-MiB buffers. glibc's malloc would keep freed ones
 /// in its heaps (its mmap threshold grows with every large free) and resident memory would
 /// settle far above what is in use; a fixed threshold makes large buffers mmap'd and returned to
-/// the system when freed, and two arenas keep worker threads from each holding a heap.
+/// the system when freed, and two arenas keep worker threads from each holding a heap. (The
+/// chunk buffers a head fills again and again come from a bounded [`crate::buffers`] pool.)
 fn return_large_buffers_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning parameters; called once at start-up
     // before the runtime's threads exist.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, crate::buffers::LARGE as libc::c_int);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

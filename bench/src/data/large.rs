@@ -25,6 +25,8 @@ pub struct LargeRun {
     /// CPU seconds per process (and ZooKeeper, and the client) during the put.
     pub put_cpu: Vec<(String, f64)>,
     pub get_rss: Vec<Peak>,
+    /// CPU seconds per process (and ZooKeeper, and the client) during the get.
+    pub get_cpu: Vec<(String, f64)>,
 }
 
 pub async fn run(setup: &Setup, run: u32) -> Result<LargeRun, BenchError> {
@@ -60,9 +62,11 @@ pub async fn run(setup: &Setup, run: u32) -> Result<LargeRun, BenchError> {
         evict_tree(dir)?;
     }
     let sampler = Sampler::start(setup.pids());
+    let cpu = CpuMark::take(&setup.cpu_watch);
     let start = Instant::now();
     let got = get(setup, &name).await;
     let get_time = start.elapsed();
+    let get_cpu = cpu.used();
     let get_rss = peaks(sampler);
     got?;
 
@@ -78,6 +82,7 @@ pub async fn run(setup: &Setup, run: u32) -> Result<LargeRun, BenchError> {
         put_rss,
         put_cpu,
         get_rss,
+        get_cpu,
     })
 }
 

@@ -545,6 +545,10 @@ fn print_large(setup: &Setup, n: u32, l: &LargeRun) {
         "  CPU seconds per GiB put: {}",
         rss::format_cpu(&l.put_cpu, GIB / setup.size as f64)
     );
+    println!(
+        "  CPU seconds per GiB get: {}",
+        rss::format_cpu(&l.get_cpu, GIB / setup.size as f64)
+    );
     for (phase, peaks) in [("put", &l.put_rss), ("get", &l.get_rss)] {
         let cells: Vec<String> = setup
             .processes

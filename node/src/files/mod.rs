@@ -70,7 +70,14 @@ pub struct DataPlane {
     pub live_uploads: live::LiveUploads,
     /// The sorted children of listed directories, for listings of both APIs.
     pub index: dir_index::DirIndex,
+    /// Buffers for whole chunks, uploaded or read.
+    pub buffers: Arc<crate::buffers::BufferPool>,
 }
+
+/// Freed chunk buffers a head keeps for reuse, in chunks: enough for a few large transfers
+/// at once (a read holds up to three chunks, an upload up to four) without the page faults of
+/// fresh buffers, for 64 MiB of memory at the default chunk size.
+const POOLED_CHUNKS: u64 = 8;
 
 impl DataPlane {
     pub fn new(
@@ -92,6 +99,10 @@ impl DataPlane {
             peers,
             uploads: Arc::new(tokio::sync::Semaphore::new(config.max_uploads as usize)),
             live_uploads: live::LiveUploads::default(),
+            buffers: crate::buffers::BufferPool::new(
+                usize::try_from(POOLED_CHUNKS.saturating_mul(config.chunk_size))
+                    .unwrap_or(usize::MAX),
+            ),
             config,
         })
     }

@@ -204,9 +204,9 @@ async fn get_chunk(
         })?;
     let served_sum = read.checksum;
     let resp = read.body;
-    // Into one buffer of the expected size (no doubling as it grows). A server that detects
-    // corruption mid-stream aborts the body.
-    let mut buf = bytes::BytesMut::with_capacity(len as usize);
+    // Into one buffer of the expected size (no doubling as it grows), reused from earlier
+    // chunks. A server that detects corruption mid-stream aborts the body.
+    let mut buf = dp.buffers.take(usize::try_from(len).unwrap_or(usize::MAX));
     let mut body = resp.bytes_stream();
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| (e.to_string(), true))?;

@@ -7,9 +7,10 @@
 //! memory stays flat whatever the file size. Chunks on their way are driven while the body
 //! is read, not only when the next chunk is full: however slowly a client sends, a chunk
 //! handed to its pipeline finishes at the pipeline's speed (a stored chunk waiting for the
-//! next one to fill would see its call time out). A chunk's buffer is reused for a later
-//! chunk of the same upload once its replicas have it: a fresh 8 MiB buffer costs 2,048 page
-//! faults and as many zeroed pages, which was a third of the head's CPU on a large upload.
+//! next one to fill would see its call time out). A chunk's buffer goes back to the head's
+//! [`crate::buffers`] pool once its replicas have it, for a later chunk of this or another
+//! upload: a fresh 8 MiB buffer costs 2,048 page faults and as many zeroed pages, which was a
+//! third of the head's CPU on a large upload.
 //!
 //! While [`store`] runs, its file id is registered in [`super::live::LiveUploads`]: the orphan
 //! collector never deletes a chunk of an upload still storing, however long it takes.
@@ -17,7 +18,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
@@ -213,9 +214,11 @@ pub async fn store(
     let chunk_id = |index: u64| format!("{file_id}-{index}");
     let mut whole = crc32c_state();
     let mut total: u64 = 0;
-    let mut buf = BytesMut::with_capacity(chunk_size);
-    // Buffers of chunks already stored, for the next chunks.
-    let mut spare: Vec<BytesMut> = Vec::new();
+    // A body announced shorter than a chunk gets a buffer of its size.
+    let first = content_length.map_or(chunk_size, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX).min(chunk_size)
+    });
+    let mut buf = dp.buffers.take(first);
     let mut pending = FuturesOrdered::new();
     let mut chunks: Vec<ChunkRef> = Vec::new();
     let mut index: u64 = 0;
@@ -229,9 +232,7 @@ pub async fn store(
         // gives its buffer back, a failed one ends the upload at once.
         let frame = tokio::select! {
             Some(r) = pending.next(), if !pending.is_empty() => {
-                let (chunk, stored) = r?;
-                chunks.push(chunk);
-                reuse(&mut spare, stored);
+                chunks.push(r?);
                 continue;
             }
             frame = frames.next() => frame,
@@ -261,29 +262,28 @@ pub async fn store(
             let take = data.len().min(chunk_size - buf.len());
             buf.extend_from_slice(&data.split_to(take));
             if buf.len() == chunk_size {
-                let next = spare
-                    .pop()
-                    .unwrap_or_else(|| BytesMut::with_capacity(chunk_size));
+                let next = dp.buffers.take(chunk_size);
                 let full = std::mem::replace(&mut buf, next).freeze();
                 pending.push_back(store_chunk(dp.clone(), token.epoch, chunk_id(index), full));
                 index += 1;
                 if pending.len() >= IN_FLIGHT
                     && let Some(r) = pending.next().await
                 {
-                    let (chunk, stored) = r?;
-                    chunks.push(chunk);
-                    reuse(&mut spare, stored);
+                    chunks.push(r?);
                 }
             }
         }
     }
     if !buf.is_empty() {
-        let last = std::mem::take(&mut buf).freeze();
-        pending.push_back(store_chunk(dp.clone(), token.epoch, chunk_id(index), last));
+        pending.push_back(store_chunk(
+            dp.clone(),
+            token.epoch,
+            chunk_id(index),
+            buf.freeze(),
+        ));
     }
-    drop(spare);
     while let Some(r) = pending.next().await {
-        chunks.push(r?.0);
+        chunks.push(r?);
     }
     if let Some(n) = content_length
         && n != total
@@ -334,22 +334,13 @@ impl Drop for Uncommitted<'_> {
     }
 }
 
-/// Keeps a stored chunk's buffer for a later chunk, if nothing else holds it any more.
-fn reuse(spare: &mut Vec<BytesMut>, data: Bytes) {
-    if let Ok(mut b) = data.try_into_mut() {
-        b.clear();
-        spare.push(b);
-    }
-}
-
-/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`);
-/// hands the data back with the chunk's reference, for its buffer to be reused.
+/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`).
 async fn store_chunk(
     dp: Arc<DataPlane>,
     epoch: u64,
     id: String,
     data: Bytes,
-) -> Result<(ChunkRef, Bytes), DataError> {
+) -> Result<ChunkRef, DataError> {
     let checksum = Checksum::of(&data);
     let rf = dp.config.replication_factor as usize;
     let min = dp.config.min_write_replicas as usize;
@@ -469,7 +460,7 @@ async fn store_chunk(
         checksum: checksum.to_string(),
         replicas: stored,
     };
-    Ok((chunk, data))
+    Ok(chunk)
 }
 
 /// `resp` with every stored copy that lacks a valid acknowledgement from the server
