@@ -248,3 +248,95 @@ fn uploads_at_once(
         .collect();
     uploads.into_iter().map(|u| u.join().unwrap()).collect()
 }
+
+/// A standby takes no heartbeats, so it cannot tell that a stopped cluster server is silent,
+/// and the server keeps its registration until its session expires. A read there that tries
+/// the stopped server first asks the next replica once the first has not answered for the
+/// hedge delay (1 s), instead of waiting for the read's own timeout (30 s) or the session.
+#[test]
+fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
+    use filegrid_proto::head::{Role, StatusView};
+
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            heads: 2,
+            session_timeout: "40s".into(),
+            dead_after: "60s".into(),
+            ..Default::default()
+        },
+    );
+    let leader = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let standby = wait_until_sync(
+        Duration::from_secs(20),
+        "a standby that knows the leader",
+        || {
+            grid.heads.iter().find_map(|h| {
+                let url = format!("http://127.0.0.1:{}", h.port);
+                let st: StatusView = admin_http()
+                    .get(format!("{url}/v1/status"))
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                (st.status.role == Role::Standby && st.status.leader.is_some()).then_some(url)
+            })
+        },
+    );
+    let no_redirects = reqwest::blocking::Client::builder()
+        .default_headers(common::admin_headers())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let path = format!("hedge/f{i}");
+            let data = random(2 * CHUNK + i);
+            let r = admin_http()
+                .put(format!("{leader}/v1/files/{path}"))
+                .body(data.clone())
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 201, "{path}");
+            (path, data)
+        })
+        .collect();
+    // The standby serves reads itself once it has read the servers' registrations.
+    wait_until_sync(
+        Duration::from_secs(20),
+        "the standby serves reads itself",
+        || {
+            let r = no_redirects
+                .get(format!("{standby}/v1/files/{}", files[0].0))
+                .send()
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    );
+    // Every server is registered and none is judged silent on the standby, so it tries the
+    // replicas in the manifest's order: stop the first one of the first file's first chunk.
+    let first = grid.manifest(&files[0].0)[0].1[0].clone();
+    let hung = grid
+        .cluster
+        .iter()
+        .position(|c| c.id == first)
+        .expect("the replica's server is in the grid");
+    grid.cluster[hung].proc.pause();
+    for (path, data) in &files {
+        let started = Instant::now();
+        let r = no_redirects
+            .get(format!("{standby}/v1/files/{path}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let back = r.bytes().unwrap();
+        let took = started.elapsed();
+        assert!(back.as_ref() == data.as_slice(), "{path} reads back");
+        eprintln!("{path} read from the standby in {took:?}");
+        // A second per chunk tried on the stopped server first; without the hedge, 30 s.
+        assert!(took < Duration::from_secs(15), "{path} took {took:?}");
+    }
+    grid.cluster[hung].proc.resume();
+}

@@ -1,17 +1,20 @@
-//! Downloads: chunks are fetched one replica at a time and verified before a byte is passed
+//! Downloads: chunks are fetched from one replica at a time (a second one is asked as well
+//! when the first has not answered for [`HEDGE_AFTER`]) and verified before a byte is passed
 //! on (a whole chunk here, against the manifest's checksum; the part of a chunk a `Range`
 //! covers by the cluster server, which checks the whole chunk before it ends its answer), and
 //! a failing replica (error, timeout, missing chunk, checksum mismatch) is skipped for the next
 //! one. A replica that served bad data is rewritten from a good copy (read repair). Two chunks
-//! are in memory per download at most.
+//! are in memory per download at most (and a second copy of one while two replicas race).
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use super::manifest::{ChunkRef, FileMeta};
 use super::{DataError, DataPlane};
@@ -118,23 +121,33 @@ async fn fetch_part(
         let up = dp.membership.get(r).is_some_and(|s| s.is_up());
         (!up, silent.contains(r))
     });
+    let mut untried = replicas.into_iter();
+    let mut running = FuturesUnordered::new();
     let mut bad: Vec<ServerId> = Vec::new();
     let mut errors = Vec::new();
-    for r in replicas {
-        let Some(addr) = dp.addr_of(&r) else {
-            errors.push(format!("{r}: unknown server"));
-            continue;
-        };
-        let asked = (!whole).then(|| part.clone());
-        // A replica whose server leaves the grid or falls silent while it is read from is
-        // given up for the next one at once: a stopped server would hold the read until its
-        // timeout.
-        let ids = std::slice::from_ref(&r);
-        let read = tokio::select! {
-            read = get_chunk(dp, &addr, &chunk.id, chunk.len, asked) => read,
-            _ = dp.membership.until_gone(ids, &silent) => {
-                Err(("left the grid or fell silent during the read".to_string(), false))
+    loop {
+        // The next replica is asked when none is being read from, or as a hedge when the one
+        // being read from has not answered for HEDGE_AFTER.
+        let hedge =
+            running.len() < HEDGED && untried.len() > 0 && !running.iter().any(Attempt::answered);
+        if running.is_empty() || (hedge && hedge_due(&running)) {
+            let Some(r) = untried.next() else { break };
+            match dp.addr_of(&r) {
+                Some(addr) => {
+                    running.push(Attempt::start(dp, r, addr, chunk, whole, &part, &silent));
+                }
+                None => errors.push(format!("{r}: unknown server")),
             }
+            continue;
+        }
+        let hedge_at = running
+            .iter()
+            .map(Attempt::hedge_at)
+            .min()
+            .unwrap_or_else(tokio::time::Instant::now);
+        let (r, read) = tokio::select! {
+            Some(done) = running.next() => done,
+            _ = tokio::time::sleep_until(hedge_at), if hedge => continue,
         };
         match read {
             Ok((data, served_sum)) => {
@@ -178,6 +191,86 @@ async fn fetch_part(
     )))
 }
 
+/// Replicas read from at once at most: the first, and one hedge.
+const HEDGED: usize = 2;
+
+/// How long a replica may go without answering (no response yet) before the next replica is
+/// asked as well. A stopped or stuck server then delays a read by this much, not by its
+/// session timeout or the read's own timeout (a standby, which takes no heartbeats, cannot
+/// tell such a server is silent); whichever copy arrives verified first is used, the other
+/// read is dropped.
+pub const HEDGE_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether some attempt in `running` has waited [`HEDGE_AFTER`] without an answer.
+fn hedge_due(running: &FuturesUnordered<Attempt>) -> bool {
+    let now = tokio::time::Instant::now();
+    running.iter().any(|a| a.hedge_at() <= now)
+}
+
+/// One replica being read: its answer, and whether its server has answered yet.
+struct Attempt {
+    started: tokio::time::Instant,
+    answered: Arc<AtomicBool>,
+    read: futures::future::BoxFuture<'static, (ServerId, ReadResult)>,
+}
+
+type ReadResult = Result<(Bytes, Option<Checksum>), (String, bool)>;
+
+impl Attempt {
+    fn start(
+        dp: &Arc<DataPlane>,
+        r: ServerId,
+        addr: String,
+        chunk: &ChunkRef,
+        whole: bool,
+        part: &Range<u64>,
+        silent: &[ServerId],
+    ) -> Self {
+        let answered = Arc::new(AtomicBool::new(false));
+        let (dp, id, len) = (dp.clone(), chunk.id.clone(), chunk.len);
+        let asked = (!whole).then(|| part.clone());
+        let (flag, silent) = (answered.clone(), silent.to_vec());
+        let read = async move {
+            // A replica whose server leaves the grid or falls silent while it is read from
+            // is given up for the next one at once: a stopped server would hold the read
+            // until its timeout.
+            let ids = std::slice::from_ref(&r);
+            let read = tokio::select! {
+                read = get_chunk(&dp, &addr, &id, len, asked, &flag) => read,
+                _ = dp.membership.until_gone(ids, &silent) => {
+                    Err(("left the grid or fell silent during the read".to_string(), false))
+                }
+            };
+            (r, read)
+        }
+        .boxed();
+        Attempt {
+            started: tokio::time::Instant::now(),
+            answered,
+            read,
+        }
+    }
+
+    fn answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    fn hedge_at(&self) -> tokio::time::Instant {
+        self.started + HEDGE_AFTER
+    }
+}
+
+impl std::future::Future for Attempt {
+    type Output = (ServerId, ReadResult);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.read.as_mut().poll(cx)
+    }
+}
+
 /// GETs a chunk, or `range` of it, with the checksum the server has for the whole chunk; the
 /// error's flag says whether the failure means the copy is bad or missing (worth rewriting)
 /// rather than the server being unreachable.
@@ -187,7 +280,8 @@ async fn get_chunk(
     id: &str,
     len: u64,
     range: Option<Range<u64>>,
-) -> Result<(Bytes, Option<Checksum>), (String, bool)> {
+    answered: &AtomicBool,
+) -> ReadResult {
     if range.as_ref().is_some_and(|r| r.is_empty()) {
         return Ok((Bytes::new(), None));
     }
@@ -202,6 +296,7 @@ async fn get_chunk(
             let bad_copy = matches!(e.status(), Some(404 | 422 | 500));
             (e.detail(), bad_copy)
         })?;
+    answered.store(true, Ordering::Relaxed);
     let served_sum = read.checksum;
     let resp = read.body;
     // Into one buffer of the expected size (no doubling as it grows), reused from earlier

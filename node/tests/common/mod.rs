@@ -14,16 +14,21 @@ pub fn node_bin() -> &'static Path {
 
 /// A blocking client that sends the admin credential on every request.
 pub fn admin_http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(admin_headers())
+        .build()
+        .unwrap()
+}
+
+/// The admin credential as a request header.
+pub fn admin_headers() -> reqwest::header::HeaderMap {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(
         reqwest::header::AUTHORIZATION,
         auth::ADMIN.bearer().parse().unwrap(),
     );
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(h)
-        .build()
-        .unwrap()
+    h
 }
 
 pub fn random(n: usize) -> Vec<u8> {
