@@ -124,18 +124,8 @@ fn two_heads() -> (Grid, (String, u16), (String, u16)) {
         },
     );
     let leader = grid.leader_url(Duration::from_secs(30));
-    let standby = wait_until_sync(
-        Duration::from_secs(20),
-        "a standby that knows the leader",
-        || {
-            grid.heads.iter().find_map(|h| {
-                let url = format!("http://127.0.0.1:{}", h.port);
-                let st = status(&url)?;
-                (st.status.role == Role::Standby && st.status.leader.is_some())
-                    .then_some((url, h.port))
-            })
-        },
-    );
+    let standby = grid.standby(Duration::from_secs(20));
+    let standby = (grid.head_url(standby), grid.heads[standby].port);
     let leader_port = grid
         .heads
         .iter()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use filegrid_proto::chunk::ListResponse;
 use filegrid_proto::head::{
-    ListPage, PutAnswer, RepairReport, Role, ServerState, ServerView, StatusView,
+    ListPage, PutAnswer, RepairReport, ServerState, ServerView, StatusView,
 };
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
@@ -859,17 +859,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     );
     let leader = grid.leader_url(Duration::from_secs(20));
     // The standby, once it knows the leader (its own /v1/status says so).
-    let standby = wait_until_sync(
-        Duration::from_secs(10),
-        "a standby that knows the leader",
-        || {
-            grid.heads.iter().find_map(|h| {
-                let url = format!("http://127.0.0.1:{}", h.port);
-                let st: StatusView = get_json(&format!("{url}/v1/status"))?;
-                (st.status.role == Role::Standby && st.status.leader.is_some()).then_some(url)
-            })
-        },
-    );
+    let standby = grid.head_url(grid.standby(Duration::from_secs(10)));
     assert_ne!(standby, leader);
     let no_redirects = reqwest::blocking::Client::builder()
         .default_headers(admin_headers())
@@ -1310,17 +1300,7 @@ fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
     );
     let leader = grid.leader_url(Duration::from_secs(20));
     grid.wait_cluster_live(3, Duration::from_secs(30));
-    let standby = wait_until_sync(
-        Duration::from_secs(10),
-        "a standby that knows the leader",
-        || {
-            grid.heads.iter().find_map(|h| {
-                let url = format!("http://127.0.0.1:{}", h.port);
-                let st: StatusView = get_json(&format!("{url}/v1/status"))?;
-                (st.status.role == Role::Standby && st.status.leader.is_some()).then_some(url)
-            })
-        },
-    );
+    let standby = grid.head_url(grid.standby(Duration::from_secs(10)));
     let leader_index = grid
         .heads
         .iter()

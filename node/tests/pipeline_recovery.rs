@@ -150,19 +150,7 @@ fn a_stopped_server_that_falls_silent_is_placed_and_read_around() {
     grid.wait_cluster_live(4, Duration::from_secs(20));
     // Files with a copy of every chunk on each of three servers of four: most have one on
     // the server about to stop.
-    let before: Vec<(String, Vec<u8>)> = (0..6)
-        .map(|i| {
-            let path = format!("silent/old{i}");
-            let data = random(CHUNK + 100);
-            let r = admin_http()
-                .put(format!("{base}/v1/files/{path}"))
-                .body(data.clone())
-                .send()
-                .unwrap();
-            assert_eq!(r.status(), 201, "{path}");
-            (path, data)
-        })
-        .collect();
+    let before = put_files(&base, "silent/old", 6, |_| CHUNK + 100);
     // A server the leader has not heard from yet is not judged: wait until it has heard all.
     wait_until_sync(
         Duration::from_secs(20),
@@ -255,8 +243,6 @@ fn uploads_at_once(
 /// hedge delay (1 s), instead of waiting for the read's own timeout (30 s) or the session.
 #[test]
 fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
-    use filegrid_proto::head::{Role, StatusView};
-
     let grid = Grid::start(
         node_bin(),
         GridOptions {
@@ -268,41 +254,14 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
     );
     let leader = grid.leader_url(Duration::from_secs(20));
     grid.wait_cluster_live(3, Duration::from_secs(30));
-    let standby = wait_until_sync(
-        Duration::from_secs(20),
-        "a standby that knows the leader",
-        || {
-            grid.heads.iter().find_map(|h| {
-                let url = format!("http://127.0.0.1:{}", h.port);
-                let st: StatusView = admin_http()
-                    .get(format!("{url}/v1/status"))
-                    .send()
-                    .ok()?
-                    .json()
-                    .ok()?;
-                (st.status.role == Role::Standby && st.status.leader.is_some()).then_some(url)
-            })
-        },
-    );
+    let standby = grid.head_url(grid.standby(Duration::from_secs(20)));
     let no_redirects = reqwest::blocking::Client::builder()
         .default_headers(common::admin_headers())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
-    let files: Vec<(String, Vec<u8>)> = (0..3)
-        .map(|i| {
-            let path = format!("hedge/f{i}");
-            let data = random(2 * CHUNK + i);
-            let r = admin_http()
-                .put(format!("{leader}/v1/files/{path}"))
-                .body(data.clone())
-                .send()
-                .unwrap();
-            assert_eq!(r.status(), 201, "{path}");
-            (path, data)
-        })
-        .collect();
+    let files = put_files(&leader, "hedge/f", 3, |i| 2 * CHUNK + i);
     // The standby serves reads itself once it has read the servers' registrations.
     wait_until_sync(
         Duration::from_secs(20),
@@ -339,4 +298,27 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
         assert!(took < Duration::from_secs(15), "{path} took {took:?}");
     }
     grid.cluster[hung].proc.resume();
+}
+
+/// Puts `n` files `<prefix><i>` of random bytes, `len(i)` long, through `base`, one after
+/// the other; their paths and contents.
+fn put_files(
+    base: &str,
+    prefix: &str,
+    n: usize,
+    len: impl Fn(usize) -> usize,
+) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let path = format!("{prefix}{i}");
+            let data = random(len(i));
+            let r = admin_http()
+                .put(format!("{base}/v1/files/{path}"))
+                .body(data.clone())
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 201, "{path}");
+            (path, data)
+        })
+        .collect()
 }

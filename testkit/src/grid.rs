@@ -1,7 +1,7 @@
 //! A whole FileGrid on loopback: a ZooKeeper server, heads and cluster servers as real
 //! processes, with knobs for the settings tests and benchmarks vary.
 
-use filegrid_proto::head::{LeaderView, ServerState, ServerView};
+use filegrid_proto::head::{LeaderView, Role, ServerState, ServerView, StatusView};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -395,6 +395,17 @@ impl Grid {
                 let l: LeaderView = serde_json::from_str(&body).ok()?;
                 let scheme = if l.tls { "https" } else { "http" };
                 Some(format!("{scheme}://{}:{}", l.host, l.api_port))
+            })
+        })
+    }
+
+    /// The index of a head that is a standby and knows the leader, waiting for one.
+    pub fn standby(&self, timeout: Duration) -> usize {
+        wait_until_sync(timeout, "a standby that knows the leader", || {
+            self.heads.iter().position(|h| {
+                self.get(h.port, "/v1/status")
+                    .and_then(|body| serde_json::from_str::<StatusView>(&body).ok())
+                    .is_some_and(|st| st.status.role == Role::Standby && st.status.leader.is_some())
             })
         })
     }
