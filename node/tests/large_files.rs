@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 
 mod common;
-use common::{admin_http, node_bin, random};
+use common::{admin_http, node_bin, put_ok, random};
 
 const CHUNK: u64 = 4096;
 
@@ -170,12 +170,7 @@ fn big_file_end_to_end(chunks: u64) {
         .map(|i| (format!("small/{i}"), random(8 * CHUNK as usize - 10)))
         .collect();
     for (path, data) in &small {
-        let r = admin_http()
-            .put(format!("{base}/v1/files/{path}"))
-            .body(data.clone())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201, "{path}");
+        put_ok(&base, path, data);
     }
 
     let t = Instant::now();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 
 mod common;
-use common::{admin_http, node_bin, random};
+use common::{admin_http, node_bin, put_ok, random};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -312,12 +312,7 @@ fn put_files(
         .map(|i| {
             let path = format!("{prefix}{i}");
             let data = random(len(i));
-            let r = admin_http()
-                .put(format!("{base}/v1/files/{path}"))
-                .body(data.clone())
-                .send()
-                .unwrap();
-            assert_eq!(r.status(), 201, "{path}");
+            put_ok(base, &path, &data);
             (path, data)
         })
         .collect()

@@ -36,3 +36,13 @@ pub fn random(n: usize) -> Vec<u8> {
     rand::rng().fill_bytes(&mut v);
     v
 }
+
+/// Puts `data` at `path` through `base` with the admin credential; the file must be stored.
+pub fn put_ok(base: &str, path: &str, data: &[u8]) {
+    let r = admin_http()
+        .put(format!("{base}/v1/files/{path}"))
+        .body(data.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{path}");
+}
