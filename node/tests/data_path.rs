@@ -1452,4 +1452,20 @@ fn a_write_addressed_to_another_leadership_is_refused() {
         .unwrap();
     assert_eq!(del.status(), 409);
     assert_eq!(get(&base, "addressed/now").0, 200);
+
+    // Refused before its body is read, a large upload still gets the refusal, not a reset
+    // connection: the head reads on (and discards) while the client is still sending, so
+    // closing the connection does not destroy the answer before the client reads it.
+    for i in 0..3 {
+        let path = format!("addressed/large{i}");
+        let r = http()
+            .put(format!("{base}/v1/files/{path}"))
+            .header(headers::LEADER_EPOCH, (leader.epoch - 1).to_string())
+            .body(vec![7u8; 32 << 20])
+            .send();
+        let r = r.unwrap_or_else(|e| panic!("{path}: the refusal was lost: {e:?}"));
+        assert_eq!(r.status(), 409, "{path}");
+        assert_eq!(r.json::<ErrorBody>().unwrap().code, ErrorCode::StaleEpoch);
+        assert_eq!(get(&base, &path).0, 404);
+    }
 }

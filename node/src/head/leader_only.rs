@@ -300,6 +300,7 @@ async fn forward(
     match send_on(client, s.server_id.as_str(), &url, req).await {
         Ok(resp) => resp,
         Err(e) => {
+            let e = crate::cluster::client::describe(&e);
             tracing::warn!(leader = %leader.server_id, %url, error = %e, "could not forward a request to the leader");
             ApiError::new(
                 ErrorCode::LeaderUnreachable,

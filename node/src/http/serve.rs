@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -239,6 +239,7 @@ where
         inner: io,
         state: state.clone(),
         replaced: None,
+        linger: None,
     };
     let mut conn = builder.serve_connection(TokioIo::new(tracked), service);
     let mut shutting_down = false;
@@ -258,6 +259,7 @@ where
                 return;
             }
             _ = closing.cancelled(), if !shutting_down => {
+                state.closing_quietly.store(true, Ordering::Release);
                 Pin::new(&mut conn).graceful_shutdown();
                 shutting_down = true;
             }
@@ -278,6 +280,7 @@ where
                     return;
                 }
                 // Idle: closes the connection (there is no request to finish).
+                state.closing_quietly.store(true, Ordering::Release);
                 Pin::new(&mut conn).graceful_shutdown();
                 shutting_down = true;
             }
@@ -294,6 +297,8 @@ struct ConnState {
     /// Milliseconds from `origin` of the first byte received while idle; `NONE` when none.
     head_started: AtomicU64,
     changed: Notify,
+    /// The server ends the connection as idle or to stop (no linger on close).
+    closing_quietly: AtomicBool,
 }
 
 const NONE: u64 = u64::MAX;
@@ -306,6 +311,7 @@ impl ConnState {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
             changed: Notify::new(),
+            closing_quietly: AtomicBool::new(false),
         }
     }
 
@@ -398,14 +404,31 @@ impl hyper::body::Body for Guarded {
     }
 }
 
-/// The connection's IO, noting when bytes arrive, and putting FileGrid's `431` answer (with
-/// its JSON body) in place of hyper's bare one.
+/// The connection's IO, noting when bytes arrive, putting FileGrid's `431` answer (with
+/// its JSON body) in place of hyper's bare one, and closing it with a linger.
 struct Tracked<S> {
     inner: S,
     state: Arc<ConnState>,
     /// FileGrid's answer written in place of hyper's, and how much of it is written; what
     /// hyper writes afterwards is dropped.
     replaced: Option<(Vec<u8>, usize)>,
+    /// Set once the write side is shut down: the drain that follows.
+    linger: Option<Linger>,
+}
+
+/// How long a connection closed by the server goes on reading (and discarding) what the
+/// client still sends, and how much of it at most. An answer given before a request's body
+/// was read (a refusal, say `409 stale_epoch` to an upload) ends the connection; closing the
+/// socket while the client is still sending makes the kernel reset the connection, and a
+/// reset destroys the answer in the client's receive buffer before the client reads it, so
+/// the client sees "connection reset" instead of the refusal. Reading until the client
+/// stops, for a bounded time, lets the answer through (a "lingering close").
+const LINGER_FOR: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 64 << 20;
+
+struct Linger {
+    until: Pin<Box<tokio::time::Sleep>>,
+    drained: u64,
 }
 
 /// How hyper's answer to a request head over `max_header_bytes` starts.
@@ -470,7 +493,32 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Tracked<S> {
+    /// Reads and discards what the client still sends until it closes its side, stops for
+    /// [`LINGER_FOR`], or sent [`LINGER_BYTES`]; the connection may then be closed.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Tracked { inner, linger, .. } = self;
+        let Some(l) = linger else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if l.drained >= LINGER_BYTES || l.until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => l.drained += buf.filled().len() as u64,
+                // Reset or broken: nothing left to protect.
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -493,10 +541,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        match this.poll_replaced(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
-            other => other,
+        if this.linger.is_none() {
+            match this.poll_replaced(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            // A connection the server closes as idle, or to stop, has no request data on
+            // its way: no linger.
+            if this.state.closing_quietly.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            this.linger = Some(Linger {
+                until: Box::pin(tokio::time::sleep(LINGER_FOR)),
+                drained: 0,
+            });
         }
+        this.poll_linger(cx)
     }
 
     fn poll_write_vectored(
