@@ -422,7 +422,8 @@ struct Tracked<S> {
 /// socket while the client is still sending makes the kernel reset the connection, and a
 /// reset destroys the answer in the client's receive buffer before the client reads it, so
 /// the client sees "connection reset" instead of the refusal. Reading until the client
-/// stops, for a bounded time, lets the answer through (a "lingering close").
+/// stops, for a bounded time, lets the answer through (a "lingering close", the staged close
+/// RFC 9112 section 9.6 asks of servers).
 const LINGER_FOR: Duration = Duration::from_secs(2);
 const LINGER_BYTES: u64 = 64 << 20;
 
