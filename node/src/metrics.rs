@@ -189,6 +189,7 @@ pub struct DataMetrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub replica_failures: IntCounterVec,
+    pub read_hedges: IntCounter,
 }
 
 impl DataMetrics {
@@ -288,6 +289,11 @@ impl DataMetrics {
                 "filegrid_replica_failures_total",
                 "failed chunk writes or reads on a replica, by operation",
                 &["op"],
+            ),
+            read_hedges: counter(
+                r,
+                "filegrid_read_hedges_total",
+                "chunk reads that asked another replica as well because the first had not answered in time",
             ),
         }
     }

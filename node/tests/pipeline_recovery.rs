@@ -162,10 +162,7 @@ fn a_stopped_server_that_falls_silent_is_placed_and_read_around() {
                 .ok()?
                 .text()
                 .ok()?;
-            text.lines()
-                .find(|l| l.starts_with("heartbeat_active_connections "))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .filter(|n| *n >= 4.0)
+            metric(&text, "heartbeat_active_connections").filter(|n| *n >= 4.0)
         },
     );
     let hung = 1;
@@ -282,6 +279,15 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
         .iter()
         .position(|c| c.id == first)
         .expect("the replica's server is in the grid");
+    let hedges = || {
+        let text = no_redirects
+            .get(format!("{standby}/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap();
+        metric(&text, "filegrid_read_hedges_total").expect("the standby counts hedged reads")
+    };
+    let hedges_before = hedges();
     grid.cluster[hung].proc.pause();
     for (path, data) in &files {
         let started = Instant::now();
@@ -297,7 +303,17 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
         // A second per chunk tried on the stopped server first; without the hedge, 30 s.
         assert!(took < Duration::from_secs(15), "{path} took {took:?}");
     }
+    // At least the first file's first chunk went to the stopped server first.
+    let hedged = hedges() - hedges_before;
+    assert!(hedged >= 1.0, "{hedged} hedged reads counted");
     grid.cluster[hung].proc.resume();
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Puts `n` files `<prefix><i>` of random bytes, `len(i)` long, through `base`, one after

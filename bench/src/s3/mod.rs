@@ -234,6 +234,9 @@ async fn measure(
             e.name()
         )));
     }
+    for k in [&key, &mkey] {
+        e.delete(k).await?;
+    }
     let (small_put, small_get) =
         many(e, &format!("small-{run}"), o.small, SMALL, SMALL_CLIENTS).await?;
     let (medium_put, medium_get) = many(

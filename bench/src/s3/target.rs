@@ -296,6 +296,23 @@ impl Endpoint {
             .ok_or_else(|| self.failed(key, format!("part {number}: no ETag")))
     }
 
+    /// Deletes `key` (untimed clean-up, so runs of large objects do not fill the disk).
+    pub async fn delete(&self, key: &str) -> Result<(), BenchError> {
+        let req = match self {
+            Endpoint::Native { http, base, auth } => http
+                .delete(format!("{base}/v1/files/bench/{key}"))
+                .header(AUTHORIZATION, auth),
+            Endpoint::S3 {
+                http,
+                bucket,
+                creds,
+                ..
+            } => http.delete(bucket.delete_object(Some(creds), key).sign(VALID)),
+        };
+        let resp = req.send().await.map_err(|e| self.failed(key, e))?;
+        check(self, key, resp).await
+    }
+
     /// Gets `key`, streamed and thrown away; the number of bytes read.
     pub async fn get_len(&self, key: &str) -> Result<u64, BenchError> {
         let resp = self

@@ -92,11 +92,6 @@ pub async fn download(
     ))
 }
 
-/// Fetches `part` of a chunk (all of it, or a `Range`), trying its replicas in turn (live
-/// ones first). A whole chunk is checked here against the manifest's checksum. Only a part
-/// travels for a range: the cluster server verifies the whole chunk before it ends the
-/// answer cleanly, and its checksum header must be the manifest's, so the part comes from
-/// the very chunk the manifest names.
 /// Each chunk with the offset of its first byte in the file.
 fn chunk_offsets(chunks: &[ChunkRef]) -> impl Iterator<Item = (u64, &ChunkRef)> {
     chunks.iter().scan(0u64, |offset, c| {
@@ -106,6 +101,11 @@ fn chunk_offsets(chunks: &[ChunkRef]) -> impl Iterator<Item = (u64, &ChunkRef)> 
     })
 }
 
+/// Fetches `part` of a chunk (all of it, or a `Range`), trying its replicas in turn (live
+/// ones first). A whole chunk is checked here against the manifest's checksum. Only a part
+/// travels for a range: the cluster server verifies the whole chunk before it ends the
+/// answer cleanly, and its checksum header must be the manifest's, so the part comes from
+/// the very chunk the manifest names.
 async fn fetch_part(
     dp: &Arc<DataPlane>,
     chunk: &ChunkRef,
@@ -128,10 +128,20 @@ async fn fetch_part(
     loop {
         // The next replica is asked when none is being read from, or as a hedge when the one
         // being read from has not answered for HEDGE_AFTER.
-        let hedge =
+        let may_hedge =
             running.len() < HEDGED && untried.len() > 0 && !running.iter().any(Attempt::answered);
-        if running.is_empty() || (hedge && hedge_due(&running)) {
+        let hedge_at = running
+            .iter()
+            .map(Attempt::hedge_at)
+            .min()
+            .filter(|_| may_hedge);
+        let hedge_due = hedge_at.is_some_and(|at| at <= tokio::time::Instant::now());
+        if running.is_empty() || hedge_due {
             let Some(r) = untried.next() else { break };
+            if hedge_due {
+                dp.metrics.read_hedges.inc();
+                tracing::debug!(chunk = %chunk.id, server = %r, "no answer yet from a replica; asking another as well");
+            }
             match dp.addr_of(&r) {
                 Some(addr) => {
                     running.push(Attempt::start(dp, r, addr, chunk, whole, &part, &silent));
@@ -140,14 +150,9 @@ async fn fetch_part(
             }
             continue;
         }
-        let hedge_at = running
-            .iter()
-            .map(Attempt::hedge_at)
-            .min()
-            .unwrap_or_else(tokio::time::Instant::now);
         let (r, read) = tokio::select! {
             Some(done) = running.next() => done,
-            _ = tokio::time::sleep_until(hedge_at), if hedge => continue,
+            _ = sleep_until_some(hedge_at) => continue,
         };
         match read {
             Ok((data, served_sum)) => {
@@ -201,10 +206,12 @@ const HEDGED: usize = 2;
 /// read is dropped.
 pub const HEDGE_AFTER: Duration = Duration::from_secs(1);
 
-/// Whether some attempt in `running` has waited [`HEDGE_AFTER`] without an answer.
-fn hedge_due(running: &FuturesUnordered<Attempt>) -> bool {
-    let now = tokio::time::Instant::now();
-    running.iter().any(|a| a.hedge_at() <= now)
+/// Sleeps until `at`, or for ever when there is no time to wake at.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One replica being read: its answer, and whether its server has answered yet.
