@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
@@ -102,32 +103,35 @@ impl Endpoint {
         }
     }
 
-    fn put_request(&self, key: &str) -> reqwest::RequestBuilder {
+    /// A `PUT`, `GET` or `DELETE` of object `key`: the native file, or a presigned S3 URL.
+    fn request(&self, method: Method, key: &str) -> reqwest::RequestBuilder {
         match self {
             Endpoint::Native { http, base, auth } => http
-                .put(format!("{base}/v1/files/bench/{key}"))
+                .request(method, format!("{base}/v1/files/bench/{key}"))
                 .header(AUTHORIZATION, auth),
             Endpoint::S3 {
                 http,
                 bucket,
                 creds,
                 ..
-            } => http.put(bucket.put_object(Some(creds), key).sign(VALID)),
+            } => {
+                let creds = Some(creds);
+                let url = match method {
+                    Method::PUT => bucket.put_object(creds, key).sign(VALID),
+                    Method::DELETE => bucket.delete_object(creds, key).sign(VALID),
+                    _ => bucket.get_object(creds, key).sign(VALID),
+                };
+                http.request(method, url)
+            }
         }
     }
 
+    fn put_request(&self, key: &str) -> reqwest::RequestBuilder {
+        self.request(Method::PUT, key)
+    }
+
     fn get_request(&self, key: &str) -> reqwest::RequestBuilder {
-        match self {
-            Endpoint::Native { http, base, auth } => http
-                .get(format!("{base}/v1/files/bench/{key}"))
-                .header(AUTHORIZATION, auth),
-            Endpoint::S3 {
-                http,
-                bucket,
-                creds,
-                ..
-            } => http.get(bucket.get_object(Some(creds), key).sign(VALID)),
-        }
+        self.request(Method::GET, key)
     }
 
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), BenchError> {
@@ -298,18 +302,11 @@ impl Endpoint {
 
     /// Deletes `key` (untimed clean-up, so runs of large objects do not fill the disk).
     pub async fn delete(&self, key: &str) -> Result<(), BenchError> {
-        let req = match self {
-            Endpoint::Native { http, base, auth } => http
-                .delete(format!("{base}/v1/files/bench/{key}"))
-                .header(AUTHORIZATION, auth),
-            Endpoint::S3 {
-                http,
-                bucket,
-                creds,
-                ..
-            } => http.delete(bucket.delete_object(Some(creds), key).sign(VALID)),
-        };
-        let resp = req.send().await.map_err(|e| self.failed(key, e))?;
+        let resp = self
+            .request(Method::DELETE, key)
+            .send()
+            .await
+            .map_err(|e| self.failed(key, e))?;
         check(self, key, resp).await
     }
 
