@@ -116,11 +116,16 @@ fn puts_answered(url: &str, code: u16) -> f64 {
 /// A 2-head grid without `standby_proxy`: the leader's and the standby's URLs and ports,
 /// once the standby knows the leader.
 fn two_heads() -> (Grid, (String, u16), (String, u16)) {
+    two_heads_with(GridOptions::default())
+}
+
+/// [`two_heads`] with other settings for the grid.
+fn two_heads_with(options: GridOptions) -> (Grid, (String, u16), (String, u16)) {
     let grid = Grid::start(
         node_bin(),
         GridOptions {
             heads: 2,
-            ..Default::default()
+            ..options
         },
     );
     let leader = grid.leader_url(Duration::from_secs(30));
@@ -254,6 +259,41 @@ fn a_cli_write_to_a_leader_that_stops_answering_goes_to_its_successor() {
         .send()
         .unwrap();
     assert_eq!(gone.status(), 404);
+    grid.heads[stopped].proc.resume();
+}
+
+/// An upload held up by a stopped leader for longer than 30 s (the `TCP_USER_TIMEOUT` HTTP
+/// client libraries set by default: the socket is closed once data has waited that long on a
+/// full window) still waits for the leader's successor and is stored there; the grid's
+/// session timeout is longer than that, so no successor exists before.
+#[test]
+fn a_cli_upload_held_up_by_a_stopped_leader_for_over_30_s_goes_to_its_successor() {
+    let (grid, (_, leader_port), (standby, _)) = two_heads_with(GridOptions {
+        session_timeout: "40s".into(),
+        dead_after: "60s".into(),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("big.bin");
+    // More than the stopped leader's socket takes in, so the rest waits on a full window.
+    let data = random(8 << 20);
+    std::fs::write(&local, &data).unwrap();
+    let stopped = grid
+        .heads
+        .iter()
+        .position(|h| h.port == leader_port)
+        .unwrap();
+    grid.heads[stopped].proc.pause();
+    let started = std::time::Instant::now();
+    let put = cli(&standby)
+        .args(["put", local.to_str().unwrap(), "held/big.bin"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(put.status.success(), "after {took:?}: {put:?}");
+    // Not before the leader's session expired.
+    assert!(took > Duration::from_secs(35), "took {took:?}");
+    assert_stored(&standby, "held/big.bin", &data);
     grid.heads[stopped].proc.resume();
 }
 

@@ -320,6 +320,11 @@ fn data_client(
         .default_headers(auth.clone())
         .connect_timeout(timeout)
         .read_timeout(timeout.max(Duration::from_secs(60)))
+        // reqwest sets TCP_USER_TIMEOUT to 30 s by default: an upload whose data waits that
+        // long on a stopped leader's full window would be cut off (ETIMEDOUT) before the
+        // leader's session ends and a successor takes it (see `failover`). The read
+        // timeout and the failover logic decide when a call is given up instead.
+        .tcp_user_timeout(None)
         .build()
         .map_err(|e| CliError::Usage(e.to_string()))
 }
