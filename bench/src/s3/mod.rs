@@ -234,8 +234,11 @@ async fn measure(
             e.name()
         )));
     }
+    // Clean-up only: a refusal costs disk, not the measurement.
     for k in [&key, &mkey] {
-        e.delete(k).await?;
+        if let Err(err) = e.delete(k).await {
+            eprintln!("filegrid-bench: warning: could not delete {k}: {err}");
+        }
     }
     let (small_put, small_get) =
         many(e, &format!("small-{run}"), o.small, SMALL, SMALL_CLIENTS).await?;
