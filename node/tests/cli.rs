@@ -141,6 +141,21 @@ fn two_heads_with(options: GridOptions) -> (Grid, (String, u16), (String, u16)) 
     (grid, (leader, leader_port), standby)
 }
 
+/// A file of `len` random bytes named `name` in `dir`: its path and contents.
+fn local_file(dir: &Path, name: &str, len: usize) -> (std::path::PathBuf, Vec<u8>) {
+    let path = dir.join(name);
+    let data = random(len);
+    std::fs::write(&path, &data).unwrap();
+    (path, data)
+}
+
+/// Stops (SIGSTOP) the head listening on `port`; its index in the grid.
+fn pause_head(grid: &Grid, port: u16) -> usize {
+    let i = grid.heads.iter().position(|h| h.port == port).unwrap();
+    grid.heads[i].proc.pause();
+    i
+}
+
 fn cli(service: &str) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_filegrid"));
     c.env("FILEGRID_TOKEN", auth::ADMIN.token())
@@ -222,16 +237,8 @@ fn a_cli_write_to_a_leader_that_stops_answering_goes_to_its_successor() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("new.bin");
-    let data = random(300 * 1024);
-    std::fs::write(&local, &data).unwrap();
-
-    let stopped = grid
-        .heads
-        .iter()
-        .position(|h| h.port == leader_port)
-        .unwrap();
-    grid.heads[stopped].proc.pause();
+    let (local, data) = local_file(dir.path(), "new.bin", 300 * 1024);
+    let stopped = pause_head(&grid, leader_port);
     let started = std::time::Instant::now();
     let put = cli(&standby)
         .args(["put", local.to_str().unwrap(), "fo/new.bin"])
@@ -274,16 +281,9 @@ fn a_cli_upload_held_up_by_a_stopped_leader_for_over_30_s_goes_to_its_successor(
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("big.bin");
     // More than the stopped leader's socket takes in, so the rest waits on a full window.
-    let data = random(8 << 20);
-    std::fs::write(&local, &data).unwrap();
-    let stopped = grid
-        .heads
-        .iter()
-        .position(|h| h.port == leader_port)
-        .unwrap();
-    grid.heads[stopped].proc.pause();
+    let (local, data) = local_file(dir.path(), "big.bin", 8 << 20);
+    let stopped = pause_head(&grid, leader_port);
     let started = std::time::Instant::now();
     let put = cli(&standby)
         .args(["put", local.to_str().unwrap(), "held/big.bin"])
