@@ -138,12 +138,12 @@ async fn fetch_part(
         let hedge_due = hedge_at.is_some_and(|at| at <= tokio::time::Instant::now());
         if running.is_empty() || hedge_due {
             let Some(r) = untried.next() else { break };
-            if hedge_due {
-                dp.metrics.read_hedges.inc();
-                tracing::debug!(chunk = %chunk.id, server = %r, "no answer yet from a replica; asking another as well");
-            }
             match dp.addr_of(&r) {
                 Some(addr) => {
+                    if hedge_due {
+                        dp.metrics.read_hedges.inc();
+                        tracing::debug!(chunk = %chunk.id, server = %r, "no answer yet from a replica; asking another as well");
+                    }
                     running.push(Attempt::start(dp, r, addr, chunk, whole, &part, &silent));
                 }
                 None => errors.push(format!("{r}: unknown server")),
