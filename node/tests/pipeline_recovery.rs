@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 
 mod common;
-use common::{admin_http, node_bin, put_ok, random};
+use common::{admin_http, metric, node_bin, put_ok, random};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -307,13 +307,6 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
     let hedged = hedges() - hedges_before;
     assert!(hedged >= 1.0, "{hedged} hedged reads counted");
     grid.cluster[hung].proc.resume();
-}
-
-/// The value of an unlabelled metric in a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split(' ').next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Puts `n` files `<prefix><i>` of random bytes, `len(i)` long, through `base`, one after

@@ -10,7 +10,7 @@ use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 use serde::de::DeserializeOwned;
 
 mod common;
-use common::{admin_http, node_bin, random};
+use common::{admin_http, metric, node_bin, random};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -47,13 +47,7 @@ fn registered(base: &str) -> Option<u64> {
         .ok()?
         .text()
         .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("filegrid_cluster_servers_live "))?
-        .rsplit(' ')
-        .next()?
-        .parse::<f64>()
-        .ok()
-        .map(|v| v as u64)
+    metric(&text, "filegrid_cluster_servers_live").map(|v| v as u64)
 }
 
 /// A 4-server grid with files on it, and its last server decommissioned and drained.

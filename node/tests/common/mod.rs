@@ -1,5 +1,5 @@
 //! What the real-process test files of the node share: the binary under test, a client with
-//! the admin credential, random bodies. Each test binary uses a part of it.
+//! the admin credential, random bodies, reading a metric. Each test binary uses a part of it.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -45,4 +45,11 @@ pub fn put_ok(base: &str, path: &str, data: &[u8]) {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201, "{path}");
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition (a `/metrics` page).
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
