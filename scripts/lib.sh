@@ -67,11 +67,6 @@ issue_local_cert() {
      mv "$dir/$name.pem.tmp" "$dir/$name.pem")
 }
 
-# Prints the path of a free TCP port on 127.0.0.1.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # The S3 clients the S3 tests drive: rclone and s3cmd from Debian, aws-cli and boto3 from
 # PyPI into the project's venv (.venv), whose bin/ is then put first on PATH.
 ensure_s3_clients() {

@@ -123,7 +123,34 @@ def wait_for(what, probe, deadline, interval=1.0):
         time.sleep(interval)
 
 
+_handed_out_ports = set()
+
+
 def free_port():
+    """A host port nothing listens on, for the stack to publish.
+
+    Picked below the kernel's ephemeral range: a port found by binding port 0 comes from that
+    range, where outgoing connections also take their local ports, so one of them can take it
+    before docker publishes it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo = hi = 0
+    start = max(lo // 2, 1024)
+    if lo - start >= 1000:
+        candidates = list(range(start, lo))
+        random.SystemRandom().shuffle(candidates)
+        for port in candidates:
+            if port in _handed_out_ports:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+            _handed_out_ports.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
