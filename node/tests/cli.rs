@@ -11,17 +11,9 @@ use std::time::Duration;
 
 use filegrid_proto::head::{Role, StatusView};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
-use rand::RngCore;
 
-fn node_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
-}
-
-fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rand::rng().fill_bytes(&mut v);
-    v
-}
+mod common;
+use common::{metric_sum, node_bin, random};
 
 fn http() -> reqwest::blocking::Client {
     let mut h = reqwest::header::HeaderMap::new();
@@ -103,14 +95,11 @@ fn puts_answered(url: &str, code: u16) -> f64 {
         .unwrap()
         .text()
         .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("filegrid_http_requests_total{")
-                && l.contains("method=\"PUT\"")
-                && l.contains(&format!("code=\"{code}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(
+        &text,
+        "filegrid_http_requests_total",
+        &[("method", "PUT"), ("code", &code.to_string())],
+    )
 }
 
 /// A 2-head grid without `standby_proxy`: the leader's and the standby's URLs and ports,

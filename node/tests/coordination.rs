@@ -11,11 +11,10 @@ use filegrid_proto::head::{Role, StatusView};
 use filegrid_proto::zk::{FenceProbeRecord, HealthReport, HealthStatus, LeaderRecord};
 use filegrid_testkit::{Proc, ZkServer, free_port, wait_until};
 
-const ROOT: &str = "/distributed_file_grid";
+mod common;
+use common::node_bin;
 
-fn node_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
-}
+const ROOT: &str = "/distributed_file_grid";
 
 fn monitor_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zk_head_server_monitor"))
@@ -157,12 +156,7 @@ async fn metric_sum(port: u16, name: &str) -> Option<f64> {
         .text()
         .await
         .ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum(),
-    )
+    Some(common::metric_sum(&text, name, &[]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

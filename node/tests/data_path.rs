@@ -2,7 +2,6 @@
 //! files with random contents compared by hash.
 
 use std::io::Read;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use filegrid_proto::chunk::ListResponse;
@@ -12,37 +11,12 @@ use filegrid_proto::head::{
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 use rand::RngCore;
+
+mod common;
+use common::{admin_headers, admin_http as http, metric_sum, node_bin, random};
 use serde::de::DeserializeOwned;
 
 const CHUNK: usize = 256 * 1024;
-
-fn node_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_filegrid-node"))
-}
-
-/// A client with the test admin credential.
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(admin_headers())
-        .build()
-        .unwrap()
-}
-
-fn admin_headers() -> reqwest::header::HeaderMap {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        auth::ADMIN.bearer().parse().unwrap(),
-    );
-    h
-}
-
-fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rand::rng().fill_bytes(&mut v);
-    v
-}
 
 fn put(base: &str, path: &str, data: Vec<u8>) -> reqwest::blocking::Response {
     http()
@@ -947,14 +921,11 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("filegrid_http_requests_total{")
-                    && l.contains("method=\"PUT\"")
-                    && l.contains("code=\"201\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        metric_sum(
+            &text,
+            "filegrid_http_requests_total",
+            &[("method", "PUT"), ("code", "201")],
+        )
     };
     let before = puts_via_standby();
     let cli = |args: &[&str]| {

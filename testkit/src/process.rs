@@ -240,10 +240,10 @@ mod tests {
         let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
         let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
-        if let Some((lo, hi)) = ephemeral {
-            if listen_port_range((lo, hi)).is_some() {
-                assert!(ports.iter().all(|p| !(lo..=hi).contains(p)), "{ports:?}");
-            }
+        if let Some((lo, hi)) = ephemeral
+            && listen_port_range((lo, hi)).is_some()
+        {
+            assert!(ports.iter().all(|p| !(lo..=hi).contains(p)), "{ports:?}");
         }
     }
 }

@@ -53,3 +53,23 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find(|l| l.split(' ').next() == Some(name))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// The sum of every series of metric `name` whose labels include all of `labels`, in a
+/// Prometheus text exposition; 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matches = |series: &str| {
+        let (n, label_text) = series.split_at(series.find('{').unwrap_or(series.len()));
+        n == name
+            && labels.iter().all(|(k, v)| {
+                let pair = format!("{k}=\"{v}\"");
+                label_text.contains(&format!("{{{pair}"))
+                    || label_text.contains(&format!(",{pair}"))
+            })
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| matches(series))
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
