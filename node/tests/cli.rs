@@ -13,17 +13,12 @@ use filegrid_proto::head::{Role, StatusView};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 
 mod common;
-use common::{metric_sum, node_bin, random};
+use common::{admin_headers, metric_sum, node_bin, random};
 
 fn http() -> reqwest::blocking::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        auth::ADMIN.bearer().parse().unwrap(),
-    );
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
-        .default_headers(h)
+        .default_headers(admin_headers())
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

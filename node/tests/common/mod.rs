@@ -49,27 +49,32 @@ pub fn put_ok(base: &str, path: &str, data: &[u8]) {
 
 /// The value of an unlabelled metric in a Prometheus text exposition (a `/metrics` page).
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split(' ').next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    samples(text)
+        .find(|(n, labels, _)| *n == name && labels.is_empty())
+        .map(|(_, _, value)| value)
 }
 
 /// The sum of every series of metric `name` whose labels include all of `labels`, in a
 /// Prometheus text exposition; 0 when there is none.
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let matches = |series: &str| {
-        let (n, label_text) = series.split_at(series.find('{').unwrap_or(series.len()));
-        n == name
-            && labels.iter().all(|(k, v)| {
-                let pair = format!("{k}=\"{v}\"");
-                label_text.contains(&format!("{{{pair}"))
-                    || label_text.contains(&format!(",{pair}"))
-            })
+    let has = |label_text: &str, (k, v): &(&str, &str)| {
+        let pair = format!("{k}=\"{v}\"");
+        label_text.contains(&format!("{{{pair}")) || label_text.contains(&format!(",{pair}"))
     };
+    samples(text)
+        .filter(|(n, label_text, _)| *n == name && labels.iter().all(|l| has(label_text, l)))
+        .map(|(_, _, value)| value)
+        .sum()
+}
+
+/// The samples of a Prometheus text exposition: metric name, label text (`{...}`, or empty)
+/// and value.
+fn samples(text: &str) -> impl Iterator<Item = (&str, &str, f64)> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| matches(series))
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .sum()
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = series.split_at(series.find('{').unwrap_or(series.len()));
+            Some((name, labels, value.parse().ok()?))
+        })
 }
