@@ -6,6 +6,7 @@
 //! `docs/performance.md`).
 
 mod binaries;
+mod collect;
 mod data;
 mod error;
 mod failover;
@@ -41,6 +42,33 @@ enum Command {
     S3(S3Args),
     /// Pages of a listing of one very large directory, with writers into it.
     List(ListArgs),
+    /// How fast orphaned chunks are deleted: files put, deleted, and their copies watched.
+    Collect(CollectArgs),
+}
+
+#[derive(clap::Args)]
+struct CollectArgs {
+    /// Runs; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Files put and deleted per run.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    files: u64,
+    /// Chunks of 64 KiB per file.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    chunks: u64,
+    /// Concurrent clients putting and deleting.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    clients: u64,
+    /// Where the grid's directory is made [default: the cargo target directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Use the release binaries as they are.
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the processes' logs.
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[derive(clap::Args)]
@@ -208,6 +236,7 @@ fn main() -> ExitCode {
         Command::Data(a) => run_data(a),
         Command::S3(a) => run_s3(a),
         Command::List(a) => run_list(a),
+        Command::Collect(a) => run_collect(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,6 +306,22 @@ fn run_list(a: ListArgs) -> Result<(), error::BenchError> {
         keep_logs: a.keep_logs,
     };
     runtime()?.block_on(list::run(options, bins))
+}
+
+fn run_collect(a: CollectArgs) -> Result<(), error::BenchError> {
+    let bins = binaries::NodeBinaries::locate(!a.no_build)?;
+    let options = collect::CollectOptions {
+        runs: a.runs,
+        files: a.files,
+        chunks: a.chunks,
+        clients: a.clients as usize,
+        dir: match a.dir {
+            Some(d) => d,
+            None => binaries::target_dir()?,
+        },
+        keep_logs: a.keep_logs,
+    };
+    runtime()?.block_on(collect::run(options, bins))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, error::BenchError> {

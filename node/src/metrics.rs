@@ -190,6 +190,7 @@ pub struct DataMetrics {
     pub bytes_out: IntCounter,
     pub replica_failures: IntCounterVec,
     pub read_hedges: IntCounter,
+    pub orphans_deleted: IntCounter,
 }
 
 impl DataMetrics {
@@ -294,6 +295,11 @@ impl DataMetrics {
                 r,
                 "filegrid_read_hedges_total",
                 "chunk reads that asked another replica as well because the first had not answered in time",
+            ),
+            orphans_deleted: counter(
+                r,
+                "filegrid_orphans_deleted_total",
+                "orphaned chunk copies (no file names them) the leader deleted after their grace",
             ),
         }
     }

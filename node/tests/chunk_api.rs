@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use filegrid_node::chunk::{ChunkId, ChunkStore, StoreConfig};
 use filegrid_node::cluster::{self, ApiOptions, EpochFence};
-use filegrid_proto::chunk::{ListResponse, PutResponse, ReplicateRequest};
+use filegrid_proto::chunk::{
+    DeleteRequest, DeleteResponse, ListResponse, MAX_DELETE_BATCH, PutResponse, ReplicateRequest,
+};
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use prometheus::Registry;
 use rand::RngCore;
@@ -417,6 +419,75 @@ async fn stale_epoch_is_rejected() {
         put(&s, "e-6-0", 8, &[], vec![3]).await.status(),
         StatusCode::CREATED,
         "the current leader still writes"
+    );
+}
+
+/// `POST /v1/chunk-deletions` as the leader's orphan collection sends it.
+async fn delete_batch(s: &Server, epoch: u64, chunks: &[&str]) -> reqwest::Response {
+    client()
+        .post(s.url("/v1/chunk-deletions"))
+        .json(&DeleteRequest {
+            epoch,
+            chunks: chunks.iter().map(|c| c.to_string()).collect(),
+        })
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deletion_batch_deletes_what_it_names_and_bad_batches_change_nothing() {
+    let s = Server::start().await;
+    for id in ["b-0-0", "b-0-1", "b-0-2", "b-1-0"] {
+        assert_eq!(
+            put(&s, id, 2, &[], vec![7; 1000]).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    // Refused whole: an invalid id, a chunk named twice, too many, a stale or unconfirmed
+    // epoch, a body that is not a batch.
+    let too_many: Vec<String> = (0..=MAX_DELETE_BATCH).map(|i| format!("b-9-{i}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    for (epoch, chunks, status, code) in [
+        (2, &["b-0-0", "../b-0-1"][..], 400, ErrorCode::BadChunkId),
+        (2, &["b-0-0", "b-0-0"][..], 400, ErrorCode::BadRequest),
+        (2, &too_many[..], 413, ErrorCode::TooLarge),
+        (1, &["b-0-0"][..], 409, ErrorCode::StaleEpoch),
+        (u64::MAX, &["b-0-0"][..], 409, ErrorCode::BadEpoch),
+    ] {
+        let resp = delete_batch(&s, epoch, chunks).await;
+        assert_eq!(resp.status().as_u16(), status, "{chunks:?} at {epoch}");
+        assert_eq!(error_code(resp).await, code);
+    }
+    let resp = client()
+        .post(s.url("/v1/chunk-deletions"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(r#"{"epoch": 2, "chunks": "b-0-0"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(s.store.list().len(), 4, "a refused batch deleted nothing");
+
+    // A good batch: what is held is deleted, durably; what is not is reported missing.
+    let resp = delete_batch(&s, 2, &["b-0-0", "b-0-2", "b-7-0", "b-1-0"]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let done: DeleteResponse = resp.json().await.unwrap();
+    assert_eq!(done.deleted, ["b-0-0", "b-0-2", "b-1-0"]);
+    assert_eq!(done.missing, ["b-7-0"]);
+    assert!(done.failed.is_empty(), "{:?}", done.failed);
+    for id in ["b-0-0", "b-0-2", "b-1-0"] {
+        assert_eq!(get(&s, id).await.status(), StatusCode::NOT_FOUND);
+        assert!(!s.chunk_file(id).exists());
+    }
+    assert_eq!(get(&s, "b-0-1").await.status(), StatusCode::OK);
+    assert_eq!(s.metric("filegrid_chunks_stored", &[]), 1.0);
+    assert_eq!(
+        s.metric(
+            "filegrid_chunk_requests_total",
+            &[("op", "delete_batch"), ("code", "200")]
+        ),
+        1.0
     );
 }
 

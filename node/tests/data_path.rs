@@ -702,6 +702,28 @@ fn decommission_drains_a_server_and_orphans_are_collected() {
             Some(())
         },
     );
+    // They went in batches, and the leader counted them.
+    let text = |url: String| http().get(url).send().unwrap().text().unwrap();
+    let copies: usize = old_chunks.iter().map(|(_, reps)| reps.len()).sum();
+    let counted = metric_sum(
+        &text(format!("{base}/metrics")),
+        "filegrid_orphans_deleted_total",
+        &[],
+    );
+    assert!(counted >= copies as f64, "{counted} < {copies}");
+    let batches: f64 = (0..grid.cluster.len())
+        .map(|i| {
+            let body = grid
+                .get(grid.cluster[i].port, "/metrics")
+                .unwrap_or_default();
+            metric_sum(
+                &body,
+                "filegrid_chunk_requests_total",
+                &[("op", "delete_batch"), ("code", "200")],
+            )
+        })
+        .sum();
+    assert!(batches >= 1.0, "no deletion batch was answered");
 }
 
 #[test]

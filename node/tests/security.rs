@@ -308,6 +308,35 @@ fn cluster_servers_obey_only_the_signed_leader_at_zookeepers_epoch() {
         code(signed_delete("cluster_server_2", lead.epoch)),
         (403, ErrorCode::NotLeaderPeer)
     );
+    // Nor a batch of deletions: unsigned, or signed by anyone but the leader.
+    let batch =
+        serde_json::to_vec(&serde_json::json!({"epoch": lead.epoch, "chunks": [chunk]})).unwrap();
+    let signed_batch = |signer: Option<&str>| {
+        let mut req = http
+            .post(format!("{server}/v1/chunk-deletions"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(batch.clone());
+        if let Some(signer) = signer {
+            let digest = filegrid_node::auth::peer::body_digest(&batch);
+            let h = PeerSigner::new(signer, secret(&grid)).header(&Signed {
+                method: "POST",
+                path_and_query: "/v1/chunk-deletions",
+                body_digest: Some(&digest),
+                ..Signed::default()
+            });
+            req = req.header(headers::PEER_AUTH, h);
+        }
+        req.send().unwrap()
+    };
+    assert_eq!(code(signed_batch(None)), (401, ErrorCode::BadSignature));
+    assert_eq!(
+        code(signed_batch(Some("head_server_9"))),
+        (403, ErrorCode::NotLeaderPeer)
+    );
+    assert_eq!(
+        code(signed_batch(Some("cluster_server_2"))),
+        (403, ErrorCode::NotLeaderPeer)
+    );
     // Even signed as the leader, an epoch ZooKeeper has not confirmed moves nothing.
     let put = |signer: &str, epoch: u64, pipeline: &str| {
         let h = PeerSigner::new(signer, secret(&grid)).header(&Signed {

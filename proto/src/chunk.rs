@@ -89,6 +89,36 @@ pub struct ReplicateRequest {
     pub epoch: u64,
 }
 
+/// Most chunks one `POST /v1/chunk-deletions` may name: its body stays well under the
+/// 64 KiB a signed body may have (ids are at most 128 bytes; the head's are about 40).
+pub const MAX_DELETE_BATCH: usize = 256;
+
+/// Body of `POST /v1/chunk-deletions`: chunks to delete at once, fenced like a single delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    pub epoch: u64,
+    /// At most [`MAX_DELETE_BATCH`] chunk ids, each at most once.
+    pub chunks: Vec<String>,
+}
+
+/// Answer to `POST /v1/chunk-deletions`: what became of each chunk named.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    /// Deleted, durably.
+    pub deleted: Vec<String>,
+    /// Not held here (nothing to delete).
+    pub missing: Vec<String>,
+    /// Not deleted, and why (the chunk may still be there).
+    pub failed: Vec<DeleteFailure>,
+}
+
+/// A chunk a batch could not delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteFailure {
+    pub id: String,
+    pub error: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -305,32 +305,64 @@ impl ChunkStore {
         let store = self.clone();
         let id = id.clone();
         tokio::task::spawn_blocking(move || {
-            let meta = {
-                let mut index = store.index();
-                let entry = *index
-                    .get(&id)
-                    .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-                let path = store.chunk_path(&id);
-                match fs::symlink_metadata(&path) {
-                    // Already gone from disk: only the index still had it.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Ok(m) if m.is_dir() => quarantine(&store.data_dir, &path, id.as_str())?,
-                    _ => fs::remove_file(&path)
-                        .map_err(|e| StoreError::io(format!("deleting chunk {id}"), e))?,
-                }
-                index.remove(&id);
-                store.space.remove(entry.len + TRAILER_LEN);
-                ChunkMeta {
-                    id,
-                    len: entry.len,
-                    checksum: entry.checksum,
-                }
-            };
+            let meta = store.remove_blocking(id)?;
             store.sync_dir_blocking()?;
             Ok(meta)
         })
         .await
         .map_err(|e| StoreError::io("deleting a chunk", io::Error::other(e)))?
+    }
+
+    /// Deletes each of `ids`, with one directory sync for all of them: what became of each,
+    /// in order. A chunk removed but not made durable by a failed sync counts as failed (it
+    /// may come back after a crash).
+    pub async fn delete_many(
+        self: &Arc<Self>,
+        ids: Vec<ChunkId>,
+    ) -> Result<Vec<(ChunkId, Result<ChunkMeta, StoreError>)>, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out: Vec<(ChunkId, Result<ChunkMeta, StoreError>)> = ids
+                .into_iter()
+                .map(|id| (id.clone(), store.remove_blocking(id)))
+                .collect();
+            if out.iter().any(|(_, r)| r.is_ok())
+                && let Err(e) = store.sync_dir_blocking()
+            {
+                for (_, r) in out.iter_mut().filter(|(_, r)| r.is_ok()) {
+                    *r = Err(StoreError::io(
+                        "syncing the chunk directory",
+                        io::Error::other(e.to_string()),
+                    ));
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::io("deleting chunks", io::Error::other(e)))
+    }
+
+    /// Removes chunk `id` from the disk and the index, without making it durable. Blocking.
+    fn remove_blocking(&self, id: ChunkId) -> Result<ChunkMeta, StoreError> {
+        let mut index = self.index();
+        let entry = *index
+            .get(&id)
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let path = self.chunk_path(&id);
+        match fs::symlink_metadata(&path) {
+            // Already gone from disk: only the index still had it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(m) if m.is_dir() => quarantine(&self.data_dir, &path, id.as_str())?,
+            _ => fs::remove_file(&path)
+                .map_err(|e| StoreError::io(format!("deleting chunk {id}"), e))?,
+        }
+        index.remove(&id);
+        self.space.remove(entry.len + TRAILER_LEN);
+        Ok(ChunkMeta {
+            id,
+            len: entry.len,
+            checksum: entry.checksum,
+        })
     }
 
     /// All stored chunks, sorted by id.

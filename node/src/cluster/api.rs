@@ -25,7 +25,10 @@ use super::pipeline::{self, Downstream, Failure, PutResponse};
 use super::{ApiOptions, CHECKSUM_HEADER, EPOCH_HEADER, PIPELINE_HEADER};
 use crate::chunk::{Checksum, ChunkId, ChunkMeta, ChunkStore, ScrubHandle, StoreError};
 use crate::http::range::{self, RangeError};
-use filegrid_proto::chunk::{ListEntry, ListResponse, ReplicateRequest};
+use filegrid_proto::chunk::{
+    DeleteFailure, DeleteRequest, DeleteResponse, ListEntry, ListResponse, MAX_DELETE_BATCH,
+    ReplicateRequest,
+};
 use filegrid_proto::headers::HOP_PROGRESS;
 
 /// State shared by all requests.
@@ -61,6 +64,7 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
         )
         .route("/v1/chunks", get(list_chunks))
         .route("/v1/chunks/{id}/replicate", post(replicate_chunk))
+        .route("/v1/chunk-deletions", post(delete_chunks))
         .route_layer(middleware::from_fn_with_state(inner.clone(), verify_peer))
         .with_state(inner.clone())
         .merge(crate::http::ops_router(
@@ -80,6 +84,7 @@ async fn track(State(s): Shared, req: Request, next: Next) -> Response {
         (&Method::DELETE, Some("/v1/chunks/{id}")) => "delete",
         (_, Some("/v1/chunks")) => "list",
         (_, Some("/v1/chunks/{id}/replicate")) => "replicate",
+        (_, Some("/v1/chunk-deletions")) => "delete_batch",
         (_, Some("/health")) => "health",
         (_, Some("/ready")) => "ready",
         _ => "other",
@@ -509,6 +514,71 @@ async fn delete_chunk(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /v1/chunk-deletions`: deletes many chunks with one request and one directory sync
+/// (the leader's orphan collection), fenced and permitted as a single delete is.
+async fn delete_chunks(
+    State(s): Shared,
+    signer: Option<Extension<Signer>>,
+    body: Result<Json<DeleteRequest>, JsonRejection>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let ids = deletion_batch(&req.chunks)?;
+    s.fence.admit(req.epoch, s.options.epoch_wait).await?;
+    let signer = signer.map(|Extension(s)| s);
+    permit(
+        &s,
+        signer.as_ref(),
+        super::authority::Act::LeaderOnly,
+        Some(req.epoch),
+    )
+    .await?;
+    let done = s.store.delete_many(ids).await?;
+    s.refresh_metrics();
+    let mut resp = DeleteResponse::default();
+    for (id, r) in done {
+        match r {
+            Ok(_) => resp.deleted.push(id.to_string()),
+            Err(StoreError::NotFound(_)) => resp.missing.push(id.to_string()),
+            Err(e) => {
+                tracing::warn!(chunk = %id, error = %e, "cannot delete chunk");
+                resp.failed.push(DeleteFailure {
+                    id: id.to_string(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(Json(resp))
+}
+
+/// The chunk ids of a deletion batch, if every one is valid, named once, and there are at
+/// most [`MAX_DELETE_BATCH`]: a batch is taken whole or refused whole.
+fn deletion_batch(chunks: &[String]) -> Result<Vec<ChunkId>, ApiError> {
+    if chunks.len() > MAX_DELETE_BATCH {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} chunks named; at most {MAX_DELETE_BATCH} per request",
+                chunks.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(chunks.len());
+    chunks
+        .iter()
+        .map(|c| {
+            let id = ChunkId::new(c.as_str())?;
+            if !seen.insert(c.as_str()) {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("chunk {id} is named twice"),
+                ));
+            }
+            Ok(id)
+        })
+        .collect()
+}
+
 /// `GET /v1/chunks`: every chunk with its length (the block report) and the space figures.
 async fn list_chunks(State(s): Shared) -> Result<Json<ListResponse>, ApiError> {
     let chunks = s
@@ -622,4 +692,37 @@ fn readiness(inner: &Arc<Inner>) -> crate::http::Readiness {
             .map(|_| ())
             .map_err(|e| format!("data directory unusable: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("f-{i}")).collect()
+    }
+
+    fn code(r: Result<Vec<ChunkId>, ApiError>) -> ErrorCode {
+        match r {
+            Ok(ids) => panic!("accepted {} ids", ids.len()),
+            Err(e) => e.body.code,
+        }
+    }
+
+    #[test]
+    fn a_deletion_batch_is_taken_whole_or_refused_whole() {
+        let ok = deletion_batch(&ids(MAX_DELETE_BATCH)).map(|v| v.len());
+        assert_eq!(ok.ok(), Some(MAX_DELETE_BATCH));
+        assert_eq!(deletion_batch(&[]).map(|v| v.len()).ok(), Some(0));
+        assert_eq!(
+            code(deletion_batch(&ids(MAX_DELETE_BATCH + 1))),
+            ErrorCode::TooLarge
+        );
+        let mut twice = ids(3);
+        twice.push("f-1".into());
+        assert_eq!(code(deletion_batch(&twice)), ErrorCode::BadRequest);
+        let mut bad = ids(3);
+        bad.push("../etc/passwd".into());
+        assert_eq!(code(deletion_batch(&bad)), ErrorCode::BadChunkId);
+    }
 }

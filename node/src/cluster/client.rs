@@ -8,7 +8,9 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use filegrid_proto::chunk::{ListResponse, PutResponse, ReplicateRequest};
+use filegrid_proto::chunk::{
+    DeleteRequest, DeleteResponse, ListResponse, PutResponse, ReplicateRequest,
+};
 use filegrid_proto::{ErrorBody, ErrorCode, headers};
 use futures::Stream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -417,6 +419,43 @@ impl ChunkClient {
             expect(addr, resp, reqwest::StatusCode::NO_CONTENT)
                 .await
                 .map(|_| ())
+        })
+        .await
+    }
+
+    /// Deletes `ids` (at most [`filegrid_proto::chunk::MAX_DELETE_BATCH`]) on `addr` under `epoch` with one call.
+    pub async fn delete_many(
+        &self,
+        addr: &str,
+        ids: &[String],
+        epoch: u64,
+    ) -> Result<DeleteResponse, ChunkCallError> {
+        const PATH: &str = "/v1/chunk-deletions";
+        let body = serde_json::to_vec(&DeleteRequest {
+            epoch,
+            chunks: ids.to_vec(),
+        })
+        .map_err(|e| ChunkCallError::BadAnswer {
+            addr: addr.to_string(),
+            message: format!("cannot encode the request: {e}"),
+        })?;
+        let digest = body_digest(&body);
+        let req = self.sign(
+            self.http
+                .post(format!("http://{addr}{PATH}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+            Signed {
+                method: "POST",
+                path_and_query: PATH,
+                // The epoch is in the body, which the digest covers.
+                body_digest: Some(&digest),
+                ..Signed::default()
+            },
+        );
+        self.timed("delete_batch", addr, async {
+            let resp = send(addr, req).await?;
+            json(addr, expect(addr, resp, reqwest::StatusCode::OK).await?).await
         })
         .await
     }

@@ -1,13 +1,14 @@
 //! Carries a [`Plan`](super::plan::Plan) out: copies through the cluster servers (throttled to
 //! `repair_rate`), new replica lists through fenced manifest writes, drain marks through
-//! [`drain`], orphan deletions. The HTTP calls to cluster servers are the small functions at
-//! the end of this file, through the chunk client; nothing else here talks to a cluster
-//! server. Every write is fenced with the pass's one [`Leadership`].
+//! [`drain`], orphan deletions through [`collect`]. The HTTP calls to cluster servers are the
+//! small functions at the end of this file and [`collect`]'s, through the chunk client. Every
+//! write is fenced with the pass's one [`Leadership`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::collect;
 use super::drain;
 use super::plan::{Action, ChunkCopy, ChunkRepair, CopyReason, FileRepair, Held};
 use super::progress::Tracker;
@@ -18,7 +19,6 @@ use crate::files::servers::ServerInfo;
 use crate::files::write::keep_verified;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
-use filegrid_proto::ErrorCode;
 use filegrid_proto::chunk::{ListEntry, PutResponse, ReplicateRequest};
 
 /// What carrying a plan out achieved, for the report.
@@ -28,8 +28,9 @@ pub struct Outcome {
     pub orphans_deleted: u64,
 }
 
-/// Does `actions` in order. A failed copy, drain mark or deletion is logged and skipped (the
-/// next pass plans it again); a failed manifest write ends the pass.
+/// Does `actions` in order, orphan deletions last and together ([`collect`]). A failed copy,
+/// drain mark or deletion is logged and skipped (the next pass plans it again); a failed
+/// manifest write ends the pass.
 pub async fn run(
     dp: &Arc<DataPlane>,
     lead: &Leadership,
@@ -41,6 +42,7 @@ pub async fn run(
     let mut out = Outcome::default();
     let epoch = lead.epoch();
     let mut pacer = Pacer::new(dp.config.repair_rate, Instant::now());
+    let mut orphans = Vec::new();
     for action in actions {
         match action {
             Action::Rewrite {
@@ -58,13 +60,12 @@ pub async fn run(
                     tracing::warn!(server_id = %id, error = %e, "cannot mark server drained");
                 }
             }
-            Action::DeleteOrphan(held) => {
-                if delete_orphan(dp, epoch, &held).await {
-                    out.orphans_deleted += 1;
-                    unreferenced.remove(&held);
-                }
-            }
+            Action::DeleteOrphan(held) => orphans.push(held),
         }
+    }
+    for held in collect::delete(dp, epoch, orphans).await {
+        out.orphans_deleted += 1;
+        unreferenced.remove(&held);
     }
     Ok(out)
 }
@@ -212,20 +213,6 @@ async fn copy_chunk(
     }
 }
 
-/// Deletes one orphan; `true` if it is gone.
-async fn delete_orphan(dp: &DataPlane, epoch: u64, held: &Held) -> bool {
-    let Some(addr) = dp.addr_of(&held.server) else {
-        return false;
-    };
-    match delete_chunk(dp, epoch, &addr, &held.chunk).await {
-        Ok(()) => {
-            tracing::info!(server_id = %held.server, chunk = %held.chunk, "deleted orphaned chunk");
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 /// What every up server holds, and which of those chunks it marks corrupt; a server that
 /// does not answer is left out.
 pub async fn list_held(
@@ -349,23 +336,10 @@ async fn list_chunks(dp: &DataPlane, addr: &str) -> Result<Vec<ListEntry>, Chunk
     Ok(dp.chunks.list(addr).await?.chunks)
 }
 
-/// Deletes `chunk` on `addr` (`DELETE /v1/chunks/{id}`); a chunk already gone counts as
-/// deleted.
-async fn delete_chunk(
-    dp: &DataPlane,
-    epoch: u64,
-    addr: &str,
-    chunk: &str,
-) -> Result<(), ChunkCallError> {
-    match dp.chunks.delete(addr, chunk, epoch).await {
-        Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use filegrid_proto::ErrorCode;
     use filegrid_proto::chunk::Failure;
 
     #[test]

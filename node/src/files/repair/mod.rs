@@ -15,9 +15,10 @@
 //!
 //! A pass is split so that its rules can be tested without servers or ZooKeeper: it gathers
 //! what it needs (read-repair requests, manifests, each up server's chunk list), [`plan`]
-//! decides the work as a pure function of that, and [`execute`] carries it out. Draining is
-//! owned by [`drain`].
+//! decides the work as a pure function of that, and [`execute`] carries it out (orphans in
+//! batches per server, [`collect`]). Draining is owned by [`drain`].
 
+pub mod collect;
 pub mod drain;
 pub mod execute;
 pub mod plan;
