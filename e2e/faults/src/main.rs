@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use filegrid_faults::availability::{self, Window};
@@ -58,6 +58,8 @@ const CHUNK: usize = 64 * 1024;
 const SESSION: Duration = Duration::from_secs(4);
 const DEAD_AFTER: Duration = Duration::from_secs(3);
 const REPLICATION: usize = 3;
+/// Overwrites and deletes leave orphans: a short grace, so that they are collected during a run.
+const ORPHAN_GRACE: Duration = Duration::from_secs(20);
 
 fn main() {
     tracing_subscriber::fmt()
@@ -152,7 +154,7 @@ fn run(args: &Args) -> Result<bool, String> {
             session_timeout: "4s".into(),
             dead_after: "3s".into(),
             // Overwrites leave orphans; collect them soon so a small disk does not fill.
-            orphan_grace: "20s".into(),
+            orphan_grace: format!("{}s", ORPHAN_GRACE.as_secs()),
             replication_factor: REPLICATION as u32,
             min_write_replicas: 2,
             log_filter: Some("info,zookeeper_client=warn".into()),
@@ -267,6 +269,7 @@ fn run(args: &Args) -> Result<bool, String> {
     }
 
     stop.store(true, Ordering::Relaxed);
+    let stopped = Instant::now();
     for c in clients {
         let _ = c.join();
     }
@@ -298,6 +301,19 @@ fn run(args: &Args) -> Result<bool, String> {
         println!("replication: {} chunks short after healing:", short.len());
         for s in short.iter().take(20) {
             println!("  {s}");
+        }
+    }
+    // Garbage: every orphan collected once its grace has run out (a leadership change
+    // starts the grace over, and the new leader first warms up).
+    match replication::wait_collected(&grid, &keys, ORPHAN_GRACE * 3 + Duration::from_secs(30)) {
+        Ok(()) => println!(
+            "garbage: no orphaned copy left {:.1} s after the workload stopped (orphan grace {} s)",
+            stopped.elapsed().as_secs_f64(),
+            ORPHAN_GRACE.as_secs()
+        ),
+        Err(e) => {
+            ok = false;
+            println!("garbage: {e}");
         }
     }
     workload::final_reads(&w, &heads, &auth::ADMIN.token(), clock, &rec);

@@ -90,6 +90,40 @@ pub fn wait_full(grid: &Grid, keys: &[String], rf: usize, timeout: Duration) -> 
     }
 }
 
+/// Copies the servers list where no manifest places them: orphans not collected yet. Pure.
+pub fn uncollected(chunks: &[ChunkSeen], reports: &HashMap<String, BlockReport>) -> usize {
+    let named: HashSet<(&str, &str)> = chunks
+        .iter()
+        .flat_map(|c| c.replicas.iter().map(|s| (s.as_str(), c.id.as_str())))
+        .collect();
+    reports
+        .iter()
+        .map(|(server, r)| {
+            r.keys()
+                .filter(|id| !named.contains(&(server.as_str(), id.as_str())))
+                .count()
+        })
+        .sum()
+}
+
+/// Waits until the servers hold no orphan; `Err` says how many are left at `timeout`.
+pub fn wait_collected(grid: &Grid, keys: &[String], timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let left = match gather(grid, keys) {
+            Ok((chunks, reports)) => Ok(uncollected(&chunks, &reports)),
+            Err(e) => Err(e),
+        };
+        match left {
+            Ok(0) => return Ok(()),
+            _ if start.elapsed() < timeout => {}
+            Ok(n) => return Err(format!("{n} orphaned copies left after {timeout:?}")),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn gather(
     grid: &Grid,
     keys: &[String],
@@ -228,5 +262,24 @@ mod tests {
             shortfalls(&[chunk("c1", &["a", "b", "z"])], &reports, 3).len(),
             1
         );
+    }
+
+    #[test]
+    fn an_orphan_is_a_listed_copy_no_manifest_places_on_its_server() {
+        let reports: HashMap<String, BlockReport> = [
+            ("a".to_string(), report(&[("c1", false), ("old", false)])),
+            ("b".to_string(), report(&[("c1", false), ("c2", true)])),
+        ]
+        .into();
+        let chunks = [chunk("c1", &["a", "b"]), chunk("c2", &["a"])];
+        // "old" on a (no manifest), c2 on b (its manifest places it on a only).
+        assert_eq!(uncollected(&chunks, &reports), 2);
+        let chunks = [
+            chunk("c1", &["a", "b"]),
+            chunk("c2", &["b"]),
+            chunk("old", &["a"]),
+        ];
+        assert_eq!(uncollected(&chunks, &reports), 0);
+        assert_eq!(uncollected(&[], &HashMap::new()), 0);
     }
 }
