@@ -1,7 +1,8 @@
 //! Pipeline recovery against a hung cluster server (SIGSTOP): the hop before it gives it up
 //! after the hop progress timeout, the head when its registration ends or when it falls
 //! silent (no heartbeat for three intervals); only it is ruled out, and uploads succeed
-//! quickly on the servers left. Real ZooKeeper, real heads and cluster servers.
+//! quickly on the servers left; and one stopped for less than the progress timeout, even
+//! longer than 30 s, is waited for. Real ZooKeeper, real heads and cluster servers.
 
 use std::time::{Duration, Instant};
 
@@ -325,4 +326,77 @@ fn put_files(
             (path, data)
         })
         .collect()
+}
+
+/// A hop that takes no data for longer than 30 s, but less than `hop_progress_timeout` (and
+/// `signature_window`), is waited for: the connections that carry chunks have no 30 s TCP
+/// user timeout of their own (HTTP libraries set one by default), so the upload goes on
+/// through the server once it resumes, and every chunk keeps its copy there.
+#[test]
+fn a_hop_stopped_longer_than_thirty_seconds_is_waited_for_within_the_progress_timeout() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            // Three servers, replication 3: every pipeline goes through the stopped one.
+            cluster_servers: 3,
+            // 8 MiB chunks, more than the sockets' buffers hold: the stopped server's
+            // window closes and data waits unacknowledged.
+            chunk_size: "8MiB".into(),
+            // Neither its session nor its heartbeats end it within the test.
+            session_timeout: "60s".into(),
+            heartbeat_interval: "30s".into(),
+            dead_after: "120s".into(),
+            extra_head_args: vec!["--hop-progress-timeout".into(), "60s".into()],
+            // A resumed server checks the signature of a request that waited for it as it
+            // reads it: a window shorter than the stop would refuse it.
+            extra_cluster_args: vec!["--signature-window".into(), "90s".into()],
+            ..Default::default()
+        },
+    );
+    let base = grid.leader_url(Duration::from_secs(20));
+    grid.wait_cluster_live(3, Duration::from_secs(20));
+    let stopped = 1;
+    let stopped_id = grid.cluster[stopped].id.clone();
+    grid.cluster[stopped].proc.pause();
+    let data = random(24 << 20);
+    let upload = {
+        let (base, data) = (base.clone(), data.clone());
+        std::thread::spawn(move || {
+            // Without a TCP user timeout on this side either.
+            let http = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(150))
+                .tcp_user_timeout(None)
+                .default_headers(common::admin_headers())
+                .build()
+                .unwrap();
+            let r = http
+                .put(format!("{base}/v1/files/long/f"))
+                .body(data)
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.text().unwrap_or_default())
+        })
+    };
+    // The fault: the server stays stopped for 35 s.
+    std::thread::sleep(Duration::from_secs(35));
+    assert!(
+        !upload.is_finished(),
+        "the upload did not wait for the stopped server"
+    );
+    grid.cluster[stopped].proc.resume();
+    let (status, body) = upload.join().unwrap();
+    assert_eq!(status, 201, "{body}");
+    for (chunk, reps) in grid.manifest("long/f") {
+        assert!(
+            reps.contains(&stopped_id),
+            "{chunk} was placed without the stopped server: {reps:?}"
+        );
+    }
+    let back = admin_http()
+        .get(format!("{base}/v1/files/long/f"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(back.as_ref() == data.as_slice(), "the file reads back");
 }

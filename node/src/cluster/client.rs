@@ -152,8 +152,8 @@ pub struct ChunkRead {
 #[derive(Clone, Debug)]
 pub struct ChunkClient {
     http: PeerClient,
-    /// The same without a read timeout, for uploads watched for progress instead
-    /// ([`ChunkClient::put_watched`]).
+    /// The same without a read timeout or a TCP user timeout, for uploads watched for
+    /// progress instead ([`ChunkClient::put_watched`], pipeline forwarding).
     uploads: PeerClient,
     metrics: ClientMetrics,
     /// Signs every request, on grids with a cluster secret.
@@ -175,11 +175,10 @@ impl ChunkClient {
             Some(t) => builder().read_timeout(t).build()?,
             None => builder().build()?,
         };
-        // Uploads watched for progress have no read timeout: the watch bounds their silence.
-        let uploads = match options.read_timeout {
-            Some(_) => builder().build()?,
-            None => http.clone(),
-        };
+        // Uploads watched for progress have no read timeout and no TCP user timeout (HTTP
+        // libraries set 30 s by default): the watch bounds their silence, so a
+        // `hop_progress_timeout` over 30 s is kept rather than cut short by the kernel.
+        let uploads = builder().tcp_user_timeout(None).build()?;
         Ok(Self {
             uploads: PeerClient::new(uploads, options.tls.https()),
             http: PeerClient::new(http, options.tls.https()),
@@ -302,7 +301,10 @@ impl ChunkClient {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
-        self.put(hop, put, reqwest::Body::wrap_stream(stream)).await
+        // Forwarding is always watched (the hop's stall limit), so it goes without a TCP
+        // user timeout too.
+        self.put_on(&self.uploads, hop, put, reqwest::Body::wrap_stream(stream))
+            .await
     }
 
     /// Reads a chunk, or `range` of it, from `addr`. Answers once the head arrived; the
