@@ -228,6 +228,7 @@ def storage():
             series("Under-replicated chunks and repairs", [
                 ("max(filegrid_under_replicated_chunks)", "under-replicated"),
                 (f"sum(increase(filegrid_repairs_total[{RATE}]))", "repairs"),
+                (f"sum(increase(filegrid_orphans_deleted_total[{RATE}]))", "orphans deleted"),
             ]),
             series("Checksum failures", [
                 (f"sum by (instance) (increase(filegrid_checksum_failures_total[{RATE}]))",
