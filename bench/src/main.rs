@@ -2,8 +2,9 @@
 //!
 //! `failover` starts a ZooKeeper server, three heads and a monitor on loopback and measures how
 //! long leadership takes to move in each failure mode; `data` starts ZooKeeper, two heads and
-//! three cluster servers and measures large and small transfers against local baselines (see
-//! `docs/performance.md`).
+//! three cluster servers and measures large and small transfers against local baselines;
+//! `s3` puts the S3 API beside the native one, `list` times pages of a huge directory, and
+//! `collect` how fast orphaned chunks are deleted (see `docs/performance.md`).
 
 mod binaries;
 mod collect;
