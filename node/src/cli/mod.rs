@@ -625,6 +625,12 @@ fn repair_line(r: &RepairReport) -> String {
             ));
         }
     }
+    if r.orphans_deleted > 0 {
+        line.push_str(&format!(
+            "; the last pass deleted {} orphaned copies",
+            r.orphans_deleted
+        ));
+    }
     line
 }
 
@@ -671,6 +677,14 @@ mod tests {
             repair_line(&starting).contains("left at up to 64.0 MiB/s"),
             "{}",
             repair_line(&starting)
+        );
+        let collected = RepairReport {
+            orphans_deleted: 768,
+            ..idle
+        };
+        assert_eq!(
+            repair_line(&collected),
+            "repair: idle, 0 under-replicated of 10 chunks; the last pass deleted 768 orphaned copies"
         );
     }
 }
