@@ -539,14 +539,15 @@ async fn delete_chunks(
         match r {
             Ok(_) => resp.deleted.push(id.to_string()),
             Err(StoreError::NotFound(_)) => resp.missing.push(id.to_string()),
-            Err(e) => {
-                tracing::warn!(chunk = %id, error = %e, "cannot delete chunk");
-                resp.failed.push(DeleteFailure {
-                    id: id.to_string(),
-                    error: e.to_string(),
-                });
-            }
+            Err(e) => resp.failed.push(DeleteFailure {
+                id: id.to_string(),
+                error: e.to_string(),
+            }),
         }
+    }
+    // One line per batch, not per chunk: a failing disk fails them all.
+    if let Some(first) = resp.failed.first() {
+        tracing::warn!(failed = resp.failed.len(), chunk = %first.id, error = %first.error, "cannot delete some chunks of a batch");
     }
     Ok(Json(resp))
 }

@@ -66,8 +66,8 @@ async fn on_server(
         if !one_by_one {
             match dp.chunks.delete_many(&addr, &batch, epoch).await {
                 Ok(r) => {
-                    for f in &r.failed {
-                        tracing::warn!(server_id = %server, chunk = %f.id, error = %f.error, "cannot delete orphaned chunk");
+                    if let Some(f) = r.failed.first() {
+                        tracing::warn!(server_id = %server, failed = r.failed.len(), chunk = %f.id, error = %f.error, "cannot delete some orphaned chunks; the next pass tries again");
                     }
                     tracing::info!(
                         server_id = %server,
