@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use filegrid_testkit::{Grid, GridOptions};
 
 use crate::binaries::NodeBinaries;
-use crate::data::{http_client, save_logs};
+use crate::data::{http_client, on_grid};
 use crate::error::BenchError;
 use crate::stats;
 
@@ -65,20 +65,10 @@ pub async fn run(o: CollectOptions, bins: NodeBinaries) -> Result<(), BenchError
         zk_auth: true,
         ..GridOptions::default()
     };
-    let node = bins.node.clone();
-    let mut grid = tokio::task::spawn_blocking(move || Grid::start(&node, options))
-        .await
-        .map_err(|e| unexpected(format!("the grid did not start: {e}")))?;
-    let result = measure(&o, &mut grid).await;
-    let logs = match (&result, o.keep_logs) {
-        (Ok(()), false) => None,
-        _ => Some(save_logs(&grid)?),
-    };
-    drop(grid);
-    if let Some(l) = logs {
-        println!("\nprocess logs: {}", l.display());
-    }
-    result
+    on_grid(&bins.node, options, o.keep_logs, async |grid| {
+        measure(&o, grid).await
+    })
+    .await
 }
 
 /// One run's figures.

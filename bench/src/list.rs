@@ -14,7 +14,7 @@ use filegrid_testkit::{Grid, GridOptions};
 use rand::Rng;
 
 use crate::binaries::NodeBinaries;
-use crate::data::{http_client, save_logs};
+use crate::data::{http_client, on_grid};
 use crate::error::BenchError;
 use crate::stats;
 
@@ -70,20 +70,10 @@ pub async fn run(o: ListOptions, bins: NodeBinaries) -> Result<(), BenchError> {
         s3: true,
         ..GridOptions::default()
     };
-    let node = bins.node.clone();
-    let mut grid = tokio::task::spawn_blocking(move || Grid::start(&node, options))
-        .await
-        .map_err(|e| unexpected(format!("the grid did not start: {e}")))?;
-    let result = measure(&o, &mut grid).await;
-    let logs = match (&result, o.keep_logs) {
-        (Ok(()), false) => None,
-        _ => Some(save_logs(&grid)?),
-    };
-    drop(grid);
-    if let Some(l) = logs {
-        println!("\nprocess logs: {}", l.display());
-    }
-    result
+    on_grid(&bins.node, options, o.keep_logs, async |grid| {
+        measure(&o, grid).await
+    })
+    .await
 }
 
 async fn measure(o: &ListOptions, grid: &mut Grid) -> Result<(), BenchError> {

@@ -208,6 +208,11 @@ async fn start_grid(node: &Path, base: &Path, security: Security) -> Result<Grid
         zk_auth: security == Security::CredentialsAndTls,
         ..GridOptions::default()
     };
+    start(node, options).await
+}
+
+/// Starts a grid of `options` (off the async workers: starting waits on processes).
+pub(crate) async fn start(node: &Path, options: GridOptions) -> Result<Grid, BenchError> {
     let node = node.to_path_buf();
     tokio::task::spawn_blocking(move || Grid::start(&node, options))
         .await
@@ -215,6 +220,27 @@ async fn start_grid(node: &Path, base: &Path, security: Security) -> Result<Grid
             what: format!("the grid did not start: {e}"),
             logs: String::new(),
         })
+}
+
+/// Starts a grid of `options`, runs `measure` on it and stops it; its processes' logs are
+/// kept (and where printed) when `measure` failed or `keep_logs` is set.
+pub(crate) async fn on_grid(
+    node: &Path,
+    options: GridOptions,
+    keep_logs: bool,
+    measure: impl AsyncFnOnce(&mut Grid) -> Result<(), BenchError>,
+) -> Result<(), BenchError> {
+    let mut grid = start(node, options).await?;
+    let result = measure(&mut grid).await;
+    let logs = match (&result, keep_logs) {
+        (Ok(()), false) => None,
+        _ => Some(save_logs(&grid)?),
+    };
+    drop(grid);
+    if let Some(l) = logs {
+        println!("\nprocess logs: {}", l.display());
+    }
+    result
 }
 
 async fn measure(

@@ -182,6 +182,18 @@ async fn permit(
     }
 }
 
+/// Admits a request stamped with `epoch` that does `act`: the epoch fence first (stale or
+/// unconfirmed epochs are refused), then the signer's permission at that epoch.
+async fn admit(
+    s: &Inner,
+    signer: Option<&Signer>,
+    act: super::authority::Act,
+    epoch: u64,
+) -> Result<(), ApiError> {
+    s.fence.admit(epoch, s.options.epoch_wait).await?;
+    permit(s, signer, act, Some(epoch)).await
+}
+
 /// Checks pipeline or replication targets against the registered servers, when
 /// signatures are on (without them, only repeats are refused).
 fn check_targets(s: &Inner, hops: &[String]) -> Result<(), ApiError> {
@@ -307,8 +319,7 @@ async fn receive_chunk(
 ) -> Result<(StatusCode, Json<PutResponse>), ApiError> {
     let id = ChunkId::new(id)?;
     let epoch = epoch_header(headers)?;
-    s.fence.admit(epoch, s.options.epoch_wait).await?;
-    permit(s, signer, super::authority::Act::Write, Some(epoch)).await?;
+    admit(s, signer, super::authority::Act::Write, epoch).await?;
     let expected = checksum_header(headers)?;
     let len = content_length(headers)?;
     let max = s.options.max_chunk_bytes;
@@ -500,13 +511,12 @@ async fn delete_chunk(
 ) -> Result<StatusCode, ApiError> {
     let id = ChunkId::new(id)?;
     let epoch = epoch_header(&headers)?;
-    s.fence.admit(epoch, s.options.epoch_wait).await?;
     let signer = signer.map(|Extension(s)| s);
-    permit(
+    admit(
         &s,
         signer.as_ref(),
         super::authority::Act::LeaderOnly,
-        Some(epoch),
+        epoch,
     )
     .await?;
     s.store.delete(&id).await?;
@@ -523,13 +533,12 @@ async fn delete_chunks(
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let ids = deletion_batch(&req.chunks)?;
-    s.fence.admit(req.epoch, s.options.epoch_wait).await?;
     let signer = signer.map(|Extension(s)| s);
-    permit(
+    admit(
         &s,
         signer.as_ref(),
         super::authority::Act::LeaderOnly,
-        Some(req.epoch),
+        req.epoch,
     )
     .await?;
     let done = s.store.delete_many(ids).await?;
@@ -611,13 +620,12 @@ async fn replicate_chunk(
 ) -> Result<Json<PutResponse>, ApiError> {
     let id = ChunkId::new(id)?;
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    s.fence.admit(req.epoch, s.options.epoch_wait).await?;
     let signer = signer.map(|Extension(s)| s);
-    permit(
+    admit(
         &s,
         signer.as_ref(),
         super::authority::Act::LeaderOnly,
-        Some(req.epoch),
+        req.epoch,
     )
     .await?;
     let mut pending = Vec::new();

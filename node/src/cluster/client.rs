@@ -360,29 +360,7 @@ impl ChunkClient {
         request: &ReplicateRequest,
     ) -> Result<PutResponse, ChunkCallError> {
         let path = chunk_path(id, "/replicate");
-        let body = serde_json::to_vec(request).map_err(|e| ChunkCallError::BadAnswer {
-            addr: source.to_string(),
-            message: format!("cannot encode the request: {e}"),
-        })?;
-        let digest = body_digest(&body);
-        let req = self.sign(
-            self.http
-                .post(format!("http://{source}{path}"))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body),
-            Signed {
-                method: "POST",
-                path_and_query: &path,
-                // The epoch is in the body, which the digest covers.
-                body_digest: Some(&digest),
-                ..Signed::default()
-            },
-        );
-        self.timed("replicate", source, async {
-            let resp = send(source, req).await?;
-            json(source, expect(source, resp, reqwest::StatusCode::OK).await?).await
-        })
-        .await
+        self.post_json("replicate", source, &path, request).await
     }
 
     /// The block report of `addr`: every chunk it holds and its space figures.
@@ -432,30 +410,45 @@ impl ChunkClient {
         ids: &[String],
         epoch: u64,
     ) -> Result<DeleteResponse, ChunkCallError> {
-        const PATH: &str = "/v1/chunk-deletions";
-        let body = serde_json::to_vec(&DeleteRequest {
+        let request = DeleteRequest {
             epoch,
             chunks: ids.to_vec(),
-        })
-        .map_err(|e| ChunkCallError::BadAnswer {
+        };
+        self.post_json("delete_batch", addr, "/v1/chunk-deletions", &request)
+            .await
+    }
+
+    /// A signed `POST` of a JSON order to `addr`, answered `200` with JSON. The epoch is in
+    /// the body, which the signature covers through its digest.
+    async fn post_json<B, T>(
+        &self,
+        op: &str,
+        addr: &str,
+        path: &str,
+        request: &B,
+    ) -> Result<T, ChunkCallError>
+    where
+        B: serde::Serialize,
+        T: serde::de::DeserializeOwned,
+    {
+        let body = serde_json::to_vec(request).map_err(|e| ChunkCallError::BadAnswer {
             addr: addr.to_string(),
             message: format!("cannot encode the request: {e}"),
         })?;
         let digest = body_digest(&body);
         let req = self.sign(
             self.http
-                .post(format!("http://{addr}{PATH}"))
+                .post(format!("http://{addr}{path}"))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body),
             Signed {
                 method: "POST",
-                path_and_query: PATH,
-                // The epoch is in the body, which the digest covers.
+                path_and_query: path,
                 body_digest: Some(&digest),
                 ..Signed::default()
             },
         );
-        self.timed("delete_batch", addr, async {
+        self.timed(op, addr, async {
             let resp = send(addr, req).await?;
             json(addr, expect(addr, resp, reqwest::StatusCode::OK).await?).await
         })
