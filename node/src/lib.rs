@@ -21,6 +21,7 @@ pub mod leadership;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod multi_md5;
 pub mod run;
 pub mod s3;
 pub mod signals;

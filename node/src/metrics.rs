@@ -11,6 +11,7 @@ use prometheus::{
 pub fn new_registry() -> Registry {
     let registry = Registry::new();
     register(&registry, connections_refused().clone());
+    register(&registry, md5_hashed_bytes().clone());
     #[cfg(target_os = "linux")]
     {
         let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -33,6 +34,23 @@ pub fn connections_refused() -> &'static IntCounterVec {
                 "connections refused because max_connections were being served",
             ),
             &["listener"],
+        )
+        .unwrap_or_else(|_| unreachable_metric())
+    })
+}
+
+/// Bytes of S3 bodies whose MD5 was computed, by pass: `lanes` (several uploads at once in
+/// AVX2 registers) or `single` (one upload alone). One per process, kept by the
+/// [`crate::multi_md5`] thread.
+pub fn md5_hashed_bytes() -> &'static IntCounterVec {
+    static HASHED: std::sync::OnceLock<IntCounterVec> = std::sync::OnceLock::new();
+    HASHED.get_or_init(|| {
+        IntCounterVec::new(
+            Opts::new(
+                "filegrid_s3_md5_bytes_total",
+                "bytes of S3 bodies hashed for their ETag, by pass: several uploads at once (lanes) or one alone (single)",
+            ),
+            &["pass"],
         )
         .unwrap_or_else(|_| unreachable_metric())
     })

@@ -9,7 +9,7 @@
 
 mod files;
 mod large;
-mod rss;
+pub(crate) mod rss;
 mod small;
 
 use std::path::{Path, PathBuf};

@@ -30,6 +30,7 @@ use crate::cluster::ChunkCallError;
 use crate::cluster::client::PutChunk;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
+use crate::multi_md5::{Md5, Md5Stream};
 use crate::zk::records;
 use filegrid_proto::ErrorCode;
 use filegrid_proto::chunk::PutResponse;
@@ -45,7 +46,7 @@ const MAX_ATTEMPTS: usize = 8;
 #[derive(Default)]
 pub struct Digests {
     /// The MD5 of the content (the S3 ETag of a single-part upload).
-    pub md5: Option<md5::Md5>,
+    pub md5: Option<Md5>,
     /// A checksum the client announced (`x-amz-checksum-*`), to verify once the body ends.
     pub checksum: Option<s3s::checksum::ChecksumHasher>,
 }
@@ -53,68 +54,97 @@ pub struct Digests {
 impl Digests {
     fn update(&mut self, data: &[u8]) {
         if let Some(m) = &mut self.md5 {
-            md5::Digest::update(m, data);
+            m.update(data);
         }
         if let Some(c) = &mut self.checksum {
             c.update(data);
         }
     }
-
-    fn wanted(&self) -> bool {
-        self.md5.is_some() || self.checksum.is_some()
-    }
 }
 
-/// Bytes after which an upload's digests move to a thread of their own: hashing a body on
-/// the task that reads it and feeds the pipelines would slow the upload by the hashing time
-/// (MD5 runs at about 600 MB/s, 1.7 ms per MiB); a small body is not worth the hand-off.
-/// At 1 MiB, 1 MiB objects were still hashed inline (S3 puts at 0.75 of native; 0.83 apart).
-const HASH_APART_AFTER: u64 = 256 << 10;
+/// Bytes after which an upload's digests are computed off the task that reads the body:
+/// hashing there would slow the upload by the hashing time (MD5 runs at about 600 MB/s,
+/// 1.7 ms per MiB); a small body is not worth the hand-off. The MD5 goes to the
+/// [`multi_md5`] thread, which hashes concurrent uploads together, a checksum to a thread of
+/// the upload's own.
+const HASH_APART_AFTER: u64 = 64 << 10;
 
-/// Frames queued for the hashing thread at most (backpressure beyond).
+/// Frames queued for a checksum thread at most (backpressure beyond).
 const HASH_QUEUE: usize = 32;
 
 /// Where an upload's digests are computed.
 enum Hashing {
     Inline(Box<Digests>),
     Apart {
-        frames: tokio::sync::mpsc::Sender<Bytes>,
-        done: tokio::task::JoinHandle<Digests>,
+        md5: Option<Md5Stream>,
+        checksum: Option<ChecksumThread>,
     },
+}
+
+/// A checksum computed on a thread of its own.
+struct ChecksumThread {
+    frames: tokio::sync::mpsc::Sender<Bytes>,
+    done: tokio::task::JoinHandle<s3s::checksum::ChecksumHasher>,
+}
+
+impl ChecksumThread {
+    fn start(mut hasher: s3s::checksum::ChecksumHasher) -> Self {
+        let (frames, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            while let Some(b) = rx.blocking_recv() {
+                hasher.update(&b);
+            }
+            hasher
+        });
+        Self { frames, done }
+    }
 }
 
 impl Hashing {
     /// Feeds `data`, the body's bytes up to `total` included.
     async fn update(&mut self, data: &Bytes, total: u64) {
         if let Hashing::Inline(d) = self {
-            if !d.wanted() || total <= HASH_APART_AFTER {
+            if (d.md5.is_none() && d.checksum.is_none()) || total <= HASH_APART_AFTER {
                 d.update(data);
                 return;
             }
-            let mut digests = std::mem::take(d.as_mut());
-            let (frames, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
-            let done = tokio::task::spawn_blocking(move || {
-                while let Some(b) = rx.blocking_recv() {
-                    digests.update(&b);
-                }
-                digests
-            });
-            *self = Hashing::Apart { frames, done };
+            let digests = std::mem::take(d.as_mut());
+            *self = Hashing::Apart {
+                md5: digests.md5.map(Md5Stream::start),
+                checksum: digests.checksum.map(ChecksumThread::start),
+            };
         }
-        if let Hashing::Apart { frames, .. } = self {
-            // The thread only ends when the sender is dropped, so a send cannot fail while
-            // it runs; if it panicked, `finish` reports the digests as lost.
-            let _ = frames.send(data.clone()).await;
+        if let Hashing::Apart { md5, checksum } = self {
+            if let Some(m) = md5 {
+                m.feed(data.clone()).await;
+            }
+            if let Some(c) = checksum {
+                // The thread only ends when the sender is dropped, so a send cannot fail
+                // while it runs; if it panicked, `finish` reports the checksum as lost.
+                let _ = c.frames.send(data.clone()).await;
+            }
         }
     }
 
     async fn finish(self) -> Result<Digests, DataError> {
+        let lost = |e: &dyn std::fmt::Display| {
+            DataError::Unavailable(format!("hashing the body failed: {e}"))
+        };
         match self {
             Hashing::Inline(d) => Ok(*d),
-            Hashing::Apart { frames, done } => {
-                drop(frames);
-                done.await
-                    .map_err(|e| DataError::Unavailable(format!("hashing the body failed: {e}")))
+            Hashing::Apart { md5, checksum } => {
+                let md5 = match md5 {
+                    Some(m) => Some(m.finish().await.map_err(|e| lost(&e))?),
+                    None => None,
+                };
+                let checksum = match checksum {
+                    Some(c) => {
+                        drop(c.frames);
+                        Some(c.done.await.map_err(|e| lost(&e))?)
+                    }
+                    None => None,
+                };
+                Ok(Digests { md5, checksum })
             }
         }
     }

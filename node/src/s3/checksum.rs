@@ -3,7 +3,8 @@
 //! trailer. Both digests are computed while the body streams through (`files::write`).
 
 use base64::Engine;
-use md5::Digest;
+
+use crate::multi_md5::Md5;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::Checksum;
 use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
@@ -107,7 +108,7 @@ pub struct Claims<'a> {
 }
 
 /// The body's MD5, checked against `Content-MD5` when the client sent one.
-pub fn md5_checked(md5: Option<md5::Md5>, content_md5: Option<&str>) -> S3Result<Vec<u8>> {
+pub fn md5_checked(md5: Option<Md5>, content_md5: Option<&str>) -> S3Result<Vec<u8>> {
     let md5 = md5.map(|m| m.finalize().to_vec()).unwrap_or_default();
     if let Some(sent) = content_md5 {
         let want = base64::engine::general_purpose::STANDARD
@@ -182,7 +183,11 @@ mod tests {
 
     #[test]
     fn content_md5_is_checked() {
-        let m = || Some(md5::Md5::new_with_prefix(b"hello"));
+        let m = || {
+            let mut m = Md5::new();
+            m.update(b"hello");
+            Some(m)
+        };
         assert!(md5_checked(m(), Some("XUFAKrxLKna5cZ2REBfFkg==")).is_ok());
         assert_eq!(
             md5_checked(m(), Some("fXkwN6B2AYZXSwKC8vQ15w=="))

@@ -152,7 +152,7 @@ async fn store_part(
     };
     let mut guard = Uncommitted::new(&s3.dp.repairs);
     let digests = Digests {
-        md5: Some(md5::Md5::new()),
+        md5: Some(crate::multi_md5::Md5::new()),
         checksum: claims.checksum.as_ref().map(|c| c.hasher()).transpose()?,
     };
     let stored = write::store(&s3.dp, lead, body, None, digests)

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use base64::Engine;
-use md5::Digest;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
@@ -544,7 +543,7 @@ impl S3 for FileGridS3 {
             headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()),
         );
         let digests = Digests {
-            md5: Some(md5::Md5::new()),
+            md5: Some(crate::multi_md5::Md5::new()),
             checksum: checksum.as_ref().map(|c| c.hasher()).transpose()?,
         };
         let Ok(_permit) = self.dp.uploads.clone().try_acquire_owned() else {
