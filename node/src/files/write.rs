@@ -30,7 +30,7 @@ use crate::cluster::ChunkCallError;
 use crate::cluster::client::PutChunk;
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
-use crate::multi_md5::{Md5, Md5Stream};
+use crate::multi_md5::{Md5, Md5Stream, kernel};
 use crate::zk::records;
 use filegrid_proto::ErrorCode;
 use filegrid_proto::chunk::PutResponse;
@@ -65,11 +65,12 @@ impl Digests {
 /// Bytes after which an upload's digests are computed off the task that reads the body:
 /// hashing there would slow the upload by the hashing time (MD5 runs at about 600 MB/s,
 /// 1.7 ms per MiB); a small body is not worth the hand-off. The MD5 goes to the
-/// [`multi_md5`] thread, which hashes concurrent uploads together, a checksum to a thread of
-/// the upload's own.
+/// [`multi_md5`](crate::multi_md5) thread, which hashes concurrent uploads together, where
+/// the CPU can ([`kernel::lanes_available`]); a checksum, and the MD5 elsewhere, to a thread of
+/// the upload's own, so that uploads are still hashed side by side on every core.
 const HASH_APART_AFTER: u64 = 64 << 10;
 
-/// Frames queued for a checksum thread at most (backpressure beyond).
+/// Frames queued for an upload's hashing thread at most (backpressure beyond).
 const HASH_QUEUE: usize = 32;
 
 /// Where an upload's digests are computed.
@@ -77,30 +78,43 @@ enum Hashing {
     Inline(Box<Digests>),
     Apart {
         md5: Option<Md5Stream>,
-        checksum: Option<ChecksumThread>,
+        thread: Option<DigestThread>,
     },
 }
 
-/// A checksum computed on a thread of its own.
-struct ChecksumThread {
+/// Digests computed on a thread of the upload's own.
+struct DigestThread {
     frames: tokio::sync::mpsc::Sender<Bytes>,
-    done: tokio::task::JoinHandle<s3s::checksum::ChecksumHasher>,
+    done: tokio::task::JoinHandle<Digests>,
 }
 
-impl ChecksumThread {
-    fn start(mut hasher: s3s::checksum::ChecksumHasher) -> Self {
+impl DigestThread {
+    fn start(mut digests: Digests) -> Self {
         let (frames, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             while let Some(b) = rx.blocking_recv() {
-                hasher.update(&b);
+                digests.update(&b);
             }
-            hasher
+            digests
         });
         Self { frames, done }
     }
 }
 
 impl Hashing {
+    /// Hashing off the upload's task: the MD5 on the batching thread if `batch_md5`, the
+    /// rest on a thread of the upload's own.
+    fn apart(mut rest: Digests, batch_md5: bool) -> Self {
+        let md5 = if batch_md5 {
+            rest.md5.take().map(Md5Stream::start)
+        } else {
+            None
+        };
+        let thread =
+            (rest.md5.is_some() || rest.checksum.is_some()).then(|| DigestThread::start(rest));
+        Hashing::Apart { md5, thread }
+    }
+
     /// Feeds `data`, the body's bytes up to `total` included.
     async fn update(&mut self, data: &Bytes, total: u64) {
         if let Hashing::Inline(d) = self {
@@ -108,20 +122,16 @@ impl Hashing {
                 d.update(data);
                 return;
             }
-            let digests = std::mem::take(d.as_mut());
-            *self = Hashing::Apart {
-                md5: digests.md5.map(Md5Stream::start),
-                checksum: digests.checksum.map(ChecksumThread::start),
-            };
+            *self = Hashing::apart(std::mem::take(d.as_mut()), kernel::lanes_available());
         }
-        if let Hashing::Apart { md5, checksum } = self {
+        if let Hashing::Apart { md5, thread } = self {
             if let Some(m) = md5 {
                 m.feed(data.clone()).await;
             }
-            if let Some(c) = checksum {
+            if let Some(t) = thread {
                 // The thread only ends when the sender is dropped, so a send cannot fail
-                // while it runs; if it panicked, `finish` reports the checksum as lost.
-                let _ = c.frames.send(data.clone()).await;
+                // while it runs; if it panicked, `finish` reports the digests as lost.
+                let _ = t.frames.send(data.clone()).await;
             }
         }
     }
@@ -132,19 +142,18 @@ impl Hashing {
         };
         match self {
             Hashing::Inline(d) => Ok(*d),
-            Hashing::Apart { md5, checksum } => {
-                let md5 = match md5 {
-                    Some(m) => Some(m.finish().await.map_err(|e| lost(&e))?),
-                    None => None,
-                };
-                let checksum = match checksum {
-                    Some(c) => {
-                        drop(c.frames);
-                        Some(c.done.await.map_err(|e| lost(&e))?)
+            Hashing::Apart { md5, thread } => {
+                let mut digests = match thread {
+                    Some(t) => {
+                        drop(t.frames);
+                        t.done.await.map_err(|e| lost(&e))?
                     }
-                    None => None,
+                    None => Digests::default(),
                 };
-                Ok(Digests { md5, checksum })
+                if let Some(m) = md5 {
+                    digests.md5 = Some(m.finish().await.map_err(|e| lost(&e))?);
+                }
+                Ok(digests)
             }
         }
     }
@@ -592,6 +601,45 @@ mod tests {
     use super::*;
     use filegrid_proto::ErrorBody;
     use filegrid_proto::chunk::Failure;
+
+    /// Both ways of hashing off the upload's task (the batching thread where AVX2 is, an
+    /// upload's own thread elsewhere) give the MD5 and the checksum of the whole body.
+    #[tokio::test]
+    async fn digests_computed_apart_cover_the_whole_body_either_way() {
+        use md5::Digest;
+        let body: Vec<u8> = (0..700_003u32).map(|i| (i * 13 + i / 251) as u8).collect();
+        let want_md5: [u8; 16] = md5::Md5::digest(&body).into();
+        let crc32 = || s3s::checksum::ChecksumHasher {
+            crc32: Some(Default::default()),
+            ..Default::default()
+        };
+        let mut want_crc = crc32();
+        want_crc.update(&body);
+        let want_crc = want_crc.finalize();
+        for batch in [true, false] {
+            let mut first = Digests {
+                md5: Some(Md5::new()),
+                checksum: Some(crc32()),
+            };
+            let head = HASH_APART_AFTER as usize;
+            first.update(&body[..head]);
+            let mut hashing = Hashing::apart(first, batch);
+            let Hashing::Apart { md5, thread } = &hashing else {
+                panic!("apart");
+            };
+            assert_eq!(md5.is_some(), batch, "the MD5 on the batching thread");
+            assert!(thread.is_some(), "the checksum on a thread of its own");
+            let mut total = head as u64;
+            for piece in body[head..].chunks(30_001) {
+                total += piece.len() as u64;
+                hashing.update(&Bytes::copy_from_slice(piece), total).await;
+            }
+            let d = hashing.finish().await.expect("hashed");
+            assert_eq!(d.md5.expect("md5").finalize(), want_md5, "batch {batch}");
+            let got = d.checksum.expect("checksum").finalize();
+            assert_eq!(got.checksum_crc32, want_crc.checksum_crc32, "batch {batch}");
+        }
+    }
 
     fn pipeline() -> Vec<(ServerId, String)> {
         (1..=3).map(|i| (sid(i), format!("h{i}:9700"))).collect()
