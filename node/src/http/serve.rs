@@ -190,12 +190,18 @@ async fn serve_connection(
         _ = closing.cancelled() => return,
     };
     match accepted {
-        Ok(Ok(Some(stream))) => drive(stream, router, limits, closing).await,
+        Ok(Ok(Some(mut stream))) => {
+            stream.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
+            drive(stream, router, limits, closing).await
+        }
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!("TLS handshake not done within header_read_timeout"),
     }
 }
+
+/// Bytes of a large answer encrypted per write to the socket (rustls's default is 64 KiB).
+const TLS_SEND_BUFFER: usize = 1 << 20;
 
 /// Whether the client's first byte is a TLS handshake record (a plain HTTP request starts
 /// with a letter).
