@@ -371,8 +371,11 @@ fn wait_ack_after(rec: &Recorder, t: u64, timeout: Duration) -> Result<(), nemes
     }
 }
 
-/// Deletes the manifest of a file whose every delete was acknowledged or refused (so its
-/// absence cannot be explained by a delete of unknown outcome); returns its key.
+/// Deletes the manifest of a file that must exist: none of its writes and deletes has an
+/// unknown outcome, and an acknowledged write began after every acknowledged delete had
+/// ended. Only then is its absence a lost write to the checker (a write concurrent with a
+/// delete may come before it, and a write of unknown outcome may never have happened);
+/// returns its key.
 fn sabotage(grid: &Grid, keys: &[String], ops: &[filegrid_faults::history::Op]) -> Option<String> {
     use filegrid_faults::history::{OpKind, Outcome};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -384,10 +387,20 @@ fn sabotage(grid: &Grid, keys: &[String], ops: &[filegrid_faults::history::Op]) 
             .await
             .ok()?;
         for key in keys {
-            let unknown_delete = ops.iter().any(|o| {
-                &o.key == key && o.kind == OpKind::Delete && o.outcome == Outcome::Unknown
+            let mine = || ops.iter().filter(|o| &o.key == key && o.is_mutation());
+            if mine().any(|o| o.outcome == Outcome::Unknown) {
+                continue;
+            }
+            let deleted = mine()
+                .filter(|o| o.kind == OpKind::Delete && o.outcome == Outcome::Ok)
+                .map(|o| o.complete)
+                .max();
+            let written_after = mine().any(|o| {
+                matches!(o.kind, OpKind::Write { .. })
+                    && o.outcome == Outcome::Ok
+                    && deleted.is_none_or(|d| o.invoke > d)
             });
-            if unknown_delete {
+            if !written_after {
                 continue;
             }
             let path = format!("/distributed_file_grid/files/{key}");
