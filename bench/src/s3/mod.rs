@@ -62,8 +62,8 @@ struct Figures {
     small_get: f64,
     medium_put: f64,
     medium_get: f64,
-    /// The FileGrid leader's CPU seconds per MiB of 1 MiB puts (0 for a peer).
-    medium_put_cpu: f64,
+    /// The FileGrid leader's CPU seconds per MiB of 1 MiB puts (none for a peer).
+    medium_put_cpu: Option<f64>,
 }
 
 pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchError> {
@@ -156,7 +156,7 @@ pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchErro
             let f = measure(e, cpu_pids[i], &source, options.size, &options, run).await?;
             let mib = |v: f64| v / (1u64 << 20) as f64;
             println!(
-                "run {}/{} {:<12} large put {:>6.0} MiB/s multipart {:>6.0} MiB/s get {:>6.0} MiB/s | 4 KiB put {:>6.0}/s get {:>6.0}/s | 1 MiB put {:>5.0} MiB/s ({:.2} leader CPU ms/MiB) get {:>5.0} MiB/s",
+                "run {}/{} {:<12} large put {:>6.0} MiB/s multipart {:>6.0} MiB/s get {:>6.0} MiB/s | 4 KiB put {:>6.0}/s get {:>6.0}/s | 1 MiB put {:>5.0} MiB/s{} get {:>5.0} MiB/s",
                 run + 1,
                 options.runs,
                 e.name(),
@@ -166,7 +166,9 @@ pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchErro
                 f.small_put,
                 f.small_get,
                 mib(f.medium_put),
-                f.medium_put_cpu * 1e3,
+                f.medium_put_cpu
+                    .map(|c| format!(" ({:.2} leader CPU ms/MiB)", c * 1e3))
+                    .unwrap_or_default(),
                 mib(f.medium_get)
             );
             figures[i].push(f);
@@ -275,12 +277,14 @@ async fn measure(
         small_get,
         medium_put: medium_put * MEDIUM as f64,
         medium_get: medium_get * MEDIUM as f64,
-        medium_put_cpu: medium_cpu / (o.medium as f64 * MEDIUM as f64 / (1u64 << 20) as f64),
+        medium_put_cpu: medium_cpu
+            .map(|c| c / (o.medium as f64 * MEDIUM as f64 / (1u64 << 20) as f64)),
     })
 }
 
 /// Puts then gets `n` objects of `len` bytes with `clients` concurrent clients; objects
-/// per second of each phase, and the CPU seconds process `cpu_pid` used during the puts.
+/// per second of each phase, and the CPU seconds process `cpu_pid` used during the puts
+/// (none without a process, or when its CPU time cannot be read).
 async fn many(
     e: &Endpoint,
     prefix: &str,
@@ -288,13 +292,9 @@ async fn many(
     len: usize,
     clients: usize,
     cpu_pid: Option<i32>,
-) -> Result<(f64, f64, f64), BenchError> {
-    let cpu = || {
-        cpu_pid
-            .and_then(crate::data::rss::cpu_seconds)
-            .unwrap_or(0.0)
-    };
-    let mut put_cpu = 0.0;
+) -> Result<(f64, f64, Option<f64>), BenchError> {
+    let cpu = || cpu_pid.and_then(crate::data::rss::cpu_seconds);
+    let mut put_cpu = None;
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..n).map(|i| content(i, len)).collect());
     let mut rates = [0.0; 2];
     for (phase, rate) in rates.iter_mut().enumerate() {
@@ -331,7 +331,7 @@ async fn many(
         }
         *rate = n as f64 / t.elapsed().as_secs_f64();
         if phase == 0 {
-            put_cpu = cpu() - cpu_before;
+            put_cpu = cpu().zip(cpu_before).map(|(after, before)| after - before);
         }
     }
     Ok((rates[0], rates[1], put_cpu))
@@ -390,7 +390,7 @@ fn report(endpoints: &[Endpoint], figures: &[Vec<Figures>]) -> Report {
         r.row(Row::new(
             format!("1 MiB puts: leader CPU ms per MiB, {}", e.name()),
             Unit::Milliseconds,
-            f.iter().map(|f| f.medium_put_cpu).collect(),
+            f.iter().filter_map(|f| f.medium_put_cpu).collect(),
         ));
     }
     for (name, unit, pick, is_put, judged) in workloads {

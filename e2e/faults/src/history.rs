@@ -83,6 +83,27 @@ impl Op {
     }
 }
 
+/// Whether `key` must exist at the end of a run, whatever order concurrent operations took:
+/// none of its writes and deletes has an unknown outcome, and an acknowledged write began
+/// after every acknowledged delete had ended. (A write concurrent with a delete may come
+/// before it, and a write of unknown outcome may never have happened: the checker excuses the
+/// key's absence in both cases.)
+pub fn surely_present(ops: &[Op], key: &str) -> bool {
+    let mine = || ops.iter().filter(|o| o.key == key && o.is_mutation());
+    if mine().any(|o| o.outcome == Outcome::Unknown) {
+        return false;
+    }
+    let deleted = mine()
+        .filter(|o| o.kind == OpKind::Delete && o.outcome == Outcome::Ok)
+        .map(|o| o.complete)
+        .max();
+    mine().any(|o| {
+        matches!(o.kind, OpKind::Write { .. })
+            && o.outcome == Outcome::Ok
+            && deleted.is_none_or(|d| o.invoke > d)
+    })
+}
+
 /// Which head a `/v1/leader` answer named for an epoch, when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderSeen {
@@ -144,5 +165,65 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(kind: OpKind, invoke: u64, complete: u64, outcome: Outcome) -> Op {
+        Op {
+            client: 0,
+            key: "k".into(),
+            kind,
+            invoke,
+            complete,
+            outcome,
+            epoch: None,
+            final_read: false,
+            note: None,
+        }
+    }
+
+    fn write(invoke: u64, complete: u64, outcome: Outcome) -> Op {
+        let kind = OpKind::Write {
+            digest: digest(b"v"),
+            size: 1,
+        };
+        op(kind, invoke, complete, outcome)
+    }
+
+    #[test]
+    fn only_a_write_begun_after_every_delete_ended_makes_a_key_surely_present() {
+        let delete = |i, c| op(OpKind::Delete, i, c, Outcome::Ok);
+        assert!(surely_present(&[write(0, 10, Outcome::Ok)], "k"));
+        assert!(!surely_present(&[write(0, 10, Outcome::Ok)], "other"));
+        assert!(surely_present(
+            &[delete(0, 10), write(11, 20, Outcome::Ok)],
+            "k"
+        ));
+        // Overlapping the delete, the write may have come first.
+        assert!(!surely_present(
+            &[write(5, 20, Outcome::Ok), delete(0, 10)],
+            "k"
+        ));
+        // A refused write changed nothing.
+        assert!(!surely_present(
+            &[delete(0, 10), write(11, 20, Outcome::Failed)],
+            "k"
+        ));
+        // Any write or delete of unknown outcome makes the end state uncertain.
+        assert!(!surely_present(
+            &[write(0, 10, Outcome::Ok), write(11, 20, Outcome::Unknown)],
+            "k"
+        ));
+        assert!(!surely_present(
+            &[
+                write(0, 10, Outcome::Ok),
+                op(OpKind::Delete, 11, 20, Outcome::Unknown)
+            ],
+            "k"
+        ));
     }
 }

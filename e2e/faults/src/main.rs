@@ -371,13 +371,9 @@ fn wait_ack_after(rec: &Recorder, t: u64, timeout: Duration) -> Result<(), nemes
     }
 }
 
-/// Deletes the manifest of a file that must exist: none of its writes and deletes has an
-/// unknown outcome, and an acknowledged write began after every acknowledged delete had
-/// ended. Only then is its absence a lost write to the checker (a write concurrent with a
-/// delete may come before it, and a write of unknown outcome may never have happened);
-/// returns its key.
+/// Deletes the manifest of a file that must exist ([`filegrid_faults::history::surely_present`]),
+/// so that its absence is a lost write to the checker; returns its key.
 fn sabotage(grid: &Grid, keys: &[String], ops: &[filegrid_faults::history::Op]) -> Option<String> {
-    use filegrid_faults::history::{OpKind, Outcome};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -387,20 +383,7 @@ fn sabotage(grid: &Grid, keys: &[String], ops: &[filegrid_faults::history::Op]) 
             .await
             .ok()?;
         for key in keys {
-            let mine = || ops.iter().filter(|o| &o.key == key && o.is_mutation());
-            if mine().any(|o| o.outcome == Outcome::Unknown) {
-                continue;
-            }
-            let deleted = mine()
-                .filter(|o| o.kind == OpKind::Delete && o.outcome == Outcome::Ok)
-                .map(|o| o.complete)
-                .max();
-            let written_after = mine().any(|o| {
-                matches!(o.kind, OpKind::Write { .. })
-                    && o.outcome == Outcome::Ok
-                    && deleted.is_none_or(|d| o.invoke > d)
-            });
-            if !written_after {
+            if !filegrid_faults::history::surely_present(ops, key) {
                 continue;
             }
             let path = format!("/distributed_file_grid/files/{key}");
