@@ -586,7 +586,8 @@ fn malformed_requests_get_the_standard_errors() {
 
 /// Over HTTPS boto3 sends `aws-chunked` bodies with a trailing CRC32 (unsigned payload with a
 /// trailer), which plain-HTTP clients do not: the trailer is checked and kept, for a
-/// single-part and a multipart upload.
+/// single-part and a multipart upload; the `aws-chunked` framing is not kept as the object's
+/// `Content-Encoding`.
 #[test]
 fn boto3_over_tls_sends_aws_chunked_bodies_with_trailing_checksums() {
     let grid = Grid::start(
@@ -617,6 +618,11 @@ p = s3.put_object(Bucket="tls", Key="one", Body=body)
 h = s3.head_object(Bucket="tls", Key="one", ChecksumMode="ENABLED")
 assert h.get("ChecksumCRC32") and h.get("ChecksumCRC32") == p.get("ChecksumCRC32"), (p, h)
 assert s3.get_object(Bucket="tls", Key="one")["Body"].read() == body
+# aws-chunked only framed the request: the object keeps the encoding it was given, or none.
+assert "ContentEncoding" not in h, h
+s3.put_object(Bucket="tls", Key="zipped", Body=body, ContentEncoding="gzip")
+g = s3.get_object(Bucket="tls", Key="zipped")
+assert g["ContentEncoding"] == "gzip" and g["Body"].read() == body, g
 big = os.urandom(11 << 20)
 s3.upload_fileobj(io.BytesIO(big), "tls", "multi", Config=boto3.s3.transfer.TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
 assert s3.get_object(Bucket="tls", Key="multi")["Body"].read() == big

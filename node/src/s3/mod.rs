@@ -13,6 +13,7 @@
 //! call is served by the leader: a standby forwards it there unchanged (its signature covers
 //! the `Host` header, which is kept), streaming both ways.
 
+pub mod answer;
 pub mod auth;
 pub mod checksum;
 pub mod error;
@@ -111,14 +112,22 @@ fn reads_only(method: &axum::http::Method) -> bool {
     method == axum::http::Method::GET || method == axum::http::Method::HEAD
 }
 
+/// Serves one S3 request and names it: every answer carries a request id, and an error
+/// S3's message for its code where it has none ([`answer`]).
+async fn serve(State(g): State<Gate>, req: Request) -> Response {
+    let method = req.method().clone();
+    let resp = route(&g, req).await;
+    finish(resp, &method).await
+}
+
 /// Serves a read on any head that can read committed state and everything else on the
 /// leader; a standby forwards what it does not serve to the leader.
-async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
+async fn route(g: &Gate, mut req: Request) -> Response {
     if reads_only(req.method())
         && let Some(view) = read_view(&g.election, &g.membership).await
     {
         req.extensions_mut().insert(view);
-        return call(&g, req).await;
+        return call(g, req).await;
     }
     let st = crate::head::leader_only::status_with_leader(
         &g.election,
@@ -136,7 +145,7 @@ async fn serve(State(g): State<Gate>, mut req: Request) -> Response {
                 );
             };
             req.extensions_mut().insert(lead);
-            call(&g, req).await
+            call(g, req).await
         }
         (Role::Standby, Some(leader)) if !req.headers().contains_key(FORWARDED_BY_HEADER) => {
             let Some(port) = leader.s3_port else {
@@ -173,6 +182,61 @@ async fn call(g: &Gate, req: Request) -> Response {
     }
 }
 
+/// Names `resp` (a forwarded answer keeps the leader's name) and completes its error body.
+async fn finish(mut resp: Response, method: &axum::http::Method) -> Response {
+    let id = match resp
+        .headers()
+        .get(answer::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) => id.to_string(),
+        None => {
+            let id = answer::request_id();
+            if let Ok(v) = header::HeaderValue::from_str(&id) {
+                resp.headers_mut().insert(answer::REQUEST_ID_HEADER, v);
+            }
+            id
+        }
+    };
+    let status = resp.status();
+    let xml = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("xml"));
+    if !(status.is_client_error() || status.is_server_error()) || !xml {
+        if status.is_client_error() || status.is_server_error() {
+            tracing::debug!(request_id = %id, %method, status = status.as_u16(), "S3 request refused");
+        }
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, answer::MAX_ERROR_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(request_id = %id, error = %e, "S3 error body not completed");
+            return Response::from_parts(parts, Body::empty());
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let code = answer::error_code(&text).unwrap_or("").to_string();
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(request_id = %id, %method, status = status.as_u16(), %code, "S3 request failed");
+    } else {
+        tracing::debug!(request_id = %id, %method, status = status.as_u16(), %code, "S3 request refused");
+    }
+    let body = match answer::complete_error(&text, &id) {
+        Some(done) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, done.len().into());
+            Body::from(done)
+        }
+        None => Body::from(bytes),
+    };
+    Response::from_parts(parts, body)
+}
+
 /// On the leader, removes multipart uploads left alone longer than `max_age`, until `stop`.
 pub async fn collect_uploads(
     dp: Arc<DataPlane>,
@@ -203,7 +267,7 @@ pub async fn collect_uploads(
 fn unavailable(message: &str) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ServiceUnavailable</Code><Message>{}</Message></Error>",
-        xml_escape(message)
+        answer::xml_escape(message)
     );
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -214,12 +278,6 @@ fn unavailable(message: &str) -> Response {
         body,
     )
         .into_response()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -247,6 +305,6 @@ mod tests {
         let r = unavailable("a <b> & c");
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(xml_escape("a <b> & c"), "a &lt;b&gt; &amp; c");
+        assert_eq!(answer::xml_escape("a <b> & c"), "a &lt;b&gt; &amp; c");
     }
 }

@@ -218,7 +218,7 @@ pub(super) fn attrs_from(
     ObjectAttrs {
         etag: None,
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| stored_encoding(&e)),
         content_disposition,
         content_language,
         cache_control,
@@ -234,6 +234,18 @@ pub(super) fn attrs_from(
             .collect(),
         checksum: None,
     }
+}
+
+/// The `Content-Encoding` an object keeps: the one it was sent with, less `aws-chunked`, which
+/// only says how that request's body was framed (S3 drops it too). `None` when nothing is left.
+/// Reads apply it as well, to objects stored before it was.
+pub(super) fn stored_encoding(sent: &str) -> Option<String> {
+    let kept: Vec<&str> = sent
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 /// Commits `meta` at `path`; with `must_be_new`, only if nothing is there yet.
@@ -648,7 +660,7 @@ impl S3 for FileGridS3 {
                 .or(Some("binary/octet-stream".into())),
             content_encoding: input
                 .response_content_encoding
-                .or(attrs.content_encoding.clone()),
+                .or(attrs.content_encoding.as_deref().and_then(stored_encoding)),
             content_disposition: input
                 .response_content_disposition
                 .or(attrs.content_disposition.clone()),
@@ -697,7 +709,7 @@ impl S3 for FileGridS3 {
                 .response_content_type
                 .or(attrs.content_type.clone())
                 .or(Some("binary/octet-stream".into())),
-            content_encoding: attrs.content_encoding.clone(),
+            content_encoding: attrs.content_encoding.as_deref().and_then(stored_encoding),
             content_disposition: attrs.content_disposition.clone(),
             content_language: attrs.content_language.clone(),
             cache_control: attrs.cache_control.clone(),
@@ -1027,6 +1039,18 @@ mod tests {
 
     fn tag(v: &str) -> ETagCondition {
         ETagCondition::ETag(ETag::Strong(v.into()))
+    }
+
+    #[test]
+    fn aws_chunked_framing_is_not_kept_as_the_object_s_encoding() {
+        assert_eq!(stored_encoding("gzip").as_deref(), Some("gzip"));
+        assert_eq!(stored_encoding("gzip,aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(
+            stored_encoding("aws-chunked, gzip, br").as_deref(),
+            Some("gzip,br")
+        );
+        assert_eq!(stored_encoding("AWS-Chunked"), None);
+        assert_eq!(stored_encoding(" , "), None);
     }
 
     #[test]

@@ -23,10 +23,19 @@ def check(cond, what):
 
 
 def error_code(fn):
+    """The S3 error code and HTTP status of `fn`'s failure; every error must name its request
+    (x-amz-request-id) and, when it has a body, say in words what went wrong."""
     try:
         fn()
     except botocore.exceptions.ClientError as e:
-        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+        code = e.response["Error"]["Code"]
+        status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        request_id = e.response["ResponseMetadata"].get("RequestId", "")
+        check(len(request_id) == 16, f"{code}: request id {request_id!r}")
+        if not code.isdigit():
+            message = e.response["Error"].get("Message", "")
+            check(message and message != "Unknown", f"{code}: message {message!r}")
+        return code, status
     return None, 200
 
 
@@ -46,7 +55,9 @@ bucket = "boto"
 s3.create_bucket(Bucket=bucket)
 code, status = error_code(lambda: s3.create_bucket(Bucket=bucket))
 check(code == "BucketAlreadyOwnedByYou", f"second create: {code}")
-check(any(b["Name"] == bucket for b in s3.list_buckets()["Buckets"]), "bucket listed")
+listed = s3.list_buckets()
+check(any(b["Name"] == bucket for b in listed["Buckets"]), "bucket listed")
+check(len(listed["ResponseMetadata"]["RequestId"]) == 16, "a request id on success")
 code, status = error_code(lambda: s3.head_bucket(Bucket="no-such-bucket"))
 check(status == 404, f"head of a missing bucket: {status}")
 
