@@ -503,6 +503,12 @@ fn malformed_requests_get_the_standard_errors() {
             "{code}: {}",
             got.1
         );
+        // Every error says what went wrong and names its request.
+        assert!(
+            got.1.contains("<Message>") && got.1.contains("<RequestId>"),
+            "{code}: {}",
+            got.1
+        );
     };
     // Malformed XML.
     expect(
@@ -574,10 +580,55 @@ fn malformed_requests_get_the_standard_errors() {
     );
     expect(curl("PUT", "/Bad_Name", "", &[]), 400, "InvalidBucketName");
     // Unsupported features are refused, never a wrong success.
+    let versioning = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>";
     expect(
-        curl("GET", "/bad?versioning=", "", &[]),
+        curl("PUT", "/bad?versioning=", versioning, &[]),
         501,
         "NotImplemented",
+    );
+    expect(
+        curl(
+            "PUT",
+            "/bad/small?tagging=",
+            "<Tagging><TagSet></TagSet></Tagging>",
+            &[],
+        ),
+        501,
+        "NotImplemented",
+    );
+    // Asked for, a setting never made is absent, as on S3 for a bucket without it.
+    let (status, text) = curl("GET", "/bad?versioning=", "", &[]);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("VersioningConfiguration") && !text.contains("<Status>"),
+        "{text}"
+    );
+    expect(
+        curl("GET", "/bad?policy=", "", &[]),
+        404,
+        "NoSuchBucketPolicy",
+    );
+    expect(curl("GET", "/bad?tagging=", "", &[]), 404, "NoSuchTagSet");
+    expect(
+        curl("GET", "/bad?lifecycle=", "", &[]),
+        404,
+        "NoSuchLifecycleConfiguration",
+    );
+    expect(
+        curl("GET", "/bad?encryption=", "", &[]),
+        404,
+        "ServerSideEncryptionConfigurationNotFoundError",
+    );
+    let (status, text) = curl("GET", "/bad/small?tagging=", "", &[]);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("<TagSet") && !text.contains("<Tag>"),
+        "{text}"
+    );
+    expect(
+        curl("GET", "/no-such-bucket?versioning=", "", &[]),
+        404,
+        "NoSuchBucket",
     );
     // The small object is still whole after all that.
     let (status, text) = curl("GET", "/bad/small", "", &[]);

@@ -64,6 +64,19 @@ pub fn standard_message(code: &str) -> &'static str {
         "MissingContentLength" => "You must provide the Content-Length HTTP header.",
         "MissingSecurityHeader" => "Your request is missing a required header.",
         "NoSuchBucket" => "The specified bucket does not exist.",
+        "NoSuchBucketPolicy" => "The specified bucket does not have a bucket policy.",
+        "NoSuchCORSConfiguration" => "The specified bucket does not have a CORS configuration.",
+        "NoSuchLifecycleConfiguration" => "The lifecycle configuration does not exist.",
+        "NoSuchTagSet" => "The specified tag set does not exist.",
+        "NoSuchWebsiteConfiguration" => {
+            "The specified bucket does not have a website configuration."
+        }
+        "ObjectLockConfigurationNotFoundError" => {
+            "Object Lock configuration does not exist for this bucket."
+        }
+        "ServerSideEncryptionConfigurationNotFoundError" => {
+            "The server-side encryption configuration was not found."
+        }
         "NoSuchKey" => "The specified key does not exist.",
         "NoSuchUpload" => {
             "The specified multipart upload does not exist. The upload ID might not be valid, or the multipart upload might have been aborted or completed."

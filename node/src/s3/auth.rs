@@ -42,7 +42,16 @@ pub fn need(op: &str) -> Option<Access> {
         | "ListBuckets"
         | "GetBucketLocation"
         | "ListParts"
-        | "ListMultipartUploads" => Some(Access::Read),
+        | "ListMultipartUploads"
+        | "GetBucketVersioning"
+        | "GetBucketPolicy"
+        | "GetBucketCors"
+        | "GetBucketLifecycleConfiguration"
+        | "GetBucketEncryption"
+        | "GetBucketTagging"
+        | "GetBucketWebsite"
+        | "GetObjectLockConfiguration"
+        | "GetObjectTagging" => Some(Access::Read),
         "PutObject"
         | "DeleteObject"
         | "DeleteObjects"
@@ -107,7 +116,11 @@ mod tests {
         assert_eq!(need("ListObjectsV2"), Some(Access::Read));
         assert_eq!(need("PutObject"), Some(Access::Write));
         assert_eq!(need("CompleteMultipartUpload"), Some(Access::Write));
+        assert_eq!(need("GetBucketVersioning"), Some(Access::Read));
+        assert_eq!(need("GetObjectTagging"), Some(Access::Read));
         assert_eq!(need("PutBucketPolicy"), None);
+        assert_eq!(need("PutBucketVersioning"), None);
+        assert_eq!(need("PutObjectTagging"), None);
         assert_eq!(need("SomethingNew"), None);
     }
 }

@@ -376,6 +376,89 @@ impl S3 for FileGridS3 {
         }))
     }
 
+    // A bucket's settings that FileGrid has none of: a tool that asks (rclone's purge asks
+    // for versioning, s3cmd and infrastructure tools for the others) is told what S3 tells
+    // it for a bucket where that setting was never made. Setting any of them stays
+    // NotImplemented.
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(S3ErrorCode::NoSuchBucketPolicy))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(S3ErrorCode::NoSuchCORSConfiguration))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(S3ErrorCode::NoSuchLifecycleConfiguration))
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        let mut err = S3Error::new(S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError);
+        err.set_status_code(axum::http::StatusCode::NOT_FOUND);
+        Err(err)
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(S3ErrorCode::NoSuchTagSet))
+    }
+
+    async fn get_bucket_website(
+        &self,
+        req: S3Request<GetBucketWebsiteInput>,
+    ) -> S3Result<S3Response<GetBucketWebsiteOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(S3ErrorCode::NoSuchWebsiteConfiguration))
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(
+            S3ErrorCode::ObjectLockConfigurationNotFoundError,
+        ))
+    }
+
+    /// An object has no tags (they cannot be set): its tag set is empty, as S3's is for an
+    /// object put without tags.
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        object(&view(&req)?, &req.input.bucket, &req.input.key).await?;
+        Ok(S3Response::new(GetObjectTaggingOutput::default()))
+    }
+
     async fn delete_bucket(
         &self,
         req: S3Request<DeleteBucketInput>,
