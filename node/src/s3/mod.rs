@@ -204,8 +204,20 @@ async fn finish(mut resp: Response, method: &axum::http::Method) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.contains("xml"));
-    if !(status.is_client_error() || status.is_server_error()) || !xml {
-        if status.is_client_error() || status.is_server_error() {
+    // Only a whole error body of a known, small length is read and completed; anything else
+    // streams through untouched.
+    let length = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .or_else(|| {
+            resp.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+    let small = length.is_some_and(|n| n <= answer::MAX_ERROR_BODY as u64);
+    let failed = status.is_client_error() || status.is_server_error();
+    if !failed || !xml || !small {
+        if failed {
             tracing::debug!(request_id = %id, %method, status = status.as_u16(), "S3 request refused");
         }
         return resp;
@@ -214,7 +226,9 @@ async fn finish(mut resp: Response, method: &axum::http::Method) -> Response {
     let bytes = match axum::body::to_bytes(body, answer::MAX_ERROR_BODY).await {
         Ok(b) => b,
         Err(e) => {
+            // The body broke off (a forwarded answer whose connection dropped).
             tracing::debug!(request_id = %id, error = %e, "S3 error body not completed");
+            parts.headers.remove(header::CONTENT_LENGTH);
             return Response::from_parts(parts, Body::empty());
         }
     };
