@@ -106,9 +106,60 @@ impl S3Access for Roles {
     }
 }
 
+/// The region a request's Signature V4 credential scope names
+/// (`<key>/<date>/<region>/s3/aws4_request`), from the `Authorization` header or a presigned
+/// URL's `X-Amz-Credential`; `None` when it is not signed that way.
+pub fn signed_region(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
+    let credential = match authorization {
+        Some(a) if a.starts_with("AWS4-HMAC-SHA256") => {
+            let at = a.find("Credential=")? + "Credential=".len();
+            a[at..].split([',', ' ']).next()?.to_string()
+        }
+        _ => {
+            let raw = query?
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))?;
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8()
+                .ok()?
+                .into_owned()
+        }
+    };
+    let mut parts = credential.split('/');
+    parts.nth(2).map(str::to_string)
+}
+
+/// Whether the protocol layer takes `region` as a credential's region: any name of lower-case
+/// letters, digits and dashes (FileGrid accepts whatever region the client signs for), or
+/// none. s3cmd's default, `US`, is not one.
+pub fn region_accepted(region: &str) -> bool {
+    region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signed_region_comes_from_the_header_or_a_presigned_url() {
+        let header = "AWS4-HMAC-SHA256 Credential=AK/20261207/US/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=ab";
+        assert_eq!(signed_region(Some(header), None).as_deref(), Some("US"));
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261207%2Feu-west-3%2Fs3%2Faws4_request&X-Amz-Signature=ab";
+        assert_eq!(
+            signed_region(None, Some(query)).as_deref(),
+            Some("eu-west-3")
+        );
+        assert_eq!(signed_region(Some("AWS AK:sig"), None), None);
+        assert_eq!(signed_region(None, Some("list-type=2")), None);
+        assert_eq!(
+            signed_region(Some("AWS4-HMAC-SHA256 Credential=AK"), None),
+            None
+        );
+        assert!(region_accepted("us-east-1") && region_accepted("garage") && region_accepted(""));
+        assert!(!region_accepted("US") && !region_accepted("eu_west"));
+    }
 
     #[test]
     fn reads_writes_and_the_rest() {

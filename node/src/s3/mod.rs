@@ -59,6 +59,7 @@ struct Gate {
     service: S3Service,
     server_id: Arc<str>,
     forward: forward::Forwarder,
+    region: Arc<str>,
 }
 
 /// The S3 API as a router for `http::serve`.
@@ -90,6 +91,7 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
         service: builder.build(),
         server_id: options.server_id.into(),
         forward: options.forward,
+        region: options.region.as_str().into(),
     };
     Ok(Router::new().fallback(serve).with_state(gate))
 }
@@ -123,6 +125,15 @@ async fn serve(State(g): State<Gate>, req: Request) -> Response {
 /// Serves a read on any head that can read committed state and everything else on the
 /// leader; a standby forwards what it does not serve to the leader.
 async fn route(g: &Gate, mut req: Request) -> Response {
+    if let Some(region) = auth::signed_region(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        req.uri().query(),
+    ) && !auth::region_accepted(&region)
+    {
+        return wrong_region(&region, &g.region);
+    }
     if reads_only(req.method())
         && let Some(view) = read_view(&g.election, &g.membership).await
     {
@@ -275,6 +286,24 @@ pub async fn collect_uploads(
             Err(e) => tracing::warn!(error = %e, "could not collect abandoned multipart uploads"),
         }
     }
+}
+
+/// S3's answer to a request signed for a region it cannot take (`400
+/// AuthorizationHeaderMalformed` naming the right one): s3cmd, whose default region is `US`,
+/// signs the request again for the region named.
+fn wrong_region(signed: &str, ours: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region '{}' is wrong; expecting '{}'</Message><Region>{}</Region></Error>",
+        answer::xml_escape(signed),
+        answer::xml_escape(ours),
+        answer::xml_escape(ours)
+    );
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/xml")],
+        body,
+    )
+        .into_response()
 }
 
 /// A `503 ServiceUnavailable` in S3's XML, which SDKs retry.
