@@ -38,6 +38,7 @@ pub fn need(op: &str) -> Option<Access> {
         | "HeadObject"
         | "ListObjects"
         | "ListObjectsV2"
+        | "ListObjectVersions"
         | "HeadBucket"
         | "ListBuckets"
         | "GetBucketLocation"

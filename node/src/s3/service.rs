@@ -236,6 +236,18 @@ pub(super) fn attrs_from(
     }
 }
 
+/// The one version of every object: buckets are not versioned (S3 calls such a version `null`).
+const NULL_VERSION: &str = "null";
+
+/// A request for a version is served only for the one version there is, `null`; any other id
+/// is refused as S3 refuses it on a bucket that was never versioned.
+fn unversioned(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some(NULL_VERSION) => Ok(()),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
 /// The `Content-Encoding` an object keeps: the one it was sent with, less `aws-chunked`, which
 /// only says how that request's body was framed (S3 drops it too). `None` when nothing is left.
 /// Reads apply it as well, to objects stored before it was.
@@ -455,6 +467,7 @@ impl S3 for FileGridS3 {
         &self,
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        unversioned(req.input.version_id.as_deref())?;
         object(&view(&req)?, &req.input.bucket, &req.input.key).await?;
         Ok(S3Response::new(GetObjectTaggingOutput::default()))
     }
@@ -588,6 +601,69 @@ impl S3 for FileGridS3 {
         }))
     }
 
+    /// Buckets are not versioned: every object is its one version, `null`, the latest, as S3
+    /// lists the objects of a bucket where versioning was never enabled. Tools that empty a
+    /// bucket version by version (Terraform's `force_destroy`, `aws s3api` scripts) use it.
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let lead = view(&req)?;
+        let input = req.input;
+        bucket_entry(&lead, &input.bucket).await?;
+        let after = input.key_marker.clone().unwrap_or_default();
+        let max = max_keys(input.max_keys)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let page = list_page(
+            &self.dp.index,
+            &lead,
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &after,
+            max,
+        )
+        .await?;
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let (contents, prefixes) = rows(&page, url);
+        let versions = contents
+            .into_iter()
+            .map(|o| ObjectVersion {
+                key: o.key,
+                size: o.size,
+                e_tag: o.e_tag,
+                last_modified: o.last_modified,
+                is_latest: Some(true),
+                version_id: Some(NULL_VERSION.into()),
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            })
+            .collect();
+        let next = page
+            .truncated
+            .then(|| page.found.last().map(|f| enc(f.name(), url)));
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc(&prefix, url)),
+            delimiter: input.delimiter.map(|d| enc(&d, url)),
+            key_marker: input.key_marker.map(|m| enc(&m, url)),
+            version_id_marker: input.version_id_marker,
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            versions: Some(versions),
+            common_prefixes: Some(prefixes),
+            next_key_marker: next.clone().flatten(),
+            next_version_id_marker: next.flatten().map(|_| NULL_VERSION.to_string()),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
     async fn put_object(
         &self,
         req: S3Request<PutObjectInput>,
@@ -687,6 +763,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let lead = view(&req)?;
         let input = req.input;
+        unversioned(input.version_id.as_deref())?;
         if input.part_number.is_some() {
             return Err(s3_error!(
                 NotImplemented,
@@ -773,6 +850,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let lead = view(&req)?;
         let input = req.input;
+        unversioned(input.version_id.as_deref())?;
         let meta = object(&lead, &input.bucket, &input.key).await?;
         check_conditions(
             &meta,
@@ -813,6 +891,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let lead = lead(&req)?;
         let input = req.input;
+        unversioned(input.version_id.as_deref())?;
         bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
         delete_key(&self.dp, &lead, &input.bucket, &input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -832,7 +911,11 @@ impl S3 for FileGridS3 {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in input.delete.objects {
-            match delete_key(&self.dp, &lead, &input.bucket, &o.key).await {
+            let deleted_one = match unversioned(o.version_id.as_deref()) {
+                Ok(()) => delete_key(&self.dp, &lead, &input.bucket, &o.key).await,
+                Err(e) => Err(e),
+            };
+            match deleted_one {
                 Ok(()) => {
                     if !quiet {
                         deleted.push(DeletedObject {
@@ -1122,6 +1205,14 @@ mod tests {
 
     fn tag(v: &str) -> ETagCondition {
         ETagCondition::ETag(ETag::Strong(v.into()))
+    }
+
+    #[test]
+    fn only_the_null_version_is_served() {
+        assert!(unversioned(None).is_ok());
+        assert!(unversioned(Some("null")).is_ok());
+        assert!(unversioned(Some("3HL4kqtJlcpXroDTDmJ")).is_err());
+        assert!(unversioned(Some("")).is_err());
     }
 
     #[test]

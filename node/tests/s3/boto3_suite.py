@@ -258,6 +258,27 @@ r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"page/{i:02d}"
 check(len(r.get("Deleted", [])) == 8 and not r.get("Errors"), f"delete_objects {r}")
 check("Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="page/"), "page/ emptied")
 
+# Versions: buckets are not versioned, so each object is its one version, "null", as on S3
+# for a bucket never versioned; a tool that empties a bucket version by version works.
+for i in range(3):
+    s3.put_object(Bucket=bucket, Key=f"vers/{i}", Body=b"v%d" % i)
+check("Status" not in s3.get_bucket_versioning(Bucket=bucket), "versioning never enabled")
+v = s3.list_object_versions(Bucket=bucket, Prefix="vers/", MaxKeys=2)
+check([(x["Key"], x["VersionId"], x["IsLatest"]) for x in v["Versions"]]
+      == [("vers/0", "null", True), ("vers/1", "null", True)], f"versions {v}")
+check(v["IsTruncated"] and v["NextKeyMarker"] == "vers/1", f"versions page {v}")
+v2 = s3.list_object_versions(Bucket=bucket, Prefix="vers/", KeyMarker=v["NextKeyMarker"])
+check([x["Key"] for x in v2["Versions"]] == ["vers/2"] and not v2["IsTruncated"], f"versions {v2}")
+check(s3.get_object(Bucket=bucket, Key="vers/2", VersionId="null")["Body"].read() == b"v2", "null version")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="vers/2", VersionId="3HL4kqtJlcp"))
+check(code == "InvalidArgument" and status == 400, f"another version: {code}")
+code, status = error_code(lambda: s3.delete_object(Bucket=bucket, Key="vers/2", VersionId="3HL4kqtJlcp"))
+check(code == "InvalidArgument", f"deleting another version: {code}")
+r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+    {"Key": x["Key"], "VersionId": x["VersionId"]} for x in v["Versions"] + v2["Versions"]]})
+check(len(r.get("Deleted", [])) == 3 and not r.get("Errors"), f"delete versions {r}")
+check("Versions" not in s3.list_object_versions(Bucket=bucket, Prefix="vers/"), "no versions left")
+
 # Bucket deletion refused while not empty.
 code, status = error_code(lambda: s3.delete_bucket(Bucket=bucket))
 check(code == "BucketNotEmpty" and status == 409, f"non-empty bucket delete: {code}")
