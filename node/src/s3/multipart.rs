@@ -243,7 +243,7 @@ pub async fn upload_part_copy(
     let CopySource::Bucket {
         bucket: sb,
         key: sk,
-        version_id: None,
+        version_id,
     } = &i.copy_source
     else {
         return Err(s3_error!(
@@ -251,6 +251,7 @@ pub async fn upload_part_copy(
             "only bucket/key copy sources are supported"
         ));
     };
+    super::service::unversioned(version_id.as_deref())?;
     let src = super::service::object(&ReadView::of(&lead), sb, sk).await?;
     let range = match &i.copy_source_range {
         None => 0..src.size,

@@ -241,7 +241,7 @@ const NULL_VERSION: &str = "null";
 
 /// A request for a version is served only for the one version there is, `null`; any other id
 /// is refused as S3 refuses it on a bucket that was never versioned.
-fn unversioned(version_id: Option<&str>) -> S3Result<()> {
+pub(super) fn unversioned(version_id: Option<&str>) -> S3Result<()> {
     match version_id {
         None | Some(NULL_VERSION) => Ok(()),
         Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
@@ -1005,9 +1005,7 @@ impl S3 for FileGridS3 {
                 "access point copy sources are not supported"
             ));
         };
-        if version_id.is_some() {
-            return Err(s3_error!(NotImplemented, "versions are not supported"));
-        }
+        unversioned(version_id.as_deref())?;
         let dest = path(&input.bucket, &input.key)?;
         bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
         let src = object(&ReadView::of(&lead), src_bucket, src_key).await?;
