@@ -74,6 +74,7 @@ pub fn standard_message(code: &str) -> &'static str {
         "ObjectLockConfigurationNotFoundError" => {
             "Object Lock configuration does not exist for this bucket."
         }
+        "ReplicationConfigurationNotFoundError" => "The replication configuration was not found.",
         "ServerSideEncryptionConfigurationNotFoundError" => {
             "The server-side encryption configuration was not found."
         }

@@ -52,7 +52,13 @@ pub fn need(op: &str) -> Option<Access> {
         | "GetBucketTagging"
         | "GetBucketWebsite"
         | "GetObjectLockConfiguration"
-        | "GetObjectTagging" => Some(Access::Read),
+        | "GetObjectTagging"
+        | "GetBucketReplication"
+        | "GetBucketLogging"
+        | "GetBucketAccelerateConfiguration"
+        | "GetBucketRequestPayment"
+        | "GetBucketAcl"
+        | "GetObjectAcl" => Some(Access::Read),
         "PutObject"
         | "DeleteObject"
         | "DeleteObjects"

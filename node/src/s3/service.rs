@@ -236,6 +236,26 @@ pub(super) fn attrs_from(
     }
 }
 
+/// S3's default ACL (`private`): the owner, here the grid, with full control.
+fn default_acl() -> (Owner, Grants) {
+    const OWNER: &str = "filegrid";
+    let owner = Owner {
+        id: Some(OWNER.into()),
+        display_name: Some(OWNER.into()),
+    };
+    let grant = Grant {
+        grantee: Some(Grantee {
+            type_: Type::from_static(Type::CANONICAL_USER),
+            id: Some(OWNER.into()),
+            display_name: Some(OWNER.into()),
+            email_address: None,
+            uri: None,
+        }),
+        permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+    };
+    (owner, vec![grant])
+}
+
 /// The one version of every object: buckets are not versioned (S3 calls such a version `null`).
 const NULL_VERSION: &str = "null";
 
@@ -459,6 +479,73 @@ impl S3 for FileGridS3 {
         Err(S3Error::new(
             S3ErrorCode::ObjectLockConfigurationNotFoundError,
         ))
+    }
+
+    async fn get_bucket_replication(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Err(S3Error::new(
+            S3ErrorCode::ReplicationConfigurationNotFoundError,
+        ))
+    }
+
+    async fn get_bucket_logging(
+        &self,
+        req: S3Request<GetBucketLoggingInput>,
+    ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLoggingOutput::default()))
+    }
+
+    async fn get_bucket_accelerate_configuration(
+        &self,
+        req: S3Request<GetBucketAccelerateConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketAccelerateConfigurationOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Ok(S3Response::new(
+            GetBucketAccelerateConfigurationOutput::default(),
+        ))
+    }
+
+    async fn get_bucket_request_payment(
+        &self,
+        req: S3Request<GetBucketRequestPaymentInput>,
+    ) -> S3Result<S3Response<GetBucketRequestPaymentOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketRequestPaymentOutput {
+            payer: Some(Payer::from_static(Payer::BUCKET_OWNER)),
+        }))
+    }
+
+    /// Access is by role ([`super::auth`]), not by ACL: a bucket's ACL is S3's default, its
+    /// owner (the grid) with full control.
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        bucket_entry(&view(&req)?, &req.input.bucket).await?;
+        let (owner, grants) = default_acl();
+        Ok(S3Response::new(GetBucketAclOutput {
+            owner: Some(owner),
+            grants: Some(grants),
+        }))
+    }
+
+    /// An object's ACL is S3's default, as its bucket's.
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        unversioned(req.input.version_id.as_deref())?;
+        object(&view(&req)?, &req.input.bucket, &req.input.key).await?;
+        let (owner, grants) = default_acl();
+        Ok(S3Response::new(GetObjectAclOutput {
+            owner: Some(owner),
+            grants: Some(grants),
+            ..Default::default()
+        }))
     }
 
     /// An object has no tags (they cannot be set): its tag set is empty, as S3's is for an

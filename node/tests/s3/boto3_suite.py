@@ -263,6 +263,20 @@ check("Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="page/"), "page
 for i in range(3):
     s3.put_object(Bucket=bucket, Key=f"vers/{i}", Body=b"v%d" % i)
 check("Status" not in s3.get_bucket_versioning(Bucket=bucket), "versioning never enabled")
+# The other settings tools read (Terraform reads them all), answered as for a bucket without them.
+acl = s3.get_bucket_acl(Bucket=bucket)
+check([g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+      and acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"], f"bucket ACL {acl}")
+check(s3.get_object_acl(Bucket=bucket, Key="vers/0")["Grants"][0]["Permission"] == "FULL_CONTROL", "object ACL")
+check(s3.get_bucket_request_payment(Bucket=bucket)["Payer"] == "BucketOwner", "request payment")
+check("LoggingEnabled" not in s3.get_bucket_logging(Bucket=bucket), "logging")
+check("Status" not in s3.get_bucket_accelerate_configuration(Bucket=bucket), "accelerate")
+code, status = error_code(lambda: s3.get_bucket_replication(Bucket=bucket))
+check(code == "ReplicationConfigurationNotFoundError" and status == 404, f"replication: {code}")
+code, status = error_code(lambda: s3.get_bucket_cors(Bucket=bucket))
+check(code == "NoSuchCORSConfiguration" and status == 404, f"cors: {code}")
+code, status = error_code(lambda: s3.put_bucket_acl(Bucket=bucket, ACL="public-read"))
+check(code == "NotImplemented", f"setting an ACL: {code}")
 v = s3.list_object_versions(Bucket=bucket, Prefix="vers/", MaxKeys=2)
 check([(x["Key"], x["VersionId"], x["IsLatest"]) for x in v["Versions"]]
       == [("vers/0", "null", True), ("vers/1", "null", True)], f"versions {v}")
