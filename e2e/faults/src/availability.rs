@@ -118,17 +118,7 @@ mod tests {
     use super::*;
 
     fn op(kind: OpKind, invoke: u64, complete: u64, outcome: Outcome) -> Op {
-        Op {
-            client: 0,
-            key: "k".into(),
-            kind,
-            invoke,
-            complete,
-            outcome,
-            epoch: None,
-            final_read: false,
-            note: None,
-        }
+        Op::on("k", kind, invoke, complete, outcome)
     }
 
     #[test]

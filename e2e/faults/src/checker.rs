@@ -248,17 +248,7 @@ mod tests {
     use super::*;
 
     fn op(key: &str, kind: OpKind, invoke: u64, complete: u64, outcome: Outcome) -> Op {
-        Op {
-            client: 0,
-            key: key.into(),
-            kind,
-            invoke,
-            complete,
-            outcome,
-            epoch: None,
-            final_read: false,
-            note: None,
-        }
+        Op::on(key, kind, invoke, complete, outcome)
     }
 
     fn write(key: &str, v: &str, invoke: u64, complete: u64, outcome: Outcome) -> Op {

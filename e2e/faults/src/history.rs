@@ -83,6 +83,24 @@ impl Op {
     }
 }
 
+#[cfg(test)]
+impl Op {
+    /// An operation of client 0 on `key`, for tests of the functions that judge histories.
+    pub(crate) fn on(key: &str, kind: OpKind, invoke: u64, complete: u64, outcome: Outcome) -> Op {
+        Op {
+            client: 0,
+            key: key.into(),
+            kind,
+            invoke,
+            complete,
+            outcome,
+            epoch: None,
+            final_read: false,
+            note: None,
+        }
+    }
+}
+
 /// Whether `key` must exist at the end of a run, whatever order concurrent operations took:
 /// none of its writes and deletes has an unknown outcome, and an acknowledged write began
 /// after every acknowledged delete had ended. (A write concurrent with a delete may come
@@ -173,17 +191,7 @@ mod tests {
     use super::*;
 
     fn op(kind: OpKind, invoke: u64, complete: u64, outcome: Outcome) -> Op {
-        Op {
-            client: 0,
-            key: "k".into(),
-            kind,
-            invoke,
-            complete,
-            outcome,
-            epoch: None,
-            final_read: false,
-            note: None,
-        }
+        Op::on("k", kind, invoke, complete, outcome)
     }
 
     fn write(invoke: u64, complete: u64, outcome: Outcome) -> Op {

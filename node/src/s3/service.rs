@@ -597,7 +597,6 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let lead = view(&req)?;
         let input = req.input;
-        bucket_entry(&lead, &input.bucket).await?;
         let token = match &input.continuation_token {
             Some(t) => Some(decode_token(t)?),
             None => None,
@@ -606,22 +605,18 @@ impl S3 for FileGridS3 {
             .clone()
             .or_else(|| input.start_after.clone())
             .unwrap_or_default();
-        let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let page = list_page(
+        let (page, max) = list_page(
             &self.dp.index,
             &lead,
             &input.bucket,
             &prefix,
             input.delimiter.as_deref(),
             &after,
-            max,
+            input.max_keys,
         )
         .await?;
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
+        let url = url_encoded(input.encoding_type.as_ref());
         let (contents, prefixes) = rows(&page, url);
         let next = page
             .truncated
@@ -650,24 +645,19 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let lead = view(&req)?;
         let input = req.input;
-        bucket_entry(&lead, &input.bucket).await?;
         let after = input.marker.clone().unwrap_or_default();
-        let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let page = list_page(
+        let (page, max) = list_page(
             &self.dp.index,
             &lead,
             &input.bucket,
             &prefix,
             input.delimiter.as_deref(),
             &after,
-            max,
+            input.max_keys,
         )
         .await?;
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
+        let url = url_encoded(input.encoding_type.as_ref());
         let (contents, prefixes) = rows(&page, url);
         // NextMarker is returned with a delimiter; without one clients use the last key.
         let next = (page.truncated && input.delimiter.is_some())
@@ -697,24 +687,19 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let lead = view(&req)?;
         let input = req.input;
-        bucket_entry(&lead, &input.bucket).await?;
         let after = input.key_marker.clone().unwrap_or_default();
-        let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let page = list_page(
+        let (page, max) = list_page(
             &self.dp.index,
             &lead,
             &input.bucket,
             &prefix,
             input.delimiter.as_deref(),
             &after,
-            max,
+            input.max_keys,
         )
         .await?;
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
+        let url = url_encoded(input.encoding_type.as_ref());
         let (contents, prefixes) = rows(&page, url);
         let versions = contents
             .into_iter()
@@ -1195,6 +1180,8 @@ fn max_keys(n: Option<i32>) -> S3Result<usize> {
     }
 }
 
+/// One page of `bucket`'s keys after `after`, for every listing call: the bucket must exist
+/// and `asked` (the request's `max-keys`) be valid. Returns the page and its size limit.
 async fn list_page(
     index: &DirIndex,
     lead: &ReadView,
@@ -1202,12 +1189,14 @@ async fn list_page(
     prefix: &str,
     delimiter: Option<&str>,
     after: &str,
-    max: usize,
-) -> S3Result<list::Page> {
+    asked: Option<i32>,
+) -> S3Result<(list::Page, usize)> {
+    bucket_entry(lead, bucket).await?;
+    let max = max_keys(asked)?;
     if max == 0 {
-        return Ok(list::Page::default());
+        return Ok((list::Page::default(), max));
     }
-    list::list(
+    let page = list::list(
         index,
         lead.client(),
         lead.layout(),
@@ -1223,7 +1212,13 @@ async fn list_page(
     .map_err(|e| match e {
         ListError::Ns(e) => error::ns(e),
         ListError::Index(e) => error::data(DataError::Unavailable(format!("cannot list now: {e}"))),
-    })
+    })?;
+    Ok((page, max))
+}
+
+/// Whether a listing asked for `encoding-type=url`.
+fn url_encoded(encoding: Option<&EncodingType>) -> bool {
+    encoding.is_some_and(|e| e.as_str() == "url")
 }
 
 /// Percent-encodes a key for `encoding-type=url`.
