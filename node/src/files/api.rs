@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::listing::{self, ListError};
 use super::path::FilePath;
+use super::precondition::Precondition;
 use super::repair::{PassReport, drain};
 use super::{DataError, DataPlane, namespace, read, write};
 use crate::http::ApiError;
@@ -231,7 +232,7 @@ async fn delete_file(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match namespace::remove(&lead, &s.dp.known_dirs, &path).await {
+    match namespace::remove(&lead, &s.dp.known_dirs, &path, &Precondition::Any).await {
         Ok(_) => {
             s.dp.repairs.orphaned();
             tracing::info!(path = %path, "deleted file");

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod namespace;
 pub mod path;
 pub mod placement;
+pub mod precondition;
 pub mod read;
 pub mod repair;
 pub mod servers;
@@ -133,6 +134,9 @@ pub enum DataError {
     /// A create-only write found a file already there.
     #[error("{0}")]
     Exists(String),
+    /// A conditional write or delete found a file that does not pass its condition.
+    #[error("{0}")]
+    Precondition(String),
 }
 
 impl From<NsError> for DataError {
@@ -141,6 +145,7 @@ impl From<NsError> for DataError {
             NsError::NotFound(p) => DataError::NotFound(format!("{p} not found")),
             NsError::Conflict(m) => DataError::Conflict(m),
             NsError::Exists(p) => DataError::Exists(format!("{p} exists already")),
+            NsError::Precondition(m) => DataError::Precondition(m),
             NsError::Fence(f) => DataError::Unavailable(format!(
                 "leadership changed during the request ({f}); retry"
             )),
@@ -161,7 +166,7 @@ impl DataError {
             DataError::Conflict(_) => ErrorCode::Conflict,
             DataError::Unavailable(_) => ErrorCode::Unavailable,
             DataError::StorageFull(_) => ErrorCode::StorageFull,
-            DataError::Exists(_) => ErrorCode::Conflict,
+            DataError::Exists(_) | DataError::Precondition(_) => ErrorCode::Conflict,
         }
     }
 }

@@ -12,6 +12,7 @@ use zookeeper_client::{Client, Error as ZkClientError, MultiReadResult};
 use super::known_dirs::KnownDirs;
 use super::manifest::{self, Entry, EntryKind, FileMeta, Part};
 use super::path::FilePath;
+use super::precondition::{self, Precondition, Refusal};
 use crate::fencing::{FenceError, FencedOp};
 use crate::ids::ServerId;
 use crate::leadership::Leadership;
@@ -26,6 +27,9 @@ pub enum NsError {
     /// A create-only commit found a file already there.
     #[error("{0} exists already")]
     Exists(String),
+    /// A conditional change found a file that does not pass its condition; why.
+    #[error("{0}")]
+    Precondition(String),
     /// A manifest node would be larger than one ZooKeeper request may carry; it is not sent
     /// (ZooKeeper would drop the connection).
     #[error("{path}: {bytes} bytes is more than one ZooKeeper request may carry")]
@@ -108,20 +112,21 @@ pub async fn commit(
     path: &FilePath,
     meta: FileMeta,
 ) -> Result<Option<FileMeta>, NsError> {
-    commit_with(lead, known, path, meta, false).await
+    commit_with(lead, known, path, meta, &Precondition::Any).await
 }
 
-/// [`commit`]; with `must_be_new`, only where no file is yet ([`NsError::Exists`]
-/// otherwise), decided in the same transaction that creates it.
+/// [`commit`] only where the file at `path` passes `pre`, judged in the same transaction
+/// that replaces or creates it ([`NsError::Exists`], [`NsError::NotFound`] or
+/// [`NsError::Precondition`] otherwise).
 pub async fn commit_with(
     lead: &Leadership,
     known: &KnownDirs,
     path: &FilePath,
     mut meta: FileMeta,
-    must_be_new: bool,
+    pre: &Precondition,
 ) -> Result<Option<FileMeta>, NsError> {
     if manifest::list_size(&meta.chunks) <= manifest::INLINE_LIMIT {
-        return commit_entry(lead, known, path, meta, must_be_new).await;
+        return commit_entry(lead, known, path, meta, pre).await;
     }
     let file_id = meta.file_id.clone();
     let parts = manifest::split(&meta.chunks, manifest::PART_LIMIT);
@@ -129,7 +134,7 @@ pub async fn commit_with(
         Ok(()) => {
             meta.parts = parts.len() as u32;
             meta.chunks.clear();
-            let result = commit_entry(lead, known, path, meta, must_be_new).await;
+            let result = commit_entry(lead, known, path, meta, pre).await;
             (parts.len() as u32, result)
         }
         Err((count, e)) => (count, Err(e)),
@@ -149,10 +154,21 @@ fn never_committed(e: &NsError) -> bool {
     matches!(
         e,
         NsError::Exists(_)
+            | NsError::NotFound(_)
+            | NsError::Precondition(_)
             | NsError::Conflict(_)
             | NsError::TooLarge { .. }
             | NsError::Fence(FenceError::Operation { .. })
     )
+}
+
+/// A failed precondition as the namespace error it is answered with.
+fn refused(path: &FilePath, r: Refusal) -> NsError {
+    match r {
+        Refusal::Exists => NsError::Exists(path.to_string()),
+        Refusal::Missing => NsError::NotFound(path.to_string()),
+        Refusal::Mismatch(why) => NsError::Precondition(format!("{path}: {why}")),
+    }
 }
 
 /// Creates the manifest directory and parts of `file_id`, each in a request of its own; on
@@ -192,15 +208,19 @@ async fn commit_entry(
     known: &KnownDirs,
     path: &FilePath,
     meta: FileMeta,
-    must_be_new: bool,
+    pre: &Precondition,
 ) -> Result<Option<FileMeta>, NsError> {
     let client = lead.client();
     let layout = lead.layout();
     let data = records::encode(&Entry::file(meta));
     let epoch = lead.epoch();
     let ancestors = path.ancestors();
-    // A new file under directories known to exist: one transaction, no read first.
-    if let Some(versions) = known.versions(epoch, &ancestors) {
+    // A new file under directories known to exist: one transaction, no read first (unless
+    // the condition needs a file there).
+    if let Some(versions) = known
+        .versions(epoch, &ancestors)
+        .filter(|_| pre.allows_absent())
+    {
         let mut ops: Vec<FencedOp> = ancestors
             .iter()
             .zip(versions)
@@ -261,6 +281,14 @@ async fn commit_entry(
             }
         }
         let node = layout.file(path.as_str());
+        let current_file = match &current {
+            Some((e, _)) if e.kind != EntryKind::File => {
+                return Err(NsError::Conflict(format!("{path} is a directory")));
+            }
+            Some((e, _)) => e.file.as_ref(),
+            None => None,
+        };
+        precondition::judge(pre, current_file).map_err(|r| refused(path, r))?;
         let previous = match current {
             None => {
                 ops.push(FencedOp::Create {
@@ -269,9 +297,6 @@ async fn commit_entry(
                     options: layout.persistent(),
                 });
                 None
-            }
-            Some((e, _)) if e.kind == EntryKind::File && must_be_new => {
-                return Err(NsError::Exists(path.to_string()));
             }
             Some((e, version)) if e.kind == EntryKind::File => {
                 ops.push(FencedOp::SetData {
@@ -311,10 +336,13 @@ async fn commit_entry(
 }
 
 /// Deletes the file at `path` (and directories it leaves empty); returns what was deleted.
+/// Only a file that passes `pre` is deleted, judged in the same transaction
+/// ([`NsError::Precondition`] otherwise).
 pub async fn remove(
     lead: &Leadership,
     known: &KnownDirs,
     path: &FilePath,
+    pre: &Precondition,
 ) -> Result<FileMeta, NsError> {
     let client = lead.client();
     let layout = lead.layout();
@@ -326,6 +354,7 @@ pub async fn remove(
         let Some(meta) = e.file.filter(|_| e.kind == EntryKind::File) else {
             return Err(NsError::Conflict(format!("{path} is a directory")));
         };
+        precondition::judge(pre, Some(&meta)).map_err(|r| refused(path, r))?;
         let mut ops = vec![FencedOp::Delete {
             path: node,
             version: Some(stat.version),
@@ -714,6 +743,8 @@ mod tests {
     fn only_certain_failures_remove_the_parts_of_a_commit() {
         assert!(never_committed(&NsError::Exists("a".into())));
         assert!(never_committed(&NsError::Conflict("a".into())));
+        assert!(never_committed(&NsError::NotFound("a".into())));
+        assert!(never_committed(&NsError::Precondition("a".into())));
         assert!(never_committed(&NsError::Fence(FenceError::Operation {
             index: 2,
             source: ZkClientError::NodeExists,

@@ -24,6 +24,7 @@ use futures::stream::FuturesOrdered;
 
 use super::manifest::{ChunkRef, FileMeta};
 use super::path::FilePath;
+use super::precondition::Precondition;
 use super::{DataError, DataPlane, namespace, placement};
 use crate::chunk::Checksum;
 use crate::cluster::ChunkCallError;
@@ -200,21 +201,21 @@ pub async fn upload(
     let mut guard = Uncommitted::new(&dp.repairs);
     let stored = store(dp, lead, body, content_length, Digests::default()).await?;
     let meta = stored.into_meta(dp.config.chunk_size, Default::default());
-    commit(dp, lead, &path, meta, false, &mut guard).await
+    commit(dp, lead, &path, meta, &Precondition::Any, &mut guard).await
 }
 
 /// Makes stored chunks the file at `path` (through the fenced write); returns the manifest.
-/// With `must_be_new`, only if no file is there yet ([`DataError::Exists`]).
+/// Only where the file at `path` passes `pre` ([`DataError::Exists`], [`DataError::NotFound`]
+/// or [`DataError::Precondition`] otherwise).
 pub async fn commit(
     dp: &Arc<DataPlane>,
     lead: &Leadership,
     path: &FilePath,
     meta: FileMeta,
-    must_be_new: bool,
+    pre: &Precondition,
     guard: &mut Uncommitted<'_>,
 ) -> Result<FileMeta, DataError> {
-    let previous =
-        namespace::commit_with(lead, &dp.known_dirs, path, meta.clone(), must_be_new).await?;
+    let previous = namespace::commit_with(lead, &dp.known_dirs, path, meta.clone(), pre).await?;
     guard.committed = true;
     if previous.is_some() {
         dp.repairs.orphaned();

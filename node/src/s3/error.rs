@@ -14,7 +14,7 @@ pub fn data(e: DataError) -> S3Error {
         DataError::TooLarge(_) => S3ErrorCode::EntityTooLarge,
         DataError::NotFound(_) => S3ErrorCode::NoSuchKey,
         DataError::Conflict(_) => return conflict(e.to_string()),
-        DataError::Exists(_) => S3ErrorCode::PreconditionFailed,
+        DataError::Exists(_) | DataError::Precondition(_) => S3ErrorCode::PreconditionFailed,
         DataError::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
         DataError::StorageFull(_) => S3ErrorCode::Custom("InsufficientStorage".into()),
     };

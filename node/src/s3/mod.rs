@@ -16,6 +16,7 @@
 pub mod answer;
 pub mod auth;
 pub mod checksum;
+pub mod conditions;
 pub mod error;
 pub mod forward;
 pub mod host;
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod list;
 pub mod multipart;
 pub mod service;
+pub mod unsupported;
 
 use std::sync::Arc;
 

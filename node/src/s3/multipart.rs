@@ -9,6 +9,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use super::service::{
     FileGridS3, attrs_from, body_of, bucket_entry, commit, hex, lead, path, view,
 };
+use super::unsupported::{self, CustomerKey, WriteOptions};
 use super::{checksum, error};
 use crate::files::manifest::FileMeta;
 use crate::files::namespace::NsError;
@@ -108,6 +109,7 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let lead = lead(&req)?;
     let i = req.input;
+    unsupported::check_write(&WriteOptions::from(&i))?;
     path(&i.bucket, &i.key)?;
     bucket_entry(&ReadView::of(&lead), &i.bucket).await?;
     let attrs = attrs_from(
@@ -193,6 +195,7 @@ pub async fn upload_part(
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let lead = lead(&req)?;
+    unsupported::check_no_customer_key(req.input.customer_key())?;
     let trailers = req.trailing_headers.clone();
     let announced = checksum::announced(
         [
@@ -238,6 +241,7 @@ pub async fn upload_part_copy(
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let lead = lead(&req)?;
     let i = req.input;
+    unsupported::check_no_customer_key(i.customer_key())?;
     let number = part_number(i.part_number)?;
     upload_of(&ReadView::of(&lead), &i.bucket, &i.key, &i.upload_id).await?;
     let CopySource::Bucket {
@@ -337,10 +341,10 @@ pub async fn complete(
         parts: 0,
         attrs,
     };
-    let must_be_new = i.if_none_match.as_ref().is_some_and(|c| c.is_any());
+    let pre = super::conditions::on_write(i.if_match.as_ref(), i.if_none_match.as_ref())?;
     let mut guard = Uncommitted::new(&s3.dp.repairs);
     guard.keep();
-    commit(&s3.dp, &lead, &dest, meta, must_be_new, &mut guard).await?;
+    commit(&s3.dp, &lead, &dest, meta, &pre, &mut guard).await?;
     // Parts left out of the object are orphans now; the upload's records go.
     match uploads::remove(&lead, &i.upload_id).await {
         Ok(()) | Err(NsError::NotFound(_)) => {}

@@ -10,13 +10,15 @@ use base64::Engine;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{checksum, error, keys, list, multipart};
+use super::unsupported::{self, CustomerKey, WriteOptions};
+use super::{checksum, conditions, error, keys, list, multipart};
 use crate::fencing::FencedOp;
 use crate::files::dir_index::DirIndex;
 use crate::files::listing::ListError;
 use crate::files::manifest::{Entry, EntryKind, FileMeta, ObjectAttrs};
 use crate::files::namespace::{self, NsError};
 use crate::files::path::FilePath;
+use crate::files::precondition::{self, Precondition};
 use crate::files::read::{self, ByteRange};
 use crate::files::write::{self, Digests, Uncommitted};
 use crate::files::{DataError, DataPlane};
@@ -94,7 +96,7 @@ pub(super) async fn object(lead: &ReadView, bucket: &str, key: &str) -> S3Result
 
 /// The object's ETag: its MD5 (or multipart ETag) when written through S3, its file id
 /// when written through the native API (which keeps no MD5).
-fn etag_of(meta: &FileMeta) -> String {
+pub(super) fn etag_of(meta: &FileMeta) -> String {
     meta.attrs
         .etag
         .clone()
@@ -280,16 +282,16 @@ pub(super) fn stored_encoding(sent: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(","))
 }
 
-/// Commits `meta` at `path`; with `must_be_new`, only if nothing is there yet.
+/// Commits `meta` at `path` where the object there passes `pre` (see [`conditions`]).
 pub(super) async fn commit(
     dp: &Arc<DataPlane>,
     lead: &Leadership,
     p: &FilePath,
     meta: FileMeta,
-    must_be_new: bool,
+    pre: &Precondition,
     guard: &mut Uncommitted<'_>,
 ) -> S3Result<FileMeta> {
-    match write::commit(dp, lead, p, meta, must_be_new, guard).await {
+    match write::commit(dp, lead, p, meta, pre, guard).await {
         Ok(m) => Ok(m),
         Err(DataError::Exists(_)) => Err(s3_error!(PreconditionFailed)),
         Err(e) => Err(error::data(e)),
@@ -346,6 +348,7 @@ impl S3 for FileGridS3 {
         if !keys::valid_bucket(bucket) {
             return Err(s3_error!(InvalidBucketName));
         }
+        unsupported::check_create_bucket(&req.input)?;
         let node = lead.layout().file(bucket);
         let op = match zk::read::<Entry>(lead.client(), &node).await {
             Ok(None) => FencedOp::Create {
@@ -744,6 +747,7 @@ impl S3 for FileGridS3 {
         let trailers = req.trailing_headers.clone();
         let headers = req.headers.clone();
         let mut input = req.input;
+        unsupported::check_write(&WriteOptions::from(&input))?;
         let p = path(&input.bucket, &input.key)?;
         // A bucket this leader committed under lately needs no look: the directory map knows it
         // (a bucket deleted through this leader is forgotten there).
@@ -758,22 +762,16 @@ impl S3 for FileGridS3 {
         if input.write_offset_bytes.is_some() {
             return Err(s3_error!(NotImplemented, "appends are not supported"));
         }
-        let must_be_new = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
-        if let Some(cond) = &input.if_match {
-            let current = object(&ReadView::of(&lead), &input.bucket, &input.key).await;
-            match (current, cond) {
-                (Ok(_), ETagCondition::Any) => {}
-                (Ok(m), ETagCondition::ETag(e)) if e.value() == etag_of(&m) => {}
-                (Err(e), _) if e.code() != &S3ErrorCode::NoSuchKey => return Err(e),
-                _ => return Err(s3_error!(PreconditionFailed)),
-            }
-        }
-        if must_be_new
-            && namespace::lookup(lead.client(), lead.layout(), &p)
-                .await
-                .is_ok()
-        {
-            return Err(s3_error!(PreconditionFailed));
+        // Judged before the upload, so a write that cannot pass sends no bytes anywhere, and
+        // again in the commit's transaction, which decides.
+        let pre = conditions::on_write(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        if !matches!(pre, Precondition::Any) {
+            let current = match namespace::lookup(lead.client(), lead.layout(), &p).await {
+                Ok((meta, _)) => Some(meta),
+                Err(NsError::NotFound(_)) => None,
+                Err(e) => return Err(error::ns(e)),
+            };
+            precondition::judge(&pre, current.as_ref()).map_err(conditions::refused)?;
         }
         let checksum = checksum::announced(
             [
@@ -818,7 +816,7 @@ impl S3 for FileGridS3 {
         attrs.etag = Some(etag.clone());
         attrs.checksum = kept_checksum.clone();
         let meta = stored.into_meta(self.dp.config.chunk_size, attrs);
-        commit(&self.dp, &lead, &p, meta, must_be_new, &mut guard).await?;
+        commit(&self.dp, &lead, &p, meta, &pre, &mut guard).await?;
         let mut out = PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
@@ -843,6 +841,7 @@ impl S3 for FileGridS3 {
             ));
         }
         let meta = object(&lead, &input.bucket, &input.key).await?;
+        unsupported::check_no_customer_key(input.customer_key())?;
         check_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -924,6 +923,7 @@ impl S3 for FileGridS3 {
         let input = req.input;
         unversioned(input.version_id.as_deref())?;
         let meta = object(&lead, &input.bucket, &input.key).await?;
+        unsupported::check_no_customer_key(input.customer_key())?;
         check_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -964,8 +964,13 @@ impl S3 for FileGridS3 {
         let lead = lead(&req)?;
         let input = req.input;
         unversioned(input.version_id.as_deref())?;
+        let pre = conditions::on_delete(
+            input.if_match.as_ref(),
+            input.if_match_last_modified_time.as_ref(),
+            input.if_match_size,
+        )?;
         bucket_entry(&ReadView::of(&lead), &input.bucket).await?;
-        delete_key(&self.dp, &lead, &input.bucket, &input.key).await?;
+        delete_key(&self.dp, &lead, &input.bucket, &input.key, &pre).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -983,8 +988,12 @@ impl S3 for FileGridS3 {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in input.delete.objects {
-            let deleted_one = match unversioned(o.version_id.as_deref()) {
-                Ok(()) => delete_key(&self.dp, &lead, &input.bucket, &o.key).await,
+            let etag = o.e_tag.clone().map(ETagCondition::ETag);
+            let checked = unversioned(o.version_id.as_deref()).and_then(|()| {
+                conditions::on_delete(etag.as_ref(), o.last_modified_time.as_ref(), o.size)
+            });
+            let deleted_one = match checked {
+                Ok(pre) => delete_key(&self.dp, &lead, &input.bucket, &o.key, &pre).await,
                 Err(e) => Err(e),
             };
             match deleted_one {
@@ -1066,6 +1075,7 @@ impl S3 for FileGridS3 {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let lead = lead(&req)?;
         let input = req.input;
+        unsupported::check_write(&WriteOptions::from(&input))?;
         let CopySource::Bucket {
             bucket: src_bucket,
             key: src_key,
@@ -1138,7 +1148,7 @@ impl S3 for FileGridS3 {
         };
         let mut guard = Uncommitted::new(&self.dp.repairs);
         guard.keep();
-        let meta = commit(&self.dp, &lead, &dest, meta, false, &mut guard).await?;
+        let meta = commit(&self.dp, &lead, &dest, meta, &Precondition::Any, &mut guard).await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(etag)),
@@ -1156,14 +1166,18 @@ async fn delete_key(
     lead: &Leadership,
     bucket: &str,
     key: &str,
+    pre: &Precondition,
 ) -> S3Result<()> {
     let p = path(bucket, key)?;
-    match namespace::remove(lead, &dp.known_dirs, &p).await {
+    match namespace::remove(lead, &dp.known_dirs, &p, pre).await {
         Ok(_) => {
             dp.repairs.orphaned();
             Ok(())
         }
-        Err(NsError::NotFound(_)) | Err(NsError::Conflict(_)) => Ok(()),
+        // Deleting what is not there succeeds, unless a condition needed it there.
+        Err(NsError::NotFound(_)) | Err(NsError::Conflict(_)) => {
+            precondition::judge(pre, None).map_err(conditions::refused)
+        }
         Err(e) => Err(error::ns(e)),
     }
 }
