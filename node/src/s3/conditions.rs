@@ -79,6 +79,26 @@ pub fn on_write(
     }
 }
 
+/// The `If-Match` and `If-None-Match` headers of a request whose input type does not carry
+/// them (CopyObject's destination conditions, newer than the protocol layer's model); a
+/// value that is not an entity tag condition is refused.
+pub fn from_headers(
+    headers: &axum::http::HeaderMap,
+) -> S3Result<(Option<ETagCondition>, Option<ETagCondition>)> {
+    let parse = |name: axum::http::HeaderName| -> S3Result<Option<ETagCondition>> {
+        match headers.get(&name) {
+            None => Ok(None),
+            Some(v) => ETagCondition::parse_http_header(v.as_bytes())
+                .map(Some)
+                .map_err(|_| s3_error!(InvalidArgument, "{name} is not an entity tag or `*`")),
+        }
+    };
+    Ok((
+        parse(axum::http::header::IF_MATCH)?,
+        parse(axum::http::header::IF_NONE_MATCH)?,
+    ))
+}
+
 /// The precondition of a DeleteObject, or of one DeleteObjects entry (pure). With an
 /// ETag (`If-Match`, `*` for any), the object must exist (`NoSuchKey` otherwise); the size
 /// and time conditions alone pass where there is no object, as S3 has them.
@@ -190,6 +210,19 @@ mod tests {
     fn write_conditions_without_a_meaning_are_refused() {
         assert!(on_write(None, Some(&tag("abc"))).is_err());
         assert!(on_write(Some(&tag("abc")), Some(&ETagCondition::Any)).is_err());
+    }
+
+    #[test]
+    fn conditions_are_read_from_headers() {
+        let mut h = axum::http::HeaderMap::new();
+        assert!(matches!(from_headers(&h), Ok((None, None))));
+        h.insert("if-none-match", "*".parse().unwrap());
+        h.insert("if-match", "\"abc\"".parse().unwrap());
+        let (m, n) = from_headers(&h).unwrap();
+        assert_eq!(m.and_then(|c| etag_of_condition(&c)), Some("abc".into()));
+        assert!(matches!(n, Some(ETagCondition::Any)));
+        h.insert("if-match", "not a tag".parse().unwrap());
+        assert!(from_headers(&h).is_err());
     }
 
     #[test]

@@ -1074,6 +1074,8 @@ impl S3 for FileGridS3 {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let lead = lead(&req)?;
+        let (if_match, if_none_match) = conditions::from_headers(&req.headers)?;
+        let pre = conditions::on_write(if_match.as_ref(), if_none_match.as_ref())?;
         let input = req.input;
         unsupported::check_write(&WriteOptions::from(&input))?;
         let CopySource::Bucket {
@@ -1148,7 +1150,7 @@ impl S3 for FileGridS3 {
         };
         let mut guard = Uncommitted::new(&self.dp.repairs);
         guard.keep();
-        let meta = commit(&self.dp, &lead, &dest, meta, &Precondition::Any, &mut guard).await?;
+        let meta = commit(&self.dp, &lead, &dest, meta, &pre, &mut guard).await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(etag)),

@@ -109,6 +109,89 @@ check(code == "PreconditionFailed", f"If-None-Match * over an object: {code}")
 s3.put_object(Bucket=bucket, Key="docs/new.txt", Body=b"new", IfNoneMatch="*")
 check(s3.get_object(Bucket=bucket, Key="docs/new.txt")["Body"].read() == b"new", "conditional create")
 
+# Conditional writes: If-Match overwrites only the object with that ETag, a missing object
+# is NoSuchKey, and the condition is judged where the write commits, so of two writers that
+# both saw the same ETag exactly one succeeds.
+v1 = s3.put_object(Bucket=bucket, Key="cas/doc", Body=b"v1")["ETag"]
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="cas/doc", Body=b"x", IfMatch='"0123"'))
+check(code == "PreconditionFailed" and status == 412, f"If-Match another ETag on a write: {code}")
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="cas/none", Body=b"x", IfMatch=v1))
+check(code == "NoSuchKey" and status == 404, f"If-Match on a missing object: {code}")
+v2 = s3.put_object(Bucket=bucket, Key="cas/doc", Body=b"v2", IfMatch=v1)["ETag"]
+check(s3.get_object(Bucket=bucket, Key="cas/doc")["Body"].read() == b"v2", "If-Match write")
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="cas/doc", Body=b"x", IfMatch=v1))
+check(code == "PreconditionFailed", f"If-Match with the replaced ETag: {code}")
+code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="cas/doc", Body=b"x", IfNoneMatch=v2))
+check(code == "NotImplemented", f"If-None-Match other than * on a write: {code}")
+from concurrent.futures import ThreadPoolExecutor
+racers = [os.urandom(6 * 1024 * 1024) for _ in range(2)]
+
+
+def race(data):
+    try:
+        return s3.put_object(Bucket=bucket, Key="cas/doc", Body=data, IfMatch=v2)["ETag"]
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+
+
+with ThreadPoolExecutor(max_workers=2) as pool:
+    outcomes = list(pool.map(race, racers))
+won = [i for i, o in enumerate(outcomes) if o.strip('"') == hashlib.md5(racers[i]).hexdigest()]
+check(len(won) == 1 and outcomes[1 - won[0]] == "PreconditionFailed", f"two If-Match writers: {outcomes}")
+check(s3.get_object(Bucket=bucket, Key="cas/doc")["Body"].read() == racers[won[0]], "the winner's bytes")
+# CopyObject's destination conditions (headers the protocol layer does not model).
+code, status = error_code(lambda: s3.copy_object(Bucket=bucket, Key="cas/doc", CopySource=f"{bucket}/docs/hello.txt", IfNoneMatch="*"))
+check(code == "PreconditionFailed", f"copy with If-None-Match * over an object: {code}")
+# Conditional deletes: by ETag (the object must be there), by size and by time.
+current = s3.head_object(Bucket=bucket, Key="cas/doc")
+code, status = error_code(lambda: s3.delete_object(Bucket=bucket, Key="cas/doc", IfMatch=v1))
+check(code == "PreconditionFailed" and status == 412, f"delete with another ETag: {code}")
+code, status = error_code(lambda: s3.delete_object(Bucket=bucket, Key="cas/doc", IfMatchSize=1))
+check(code == "PreconditionFailed", f"delete with another size: {code}")
+check(s3.head_object(Bucket=bucket, Key="cas/doc")["ETag"] == current["ETag"], "a refused delete deletes nothing")
+code, status = error_code(lambda: s3.delete_object(Bucket=bucket, Key="cas/never", IfMatch=v1))
+check(code == "NoSuchKey" and status == 404, f"delete If-Match of a missing object: {code}")
+s3.delete_object(Bucket=bucket, Key="cas/doc", IfMatch=current["ETag"], IfMatchSize=current["ContentLength"],
+                 IfMatchLastModifiedTime=current["LastModified"])
+code, status = error_code(lambda: s3.head_object(Bucket=bucket, Key="cas/doc"))
+check(status == 404, f"conditional delete: {status}")
+for k in ("cas/a", "cas/b"):
+    s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+etag_a = s3.head_object(Bucket=bucket, Key="cas/a")["ETag"]
+r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "cas/a", "ETag": etag_a}, {"Key": "cas/b", "ETag": etag_a}]})
+check([d["Key"] for d in r.get("Deleted", [])] == ["cas/a"]
+      and [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("cas/b", "PreconditionFailed")], f"delete_objects with ETags {r}")
+check(s3.get_object(Bucket=bucket, Key="cas/b")["Body"].read() == b"cas/b", "a refused entry stays")
+
+# Options FileGrid cannot honour are refused, not ignored; the ones it honours anyway pass.
+for kw, want in [({"ServerSideEncryption": "AES256"}, "NotImplemented"),
+                 ({"ServerSideEncryption": "aws:kms"}, "NotImplemented"),
+                 ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}, "NotImplemented"),
+                 ({"ACL": "public-read"}, "AccessControlListNotSupported"),
+                 ({"GrantRead": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'}, "AccessControlListNotSupported"),
+                 ({"StorageClass": "GLACIER"}, "InvalidStorageClass"),
+                 ({"Tagging": "team=grid"}, "NotImplemented"),
+                 ({"WebsiteRedirectLocation": "/elsewhere"}, "NotImplemented"),
+                 ({"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"}, "InvalidRequest")]:
+    code, status = error_code(lambda: s3.put_object(Bucket=bucket, Key="opts/x", Body=b"x", **kw))
+    check(code == want, f"put with {kw}: {code}")
+    code, status = error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="opts/x", **kw))
+    check(code == want, f"multipart with {kw}: {code}")
+code, status = error_code(lambda: s3.head_object(Bucket=bucket, Key="opts/x"))
+check(status == 404, "no refused write stored anything")
+s3.put_object(Bucket=bucket, Key="opts/x", Body=b"x", ACL="private", StorageClass="STANDARD")
+s3.put_object(Bucket=bucket, Key="opts/x", Body=b"x", ACL="bucket-owner-full-control")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="opts/x", SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32))
+check(code == "InvalidRequest", f"get with an SSE-C key: {code}")
+code, status = error_code(lambda: s3.copy_object(Bucket=bucket, Key="opts/y", CopySource=f"{bucket}/opts/x", ServerSideEncryption="AES256"))
+check(code == "NotImplemented", f"copy with encryption: {code}")
+code, status = error_code(lambda: s3.create_bucket(Bucket="locked-bucket", ObjectLockEnabledForBucket=True))
+check(code == "NotImplemented", f"bucket with object lock: {code}")
+code, status = error_code(lambda: s3.create_bucket(Bucket="public-bucket", ACL="public-read"))
+check(code == "InvalidBucketAclWithObjectOwnership", f"public bucket: {code}")
+check(all(b["Name"] not in ("locked-bucket", "public-bucket") for b in s3.list_buckets()["Buckets"]), "no refused bucket made")
+s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "cas/b"}, {"Key": "opts/x"}]})
+
 # A checksum the client asks for is verified, kept and returned.
 p = s3.put_object(Bucket=bucket, Key="sum.bin", Body=b"checksummed" * 1000, ChecksumAlgorithm="SHA256")
 h = s3.head_object(Bucket=bucket, Key="sum.bin", ChecksumMode="ENABLED")
@@ -334,7 +417,6 @@ check(code == "AccessDenied" and status == 403, f"reader writes: {code}")
 
 # Concurrent uploads: each ETag is the MD5 of its own bytes (the head hashes concurrent
 # bodies together) and each object reads back as sent.
-from concurrent.futures import ThreadPoolExecutor
 
 sizes = [64 * 1024 + 1, 700_001, 1024 * 1024, 1024 * 1024 + 63, 2_500_000, 3 * 1024 * 1024 + 7, 300_000, 1_999_999]
 bodies = {f"many/{i}.bin": os.urandom(n) for i, n in enumerate(sizes * 2)}
