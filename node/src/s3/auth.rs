@@ -58,7 +58,8 @@ pub fn need(op: &str) -> Option<Access> {
         | "GetBucketAccelerateConfiguration"
         | "GetBucketRequestPayment"
         | "GetBucketAcl"
-        | "GetObjectAcl" => Some(Access::Read),
+        | "GetObjectAcl"
+        | "GetObjectAttributes" => Some(Access::Read),
         "PutObject"
         | "DeleteObject"
         | "DeleteObjects"
@@ -176,6 +177,7 @@ mod tests {
         assert_eq!(need("CompleteMultipartUpload"), Some(Access::Write));
         assert_eq!(need("GetBucketVersioning"), Some(Access::Read));
         assert_eq!(need("GetObjectTagging"), Some(Access::Read));
+        assert_eq!(need("GetObjectAttributes"), Some(Access::Read));
         assert_eq!(need("PutBucketPolicy"), None);
         assert_eq!(need("PutBucketVersioning"), None);
         assert_eq!(need("PutObjectTagging"), None);

@@ -6,8 +6,8 @@
 //! tools send them by default.
 
 use s3s::dto::{
-    CopyObjectInput, CreateBucketInput, CreateMultipartUploadInput, GetObjectInput,
-    HeadObjectInput, PutObjectInput, UploadPartCopyInput, UploadPartInput,
+    CopyObjectInput, CreateBucketInput, CreateMultipartUploadInput, GetObjectAttributesInput,
+    GetObjectInput, HeadObjectInput, PutObjectInput, UploadPartCopyInput, UploadPartInput,
 };
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
@@ -192,6 +192,7 @@ macro_rules! customer_key {
 }
 
 customer_key!(GetObjectInput);
+customer_key!(GetObjectAttributesInput);
 customer_key!(HeadObjectInput);
 customer_key!(UploadPartInput);
 customer_key!(

@@ -193,9 +193,9 @@ check(all(b["Name"] not in ("locked-bucket", "public-bucket") for b in s3.list_b
 s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "cas/b"}, {"Key": "opts/x"}]})
 
 # A checksum the client asks for is verified, kept and returned.
-p = s3.put_object(Bucket=bucket, Key="sum.bin", Body=b"checksummed" * 1000, ChecksumAlgorithm="SHA256")
+summed = s3.put_object(Bucket=bucket, Key="sum.bin", Body=b"checksummed" * 1000, ChecksumAlgorithm="SHA256")
 h = s3.head_object(Bucket=bucket, Key="sum.bin", ChecksumMode="ENABLED")
-check(h.get("ChecksumSHA256") == p.get("ChecksumSHA256") and h.get("ChecksumSHA256"), f"SHA256 kept: {h}")
+check(h.get("ChecksumSHA256") == summed.get("ChecksumSHA256") and h.get("ChecksumSHA256"), f"SHA256 kept: {h}")
 
 # Server-side copy, with metadata copied or replaced.
 c = s3.copy_object(Bucket=bucket, Key="docs/copy.txt", CopySource={"Bucket": bucket, "Key": "docs/hello.txt"})
@@ -240,6 +240,12 @@ check(done["ETag"].strip('"') == hashlib.md5(md5s).hexdigest() + "-3", f"multipa
 got = s3.get_object(Bucket=bucket, Key="big/object.bin")
 check(got["Body"].read() == data, "multipart bytes")
 check(got["ContentType"] == "application/x-big" and got["Metadata"] == {"kind": "multipart"}, "multipart attrs")
+a = s3.get_object_attributes(Bucket=bucket, Key="big/object.bin",
+                             ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "ObjectParts"])
+check(a["ETag"].strip('"') == done["ETag"].strip('"') and a["ObjectSize"] == len(data)
+      and a["StorageClass"] == "STANDARD" and a["ObjectParts"]["TotalPartsCount"] == 3, f"object attributes {a}")
+a = s3.get_object_attributes(Bucket=bucket, Key="sum.bin", ObjectAttributes=["Checksum", "ObjectParts"])
+check(a["Checksum"]["ChecksumSHA256"] == summed["ChecksumSHA256"] and "ObjectParts" not in a, f"checksum attribute {a}")
 r = s3.get_object(Bucket=bucket, Key="big/object.bin", Range=f"bytes={5 * mib - 10}-{5 * mib + 9}")
 check(r["Body"].read() == data[5 * mib - 10:5 * mib + 10], "range across a part boundary")
 code, _ = error_code(lambda: s3.list_parts(Bucket=bucket, Key="big/object.bin", UploadId=uid))
