@@ -245,13 +245,19 @@ pub(super) fn attrs_from(
     }
 }
 
-/// S3's default ACL (`private`): the owner, here the grid, with full control.
-fn default_acl() -> (Owner, Grants) {
-    const OWNER: &str = "filegrid";
-    let owner = Owner {
+/// The owner of every bucket and object: the grid (access is by role, not by owner).
+const OWNER: &str = "filegrid";
+
+fn owner() -> Owner {
+    Owner {
         id: Some(OWNER.into()),
         display_name: Some(OWNER.into()),
-    };
+    }
+}
+
+/// S3's default ACL (`private`): the owner, here the grid, with full control.
+fn default_acl() -> (Owner, Grants) {
+    let owner = owner();
     let grant = Grant {
         grantee: Some(Grantee {
             type_: Type::from_static(Type::CANONICAL_USER),
@@ -338,10 +344,7 @@ impl S3 for FileGridS3 {
         }
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(Owner {
-                display_name: Some("filegrid".into()),
-                id: Some("filegrid".into()),
-            }),
+            owner: Some(owner()),
             ..Default::default()
         }))
     }
@@ -678,7 +681,7 @@ impl S3 for FileGridS3 {
         )
         .await?;
         let url = url_encoded(input.encoding_type.as_ref());
-        let (contents, prefixes) = rows(&page, url);
+        let (contents, prefixes) = rows(&page, url, input.fetch_owner == Some(true));
         let next = page
             .truncated
             .then(|| page.found.last().map(|f| encode_token(f.name())))
@@ -719,7 +722,7 @@ impl S3 for FileGridS3 {
         )
         .await?;
         let url = url_encoded(input.encoding_type.as_ref());
-        let (contents, prefixes) = rows(&page, url);
+        let (contents, prefixes) = rows(&page, url, true);
         // NextMarker is returned with a delimiter; without one clients use the last key.
         let next = (page.truncated && input.delimiter.is_some())
             .then(|| page.found.last().map(|f| enc(f.name(), url)))
@@ -761,7 +764,7 @@ impl S3 for FileGridS3 {
         )
         .await?;
         let url = url_encoded(input.encoding_type.as_ref());
-        let (contents, prefixes) = rows(&page, url);
+        let (contents, prefixes) = rows(&page, url, true);
         let versions = contents
             .into_iter()
             .map(|o| ObjectVersion {
@@ -770,6 +773,7 @@ impl S3 for FileGridS3 {
                 e_tag: o.e_tag,
                 last_modified: o.last_modified,
                 is_latest: Some(true),
+                owner: o.owner,
                 version_id: Some(NULL_VERSION.into()),
                 storage_class: Some(ObjectVersionStorageClass::from_static(
                     ObjectVersionStorageClass::STANDARD,
@@ -1312,7 +1316,9 @@ const URL_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-fn rows(page: &list::Page, url: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
+/// A page's objects and common prefixes; each object names its owner when `with_owner`
+/// (always in ListObjects, with `fetch-owner=true` in ListObjectsV2).
+fn rows(page: &list::Page, url: bool, with_owner: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
     let mut contents = Vec::new();
     let mut prefixes = Vec::new();
     for f in &page.found {
@@ -1325,6 +1331,7 @@ fn rows(page: &list::Page, url: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
                 storage_class: Some(ObjectStorageClass::from_static(
                     ObjectStorageClass::STANDARD,
                 )),
+                owner: with_owner.then(owner),
                 ..Default::default()
             }),
             list::Found::Prefix(p) => prefixes.push(CommonPrefix {

@@ -342,6 +342,11 @@ check([o["Key"] for o in r["Contents"]] == ["page/04", "page/05", "page/06"], "v
 r = s3.list_objects_v2(Bucket=bucket, Prefix="odd/ü", EncodingType="url")
 check(r["Contents"][0]["Key"] in ("odd/%C3%BCn%C3%AF%20c%C3%B8d%C3%A9", "odd/ünï cødé"), f"url encoding {r['Contents'][0]['Key']}")
 
+# Owners: always in v1 and version listings, in v2 when asked (fetch-owner).
+check("Owner" not in s3.list_objects_v2(Bucket=bucket, Prefix="page/")["Contents"][0], "v2 without fetch-owner")
+check(s3.list_objects_v2(Bucket=bucket, Prefix="page/", FetchOwner=True)["Contents"][0]["Owner"]["ID"] == "filegrid", "v2 fetch-owner")
+check(s3.list_objects(Bucket=bucket, Prefix="page/")["Contents"][0]["Owner"]["ID"] == "filegrid", "v1 owner")
+
 # DeleteObjects.
 r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"page/{i:02d}"} for i in range(7)] + [{"Key": "never-was"}]})
 check(len(r.get("Deleted", [])) == 8 and not r.get("Errors"), f"delete_objects {r}")
