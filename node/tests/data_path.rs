@@ -1462,3 +1462,106 @@ fn a_write_addressed_to_another_leadership_is_refused() {
         assert_eq!(get(&base, &path).0, 404);
     }
 }
+
+#[test]
+fn conditional_writes_and_deletes_are_judged_where_they_commit() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    let send = |method: reqwest::Method, path: &str, cond: Option<(&str, &str)>, body: Vec<u8>| {
+        let mut req = http().request(method, format!("{base}/v1/files/{path}"));
+        if let Some((name, value)) = cond {
+            req = req.header(name, value);
+        }
+        req.body(body).send().unwrap()
+    };
+    let put = |path: &str, cond: Option<(&str, &str)>, body: &[u8]| {
+        send(reqwest::Method::PUT, path, cond, body.to_vec())
+    };
+    let etag = |path: &str| {
+        let r = http()
+            .head(format!("{base}/v1/files/{path}"))
+            .send()
+            .unwrap();
+        r.headers()["etag"].to_str().unwrap().to_string()
+    };
+    let refused = |r: reqwest::blocking::Response, what: &str| {
+        assert_eq!(r.status(), 412, "{what}");
+        assert_eq!(
+            r.json::<ErrorBody>().unwrap().code,
+            ErrorCode::PreconditionFailed,
+            "{what}"
+        );
+    };
+
+    assert_eq!(put("cond/v", None, b"v1").status(), 201);
+    let v1 = etag("cond/v");
+    refused(
+        put("cond/v", Some(("if-none-match", "*")), b"x"),
+        "create-only over a file",
+    );
+    assert_eq!(
+        put("cond/new", Some(("if-none-match", "*")), b"n").status(),
+        201
+    );
+    refused(
+        put("cond/v", Some(("if-match", "\"0123\"")), b"x"),
+        "another ETag",
+    );
+    refused(
+        put("cond/none", Some(("if-match", &v1)), b"x"),
+        "If-Match on no file",
+    );
+    assert_eq!(get(&base, "cond/none").0, 404);
+    assert_eq!(put("cond/v", Some(("if-match", "abc")), b"x").status(), 400);
+    assert_eq!(put("cond/v", Some(("if-match", &v1)), b"v2").status(), 201);
+    refused(
+        put("cond/v", Some(("if-match", &v1)), b"x"),
+        "the replaced ETag",
+    );
+    assert_eq!(get(&base, "cond/v"), (200, b"v2".to_vec()));
+
+    // Two writers that saw the same ETag: exactly one wins, whatever the timing.
+    let v2 = etag("cond/v");
+    let bodies = [random(3 << 20), random(3 << 20)];
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let racers: Vec<_> = bodies
+            .iter()
+            .map(|b| s.spawn(|| put("cond/v", Some(("if-match", &v2)), b).status().as_u16()))
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = (0..2).filter(|&i| statuses[i] == 201).collect();
+    assert_eq!(winners.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[1 - winners[0]], 412, "{statuses:?}");
+    assert_eq!(get(&base, "cond/v"), (200, bodies[winners[0]].clone()));
+
+    // Deletes.
+    let now = etag("cond/v");
+    refused(
+        send(
+            reqwest::Method::DELETE,
+            "cond/v",
+            Some(("if-match", &v2)),
+            Vec::new(),
+        ),
+        "delete with a stale ETag",
+    );
+    assert_eq!(get(&base, "cond/v").0, 200);
+    refused(
+        send(
+            reqwest::Method::DELETE,
+            "cond/gone",
+            Some(("if-match", "*")),
+            Vec::new(),
+        ),
+        "delete If-Match of no file",
+    );
+    let del = send(
+        reqwest::Method::DELETE,
+        "cond/v",
+        Some(("if-match", &now)),
+        Vec::new(),
+    );
+    assert_eq!(del.status(), 200);
+    assert_eq!(get(&base, "cond/v").0, 404);
+}

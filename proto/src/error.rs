@@ -39,6 +39,8 @@ pub enum ErrorCode {
     NeverLeader,
     /// A heartbeat from a server that has no registration in ZooKeeper.
     NotRegistered,
+    // 412: an `If-Match` or `If-None-Match` condition does not hold; nothing was changed.
+    PreconditionFailed,
     // 307: a standby sends the client to the leader.
     NotLeader,
     // 413
@@ -83,6 +85,7 @@ impl ErrorCode {
             NotFound => 404,
             MethodNotAllowed => 405,
             Conflict | StaleEpoch | Deposed | NeverLeader | NotRegistered => 409,
+            PreconditionFailed => 412,
             NotLeader => 307,
             TooLarge | ChunkTooLarge => 413,
             BadRange | RangeNotSatisfiable => 416,
@@ -172,6 +175,7 @@ const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::NoLeader, "no_leader"),
     (ErrorCode::NotReady, "not_ready"),
     (ErrorCode::NotRegistered, "not_registered"),
+    (ErrorCode::PreconditionFailed, "precondition_failed"),
     (ErrorCode::ZkUnavailable, "zk_unavailable"),
     (ErrorCode::NotReached, "not_reached"),
     (ErrorCode::StorageFull, "storage_full"),

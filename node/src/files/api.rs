@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::listing::{self, ListError};
 use super::path::FilePath;
-use super::precondition::Precondition;
+use super::precondition::{self, Precondition};
 use super::repair::{PassReport, drain};
 use super::{DataError, DataPlane, namespace, read, write};
 use crate::http::ApiError;
@@ -91,6 +91,10 @@ async fn put_file(
             }
         },
     };
+    let pre = match conditions(&headers) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     // Each upload holds at most a few chunk buffers; the cap bounds what all of them hold.
     let Ok(_permit) = s.dp.uploads.clone().try_acquire_owned() else {
         let mut resp = ApiError::new(
@@ -105,7 +109,7 @@ async fn put_file(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return resp;
     };
-    match write::upload(&s.dp, &lead, path.clone(), body, content_length).await {
+    match write::upload(&s.dp, &lead, path.clone(), body, content_length, &pre).await {
         Ok(meta) => (
             StatusCode::CREATED,
             axum::Json(PutAnswer {
@@ -120,7 +124,7 @@ async fn put_file(
             .into_response(),
         Err(e) => {
             tracing::warn!(path = %path, error = %e, "upload failed");
-            fail(e)
+            fail(refused_as_412(e, &pre))
         }
     }
 }
@@ -227,12 +231,17 @@ async fn delete_file(
     State(s): State<FilesState>,
     Extension(lead): Extension<Leadership>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     let path = match parse_path(&raw) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match namespace::remove(&lead, &s.dp.known_dirs, &path, &Precondition::Any).await {
+    let pre = match conditions(&headers) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match namespace::remove(&lead, &s.dp.known_dirs, &path, &pre).await {
         Ok(_) => {
             s.dp.repairs.orphaned();
             tracing::info!(path = %path, "deleted file");
@@ -242,7 +251,30 @@ async fn delete_file(
             })
             .into_response()
         }
-        Err(e) => fail(e.into()),
+        Err(e) => fail(refused_as_412(e.into(), &pre)),
+    }
+}
+
+/// The `If-Match` / `If-None-Match` condition of a write or delete.
+fn conditions(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    let text = |name: header::HeaderName| match headers.get(&name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::new(ErrorCode::BadHeader, format!("{name} is not ASCII"))),
+    };
+    precondition::from_http(text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?)
+        .map_err(|e| ApiError::new(ErrorCode::BadHeader, e))
+}
+
+/// A missing file under `If-Match` is a failed condition (RFC 9110: `412`), not a `404`.
+fn refused_as_412(e: DataError, pre: &Precondition) -> DataError {
+    match e {
+        DataError::NotFound(m) if !pre.allows_absent() => {
+            DataError::Precondition(format!("If-Match: {m}"))
+        }
+        e => e,
     }
 }
 

@@ -166,7 +166,7 @@ impl DataError {
             DataError::Conflict(_) => ErrorCode::Conflict,
             DataError::Unavailable(_) => ErrorCode::Unavailable,
             DataError::StorageFull(_) => ErrorCode::StorageFull,
-            DataError::Exists(_) | DataError::Precondition(_) => ErrorCode::Conflict,
+            DataError::Exists(_) | DataError::Precondition(_) => ErrorCode::PreconditionFailed,
         }
     }
 }

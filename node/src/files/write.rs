@@ -197,11 +197,12 @@ pub async fn upload(
     path: FilePath,
     body: Body,
     content_length: Option<u64>,
+    pre: &Precondition,
 ) -> Result<FileMeta, DataError> {
     let mut guard = Uncommitted::new(&dp.repairs);
     let stored = store(dp, lead, body, content_length, Digests::default()).await?;
     let meta = stored.into_meta(dp.config.chunk_size, Default::default());
-    commit(dp, lead, &path, meta, &Precondition::Any, &mut guard).await
+    commit(dp, lead, &path, meta, pre, &mut guard).await
 }
 
 /// Makes stored chunks the file at `path` (through the fenced write); returns the manifest.
