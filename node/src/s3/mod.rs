@@ -247,7 +247,11 @@ async fn finish(mut resp: Response, method: &axum::http::Method) -> Response {
     };
     let text = String::from_utf8_lossy(&bytes);
     let code = answer::error_code(&text).unwrap_or("").to_string();
-    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+    // A 501 answers a call FileGrid does not serve: the client's choice, not a failure.
+    if status.is_server_error()
+        && status != StatusCode::SERVICE_UNAVAILABLE
+        && status != StatusCode::NOT_IMPLEMENTED
+    {
         tracing::warn!(request_id = %id, %method, status = status.as_u16(), %code, "S3 request failed");
     } else {
         tracing::debug!(request_id = %id, %method, status = status.as_u16(), %code, "S3 request refused");
