@@ -103,6 +103,41 @@ pub(super) fn etag_of(meta: &FileMeta) -> String {
         .unwrap_or_else(|| meta.file_id.clone())
 }
 
+/// Whether a read asks for a part (`partNumber`), checked (pure). An object not uploaded in
+/// parts is one part, so part 1 is all of it and other numbers are `416 InvalidPartNumber`, as
+/// on S3; a multipart object's parts are not kept apart once assembled, so reading one is
+/// `NotImplemented` rather than a wrong answer.
+fn part_read(part: Option<i32>, etag: &str, ranged: bool) -> S3Result<bool> {
+    let Some(n) = part else { return Ok(false) };
+    if !(1..=10_000).contains(&n) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    if ranged {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    if multipart_parts(etag).is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "partNumber reads of objects uploaded in parts are not supported"
+        ));
+    }
+    if n != 1 {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+        );
+        e.set_status_code(axum::http::StatusCode::RANGE_NOT_SATISFIABLE);
+        return Err(e);
+    }
+    Ok(true)
+}
+
 /// The part count a multipart ETag (`<hex>-<parts>`) carries (pure).
 fn multipart_parts(etag: &str) -> Option<i32> {
     let (hash, parts) = etag.rsplit_once('-')?;
@@ -896,14 +931,9 @@ impl S3 for FileGridS3 {
         let lead = view(&req)?;
         let input = req.input;
         unversioned(input.version_id.as_deref())?;
-        if input.part_number.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "partNumber reads are not supported"
-            ));
-        }
         let meta = object(&lead, &input.bucket, &input.key).await?;
         unsupported::check_no_customer_key(input.customer_key())?;
+        let part_one = part_read(input.part_number, &etag_of(&meta), input.range.is_some())?;
         check_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -924,11 +954,16 @@ impl S3 for FileGridS3 {
             None => None,
         };
         let (start, end) = range.clone().map_or((0, meta.size), |r| (r.start, r.end));
-        let content_range = range.as_ref().map(|r| {
+        // Part 1 of an object not uploaded in parts is all of it, answered as a part is.
+        let (start_byte, end_byte) = match &range {
+            Some(r) => (r.start, r.end),
+            None => (0, meta.size),
+        };
+        let content_range = (range.is_some() || (part_one && meta.size > 0)).then(|| {
             format!(
                 "bytes {}-{}/{}",
-                r.start,
-                r.end.saturating_sub(1),
+                start_byte,
+                end_byte.saturating_sub(1),
                 meta.size
             )
         });
@@ -986,6 +1021,7 @@ impl S3 for FileGridS3 {
         unversioned(input.version_id.as_deref())?;
         let meta = object(&lead, &input.bucket, &input.key).await?;
         unsupported::check_no_customer_key(input.customer_key())?;
+        part_read(input.part_number, &etag_of(&meta), input.range.is_some())?;
         check_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -1363,6 +1399,18 @@ fn decode_token(t: &str) -> S3Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_one_of_a_single_part_object_is_all_of_it() {
+        let code = |r: S3Result<bool>| r.unwrap_err().code().as_str().to_string();
+        assert!(!part_read(None, "abc", false).unwrap());
+        assert!(!part_read(None, "abc-3", true).unwrap());
+        assert!(part_read(Some(1), "abc", false).unwrap());
+        assert_eq!(code(part_read(Some(2), "abc", false)), "InvalidPartNumber");
+        assert_eq!(code(part_read(Some(1), "abc-3", false)), "NotImplemented");
+        assert_eq!(code(part_read(Some(0), "abc", false)), "InvalidArgument");
+        assert_eq!(code(part_read(Some(1), "abc", true)), "InvalidRequest");
+    }
 
     #[test]
     fn a_multipart_etag_carries_its_part_count() {
