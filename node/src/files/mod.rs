@@ -146,6 +146,7 @@ impl From<NsError> for DataError {
             NsError::Conflict(m) => DataError::Conflict(m),
             NsError::Exists(p) => DataError::Exists(format!("{p} exists already")),
             NsError::Precondition(m) => DataError::Precondition(m),
+            e @ NsError::Contended(_) => DataError::Conflict(e.to_string()),
             NsError::Fence(f) => DataError::Unavailable(format!(
                 "leadership changed during the request ({f}); retry"
             )),

@@ -30,6 +30,9 @@ pub enum NsError {
     /// A conditional change found a file that does not pass its condition; why.
     #[error("{0}")]
     Precondition(String),
+    /// Concurrent changes to the path or its parents kept winning; nothing was changed.
+    #[error("{0} is being changed concurrently; retry")]
+    Contended(String),
     /// A manifest node would be larger than one ZooKeeper request may carry; it is not sent
     /// (ZooKeeper would drop the connection).
     #[error("{path}: {bytes} bytes is more than one ZooKeeper request may carry")]
@@ -156,6 +159,7 @@ fn never_committed(e: &NsError) -> bool {
         NsError::Exists(_)
             | NsError::NotFound(_)
             | NsError::Precondition(_)
+            | NsError::Contended(_)
             | NsError::Conflict(_)
             | NsError::TooLarge { .. }
             | NsError::Fence(FenceError::Operation { .. })
@@ -330,9 +334,7 @@ async fn commit_entry(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(NsError::Conflict(format!(
-        "{path} is being changed concurrently; retry"
-    )))
+    Err(NsError::Contended(path.to_string()))
 }
 
 /// Deletes the file at `path` (and directories it leaves empty); returns what was deleted.
@@ -400,9 +402,7 @@ pub async fn remove(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(NsError::Conflict(format!(
-        "{path} is being changed concurrently; retry"
-    )))
+    Err(NsError::Contended(path.to_string()))
 }
 
 /// Deletes the directories of `dirs` (deepest first) that are empty, up to the first that is
@@ -745,6 +745,7 @@ mod tests {
         assert!(never_committed(&NsError::Conflict("a".into())));
         assert!(never_committed(&NsError::NotFound("a".into())));
         assert!(never_committed(&NsError::Precondition("a".into())));
+        assert!(never_committed(&NsError::Contended("a".into())));
         assert!(never_committed(&NsError::Fence(FenceError::Operation {
             index: 2,
             source: ZkClientError::NodeExists,

@@ -1274,10 +1274,16 @@ async fn delete_key(
             dp.repairs.orphaned();
             Ok(())
         }
-        // Deleting what is not there succeeds, unless a condition needed it there.
+        // Deleting what is not there (no object, or a directory of other keys) succeeds,
+        // unless a condition needed it there.
         Err(NsError::NotFound(_)) | Err(NsError::Conflict(_)) => {
             precondition::judge(pre, None).map_err(conditions::refused)
         }
+        // Not deleted: never answered as if it were.
+        Err(e @ NsError::Contended(_)) => Err(S3Error::with_message(
+            S3ErrorCode::OperationAborted,
+            e.to_string(),
+        )),
         Err(e) => Err(error::ns(e)),
     }
 }
