@@ -95,6 +95,10 @@ async fn put_file(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    // A write that cannot pass is refused before its body is stored.
+    if let Err(e) = namespace::judge_now(&lead, &path, &pre).await {
+        return fail(refused_as_412(e.into(), &pre));
+    }
     // Each upload holds at most a few chunk buffers; the cap bounds what all of them hold.
     let Ok(_permit) = s.dp.uploads.clone().try_acquire_owned() else {
         let mut resp = ApiError::new(

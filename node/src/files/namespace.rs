@@ -166,6 +166,23 @@ fn never_committed(e: &NsError) -> bool {
     )
 }
 
+/// Judges `pre` on the file at `path` as it is now (its node alone, no chunk list), so a
+/// change that cannot pass is refused before its body is stored anywhere. Only a first look:
+/// the commit judges `pre` again in its own transaction, and that decides.
+pub async fn judge_now(
+    lead: &Leadership,
+    path: &FilePath,
+    pre: &Precondition,
+) -> Result<(), NsError> {
+    if matches!(pre, Precondition::Any) {
+        return Ok(());
+    }
+    let current = zk::read::<Entry>(lead.client(), &lead.layout().file(path.as_str()))
+        .await?
+        .and_then(|(e, _)| e.file.filter(|_| e.kind == EntryKind::File));
+    precondition::judge(pre, current.as_ref()).map_err(|r| refused(path, r))
+}
+
 /// A failed precondition as the namespace error it is answered with.
 fn refused(path: &FilePath, r: Refusal) -> NsError {
     match r {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
+use super::service::{etag_of, modified_secs, secs};
 use crate::files::manifest::FileMeta;
 use crate::files::precondition::{Precondition, Refusal, Test};
 
@@ -28,12 +29,12 @@ impl Expected {
     /// named: the caller may hold the write role only.
     pub fn check(&self, meta: &FileMeta) -> Result<(), String> {
         if let Some(etag) = &self.etag
-            && *etag != super::service::etag_of(meta)
+            && *etag != etag_of(meta)
         {
             return Err(format!("the object's ETag is not \"{etag}\""));
         }
         if let Some(secs) = self.modified_secs
-            && secs != (meta.mtime / 1000) as i64
+            && secs != modified_secs(meta)
         {
             return Err("the object's last modification time is not the one given".into());
         }
@@ -143,12 +144,6 @@ fn etag_of_condition(c: &ETagCondition) -> Option<String> {
         ETagCondition::ETag(e) if e.value() == "*" => None,
         ETagCondition::ETag(e) => Some(e.value().to_string()),
     }
-}
-
-/// Whole seconds since the epoch, the precision of HTTP dates.
-fn secs(t: &Timestamp) -> i64 {
-    let t: time::OffsetDateTime = t.clone().into();
-    t.unix_timestamp()
 }
 
 #[cfg(test)]

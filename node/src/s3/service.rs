@@ -149,8 +149,13 @@ pub(super) fn modified(meta: &FileMeta) -> Timestamp {
     Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.mtime))
 }
 
+/// An object's modification time in whole seconds, the precision of HTTP dates.
+pub(super) fn modified_secs(meta: &FileMeta) -> i64 {
+    (meta.mtime / 1000) as i64
+}
+
 /// Seconds since the epoch, the precision of HTTP dates.
-fn secs(t: &Timestamp) -> i64 {
+pub(super) fn secs(t: &Timestamp) -> i64 {
     let t: time::OffsetDateTime = t.clone().into();
     t.unix_timestamp()
 }
@@ -204,10 +209,9 @@ fn check_conditions(
     if_modified_since: Option<&Timestamp>,
     if_unmodified_since: Option<&Timestamp>,
 ) -> S3Result<()> {
-    let mtime = (meta.mtime / 1000) as i64;
     match judge(
         &etag_of(meta),
-        mtime,
+        modified_secs(meta),
         if_match,
         if_none_match,
         if_modified_since.map(secs),
@@ -859,17 +863,10 @@ impl S3 for FileGridS3 {
         if input.write_offset_bytes.is_some() {
             return Err(s3_error!(NotImplemented, "appends are not supported"));
         }
-        // Judged before the upload, so a write that cannot pass sends no bytes anywhere, and
-        // again in the commit's transaction, which decides.
         let pre = conditions::on_write(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        if !matches!(pre, Precondition::Any) {
-            // The file node alone: a condition needs no chunk list.
-            let current = zk::read::<Entry>(lead.client(), &lead.layout().file(p.as_str()))
-                .await
-                .map_err(|e| error::ns(NsError::Zk(e)))?
-                .and_then(|(e, _)| e.file.filter(|_| e.kind == EntryKind::File));
-            precondition::judge(&pre, current.as_ref()).map_err(conditions::refused)?;
-        }
+        namespace::judge_now(&lead, &p, &pre)
+            .await
+            .map_err(error::ns)?;
         let checksum = checksum::announced(
             [
                 &input.checksum_crc32,
