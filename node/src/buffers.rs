@@ -85,6 +85,11 @@ impl BufferPool {
     }
 }
 
+/// Memory a buffer taken for `len` bytes holds: its pool class, or `len` when not pooled.
+pub fn footprint(len: usize) -> usize {
+    class_of(len).unwrap_or(len)
+}
+
 /// The capacity a pooled buffer for `len` bytes has (the next power of two), or `None` when
 /// `len` is too small to pool.
 fn class_of(len: usize) -> Option<usize> {
@@ -112,6 +117,11 @@ impl PooledBuf {
 
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// Bytes of memory the buffer holds, written or not.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
     }
 
     /// The bytes written, shared and immutable from now on.

@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod leadership;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod monitor;
 pub mod multi_md5;

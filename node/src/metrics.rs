@@ -209,6 +209,7 @@ pub struct DataMetrics {
     pub replica_failures: IntCounterVec,
     pub read_hedges: IntCounter,
     pub orphans_deleted: IntCounter,
+    pub read_cache: crate::files::cache::CacheMetrics,
 }
 
 impl DataMetrics {
@@ -319,6 +320,23 @@ impl DataMetrics {
                 "filegrid_orphans_deleted_total",
                 "orphaned chunk copies (no file names them) the leader deleted after their grace",
             ),
+            read_cache: crate::files::cache::CacheMetrics {
+                hits: counter(
+                    r,
+                    "filegrid_read_cache_hits_total",
+                    "chunk reads served from the head's read cache",
+                ),
+                misses: counter(
+                    r,
+                    "filegrid_read_cache_misses_total",
+                    "reads of chunks small enough for the read cache that were not in it",
+                ),
+                bytes: gauge(
+                    r,
+                    "filegrid_read_cache_bytes",
+                    "memory the head's read cache holds (at most read_cache_size)",
+                ),
+            },
         }
     }
 }

@@ -981,7 +981,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
 
 #[test]
 fn every_error_is_json_and_an_unreadable_file_fails_before_its_body() {
-    let grid = Grid::start(node_bin(), GridOptions::default());
+    let grid = Grid::start(node_bin(), replicas_only());
     let base = grid.leader_url(Duration::from_secs(30));
     grid.wait_cluster_live(3, Duration::from_secs(30));
     let http = http();
@@ -1176,7 +1176,7 @@ fn an_upload_longer_than_the_orphan_grace_keeps_its_chunks() {
 /// exits with the documented status.
 #[test]
 fn a_later_unreadable_chunk_cuts_the_download_short() {
-    let grid = Grid::start(node_bin(), GridOptions::default());
+    let grid = Grid::start(node_bin(), replicas_only());
     let base = grid.leader_url(Duration::from_secs(30));
     grid.wait_cluster_live(3, Duration::from_secs(30));
     let port = grid.heads[0].port;
@@ -1564,4 +1564,14 @@ fn conditional_writes_and_deletes_are_judged_where_they_commit() {
     );
     assert_eq!(del.status(), 200);
     assert_eq!(get(&base, "cond/v").0, 404);
+}
+
+/// A grid whose heads read every chunk from the replicas (read cache off), for tests of what
+/// a read does when replicas fail: with the cache, the head would answer from memory a chunk
+/// it has just uploaded.
+fn replicas_only() -> GridOptions {
+    GridOptions {
+        extra_head_args: vec!["--read-cache-size".into(), "0".into()],
+        ..Default::default()
+    }
 }

@@ -247,6 +247,10 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
             heads: 2,
             session_timeout: "40s".into(),
             dead_after: "60s".into(),
+            // Every read goes to the replicas: the standby would otherwise answer the chunks
+            // it read while waiting below from its cache, and might never try the stopped
+            // server first.
+            extra_head_args: vec!["--read-cache-size".into(), "0".into()],
             ..Default::default()
         },
     );

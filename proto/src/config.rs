@@ -249,6 +249,13 @@ role_file! {
         /// Uploads in progress at once on this head; more get 503 with Retry-After
         /// [default: 64]
         pub max_uploads: u32 => "rule::max_uploads",
+        /// Memory for recently read or written small chunks, served without asking a
+        /// cluster server; 0 turns the cache off [default: 1/16 of the memory the head may
+        /// use (its cgroup's limit, else the machine's), at most 2GiB]
+        pub read_cache_size: u64 => "rule::size",
+        /// Largest chunk the read cache keeps; chunks of large files pass it by
+        /// [default: 4MiB]
+        pub read_cache_max_chunk: u64 => "rule::positive_size",
         /// S3 API address `host:port` [default: none, no S3 API]
         pub s3_listen: String => "rule::text",
         /// Domain for virtual-host style S3 requests (`<bucket>.<domain>`) [default: none,
@@ -282,6 +289,7 @@ impl RoleFile for HeadFile {
             max_file_size: Some(1 << 40),
             anonymous_read: Some(false),
             max_uploads: Some(64),
+            read_cache_max_chunk: Some(4 << 20),
             s3_region: Some("us-east-1".into()),
             s3_multipart_max_age: Some(Duration::from_secs(24 * 3600)),
             ..Self::default()
@@ -492,6 +500,7 @@ pub mod rule {
         positive_duration: Duration = values::positive_duration;
         duration: Duration = values::duration;
         positive_size: u64 = values::positive_size;
+        size: u64 = values::size;
         log_format: LogFormat = values::log_format;
         server_id: ServerId = values::server_id;
         host: String = values::host;
@@ -605,6 +614,7 @@ mod tests {
             tls_ca: Some("/ca".into()),
             s3_listen: Some("127.0.0.1:9000".into()),
             s3_domain: Some("s3.example".into()),
+            read_cache_size: Some(1 << 20),
             ..HeadFile::defaults()
         };
         let v = serde_json::to_value(head).unwrap();

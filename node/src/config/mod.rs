@@ -256,6 +256,15 @@ pub struct HeadArgs {
     /// Uploads in progress at once on this head; more get 503 with Retry-After [default: 64]
     #[arg(long, env = "FILEGRID_MAX_UPLOADS", value_parser = values::max_uploads)]
     pub max_uploads: Option<u32>,
+    /// Memory for recently read or written small chunks, served without asking a cluster
+    /// server; 0 turns the cache off [default: 1/16 of the memory the head may use, at most 2GiB]
+    #[arg(long, env = "FILEGRID_READ_CACHE_SIZE", value_parser = values::size)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub read_cache_size: Option<u64>,
+    /// Largest chunk the read cache keeps (larger ones, of large files, pass it by) [default: 4MiB]
+    #[arg(long, env = "FILEGRID_READ_CACHE_MAX_CHUNK", value_parser = values::positive_size)]
+    #[serde(serialize_with = "rule::serialize")]
+    pub read_cache_max_chunk: Option<u64>,
     /// S3 API address (e.g. 0.0.0.0:9000) [default: none, no S3 API]
     #[arg(long, env = "FILEGRID_S3_LISTEN", value_parser = values::socket_addr)]
     pub s3_listen: Option<SocketAddr>,
@@ -294,6 +303,9 @@ pub struct HeadConfig {
     pub credentials_file: Option<PathBuf>,
     pub anonymous_read: bool,
     pub max_uploads: u32,
+    /// `None`: sized from the memory the head may use.
+    pub read_cache_size: Option<u64>,
+    pub read_cache_max_chunk: u64,
     pub s3: S3Settings,
 }
 
@@ -711,6 +723,8 @@ impl HeadArgs {
             )?,
             anonymous_read: required("anonymous_read", f.anonymous_read)?,
             max_uploads: required("max_uploads", f.max_uploads)?,
+            read_cache_size: f.read_cache_size,
+            read_cache_max_chunk: required("read_cache_max_chunk", f.read_cache_max_chunk)?,
             s3: S3Settings {
                 listen: f
                     .s3_listen

@@ -3,6 +3,7 @@
 //! servers (see [`crate::cluster`]). See `docs/data-path.md`.
 
 pub mod api;
+pub mod cache;
 pub mod dir_index;
 pub mod known_dirs;
 pub mod listing;
@@ -49,6 +50,10 @@ pub struct DataConfig {
     pub max_file_size: u64,
     /// Uploads in progress at once; more are refused with 503 and Retry-After.
     pub max_uploads: u32,
+    /// Bytes of recently read or written small chunks kept in memory (0: none).
+    pub read_cache_size: u64,
+    /// Largest chunk the read cache keeps.
+    pub read_cache_max_chunk: u64,
 }
 
 /// Everything the data path shares.
@@ -73,6 +78,8 @@ pub struct DataPlane {
     pub index: dir_index::DirIndex,
     /// Buffers for whole chunks, uploaded or read.
     pub buffers: Arc<crate::buffers::BufferPool>,
+    /// Small whole chunks read or written recently.
+    pub cache: cache::ChunkCache,
 }
 
 /// Freed chunk buffers a head keeps for reuse, in chunks: enough for a few large transfers
@@ -93,7 +100,6 @@ impl DataPlane {
             election,
             index,
             membership: Arc::new(Membership::default()),
-            metrics,
             chunks,
             repairs: repair::Queue::default(),
             known_dirs: KnownDirs::default(),
@@ -104,6 +110,12 @@ impl DataPlane {
                 usize::try_from(POOLED_CHUNKS.saturating_mul(config.chunk_size))
                     .unwrap_or(usize::MAX),
             ),
+            cache: cache::ChunkCache::new(
+                config.read_cache_size,
+                config.read_cache_max_chunk,
+                metrics.read_cache.clone(),
+            ),
+            metrics,
             config,
         })
     }

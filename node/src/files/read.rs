@@ -112,6 +112,9 @@ async fn fetch_part(
     part: Range<u64>,
 ) -> Result<Bytes, std::io::Error> {
     let whole = part.start == 0 && part.end == chunk.len;
+    if let Some(cached) = dp.cache.get(chunk).and_then(|data| slice(&data, &part)) {
+        return Ok(cached);
+    }
     let expected: Option<Checksum> = chunk.checksum.parse().ok();
     let mut replicas = chunk.replicas.clone();
     // Registered servers that heartbeat first, then silent ones; the others may still answer
@@ -166,6 +169,11 @@ async fn fetch_part(
                     if !bad.is_empty() {
                         dp.repairs.read_repair(chunk, &r, &bad);
                     }
+                    if let (true, Some(sum)) = (whole, expected) {
+                        // Read into a buffer of the pool's size for its length.
+                        let held = crate::buffers::footprint(data.len());
+                        dp.cache.keep(&chunk.id, sum, &data, held);
+                    }
                     return Ok(data);
                 }
                 dp.metrics
@@ -194,6 +202,13 @@ async fn fetch_part(
         chunk.id,
         errors.join("; ")
     )))
+}
+
+/// `part` of `data`, or `None` when it does not lie within.
+fn slice(data: &Bytes, part: &Range<u64>) -> Option<Bytes> {
+    let start = usize::try_from(part.start).ok()?;
+    let end = usize::try_from(part.end).ok()?;
+    (start <= end && end <= data.len()).then(|| data.slice(start..end))
 }
 
 /// Replicas read from at once at most: the first, and one hedge.

@@ -304,8 +304,15 @@ pub async fn store(
             buf.extend_from_slice(&data.split_to(take));
             if buf.len() == chunk_size {
                 let next = dp.buffers.take(chunk_size);
-                let full = std::mem::replace(&mut buf, next).freeze();
-                pending.push_back(store_chunk(dp.clone(), token.epoch, chunk_id(index), full));
+                let full = std::mem::replace(&mut buf, next);
+                let held = full.capacity();
+                pending.push_back(store_chunk(
+                    dp.clone(),
+                    token.epoch,
+                    chunk_id(index),
+                    full.freeze(),
+                    held,
+                ));
                 index += 1;
                 if pending.len() >= IN_FLIGHT
                     && let Some(r) = pending.next().await
@@ -316,11 +323,13 @@ pub async fn store(
         }
     }
     if !buf.is_empty() {
+        let held = buf.capacity();
         pending.push_back(store_chunk(
             dp.clone(),
             token.epoch,
             chunk_id(index),
             buf.freeze(),
+            held,
         ));
     }
     while let Some(r) = pending.next().await {
@@ -375,12 +384,14 @@ impl Drop for Uncommitted<'_> {
     }
 }
 
-/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`).
+/// Stores one chunk on `replication_factor` servers (or at least `min_write_replicas`);
+/// `held` is the memory its buffer holds, for the read cache, which keeps a stored chunk.
 async fn store_chunk(
     dp: Arc<DataPlane>,
     epoch: u64,
     id: String,
     data: Bytes,
+    held: usize,
 ) -> Result<ChunkRef, DataError> {
     let checksum = Checksum::of(&data);
     let rf = dp.config.replication_factor as usize;
@@ -495,6 +506,9 @@ async fn store_chunk(
         tracing::warn!(chunk = %id, replicas = stored.len(), replication_factor = rf,
             "chunk acknowledged under-replicated; it will be repaired in the background");
     }
+    // The bytes are the ones checksummed above, and stored: a read soon after, the
+    // commonest pattern, needs no cluster server.
+    dp.cache.keep(&id, checksum, &data, held);
     let chunk = ChunkRef {
         id,
         len: data.len() as u64,

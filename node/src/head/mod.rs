@@ -84,6 +84,10 @@ pub async fn run(cfg: HeadConfig) -> anyhow::Result<()> {
             hop_progress_timeout: cfg.hop_progress_timeout,
             max_file_size: cfg.max_file_size,
             max_uploads: cfg.max_uploads,
+            read_cache_size: cfg
+                .read_cache_size
+                .unwrap_or_else(|| crate::files::cache::auto_size(crate::memory::limit())),
+            read_cache_max_chunk: cfg.read_cache_max_chunk,
         },
         DataMetrics::new(&registry),
         ChunkClient::new(

@@ -25,13 +25,20 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 
 /// A size such as `8MiB`, `100GiB` or plain bytes; zero is rejected.
 pub fn positive_size(s: &str) -> Result<u64, String> {
+    let b = size(s)?;
+    if b == 0 {
+        return Err("must be greater than zero".into());
+    }
+    Ok(b)
+}
+
+/// A size such as `256MiB` or plain bytes, zero included (for settings where 0 turns
+/// something off).
+pub fn size(s: &str) -> Result<u64, String> {
     let b: bytesize::ByteSize = s
         .trim()
         .parse()
         .map_err(|e| format!("{e} (write sizes like 8MiB or 100GiB)"))?;
-    if b.as_u64() == 0 {
-        return Err("must be greater than zero".into());
-    }
     Ok(b.as_u64())
 }
 

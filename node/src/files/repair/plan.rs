@@ -515,6 +515,8 @@ mod tests {
                     hop_progress_timeout: Duration::from_secs(10),
                     max_file_size: 1 << 40,
                     max_uploads: 64,
+                    read_cache_size: 0,
+                    read_cache_max_chunk: 1 << 20,
                 },
             };
             for id in up {
