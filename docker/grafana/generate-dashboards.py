@@ -276,6 +276,13 @@ def data_path():
                 (quantile(0.5, "filegrid_chunk_request_seconds", "op"), "p50 {{op}}"),
                 (quantile(0.99, "filegrid_chunk_request_seconds", "op"), "p99 {{op}}"),
             ], unit="s", w=24),
+            series("Head read cache", [
+                (f"sum by (instance) (rate(filegrid_read_cache_hits_total[{RATE}]))", "hits {{instance}}"),
+                (f"sum by (instance) (rate(filegrid_read_cache_misses_total[{RATE}]))", "misses {{instance}}"),
+            ], unit="ops"),
+            series("Head read cache memory", [
+                ("filegrid_read_cache_bytes", "{{instance}}"),
+            ], unit="bytes"),
         ],
     )
 
