@@ -439,3 +439,63 @@ fn a_cli_upload_refused_as_sent_to_an_earlier_leadership_is_sent_again() {
     );
     assert_stored(&second, "held/held.bin", &data);
 }
+
+/// `put --if-absent` creates only, `put --if-match` and `rm --if-match` change only the file
+/// with the ETag `put` and `stat` print; a condition that does not hold exits 1, says so and
+/// changes nothing.
+#[test]
+fn conditional_puts_and_deletes_from_the_cli() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let leader = grid.leader_url(Duration::from_secs(30));
+    grid.wait_cluster_live(3, Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_data) = local_file(dir.path(), "first", 3000);
+    let (second, second_data) = local_file(dir.path(), "second", 5000);
+    let run = |args: &[&str]| cli(&leader).arg("--json").args(args).output().unwrap();
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let refused = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(err.contains("412") || err.contains("precondition"), "{err}");
+    };
+    let first_path = first.to_str().unwrap();
+    let second_path = second.to_str().unwrap();
+
+    let created = json(&run(&["put", "--if-absent", first_path, "cond/f"]));
+    let etag = created["etag"].as_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
+    refused(&run(&["put", "--if-absent", second_path, "cond/f"]));
+    assert_stored(&leader, "cond/f", &first_data);
+
+    let stat = json(&run(&["stat", "cond/f"]));
+    assert_eq!(stat["etag"].as_str(), Some(etag.as_str()));
+    // Without its quotes, as a shell would pass it unquoted.
+    let bare = etag.trim_matches('"');
+    let replaced = json(&run(&["put", "--if-match", bare, second_path, "cond/f"]));
+    let new_etag = replaced["etag"].as_str().unwrap().to_string();
+    assert_ne!(new_etag, etag);
+    assert_stored(&leader, "cond/f", &second_data);
+    // The old tag no longer matches, for a put or a delete.
+    refused(&run(&["put", "--if-match", &etag, first_path, "cond/f"]));
+    refused(&run(&["rm", "--if-match", &etag, "cond/f"]));
+    assert_stored(&leader, "cond/f", &second_data);
+    json(&run(&["rm", "--if-match", &new_etag, "cond/f"]));
+    let gone = http()
+        .get(format!("{leader}/v1/files/cond/f"))
+        .send()
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    // A usage error exits 2 and sends nothing.
+    let out = run(&[
+        "put",
+        "--if-absent",
+        "--if-match",
+        bare,
+        first_path,
+        "cond/g",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -111,6 +111,10 @@ pub struct PutAnswer {
     pub mtime: u64,
     /// Epoch of the leader that committed it.
     pub epoch: u64,
+    /// The file's `ETag` (`"<file_id>"`, new with every write), for a later conditional
+    /// write or delete (`If-Match`). Empty from heads that did not send it.
+    #[serde(default)]
+    pub etag: String,
 }
 
 /// What `HEAD /v1/files/{path}` tells of a file (its headers), as `filegrid stat` prints it.
@@ -121,6 +125,9 @@ pub struct FileStat {
     pub checksum: String,
     pub chunks: u64,
     pub mtime: u64,
+    /// The `ETag` header, quotes included.
+    #[serde(default)]
+    pub etag: String,
 }
 
 /// `DELETE /v1/files/{path}`.

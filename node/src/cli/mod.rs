@@ -81,13 +81,27 @@ pub enum Command {
     /// Health of every head, from the monitors' reports, and the cluster servers
     Status,
     /// Upload a local file (`-` for stdin)
-    Put { local: PathBuf, remote: String },
+    Put {
+        local: PathBuf,
+        remote: String,
+        /// Store only if no file is at REMOTE (If-None-Match: *)
+        #[arg(long, conflicts_with = "if_match")]
+        if_absent: bool,
+        /// Replace only the file with this ETag, as `stat` prints it (If-Match)
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
     /// Download a file (`-` for stdout); written under a temporary name until verified
     Get { remote: String, local: PathBuf },
     /// List files under a prefix
     Ls { prefix: Option<String> },
     /// Delete a file
-    Rm { remote: String },
+    Rm {
+        remote: String,
+        /// Delete only the file with this ETag, as `stat` prints it (If-Match)
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
     /// Size, checksum, chunk count and modification time of a file
     Stat { remote: String },
     /// Bring a draining or drained cluster server back into service
@@ -480,7 +494,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{}", repair_line(r));
             }
         }
-        Command::Put { local, remote } => {
+        Command::Put {
+            local,
+            remote,
+            if_absent,
+            if_match,
+        } => {
+            let condition = transfer::Condition::of(if_absent, if_match.as_deref())?;
             let leader = target.leader_call().await?;
             let r = transfer::put(
                 &data_client(cli.timeout, &outgoing, &auth)?,
@@ -488,12 +508,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 &local,
                 &remote,
                 &target,
+                condition.as_ref(),
             )
             .await?;
             if cli.json {
                 print_json(&r);
             } else {
-                println!("stored {} ({} bytes, {})", r.path, r.size, r.checksum);
+                println!(
+                    "stored {} ({} bytes, {}, etag {})",
+                    r.path, r.size, r.checksum, r.etag
+                );
             }
         }
         Command::Get { remote, local } => {
@@ -527,13 +551,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Rm { remote } => {
+        Command::Rm { remote, if_match } => {
+            let condition = transfer::Condition::of(false, if_match.as_deref())?;
             let leader = target.leader_call().await?;
             transfer::rm(
                 &data_client(cli.timeout, &outgoing, &auth)?,
                 leader,
                 &remote,
                 &target,
+                condition.as_ref(),
             )
             .await?;
             if cli.json {
@@ -553,11 +579,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&st);
             } else {
                 println!(
-                    "{}: {} bytes, {} chunks, {}, modified {}",
+                    "{}: {} bytes, {} chunks, {}, etag {}, modified {}",
                     st.path,
                     st.size,
                     st.chunks,
                     st.checksum,
+                    st.etag,
                     humantime::format_rfc3339_seconds(
                         std::time::UNIX_EPOCH + Duration::from_millis(st.mtime)
                     )

@@ -161,12 +161,66 @@ pub(crate) fn leader_base(l: &filegrid_proto::head::LeaderView) -> String {
 /// its start (also when that answer was lost because the head closed the connection while
 /// the body was still being sent: the leader is then asked for, once). Stdin cannot be read twice, so an upload from stdin that meets a redirect fails
 /// with an error that says so; nothing is stored.
+/// What a `put` or `rm` requires of the file it replaces or deletes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// No file at the path (`--if-absent`).
+    Absent,
+    /// The file with this ETag, quoted (`--if-match`).
+    Matches(String),
+}
+
+impl Condition {
+    /// From the flags; an ETag may be given with or without its quotes.
+    pub fn of(if_absent: bool, if_match: Option<&str>) -> Result<Option<Self>, CliError> {
+        match (if_absent, if_match) {
+            (true, Some(_)) => Err(CliError::Usage(
+                "--if-absent and --if-match exclude each other".into(),
+            )),
+            (true, None) => Ok(Some(Self::Absent)),
+            (false, None) => Ok(None),
+            (false, Some(tag)) => {
+                let bare = tag.trim().trim_matches('"');
+                if bare.is_empty() || bare.contains(['"', ',', '*']) || !bare.is_ascii() {
+                    return Err(CliError::Usage(format!(
+                        "--if-match: {tag:?} is not an ETag as `filegrid stat` prints it"
+                    )));
+                }
+                Ok(Some(Self::Matches(format!("\"{bare}\""))))
+            }
+        }
+    }
+
+    /// The request header that carries it.
+    pub fn header(&self) -> (reqwest::header::HeaderName, String) {
+        match self {
+            Self::Absent => (reqwest::header::IF_NONE_MATCH, "*".into()),
+            Self::Matches(tag) => (reqwest::header::IF_MATCH, tag.clone()),
+        }
+    }
+}
+
+/// The error for a `412`: the condition did not hold, so nothing changed. When the call was
+/// sent again after a leader change, the first sending may have been the change that made it
+/// fail.
+fn not_met(err: CliError, sent_again: bool) -> CliError {
+    if sent_again {
+        CliError::Api(format!(
+            "{err} (the call was sent again after the leader changed: the first sending may \
+             have made the change; check with `filegrid stat`)"
+        ))
+    } else {
+        err
+    }
+}
+
 pub async fn put(
     http: &reqwest::Client,
     leader: (String, u64),
     local: &Path,
     remote: &str,
     target: &Target,
+    condition: Option<&Condition>,
 ) -> Result<PutAnswer, CliError> {
     let from_stdin = local == Path::new("-");
     let (base, mut epoch) = leader;
@@ -182,6 +236,9 @@ pub async fn put(
             .put(&url)
             .header(filegrid_proto::headers::LEADER_EPOCH, epoch)
             .timeout(Duration::from_secs(24 * 3600));
+        if let Some((name, value)) = condition.map(Condition::header) {
+            req = req.header(name, value);
+        }
         if let Some(l) = len {
             req = req.header(reqwest::header::CONTENT_LENGTH, l);
         }
@@ -273,6 +330,9 @@ pub async fn put(
                 tracing::debug!(from = %url, to = %next, "upload refused as sent to an earlier leadership; sending it to the leader now");
                 (url, epoch) = (next, newer);
                 continue;
+            }
+            if code == Some(ErrorCode::PreconditionFailed) {
+                return Err(not_met(err, hops > 0 || resent));
             }
             return Err(err);
         }
@@ -405,6 +465,7 @@ pub async fn stat(http: &reqwest::Client, base: &str, remote: &str) -> Result<Fi
         checksum: text(headers::CHECKSUM),
         chunks: num(headers::CHUNKS),
         mtime: num(headers::MTIME),
+        etag: text("etag"),
     })
 }
 
@@ -416,16 +477,20 @@ pub async fn rm(
     leader: (String, u64),
     remote: &str,
     target: &Target,
+    condition: Option<&Condition>,
 ) -> Result<(), CliError> {
     let (mut base, mut epoch) = leader;
     let mut resent = false;
     for _ in 0..=MAX_REDIRECTS {
         let url = file_url(&base, remote);
+        let mut req = http
+            .delete(&url)
+            .header(filegrid_proto::headers::LEADER_EPOCH, epoch);
+        if let Some((name, value)) = condition.map(Condition::header) {
+            req = req.header(name, value);
+        }
         let resp = tokio::select! {
-            r = http
-                .delete(&url)
-                .header(filegrid_proto::headers::LEADER_EPOCH, epoch)
-                .send() => r.map_err(|e| unreachable(&url, &e))?,
+            r = req.send() => r.map_err(|e| unreachable(&url, &e))?,
             (next, newer) = target.deposed(epoch) => {
                 tracing::debug!(from = %base, to = %next, "the leader did not answer the delete and was replaced; sending it to the new leader");
                 (base, epoch, resent) = (next, newer, true);
@@ -446,6 +511,9 @@ pub async fn rm(
                 tracing::debug!(from = %base, to = %next, "delete refused as sent to an earlier leadership; sending it to the leader now");
                 (base, epoch) = (next, newer);
                 continue;
+            }
+            if code == Some(ErrorCode::PreconditionFailed) {
+                return Err(not_met(err, resent));
             }
             return Err(err);
         }
@@ -564,7 +632,30 @@ pub async fn decommission(
 
 #[cfg(test)]
 mod tests {
-    use super::redirect_target;
+    use super::{CliError, Condition, redirect_target};
+
+    #[test]
+    fn conditions_from_the_flags() {
+        assert_eq!(Condition::of(false, None).unwrap(), None);
+        assert_eq!(Condition::of(true, None).unwrap(), Some(Condition::Absent));
+        let quoted = Some(Condition::Matches("\"abc\"".into()));
+        assert_eq!(Condition::of(false, Some("abc")).unwrap(), quoted);
+        assert_eq!(Condition::of(false, Some("\"abc\"")).unwrap(), quoted);
+        for bad in ["", "\"\"", "*", "a,b", "a\"b", "é"] {
+            assert!(
+                matches!(Condition::of(false, Some(bad)), Err(CliError::Usage(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            Condition::of(true, Some("abc")),
+            Err(CliError::Usage(_))
+        ));
+        let (name, value) = Condition::Absent.header();
+        assert_eq!((name.as_str(), value.as_str()), ("if-none-match", "*"));
+        let (name, value) = Condition::Matches("\"abc\"".into()).header();
+        assert_eq!((name.as_str(), value.as_str()), ("if-match", "\"abc\""));
+    }
 
     #[test]
     fn a_redirect_goes_to_its_location_resolved_against_the_request() {

@@ -123,6 +123,7 @@ async fn put_file(
                 chunks: meta.chunk_count,
                 mtime: meta.mtime,
                 epoch: meta.epoch,
+                etag: format!("\"{}\"", meta.file_id),
             }),
         )
             .into_response(),
