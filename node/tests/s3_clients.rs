@@ -1008,3 +1008,46 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A grid without security serves S3 unsigned, to anyone, as its native API; a signed
+/// request, which it has no keys to check, gets `AccessDenied` saying how to send it.
+#[test]
+fn an_insecure_grid_serves_unsigned_requests_and_tells_signed_ones_what_to_do() {
+    let grid = Grid::start(
+        node_bin(),
+        GridOptions {
+            s3: true,
+            insecure: true,
+            ..Default::default()
+        },
+    );
+    grid.leader_url(Duration::from_secs(30));
+    let aws = Aws::new(&grid, 0, &auth::WRITER);
+    let dir = tempfile::tempdir().unwrap();
+    let data = random(300_000);
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, &data).unwrap();
+    let unsigned = |args: &[&str]| {
+        let mut all = vec!["--no-sign-request"];
+        all.extend_from_slice(args);
+        aws.ok(&all)
+    };
+    unsigned(&["s3", "mb", "s3://open"]);
+    unsigned(&["s3", "cp", local.to_str().unwrap(), "s3://open/up.bin"]);
+    assert!(unsigned(&["s3", "ls", "s3://open/"]).contains("up.bin"));
+    let back = dir.path().join("back.bin");
+    unsigned(&["s3", "cp", "s3://open/up.bin", back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == data);
+
+    // The same calls signed: refused, nothing changed, and the message says what to do.
+    let out = run(&mut aws.cmd(&["s3", "ls", "s3://open/"]), false);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AccessDenied") && err.contains("no-sign-request"),
+        "{err}"
+    );
+    let out = run(&mut aws.cmd(&["s3", "rm", "s3://open/up.bin"]), false);
+    assert!(!out.status.success());
+    assert!(unsigned(&["s3", "ls", "s3://open/"]).contains("up.bin"));
+}

@@ -137,6 +137,18 @@ pub fn signed_region(authorization: Option<&str>, query: Option<&str>) -> Option
     parts.nth(2).map(str::to_string)
 }
 
+/// Whether a request carries a signature of any kind: an `Authorization` header (Signature V4
+/// or V2), or a presigned URL's (`X-Amz-Signature`, V2's `Signature`).
+pub fn is_signed(authorization: Option<&str>, query: Option<&str>) -> bool {
+    authorization.is_some_and(|a| !a.trim().is_empty())
+        || query.is_some_and(|q| {
+            q.split('&').any(|kv| {
+                let name = kv.split('=').next().unwrap_or("");
+                name.eq_ignore_ascii_case("X-Amz-Signature") || name == "Signature"
+            })
+        })
+}
+
 /// Whether the protocol layer takes `region` as a credential's region: any name of lower-case
 /// letters, digits and dashes (FileGrid accepts whatever region the client signs for), or
 /// none. s3cmd's default, `US`, is not one.
@@ -167,6 +179,24 @@ mod tests {
         );
         assert!(region_accepted("us-east-1") && region_accepted("garage") && region_accepted(""));
         assert!(!region_accepted("US") && !region_accepted("eu_west"));
+    }
+
+    #[test]
+    fn signed_requests_of_every_kind_are_told_apart_from_unsigned_ones() {
+        let v4 = "AWS4-HMAC-SHA256 Credential=AK/20261207/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab";
+        assert!(is_signed(Some(v4), None));
+        assert!(is_signed(Some("AWS AK:c2ln"), None));
+        assert!(is_signed(
+            None,
+            Some("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab")
+        ));
+        assert!(is_signed(
+            None,
+            Some("AWSAccessKeyId=x&Signature=aD%3D&Expires=1")
+        ));
+        assert!(!is_signed(None, None));
+        assert!(!is_signed(Some(" "), Some("list-type=2&prefix=Signature")));
+        assert!(!is_signed(None, Some("uploads")));
     }
 
     #[test]

@@ -62,6 +62,8 @@ struct Gate {
     server_id: Arc<str>,
     forward: forward::Forwarder,
     region: Arc<str>,
+    /// The head has keys to check signatures with (it is not insecure).
+    checks_signatures: bool,
 }
 
 /// The S3 API as a router for `http::serve`.
@@ -94,6 +96,7 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
         server_id: options.server_id.into(),
         forward: options.forward,
         region: options.region.as_str().into(),
+        checks_signatures: options.credentials.is_some(),
     };
     Ok(Router::new().fallback(serve).with_state(gate))
 }
@@ -127,6 +130,16 @@ async fn serve(State(g): State<Gate>, req: Request) -> Response {
 /// Serves a read on any head that can read committed state and everything else on the
 /// leader; a standby forwards what it does not serve to the leader.
 async fn route(g: &Gate, mut req: Request) -> Response {
+    if !g.checks_signatures
+        && auth::is_signed(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            req.uri().query(),
+        )
+    {
+        return signed_without_keys();
+    }
     if let Some(region) = auth::signed_region(
         req.headers()
             .get(header::AUTHORIZATION)
@@ -306,6 +319,18 @@ fn wrong_region(signed: &str, ours: &str) -> Response {
     );
     (
         StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/xml")],
+        body,
+    )
+        .into_response()
+}
+
+/// A signed request to a head without security, which has no keys to check it against:
+/// `403 AccessDenied` (clients do not retry it), saying how to send it.
+fn signed_without_keys() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>This grid runs without security (insecure) and has no keys to check signatures against: send requests unsigned (aws --no-sign-request, boto3 Config(signature_version=UNSIGNED), rclone without keys)</Message></Error>";
+    (
+        StatusCode::FORBIDDEN,
         [(header::CONTENT_TYPE, "application/xml")],
         body,
     )
