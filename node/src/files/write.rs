@@ -200,7 +200,8 @@ pub async fn upload(
     pre: &Precondition,
 ) -> Result<FileMeta, DataError> {
     let mut guard = Uncommitted::new(&dp.repairs);
-    let stored = store(dp, lead, body, content_length, Digests::default()).await?;
+    let announced = content_length.map_or(Announced::Unknown, Announced::Exact);
+    let stored = store(dp, lead, body, announced, Digests::default()).await?;
     let meta = stored.into_meta(dp.config.chunk_size, Default::default());
     commit(dp, lead, &path, meta, pre, &mut guard).await
 }
@@ -231,6 +232,40 @@ pub async fn commit(
     Ok(meta)
 }
 
+/// What a request said of its body's length before the body arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announced {
+    /// Exactly this many bytes (the body's own `Content-Length`): more or fewer is refused.
+    Exact(u64),
+    /// About this many: it only sizes the first chunk's buffer. An S3 body's length as the
+    /// protocol layer reports it (an `aws-chunked` body's decoded length, which a client
+    /// may leave out).
+    About(u64),
+    Unknown,
+}
+
+impl Announced {
+    /// The exact length, if announced.
+    fn exact(self) -> Option<u64> {
+        match self {
+            Announced::Exact(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// The size of the buffer for an upload's first chunk (pure): the announced length when it
+/// is shorter than a chunk, so that a small body does not sit in (and, in the read cache,
+/// keep) a whole chunk's buffer.
+pub fn first_buffer(announced: Announced, chunk_size: usize) -> usize {
+    match announced {
+        Announced::Exact(n) | Announced::About(n) if n > 0 => {
+            usize::try_from(n).unwrap_or(usize::MAX).min(chunk_size)
+        }
+        _ => chunk_size,
+    }
+}
+
 /// Cuts `body` into chunks as it streams and stores each on its replicas. The chunks belong
 /// to no file yet: a caller that does not commit them leaves them to the orphan collector
 /// (hold an [`Uncommitted`] until the commit).
@@ -238,10 +273,11 @@ pub async fn store(
     dp: &Arc<DataPlane>,
     lead: &Leadership,
     body: Body,
-    content_length: Option<u64>,
+    announced: Announced,
     digests: Digests,
 ) -> Result<Stored, DataError> {
     let token = lead.token();
+    let content_length = announced.exact();
     if let Some(n) = content_length
         && n > dp.config.max_file_size
     {
@@ -255,11 +291,7 @@ pub async fn store(
     let chunk_id = |index: u64| format!("{file_id}-{index}");
     let mut whole = crc32c_state();
     let mut total: u64 = 0;
-    // A body announced shorter than a chunk gets a buffer of its size.
-    let first = content_length.map_or(chunk_size, |n| {
-        usize::try_from(n).unwrap_or(usize::MAX).min(chunk_size)
-    });
-    let mut buf = dp.buffers.take(first);
+    let mut buf = dp.buffers.take(first_buffer(announced, chunk_size));
     let mut pending = FuturesOrdered::new();
     let mut chunks: Vec<ChunkRef> = Vec::new();
     let mut index: u64 = 0;
@@ -655,6 +687,20 @@ mod tests {
             let got = d.checksum.expect("checksum").finalize();
             assert_eq!(got.checksum_crc32, want_crc.checksum_crc32, "batch {batch}");
         }
+    }
+
+    #[test]
+    fn a_small_body_gets_a_buffer_of_its_size() {
+        let chunk = 8 << 20;
+        assert_eq!(first_buffer(Announced::Exact(1 << 20), chunk), 1 << 20);
+        assert_eq!(first_buffer(Announced::About(4096), chunk), 4096);
+        assert_eq!(first_buffer(Announced::About(1 << 40), chunk), chunk);
+        // An aws-chunked body that announced no decoded length is reported as 0.
+        assert_eq!(first_buffer(Announced::About(0), chunk), chunk);
+        assert_eq!(first_buffer(Announced::Exact(0), chunk), chunk);
+        assert_eq!(first_buffer(Announced::Unknown, chunk), chunk);
+        assert_eq!(Announced::About(5).exact(), None);
+        assert_eq!(Announced::Exact(5).exact(), Some(5));
     }
 
     fn pipeline() -> Vec<(ServerId, String)> {

@@ -144,6 +144,7 @@ async fn store_part(
     id: &str,
     number: u32,
     body: axum::body::Body,
+    announced: write::Announced,
     claims: checksum::Claims<'_>,
 ) -> S3Result<String> {
     let Ok(_permit) = s3.dp.uploads.clone().try_acquire_owned() else {
@@ -157,7 +158,7 @@ async fn store_part(
         md5: Some(crate::multi_md5::Md5::new()),
         checksum: claims.checksum.as_ref().map(|c| c.hasher()).transpose()?,
     };
-    let stored = write::store(&s3.dp, lead, body, None, digests)
+    let stored = write::store(&s3.dp, lead, body, announced, digests)
         .await
         .map_err(error::data)?;
     if stored.size > MAX_PART {
@@ -222,6 +223,7 @@ pub async fn upload_part(
         &i.upload_id,
         number,
         body,
+        super::service::about(i.content_length),
         checksum::Claims {
             content_md5: i.content_md5.as_deref(),
             checksum: announced,
@@ -279,7 +281,16 @@ pub async fn upload_part_copy(
     )
     .await
     .map_err(error::data)?;
-    let etag = store_part(s3, &lead, &i.upload_id, number, body, Default::default()).await?;
+    let etag = store_part(
+        s3,
+        &lead,
+        &i.upload_id,
+        number,
+        body,
+        write::Announced::Unknown,
+        Default::default(),
+    )
+    .await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(etag)),

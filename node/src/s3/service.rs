@@ -248,6 +248,14 @@ fn blob_of(body: Body) -> StreamingBlob {
     StreamingBlob::wrap(stream)
 }
 
+/// An S3 body's length as the protocol layer reports it, for sizing buffers only: for an
+/// `aws-chunked` body it is the decoded length, or 0 when the client sent none.
+pub(super) fn about(content_length: Option<i64>) -> write::Announced {
+    content_length
+        .and_then(|n| u64::try_from(n).ok())
+        .map_or(write::Announced::Unknown, write::Announced::About)
+}
+
 pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -889,7 +897,7 @@ impl S3 for FileGridS3 {
         };
         let mut guard = Uncommitted::new(&self.dp.repairs);
         let body = body_of(input.body.take());
-        let mut stored = write::store(&self.dp, &lead, body, None, digests)
+        let mut stored = write::store(&self.dp, &lead, body, about(input.content_length), digests)
             .await
             .map_err(error::data)?;
         let md5 = checksum::md5_checked(stored.digests.md5.take(), input.content_md5.as_deref())?;
