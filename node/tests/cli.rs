@@ -13,15 +13,10 @@ use filegrid_proto::head::{Role, StatusView};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 
 mod common;
-use common::{admin_headers, metric_sum, node_bin, random};
+use common::{metric_sum, node_bin, random};
 
 fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(admin_headers())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    common::admin_http_no_redirects()
 }
 
 /// A Service in front of the heads: connection number `n` (from 0) goes to the port

@@ -13,7 +13,7 @@ use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 use rand::RngCore;
 
 mod common;
-use common::{admin_headers, admin_http as http, metric_sum, node_bin, random};
+use common::{admin_http as http, metric_sum, node_bin, random};
 use serde::de::DeserializeOwned;
 
 const CHUNK: usize = 256 * 1024;
@@ -857,12 +857,7 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     // The standby, once it knows the leader (its own /v1/status says so).
     let standby = grid.head_url(grid.standby(Duration::from_secs(10)));
     assert_ne!(standby, leader);
-    let no_redirects = reqwest::blocking::Client::builder()
-        .default_headers(admin_headers())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let no_redirects = common::admin_http_no_redirects();
 
     // A multi-chunk upload and download through the standby, streamed both ways.
     let data = random(CHUNK * 5 + 11);
@@ -1299,12 +1294,7 @@ fn a_standby_serves_reads_itself_and_while_the_leader_is_stopped() {
         .iter()
         .position(|h| format!("http://127.0.0.1:{}", h.port) == leader)
         .unwrap();
-    let no_redirects = reqwest::blocking::Client::builder()
-        .default_headers(admin_headers())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let no_redirects = common::admin_http_no_redirects();
     let read = |path: &str| -> (u16, Vec<u8>) {
         let r = no_redirects
             .get(format!("{standby}/v1/files/{path}"))

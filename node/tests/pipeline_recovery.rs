@@ -257,12 +257,7 @@ fn a_standby_reads_around_a_stopped_server_it_cannot_know_is_silent() {
     let leader = grid.leader_url(Duration::from_secs(20));
     grid.wait_cluster_live(3, Duration::from_secs(30));
     let standby = grid.head_url(grid.standby(Duration::from_secs(20)));
-    let no_redirects = reqwest::blocking::Client::builder()
-        .default_headers(common::admin_headers())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let no_redirects = common::admin_http_no_redirects();
     let files = put_files(&leader, "hedge/f", 3, |i| 2 * CHUNK + i);
     // The standby serves reads itself once it has read the servers' registrations.
     wait_until_sync(

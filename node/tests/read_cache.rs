@@ -8,7 +8,7 @@ use std::time::Duration;
 use filegrid_testkit::{Grid, GridOptions, wait_until_sync};
 
 mod common;
-use common::{admin_headers, metric, node_bin, put_ok, random};
+use common::{admin_http_no_redirects, metric, node_bin, put_ok, random};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -27,12 +27,7 @@ fn small_chunks_are_served_from_the_heads_memory_and_large_ones_from_replicas() 
     let standby = grid.head_url(grid.standby(Duration::from_secs(20)));
     // No redirects: a standby that cannot serve a read yet sends it to the leader, and this
     // test must know which head answered.
-    let http = reqwest::blocking::Client::builder()
-        .default_headers(admin_headers())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = admin_http_no_redirects();
     let get = |base: &str, path: &str, range: Option<&str>| {
         let mut req = http.get(format!("{base}/v1/files/{path}"));
         if let Some(r) = range {

@@ -21,6 +21,17 @@ pub fn admin_http() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// [`admin_http`] that does not follow redirects, for tests that must know which head
+/// answered (a standby redirects what it does not serve to the leader).
+pub fn admin_http_no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(admin_headers())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// The admin credential as a request header.
 pub fn admin_headers() -> reqwest::header::HeaderMap {
     let mut h = reqwest::header::HeaderMap::new();
