@@ -69,10 +69,16 @@ impl Digests {
 /// [`multi_md5`](crate::multi_md5) thread, which hashes concurrent uploads together, where
 /// the CPU can ([`kernel::lanes_available`]); a checksum, and the MD5 elsewhere, to a thread of
 /// the upload's own, so that uploads are still hashed side by side on every core.
+///
+/// The digests are fed whole chunks, the very buffers sent to the replicas, not the body's
+/// frames as they arrive: a frame held for hashing pins the HTTP connection's read buffer,
+/// which then reads the next bytes into fresh memory (a page fault per 4 KiB), while a chunk
+/// buffer is only kept from the pool a little longer.
 const HASH_APART_AFTER: u64 = 64 << 10;
 
-/// Frames queued for an upload's hashing thread at most (backpressure beyond).
-const HASH_QUEUE: usize = 32;
+/// Chunks queued for an upload's hashing thread at most (backpressure beyond): with the one
+/// being hashed, an upload holds at most three chunks' buffers for it.
+const HASH_QUEUE: usize = 2;
 
 /// Where an upload's digests are computed.
 enum Hashing {
@@ -116,7 +122,7 @@ impl Hashing {
         Hashing::Apart { md5, thread }
     }
 
-    /// Feeds `data`, the body's bytes up to `total` included.
+    /// Feeds `data`, the body's bytes up to `total` included (a whole chunk, or the last).
     async fn update(&mut self, data: &Bytes, total: u64) {
         if let Hashing::Inline(d) = self {
             if (d.md5.is_none() && d.checksum.is_none()) || total <= HASH_APART_AFTER {
@@ -297,6 +303,8 @@ pub async fn store(
     let mut index: u64 = 0;
     let mut frames = body.into_data_stream();
     let mut hashing = Hashing::Inline(Box::new(digests));
+    // Bytes handed to `hashing`: every chunk once cut, in order.
+    let mut hashed: u64 = 0;
 
     let _live = dp.live_uploads.register(&file_id);
 
@@ -327,7 +335,6 @@ pub async fn store(
             )));
         }
         whole = crc32c::crc32c_append(whole, &data);
-        hashing.update(&data, total).await;
         dp.metrics.bytes_in.inc_by(data.len() as u64);
         // Fill the chunk buffer exactly: a piece that overshot it would make it grow (and
         // copy) to twice its size.
@@ -338,13 +345,16 @@ pub async fn store(
                 let next = dp.buffers.take(chunk_size);
                 let full = std::mem::replace(&mut buf, next);
                 let held = full.capacity();
+                let chunk = full.freeze();
+                hashed += chunk.len() as u64;
                 pending.push_back(store_chunk(
                     dp.clone(),
                     token.epoch,
                     chunk_id(index),
-                    full.freeze(),
+                    chunk.clone(),
                     held,
                 ));
+                hashing.update(&chunk, hashed).await;
                 index += 1;
                 if pending.len() >= IN_FLIGHT
                     && let Some(r) = pending.next().await
@@ -356,13 +366,16 @@ pub async fn store(
     }
     if !buf.is_empty() {
         let held = buf.capacity();
+        let chunk = buf.freeze();
+        hashed += chunk.len() as u64;
         pending.push_back(store_chunk(
             dp.clone(),
             token.epoch,
             chunk_id(index),
-            buf.freeze(),
+            chunk.clone(),
             held,
         ));
+        hashing.update(&chunk, hashed).await;
     }
     while let Some(r) = pending.next().await {
         chunks.push(r?);
