@@ -64,6 +64,8 @@ struct Figures {
     medium_get: f64,
     /// The FileGrid leader's CPU seconds per MiB of 1 MiB puts (none for a peer).
     medium_put_cpu: Option<f64>,
+    /// The FileGrid leader's CPU seconds per MiB of the large (one stream) put.
+    large_put_cpu: Option<f64>,
 }
 
 pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchError> {
@@ -121,7 +123,7 @@ pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchErro
             "bench",
         )?,
     ];
-    // Whose CPU time the 1 MiB puts are charged: the FileGrid leader, for both FileGrid
+    // Whose CPU time the large and 1 MiB puts are charged: the FileGrid leader, for both FileGrid
     // endpoints (it is what S3 adds work to); none for a peer.
     let leader_pid = grid.heads.get(leader_index).map(|h| h.proc.pid());
     let mut cpu_pids = vec![leader_pid, leader_pid];
@@ -156,11 +158,14 @@ pub async fn run(options: S3Options, bins: NodeBinaries) -> Result<(), BenchErro
             let f = measure(e, cpu_pids[i], &source, options.size, &options, run).await?;
             let mib = |v: f64| v / (1u64 << 20) as f64;
             println!(
-                "run {}/{} {:<12} large put {:>6.0} MiB/s multipart {:>6.0} MiB/s get {:>6.0} MiB/s | 4 KiB put {:>6.0}/s get {:>6.0}/s | 1 MiB put {:>5.0} MiB/s{} get {:>5.0} MiB/s",
+                "run {}/{} {:<12} large put {:>6.0} MiB/s{} multipart {:>6.0} MiB/s get {:>6.0} MiB/s | 4 KiB put {:>6.0}/s get {:>6.0}/s | 1 MiB put {:>5.0} MiB/s{} get {:>5.0} MiB/s",
                 run + 1,
                 options.runs,
                 e.name(),
                 mib(f.large_put),
+                f.large_put_cpu
+                    .map(|c| format!(" ({:.2} ms/MiB)", c * 1e3))
+                    .unwrap_or_default(),
                 mib(f.large_multipart),
                 mib(f.large_get),
                 f.small_put,
@@ -227,10 +232,15 @@ async fn measure(
     o: &S3Options,
     run: usize,
 ) -> Result<Figures, BenchError> {
+    let cpu = || cpu_pid.and_then(crate::data::rss::cpu_seconds);
     let key = format!("large-{run}");
+    let cpu_before = cpu();
     let t = Instant::now();
     e.put_file(&key, source, size).await?;
     let large_put = size as f64 / t.elapsed().as_secs_f64();
+    let large_put_cpu = cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / (size as f64 / (1u64 << 20) as f64));
     let mkey = format!("large-multipart-{run}");
     let t = Instant::now();
     e.put_file_multipart(&mkey, source, size, PART, PART_CLIENTS)
@@ -279,6 +289,7 @@ async fn measure(
         medium_get: medium_get * MEDIUM as f64,
         medium_put_cpu: medium_cpu
             .map(|c| c / (o.medium as f64 * MEDIUM as f64 / (1u64 << 20) as f64)),
+        large_put_cpu,
     })
 }
 
@@ -384,8 +395,15 @@ fn report(endpoints: &[Endpoint], figures: &[Vec<Figures>]) -> Report {
         ),
     ];
     let mut r = Report::new();
-    // Where the 1 MiB puts' time goes on the leader: what S3 adds per byte (the ETag's MD5),
+    // Where the puts' time goes on the leader: what S3 adds per byte (the ETag's MD5),
     // steadier than the throughputs on a shared machine.
+    for (e, f) in endpoints.iter().zip(figures).take(2) {
+        r.row(Row::new(
+            format!("large put: leader CPU ms per MiB, {}", e.name()),
+            Unit::Milliseconds,
+            f.iter().filter_map(|f| f.large_put_cpu).collect(),
+        ));
+    }
     for (e, f) in endpoints.iter().zip(figures).take(2) {
         r.row(Row::new(
             format!("1 MiB puts: leader CPU ms per MiB, {}", e.name()),
