@@ -9,6 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# The suites build a test workspace, release binaries and container images, and write chunks:
+# say up front when the disk is short, since a full disk fails every later stage at once.
+free_gib=$(df -P -BG . | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+echo "==> free disk where the build runs: ${free_gib} GiB" >&2
+if [ "${free_gib:-0}" -lt 15 ]; then
+    echo "warning: under 15 GiB free; the suites need about 15 GiB (builds, images, chunks)" >&2
+fi
+
 ensure_zookeeper
 # aws-cli, boto3, rclone and s3cmd for the S3 tests (node/tests/s3_clients.rs).
 ensure_s3_clients
