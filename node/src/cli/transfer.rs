@@ -155,12 +155,6 @@ pub(crate) fn leader_base(l: &filegrid_proto::head::LeaderView) -> String {
     )
 }
 
-/// Uploads `local` (or stdin for `-`) to `remote`. A head that does not lead (a standby
-/// without `standby_proxy`, reached through a Service or load balancer that picks any head)
-/// answers `307` to the leader; the upload is then sent again there, the file re-opened from
-/// its start (also when that answer was lost because the head closed the connection while
-/// the body was still being sent: the leader is then asked for, once). Stdin cannot be read twice, so an upload from stdin that meets a redirect fails
-/// with an error that says so; nothing is stored.
 /// What a `put` or `rm` requires of the file it replaces or deletes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Condition {
@@ -214,6 +208,12 @@ fn not_met(err: CliError, sent_again: bool) -> CliError {
     }
 }
 
+/// Uploads `local` (or stdin for `-`) to `remote`. A head that does not lead (a standby
+/// without `standby_proxy`, reached through a Service or load balancer that picks any head)
+/// answers `307` to the leader; the upload is then sent again there, the file re-opened from
+/// its start (also when that answer was lost because the head closed the connection while
+/// the body was still being sent: the leader is then asked for, once). Stdin cannot be read twice, so an upload from stdin that meets a redirect fails
+/// with an error that says so; nothing is stored.
 pub async fn put(
     http: &reqwest::Client,
     leader: (String, u64),

@@ -130,24 +130,20 @@ async fn serve(State(g): State<Gate>, req: Request) -> Response {
 /// Serves a read on any head that can read committed state and everything else on the
 /// leader; a standby forwards what it does not serve to the leader.
 async fn route(g: &Gate, mut req: Request) -> Response {
-    if !g.checks_signatures
-        && auth::is_signed(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-            req.uri().query(),
-        )
     {
-        return signed_without_keys();
-    }
-    if let Some(region) = auth::signed_region(
-        req.headers()
+        let authorization = req
+            .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-        req.uri().query(),
-    ) && !auth::region_accepted(&region)
-    {
-        return wrong_region(&region, &g.region);
+            .and_then(|v| v.to_str().ok());
+        let query = req.uri().query();
+        if !g.checks_signatures && auth::is_signed(authorization, query) {
+            return signed_without_keys();
+        }
+        if let Some(region) = auth::signed_region(authorization, query)
+            && !auth::region_accepted(&region)
+        {
+            return wrong_region(&region, &g.region);
+        }
     }
     if reads_only(req.method())
         && let Some(view) = read_view(&g.election, &g.membership).await

@@ -287,7 +287,8 @@ pub async fn upload_part_copy(
         &i.upload_id,
         number,
         body,
-        write::Announced::Unknown,
+        // The range's length sizes the part's first buffer, as a client's length does.
+        write::Announced::About(range.end - range.start),
         Default::default(),
     )
     .await?;

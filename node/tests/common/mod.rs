@@ -14,22 +14,22 @@ pub fn node_bin() -> &'static Path {
 
 /// A blocking client that sends the admin credential on every request.
 pub fn admin_http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(admin_headers())
-        .build()
-        .unwrap()
+    admin_http_builder().build().unwrap()
 }
 
 /// [`admin_http`] that does not follow redirects, for tests that must know which head
 /// answered (a standby redirects what it does not serve to the leader).
 pub fn admin_http_no_redirects() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .default_headers(admin_headers())
+    admin_http_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+fn admin_http_builder() -> reqwest::blocking::ClientBuilder {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(admin_headers())
 }
 
 /// The admin credential as a request header.
