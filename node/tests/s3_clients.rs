@@ -1039,6 +1039,26 @@ fn an_insecure_grid_serves_unsigned_requests_and_tells_signed_ones_what_to_do() 
     unsigned(&["s3", "cp", "s3://open/up.bin", back.to_str().unwrap()]);
     assert!(std::fs::read(&back).unwrap() == data);
 
+    // A Range that is not one byte range: the whole object, as S3 answers; a range past the
+    // end: 416.
+    let http = reqwest::blocking::Client::new();
+    let object = format!("{}/open/up.bin", grid.s3_url(0));
+    let resp = http
+        .get(&object)
+        .header("Range", "bytes=5-1")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-range").is_none());
+    assert!(resp.bytes().unwrap()[..] == data[..]);
+    let resp = http
+        .get(&object)
+        .header("Range", "bytes=300000-")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 416);
+    assert!(resp.text().unwrap().contains("InvalidRange"));
+
     // The same calls signed: refused, nothing changed, and the message says what to do.
     let out = run(&mut aws.cmd(&["s3", "ls", "s3://open/"]), false);
     assert!(!out.status.success());

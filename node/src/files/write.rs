@@ -260,14 +260,17 @@ impl Announced {
     }
 }
 
-/// The size of the buffer for an upload's first chunk (pure): the announced length when it
-/// is shorter than a chunk, so that a small body does not sit in (and, in the read cache,
-/// keep) a whole chunk's buffer.
-pub fn first_buffer(announced: Announced, chunk_size: usize) -> usize {
+/// The size of the buffer for the chunk that starts `from` bytes into an upload (pure): what
+/// is left of the announced length when that is shorter than a chunk, so that a small body or
+/// a file's last chunk does not sit in (and, in the read cache, keep) a whole chunk's buffer,
+/// and a body whose exact length is used up takes none. A fresh buffer costs what it is
+/// sized for (its pages are mapped in at once, see [`crate::buffers`]).
+pub fn chunk_buffer(announced: Announced, from: u64, chunk_size: usize) -> usize {
     match announced {
-        Announced::Exact(n) | Announced::About(n) if n > 0 => {
-            usize::try_from(n).unwrap_or(usize::MAX).min(chunk_size)
-        }
+        Announced::Exact(n) | Announced::About(n) if n > from => usize::try_from(n - from)
+            .unwrap_or(usize::MAX)
+            .min(chunk_size),
+        Announced::Exact(_) => 0,
         _ => chunk_size,
     }
 }
@@ -297,7 +300,7 @@ pub async fn store(
     let chunk_id = |index: u64| format!("{file_id}-{index}");
     let mut whole = crc32c_state();
     let mut total: u64 = 0;
-    let mut buf = dp.buffers.take(first_buffer(announced, chunk_size));
+    let mut buf = dp.buffers.take(chunk_buffer(announced, 0, chunk_size));
     let mut pending = FuturesOrdered::new();
     let mut chunks: Vec<ChunkRef> = Vec::new();
     let mut index: u64 = 0;
@@ -342,7 +345,8 @@ pub async fn store(
             let take = data.len().min(chunk_size - buf.len());
             buf.extend_from_slice(&data.split_to(take));
             if buf.len() == chunk_size {
-                let next = dp.buffers.take(chunk_size);
+                let cut = total - data.len() as u64;
+                let next = dp.buffers.take(chunk_buffer(announced, cut, chunk_size));
                 let full = std::mem::replace(&mut buf, next);
                 let held = full.capacity();
                 let chunk = full.freeze();
@@ -705,15 +709,39 @@ mod tests {
     #[test]
     fn a_small_body_gets_a_buffer_of_its_size() {
         let chunk = 8 << 20;
-        assert_eq!(first_buffer(Announced::Exact(1 << 20), chunk), 1 << 20);
-        assert_eq!(first_buffer(Announced::About(4096), chunk), 4096);
-        assert_eq!(first_buffer(Announced::About(1 << 40), chunk), chunk);
+        assert_eq!(chunk_buffer(Announced::Exact(1 << 20), 0, chunk), 1 << 20);
+        assert_eq!(chunk_buffer(Announced::About(4096), 0, chunk), 4096);
+        assert_eq!(chunk_buffer(Announced::About(1 << 40), 0, chunk), chunk);
         // An aws-chunked body that announced no decoded length is reported as 0.
-        assert_eq!(first_buffer(Announced::About(0), chunk), chunk);
-        assert_eq!(first_buffer(Announced::Exact(0), chunk), chunk);
-        assert_eq!(first_buffer(Announced::Unknown, chunk), chunk);
+        assert_eq!(chunk_buffer(Announced::About(0), 0, chunk), chunk);
+        // An empty body needs no buffer.
+        assert_eq!(chunk_buffer(Announced::Exact(0), 0, chunk), 0);
+        assert_eq!(chunk_buffer(Announced::Unknown, 0, chunk), chunk);
         assert_eq!(Announced::About(5).exact(), None);
         assert_eq!(Announced::Exact(5).exact(), Some(5));
+    }
+
+    #[test]
+    fn a_last_chunk_gets_a_buffer_of_what_is_left() {
+        let chunk = 8 << 20;
+        let nine = 9 << 20;
+        assert_eq!(
+            chunk_buffer(Announced::Exact(nine), 8 << 20, chunk),
+            1 << 20
+        );
+        assert_eq!(
+            chunk_buffer(Announced::Exact(3 * chunk as u64), 8 << 20, chunk),
+            chunk
+        );
+        // A body of whole chunks: nothing is left after the last one.
+        assert_eq!(chunk_buffer(Announced::Exact(16 << 20), 16 << 20, chunk), 0);
+        // A length that was only about right says nothing once passed.
+        assert_eq!(
+            chunk_buffer(Announced::About(nine), 8 << 20, chunk),
+            1 << 20
+        );
+        assert_eq!(chunk_buffer(Announced::About(nine), 16 << 20, chunk), chunk);
+        assert_eq!(chunk_buffer(Announced::Unknown, 8 << 20, chunk), chunk);
     }
 
     fn pipeline() -> Vec<(ServerId, String)> {

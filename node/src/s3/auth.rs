@@ -84,6 +84,18 @@ pub struct Roles {
 #[async_trait]
 impl S3Access for Roles {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let allowed = self.allows(cx);
+        if allowed.is_ok()
+            && let Some(granted) = cx.extensions_mut().get::<super::range::Granted>().cloned()
+        {
+            granted.record(cx.s3_op().name());
+        }
+        allowed
+    }
+}
+
+impl Roles {
+    fn allows(&self, cx: &S3AccessContext<'_>) -> S3Result<()> {
         let op = cx.s3_op().name();
         // Not served: answered NotImplemented, to any principal that may read.
         let need = need(op).unwrap_or(Access::Read);

@@ -23,6 +23,7 @@ pub mod host;
 pub mod keys;
 pub mod list;
 pub mod multipart;
+pub mod range;
 pub mod service;
 pub mod unsupported;
 
@@ -59,6 +60,9 @@ struct Gate {
     election: Arc<Election>,
     membership: Arc<Membership>,
     service: S3Service,
+    /// The same operations without signature checks, for an object read the first one
+    /// granted and then refused for its `Range` alone ([`range`]).
+    again: S3Service,
     server_id: Arc<str>,
     forward: forward::Forwarder,
     region: Arc<str>,
@@ -70,13 +74,16 @@ struct Gate {
 pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> {
     let election = dp.election.clone();
     let membership = dp.membership.clone();
-    let mut builder = S3ServiceBuilder::new(service::FileGridS3 {
+    let operations = service::FileGridS3 {
         dp,
         region: options.region.clone(),
-    });
-    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
-        s3_config(),
-    ))));
+    };
+    let config = Arc::new(s3s::config::StaticConfigProvider::new(
+        Arc::new(s3_config()),
+    ));
+    let domain = options.domain.as_deref().map(str::to_ascii_lowercase);
+    let mut builder = S3ServiceBuilder::new(operations.clone());
+    builder.set_config(config.clone());
     if let Some(creds) = &options.credentials {
         builder.set_auth(auth::Keys {
             credentials: creds.clone(),
@@ -86,13 +93,19 @@ pub fn router(dp: Arc<DataPlane>, options: S3Options) -> anyhow::Result<Router> 
         credentials: options.credentials.clone(),
         anonymous_read: options.anonymous_read,
     });
-    if let Some(domain) = &options.domain {
-        builder.set_host(host::Domain(domain.to_ascii_lowercase()));
+    if let Some(domain) = &domain {
+        builder.set_host(host::Domain(domain.clone()));
+    }
+    let mut again = S3ServiceBuilder::new(operations);
+    again.set_config(config);
+    if let Some(domain) = domain {
+        again.set_host(host::Domain(domain));
     }
     let gate = Gate {
         election,
         membership,
         service: builder.build(),
+        again: again.build(),
         server_id: options.server_id.into(),
         forward: options.forward,
         region: options.region.as_str().into(),
@@ -192,9 +205,64 @@ async fn route(g: &Gate, mut req: Request) -> Response {
     }
 }
 
-/// Hands a request the gate admitted to the protocol layer.
-async fn call(g: &Gate, req: Request) -> Response {
-    let mut svc = g.service.clone();
+/// Hands a request the gate admitted to the protocol layer; an object read with a `Range`
+/// S3 ignores is served whole ([`range`]).
+async fn call(g: &Gate, mut req: Request) -> Response {
+    if !range::ignored(req.method(), req.headers()) {
+        return dispatch(&g.service, req).await;
+    }
+    if !g.checks_signatures {
+        // Nothing is signed: the header can go before the protocol layer sees it.
+        req.headers_mut().remove(header::RANGE);
+        return dispatch(&g.service, req).await;
+    }
+    let granted = range::Granted::default();
+    req.extensions_mut().insert(granted.clone());
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let uri = parts.uri.clone();
+    let version = parts.version;
+    let headers = range::without_range(&parts.headers);
+    let extensions = parts.extensions.clone();
+    let first = dispatch(&g.service, Request::from_parts(parts, body)).await;
+    // Only a read that passed the signature and access checks and was then refused for its
+    // Range (400; 416 for `bytes=-`, read as an empty suffix) is served again.
+    let refused = [StatusCode::BAD_REQUEST, StatusCode::RANGE_NOT_SATISFIABLE];
+    if !refused.contains(&first.status()) || !granted.object_read() {
+        return first;
+    }
+    let Some(uri) = unsigned_uri(uri) else {
+        return first;
+    };
+    let mut again = Request::new(Body::empty());
+    *again.method_mut() = method;
+    *again.uri_mut() = uri;
+    *again.version_mut() = version;
+    *again.headers_mut() = headers;
+    *again.extensions_mut() = extensions;
+    tracing::debug!("an object read's Range is not a byte range S3 reads: served whole");
+    dispatch(&g.again, again).await
+}
+
+/// `uri` without a presigned URL's signature parameters (`None` if it cannot be rebuilt).
+fn unsigned_uri(uri: axum::http::Uri) -> Option<axum::http::Uri> {
+    let Some(query) = uri.query() else {
+        return Some(uri);
+    };
+    let query = range::unsigned_query(query);
+    let path_and_query = if query.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{query}", uri.path())
+    };
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    axum::http::Uri::from_parts(parts).ok()
+}
+
+/// One call of a protocol service.
+async fn dispatch(service: &S3Service, req: Request) -> Response {
+    let mut svc = service.clone();
     match tower::Service::call(&mut svc, req).await {
         Ok(resp) => resp.map(Body::new),
         Err(e) => {

@@ -41,6 +41,7 @@ macro_rules! set_checksum {
 }
 
 /// FileGrid behind the S3 API.
+#[derive(Clone)]
 pub struct FileGridS3 {
     pub dp: Arc<DataPlane>,
     pub region: String,

@@ -91,6 +91,23 @@ check(r["Body"].read() == body[16:32], "range bytes")
 check(r["ContentRange"] == f"bytes 16-31/{len(body)}", f"content range {r['ContentRange']}")
 code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt", Range=f"bytes={len(body)}-"))
 check(code == "InvalidRange" and status == 416, f"unsatisfiable range: {code} {status}")
+# A Range that is not one byte range is ignored, as S3 does: the whole object, 200.
+for bad_range in ["bytes=5-1", "bytes=abc", "bytes=0-1,4-5", "bytes=-", "items=0-1"]:
+    r = s3.get_object(Bucket=bucket, Key="docs/hello.txt", Range=bad_range)
+    check(r["ResponseMetadata"]["HTTPStatusCode"] == 200 and "ContentRange" not in r
+          and r["Body"].read() == body, f"ignored range {bad_range}")
+r = s3.head_object(Bucket=bucket, Key="docs/hello.txt", Range="bytes=5-1")
+check(r["ResponseMetadata"]["HTTPStatusCode"] == 200 and r["ContentLength"] == len(body), "HEAD, ignored range")
+# ... and everything else about the read still counts: overrides, conditions, the signature.
+r = s3.get_object(Bucket=bucket, Key="docs/hello.txt", Range="bytes=5-1", ResponseContentType="application/x-test")
+check(r["ContentType"] == "application/x-test" and r["Body"].read() == body, "override with an ignored range")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt", Range="bytes=5-1", IfMatch='"nope"'))
+check(code == "PreconditionFailed" and status == 412, f"If-Match with an ignored range: {code}")
+code, status = error_code(lambda: client(os.environ["FG_KEY"], "wrong-secret").get_object(
+    Bucket=bucket, Key="docs/hello.txt", Range="bytes=5-1"))
+check(code == "SignatureDoesNotMatch" and status == 403, f"wrong secret with an ignored range: {code}")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/no-such", Range="bytes=5-1"))
+check(code == "NoSuchKey" and status == 404, f"missing key with an ignored range: {code}")
 etag = head["ETag"]
 code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="docs/hello.txt", IfNoneMatch=etag))
 check(status == 304, f"If-None-Match with the ETag: {status}")
@@ -465,6 +482,9 @@ import urllib.request
 import urllib.error
 url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "sum.bin"}, ExpiresIn=60)
 check(urllib.request.urlopen(url).read() == b"checksummed" * 1000, "presigned GET")
+ranged = urllib.request.Request(url, headers={"Range": "bytes=9-3"})
+with urllib.request.urlopen(ranged) as got:
+    check(got.status == 200 and got.read() == b"checksummed" * 1000, "presigned GET, ignored range")
 url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "sum.bin"}, ExpiresIn=1)
 time.sleep(2.5)
 try:
