@@ -94,6 +94,11 @@ pub struct ObjectAttrs {
     /// the algorithm (`crc32`, `crc32c`, `crc64nvme`, `sha1`, `sha256`) and its base64 value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<(String, String)>,
+    /// A multipart object's part sizes, in order, as runs of equal sizes (`[size, count]`):
+    /// what `partNumber` reads cut it by. Empty for an object not uploaded in parts (and for
+    /// multipart objects completed before the sizes were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_runs: Vec<(u64, u32)>,
 }
 
 impl ObjectAttrs {

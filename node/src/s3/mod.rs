@@ -23,6 +23,7 @@ pub mod host;
 pub mod keys;
 pub mod list;
 pub mod multipart;
+pub mod parts;
 pub mod range;
 pub mod service;
 pub mod unsupported;
@@ -136,8 +137,24 @@ fn reads_only(method: &axum::http::Method) -> bool {
 /// S3's message for its code where it has none ([`answer`]).
 async fn serve(State(g): State<Gate>, req: Request) -> Response {
     let method = req.method().clone();
-    let resp = route(&g, req).await;
+    let mut resp = route(&g, req).await;
+    if partial_head(&method, resp.status(), resp.headers()) {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
     finish(resp, &method).await
+}
+
+/// Whether an answer is a HEAD of part of an object (pure): `200` with a `Content-Range`
+/// (a `partNumber` HEAD), which S3 answers `206` as it does the same GET. The protocol layer
+/// sets 206 from `Content-Range` for GETs only.
+fn partial_head(
+    method: &axum::http::Method,
+    status: StatusCode,
+    headers: &header::HeaderMap,
+) -> bool {
+    method == axum::http::Method::HEAD
+        && status == StatusCode::OK
+        && headers.contains_key(header::CONTENT_RANGE)
 }
 
 /// Serves a read on any head that can read committed state and everything else on the
@@ -436,6 +453,21 @@ mod tests {
         ] {
             assert!(!reads_only(&m), "{m} must go to the leader");
         }
+    }
+
+    #[test]
+    fn only_a_head_naming_a_content_range_becomes_partial() {
+        let mut ranged = header::HeaderMap::new();
+        ranged.insert(header::CONTENT_RANGE, "bytes 0-9/20".parse().unwrap());
+        let plain = header::HeaderMap::new();
+        assert!(partial_head(&Method::HEAD, StatusCode::OK, &ranged));
+        assert!(!partial_head(&Method::HEAD, StatusCode::OK, &plain));
+        assert!(!partial_head(&Method::GET, StatusCode::OK, &ranged));
+        assert!(!partial_head(
+            &Method::HEAD,
+            StatusCode::NOT_MODIFIED,
+            &ranged
+        ));
     }
 
     #[test]

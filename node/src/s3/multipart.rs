@@ -341,6 +341,7 @@ pub async fn complete(
     }
     let mut attrs = record.attrs.clone();
     attrs.etag = Some(etag.clone());
+    attrs.part_runs = super::parts::runs_of(parts.iter().map(|p| p.size));
     let meta = FileMeta {
         file_id: format!("{:032x}", rand::random::<u128>()),
         size,

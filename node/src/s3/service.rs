@@ -104,39 +104,68 @@ pub(super) fn etag_of(meta: &FileMeta) -> String {
         .unwrap_or_else(|| meta.file_id.clone())
 }
 
-/// Whether a read asks for a part (`partNumber`), checked (pure). An object not uploaded in
-/// parts is one part, so part 1 is all of it and other numbers are `416 InvalidPartNumber`, as
-/// on S3; a multipart object's parts are not kept apart once assembled, so reading one is
-/// `NotImplemented` rather than a wrong answer.
-fn part_read(part: Option<i32>, etag: &str, ranged: bool) -> S3Result<bool> {
-    let Some(n) = part else { return Ok(false) };
-    if !(1..=10_000).contains(&n) {
+/// What a read's `partNumber` asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum PartAsk {
+    /// No part: the object (or its `Range`).
+    No,
+    /// Part 1 of an object not uploaded in parts: all of it, answered as a part is.
+    Whole,
+    /// A part of a multipart object: its bytes, and how many parts there are.
+    Span {
+        bytes: std::ops::Range<u64>,
+        count: u32,
+    },
+}
+
+/// What a read's `partNumber` asks of `meta`, checked (pure). An object not uploaded in parts
+/// is one part, so part 1 is all of it; a multipart object's parts are cut by the sizes kept at
+/// completion ([`super::parts`]). A number past the last part is `416 InvalidPartNumber`, as
+/// on S3; a multipart object whose part sizes were not kept (completed by an older FileGrid)
+/// answers `NotImplemented` rather than a wrong span.
+fn part_read(part: Option<i32>, meta: &FileMeta, ranged: bool) -> S3Result<PartAsk> {
+    let Some(n) = part else {
+        return Ok(PartAsk::No);
+    };
+    let Some(number) = u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=super::parts::MAX_PARTS).contains(n))
+    else {
         return Err(s3_error!(
             InvalidArgument,
             "Part number must be an integer between 1 and 10000, inclusive"
         ));
-    }
+    };
     if ranged {
         return Err(s3_error!(
             InvalidRequest,
             "Cannot specify both Range header and partNumber query parameter"
         ));
     }
-    if multipart_parts(etag).is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "partNumber reads of objects uploaded in parts are not supported"
-        ));
+    if multipart_parts(&etag_of(meta)).is_some() {
+        return match super::parts::locate(&meta.attrs.part_runs, meta.size, number) {
+            Some(super::parts::Part::At { bytes, count }) => Ok(PartAsk::Span { bytes, count }),
+            Some(super::parts::Part::Beyond { .. }) => Err(invalid_part_number()),
+            None => Err(s3_error!(
+                NotImplemented,
+                "this object's part sizes were not kept when it was completed; read it by Range"
+            )),
+        };
     }
-    if n != 1 {
-        let mut e = S3Error::with_message(
-            S3ErrorCode::Custom("InvalidPartNumber".into()),
-            "The requested partnumber is not satisfiable",
-        );
-        e.set_status_code(axum::http::StatusCode::RANGE_NOT_SATISFIABLE);
-        return Err(e);
+    if number != 1 {
+        return Err(invalid_part_number());
     }
-    Ok(true)
+    Ok(PartAsk::Whole)
+}
+
+/// `416 InvalidPartNumber`: the object has no such part.
+fn invalid_part_number() -> S3Error {
+    let mut e = S3Error::with_message(
+        S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    e.set_status_code(axum::http::StatusCode::RANGE_NOT_SATISFIABLE);
+    e
 }
 
 /// The part count a multipart ETag (`<hex>-<parts>`) carries (pure).
@@ -290,6 +319,7 @@ pub(super) fn attrs_from(
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
         checksum: None,
+        part_runs: Vec::new(),
     }
 }
 
@@ -658,8 +688,8 @@ impl S3 for FileGridS3 {
             set_checksum!(sum, alg.as_str(), v.clone());
             out.checksum = Some(sum);
         }
-        // A multipart object's part count is in its ETag; the parts themselves are not kept
-        // apart once assembled, so no part list is given.
+        // A multipart object's part count is in its ETag; no part list is given (S3 gives one
+        // only for objects with part checksums, which FileGrid does not keep).
         if wants(ObjectAttributes::OBJECT_PARTS)
             && let Some(parts) = multipart_parts(&etag)
         {
@@ -939,7 +969,7 @@ impl S3 for FileGridS3 {
         unversioned(input.version_id.as_deref())?;
         let meta = object(&lead, &input.bucket, &input.key).await?;
         unsupported::check_no_customer_key(input.customer_key())?;
-        let part_one = part_read(input.part_number, &etag_of(&meta), input.range.is_some())?;
+        let ask = part_read(input.part_number, &meta, input.range.is_some())?;
         check_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -947,8 +977,8 @@ impl S3 for FileGridS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let range = match &input.range {
-            Some(r) => Some(r.check(meta.size).map_err(|_| {
+        let range = match (&input.range, &ask) {
+            (Some(r), _) => Some(r.check(meta.size).map_err(|_| {
                 S3Error::with_message(
                     S3ErrorCode::InvalidRange,
                     format!(
@@ -957,22 +987,18 @@ impl S3 for FileGridS3 {
                     ),
                 )
             })?),
-            None => None,
+            (None, PartAsk::Span { bytes, .. }) => Some(bytes.clone()),
+            (None, _) => None,
         };
         let (start, end) = range.clone().map_or((0, meta.size), |r| (r.start, r.end));
-        // Part 1 of an object not uploaded in parts is all of it, answered as a part is.
-        let (start_byte, end_byte) = match &range {
-            Some(r) => (r.start, r.end),
-            None => (0, meta.size),
+        // A part is answered as a range is (part 1 of an object not uploaded in parts: all
+        // of it); an empty one has no bytes to name.
+        let content_range = (end > start && (range.is_some() || ask == PartAsk::Whole))
+            .then(|| format!("bytes {}-{}/{}", start, end - 1, meta.size));
+        let parts_count = match &ask {
+            PartAsk::Span { count, .. } => Some(*count as i32),
+            _ => None,
         };
-        let content_range = (range.is_some() || (part_one && meta.size > 0)).then(|| {
-            format!(
-                "bytes {}-{}/{}",
-                start_byte,
-                end_byte.saturating_sub(1),
-                meta.size
-            )
-        });
         let whole = range.is_none();
         let attrs = meta.attrs.clone();
         let etag = etag_of(&meta);
@@ -984,6 +1010,7 @@ impl S3 for FileGridS3 {
             body: Some(blob_of(body)),
             content_length: Some((end - start) as i64),
             content_range,
+            parts_count,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(ETag::Strong(etag)),
             last_modified: Some(last_modified),
@@ -1027,7 +1054,7 @@ impl S3 for FileGridS3 {
         unversioned(input.version_id.as_deref())?;
         let meta = object(&lead, &input.bucket, &input.key).await?;
         unsupported::check_no_customer_key(input.customer_key())?;
-        part_read(input.part_number, &etag_of(&meta), input.range.is_some())?;
+        let ask = part_read(input.part_number, &meta, input.range.is_some())?;
         check_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -1036,8 +1063,22 @@ impl S3 for FileGridS3 {
             input.if_unmodified_since.as_ref(),
         )?;
         let attrs = &meta.attrs;
+        // A part of a multipart object: its length and where it lies, as S3 answers (206).
+        let (content_length, content_range, parts_count) = match &ask {
+            PartAsk::Span { bytes, count } => (
+                bytes.end - bytes.start,
+                (bytes.end > bytes.start)
+                    .then(|| format!("bytes {}-{}/{}", bytes.start, bytes.end - 1, meta.size)),
+                Some(*count as i32),
+            ),
+            _ => (meta.size, None, None),
+        };
+        // (The protocol layer answers a HEAD 200 whatever it carries; the gate makes one that
+        // names a Content-Range 206, see `super::partial_head`.)
         let mut out = HeadObjectOutput {
-            content_length: Some(meta.size as i64),
+            content_length: Some(content_length as i64),
+            content_range,
+            parts_count,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(ETag::Strong(etag_of(&meta))),
             last_modified: Some(modified(&meta)),
@@ -1242,6 +1283,8 @@ impl S3 for FileGridS3 {
         };
         attrs.etag = src.attrs.etag.clone();
         attrs.checksum = src.attrs.checksum.clone();
+        // The copy shares the source's chunks, so it has the same parts.
+        attrs.part_runs = src.attrs.part_runs.clone();
         // The copy shares the source's chunks: no data moves. The orphan collector keeps a
         // chunk while any manifest names it, so deleting either file leaves the other whole.
         let meta = FileMeta {
@@ -1414,14 +1457,66 @@ mod tests {
 
     #[test]
     fn part_one_of_a_single_part_object_is_all_of_it() {
-        let code = |r: S3Result<bool>| r.unwrap_err().code().as_str().to_string();
-        assert!(!part_read(None, "abc", false).unwrap());
-        assert!(!part_read(None, "abc-3", true).unwrap());
-        assert!(part_read(Some(1), "abc", false).unwrap());
-        assert_eq!(code(part_read(Some(2), "abc", false)), "InvalidPartNumber");
-        assert_eq!(code(part_read(Some(1), "abc-3", false)), "NotImplemented");
-        assert_eq!(code(part_read(Some(0), "abc", false)), "InvalidArgument");
-        assert_eq!(code(part_read(Some(1), "abc", true)), "InvalidRequest");
+        let code = |r: S3Result<PartAsk>| r.unwrap_err().code().as_str().to_string();
+        let single = object_meta("abc", 10, vec![]);
+        assert_eq!(part_read(None, &single, false).unwrap(), PartAsk::No);
+        assert_eq!(part_read(Some(1), &single, false).unwrap(), PartAsk::Whole);
+        assert_eq!(
+            code(part_read(Some(2), &single, false)),
+            "InvalidPartNumber"
+        );
+        assert_eq!(code(part_read(Some(0), &single, false)), "InvalidArgument");
+        assert_eq!(
+            code(part_read(Some(10_001), &single, false)),
+            "InvalidArgument"
+        );
+        assert_eq!(code(part_read(Some(1), &single, true)), "InvalidRequest");
+    }
+
+    #[test]
+    fn a_multipart_objects_parts_are_cut_by_the_sizes_kept() {
+        let code = |r: S3Result<PartAsk>| r.unwrap_err().code().as_str().to_string();
+        let multi = object_meta("abc-3", 25, vec![(10, 2), (5, 1)]);
+        assert_eq!(part_read(None, &multi, true).unwrap(), PartAsk::No);
+        assert_eq!(
+            part_read(Some(2), &multi, false).unwrap(),
+            PartAsk::Span {
+                bytes: 10..20,
+                count: 3
+            }
+        );
+        assert_eq!(
+            part_read(Some(3), &multi, false).unwrap(),
+            PartAsk::Span {
+                bytes: 20..25,
+                count: 3
+            }
+        );
+        assert_eq!(code(part_read(Some(4), &multi, false)), "InvalidPartNumber");
+        // Completed before the sizes were kept, or sizes that are not this object's.
+        let unknown = object_meta("abc-3", 25, vec![]);
+        assert_eq!(code(part_read(Some(1), &unknown, false)), "NotImplemented");
+        let damaged = object_meta("abc-3", 26, vec![(10, 2), (5, 1)]);
+        assert_eq!(code(part_read(Some(1), &damaged, false)), "NotImplemented");
+    }
+
+    fn object_meta(etag: &str, size: u64, part_runs: Vec<(u64, u32)>) -> FileMeta {
+        FileMeta {
+            file_id: "f".into(),
+            size,
+            checksum: "crc32c:00000000".into(),
+            chunk_size: 1 << 20,
+            chunk_count: 1,
+            mtime: 0,
+            epoch: 1,
+            chunks: Vec::new(),
+            parts: 0,
+            attrs: ObjectAttrs {
+                etag: Some(etag.into()),
+                part_runs,
+                ..Default::default()
+            },
+        }
     }
 
     #[test]

@@ -264,15 +264,27 @@ check(done["ETag"].strip('"') == hashlib.md5(md5s).hexdigest() + "-3", f"multipa
 got = s3.get_object(Bucket=bucket, Key="big/object.bin")
 check(got["Body"].read() == data, "multipart bytes")
 check(got["ContentType"] == "application/x-big" and got["Metadata"] == {"kind": "multipart"}, "multipart attrs")
-# partNumber reads: an object not uploaded in parts is one part; a multipart object's parts
-# are not kept apart, so reading one is refused rather than answered wrongly.
-code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="big/object.bin", PartNumber=1))
-check(code == "NotImplemented", f"part of a multipart object: {code}")
-try:  # botocore keeps no request id for a bodiless 5xx, so error_code's checks do not apply
-    s3.head_object(Bucket=bucket, Key="big/object.bin", PartNumber=2)
-    check(False, "HEAD of a part of a multipart object answered")
-except botocore.exceptions.ClientError as e:
-    check(e.response["ResponseMetadata"]["HTTPStatusCode"] == 501, f"HEAD part of a multipart object: {e}")
+# partNumber reads: each part where the parts before it end, with the part count, as S3
+# answers (206); past the last part, 416 InvalidPartNumber.
+for n, (a, b) in enumerate([(0, 5 * mib), (5 * mib, 10 * mib), (10 * mib, 12 * mib)], start=1):
+    r = s3.get_object(Bucket=bucket, Key="big/object.bin", PartNumber=n)
+    check(r["ResponseMetadata"]["HTTPStatusCode"] == 206 and r["PartsCount"] == 3
+          and r["ContentRange"] == f"bytes {a}-{b - 1}/{len(data)}" and r["ContentLength"] == b - a,
+          f"part {n}: {r.get('ContentRange')} {r.get('PartsCount')}")
+    check(r["Body"].read() == data[a:b], f"part {n} bytes")
+    h = s3.head_object(Bucket=bucket, Key="big/object.bin", PartNumber=n)
+    check(h["ResponseMetadata"]["HTTPStatusCode"] == 206 and h["PartsCount"] == 3
+          and h["ContentLength"] == b - a, f"HEAD part {n}: {h.get('ContentLength')} {h.get('PartsCount')}")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="big/object.bin", PartNumber=4))
+check(code == "InvalidPartNumber" and status == 416, f"part past the last: {code} {status}")
+code, status = error_code(lambda: s3.get_object(Bucket=bucket, Key="big/object.bin", PartNumber=2, Range="bytes=0-1"))
+check(code == "InvalidRequest" and status == 400, f"part and range: {code} {status}")
+# A copy shares the source's chunks, and so its parts, even with its metadata replaced.
+s3.copy_object(Bucket=bucket, Key="big/copy.bin", CopySource={"Bucket": bucket, "Key": "big/object.bin"},
+               MetadataDirective="REPLACE", ContentType="application/x-copy")
+r = s3.get_object(Bucket=bucket, Key="big/copy.bin", PartNumber=3)
+check(r["PartsCount"] == 3 and r["Body"].read() == data[10 * mib:12 * mib], "part of a copy")
+s3.delete_object(Bucket=bucket, Key="big/copy.bin")
 a = s3.get_object_attributes(Bucket=bucket, Key="big/object.bin",
                              ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "ObjectParts"])
 check(a["ETag"].strip('"') == done["ETag"].strip('"') and a["ObjectSize"] == len(data)
