@@ -56,20 +56,26 @@ pub enum Admit {
     Copy,
 }
 
-/// Whether a chunk of `len` bytes, held in a buffer of `held` bytes, enters a cache whose
-/// shards hold `shard_capacity` bytes each and which keeps chunks of at most `max_chunk`.
-pub fn admit(len: u64, held: u64, max_chunk: u64, shard_capacity: u64) -> Admit {
+/// Whether a chunk of `len` bytes, held in a buffer of `held` bytes and named by a key of
+/// `key_len` bytes, enters a cache whose shards hold `shard_capacity` bytes each and which
+/// keeps chunks of at most `max_chunk`.
+pub fn admit(len: u64, held: u64, key_len: u64, max_chunk: u64, shard_capacity: u64) -> Admit {
     if len == 0 || len > max_chunk {
         return Admit::No;
     }
     // A buffer up to twice the bytes is the pool's rounding to a power of two.
     let copy = held > len.saturating_mul(2);
-    let weight = if copy { len } else { held } + ENTRY_OVERHEAD;
+    let weight = entry_weight(if copy { len } else { held }, key_len);
     // quick_cache refuses an entry over a fraction of its shard; better not to try.
     if weight > shard_capacity / 4 {
         return Admit::No;
     }
     if copy { Admit::Copy } else { Admit::Share }
+}
+
+/// What an entry weighs: the memory its bytes hold, its key, and the bookkeeping around them.
+fn entry_weight(held: u64, key_len: u64) -> u64 {
+    held.saturating_add(key_len).saturating_add(ENTRY_OVERHEAD)
 }
 
 /// Shards for a cache of `capacity` bytes keeping chunks up to `max_chunk`: as many as the
@@ -173,12 +179,20 @@ impl ChunkCache {
     pub fn keep(&self, id: &str, checksum: Checksum, data: &Bytes, held: usize) {
         let Some(inner) = &self.inner else { return };
         let len = data.len() as u64;
-        let (data, held) = match admit(len, held as u64, self.max_chunk, self.shard_capacity) {
+        let key_len = id.len() as u64;
+        let admitted = admit(
+            len,
+            held as u64,
+            key_len,
+            self.max_chunk,
+            self.shard_capacity,
+        );
+        let (data, held) = match admitted {
             Admit::No => return,
             Admit::Share => (data.clone(), held as u64),
             Admit::Copy => (Bytes::copy_from_slice(data), len),
         };
-        let weight = held + ENTRY_OVERHEAD + id.len() as u64;
+        let weight = entry_weight(held, key_len);
         inner.insert(
             id.to_string(),
             Entry {
@@ -224,24 +238,24 @@ mod tests {
     #[test]
     fn small_chunks_are_kept_in_their_buffer_large_ones_not_at_all() {
         let shard = 64 * MIB;
-        assert_eq!(admit(MIB, MIB, 4 * MIB, shard), Admit::Share);
+        assert_eq!(admit(MIB, MIB, 40, 4 * MIB, shard), Admit::Share);
         // The pool rounds 1 MiB + 1 up to 2 MiB: still shared.
-        assert_eq!(admit(MIB + 1, 2 * MIB, 4 * MIB, shard), Admit::Share);
-        assert_eq!(admit(4096, 4096, 4 * MIB, shard), Admit::Share);
-        assert_eq!(admit(8 * MIB, 8 * MIB, 4 * MIB, shard), Admit::No);
-        assert_eq!(admit(0, 0, 4 * MIB, shard), Admit::No);
+        assert_eq!(admit(MIB + 1, 2 * MIB, 40, 4 * MIB, shard), Admit::Share);
+        assert_eq!(admit(4096, 4096, 40, 4 * MIB, shard), Admit::Share);
+        assert_eq!(admit(8 * MIB, 8 * MIB, 40, 4 * MIB, shard), Admit::No);
+        assert_eq!(admit(0, 0, 40, 4 * MIB, shard), Admit::No);
     }
 
     #[test]
     fn a_short_chunk_in_a_whole_chunk_buffer_is_copied() {
-        assert_eq!(admit(MIB, 8 * MIB, 4 * MIB, 64 * MIB), Admit::Copy);
-        assert_eq!(admit(100, 8 * MIB, 4 * MIB, 64 * MIB), Admit::Copy);
+        assert_eq!(admit(MIB, 8 * MIB, 40, 4 * MIB, 64 * MIB), Admit::Copy);
+        assert_eq!(admit(100, 8 * MIB, 40, 4 * MIB, 64 * MIB), Admit::Copy);
     }
 
     #[test]
     fn nothing_heavier_than_a_quarter_shard_is_tried() {
-        assert_eq!(admit(4 * MIB, 4 * MIB, 4 * MIB, 8 * MIB), Admit::No);
-        assert_eq!(admit(MIB, MIB, 4 * MIB, 8 * MIB), Admit::Share);
+        assert_eq!(admit(4 * MIB, 4 * MIB, 40, 4 * MIB, 8 * MIB), Admit::No);
+        assert_eq!(admit(MIB, MIB, 40, 4 * MIB, 8 * MIB), Admit::Share);
     }
 
     #[test]
