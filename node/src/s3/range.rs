@@ -70,10 +70,10 @@ fn well_formed(value: &[u8]) -> bool {
 
 /// Whether the decimal number `a` is greater than `b` (pure; both all digits, any length).
 fn greater(a: &[u8], b: &[u8]) -> bool {
-    let trim = |s: &[u8]| -> Vec<u8> {
+    fn trim(s: &[u8]) -> &[u8] {
         let start = s.iter().position(|&c| c != b'0').unwrap_or(s.len());
-        s[start..].to_vec()
-    };
+        &s[start..]
+    }
     let (a, b) = (trim(a), trim(b));
     (a.len(), a) > (b.len(), b)
 }

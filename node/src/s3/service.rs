@@ -158,6 +158,12 @@ fn part_read(part: Option<i32>, meta: &FileMeta, ranged: bool) -> S3Result<PartA
     Ok(PartAsk::Whole)
 }
 
+/// The `Content-Range` of `bytes` of an object of `size` bytes (pure); `None` when `bytes` is
+/// empty, which has no first and last byte to name.
+fn content_range(bytes: std::ops::Range<u64>, size: u64) -> Option<String> {
+    (bytes.end > bytes.start).then(|| format!("bytes {}-{}/{size}", bytes.start, bytes.end - 1))
+}
+
 /// `416 InvalidPartNumber`: the object has no such part.
 fn invalid_part_number() -> S3Error {
     let mut e = S3Error::with_message(
@@ -993,8 +999,9 @@ impl S3 for FileGridS3 {
         let (start, end) = range.clone().map_or((0, meta.size), |r| (r.start, r.end));
         // A part is answered as a range is (part 1 of an object not uploaded in parts: all
         // of it); an empty one has no bytes to name.
-        let content_range = (end > start && (range.is_some() || ask == PartAsk::Whole))
-            .then(|| format!("bytes {}-{}/{}", start, end - 1, meta.size));
+        let content_range = (range.is_some() || ask == PartAsk::Whole)
+            .then(|| content_range(start..end, meta.size))
+            .flatten();
         let parts_count = match &ask {
             PartAsk::Span { count, .. } => Some(*count as i32),
             _ => None,
@@ -1067,8 +1074,7 @@ impl S3 for FileGridS3 {
         let (content_length, content_range, parts_count) = match &ask {
             PartAsk::Span { bytes, count } => (
                 bytes.end - bytes.start,
-                (bytes.end > bytes.start)
-                    .then(|| format!("bytes {}-{}/{}", bytes.start, bytes.end - 1, meta.size)),
+                content_range(bytes.clone(), meta.size),
                 Some(*count as i32),
             ),
             _ => (meta.size, None, None),
@@ -1498,6 +1504,13 @@ mod tests {
         assert_eq!(code(part_read(Some(1), &unknown, false)), "NotImplemented");
         let damaged = object_meta("abc-3", 26, vec![(10, 2), (5, 1)]);
         assert_eq!(code(part_read(Some(1), &damaged, false)), "NotImplemented");
+    }
+
+    #[test]
+    fn content_ranges_name_the_first_and_last_byte() {
+        assert_eq!(content_range(0..10, 10).as_deref(), Some("bytes 0-9/10"));
+        assert_eq!(content_range(10..25, 25).as_deref(), Some("bytes 10-24/25"));
+        assert_eq!(content_range(5..5, 10), None);
     }
 
     fn object_meta(etag: &str, size: u64, part_runs: Vec<(u64, u32)>) -> FileMeta {
