@@ -122,6 +122,20 @@ pub async fn write(
     }
 }
 
+/// The values of [`write_result`], for metrics.
+pub const WRITE_RESULTS: [&str; 4] = ["ok", "failed", "deposed", "error"];
+
+/// How a fenced write ended, as a metric label (pure): `failed` when one of its own
+/// operations' conditions did not hold (a file already there, a version that moved).
+pub fn write_result<T>(result: &Result<T, FenceError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(FenceError::Operation { .. }) => "failed",
+        Err(FenceError::Deposed { .. }) => "deposed",
+        Err(_) => "error",
+    }
+}
+
 /// Whether a write through session `session` may use `token` (pure): only the session that
 /// won the leadership may write under it.
 pub fn same_session(token: &LeaderToken, session: i64) -> bool {
@@ -140,6 +154,25 @@ mod tests {
             leader_version: 0,
             session,
         }
+    }
+
+    #[test]
+    fn every_write_result_has_its_label() {
+        let results: [Result<(), FenceError>; 4] = [
+            Ok(()),
+            Err(FenceError::Operation {
+                index: 1,
+                source: ZkClientError::NodeExists,
+            }),
+            Err(FenceError::Deposed {
+                server_id: ServerId::new("head_server_1").unwrap(),
+                epoch: 3,
+            }),
+            Err(FenceError::Zk(ZkClientError::ConnectionLoss)),
+        ];
+        let labels: Vec<&str> = results.iter().map(write_result).collect();
+        // Each its own label, and all of them registered up front.
+        assert_eq!(labels, WRITE_RESULTS);
     }
 
     #[test]

@@ -152,6 +152,7 @@ pub struct HeadMetrics {
     pub epoch: IntGauge,
     pub is_leader: IntGauge,
     pub fenced_rejections: IntCounter,
+    pub fenced_writes: IntCounterVec,
 }
 
 impl HeadMetrics {
@@ -159,6 +160,9 @@ impl HeadMetrics {
         let m = Self::register(r);
         for result in ["won", "lost"] {
             m.elections.with_label_values(&[result]);
+        }
+        for result in crate::fencing::WRITE_RESULTS {
+            m.fenced_writes.with_label_values(&[result]);
         }
         m
     }
@@ -183,6 +187,13 @@ impl HeadMetrics {
                 r,
                 "filegrid_fenced_writes_rejected_total",
                 "metadata writes rejected because this head's leadership had ended",
+            ),
+            fenced_writes: counter_vec(
+                r,
+                "filegrid_fenced_writes_total",
+                "fenced metadata transactions sent to ZooKeeper by this head, by result (ok; \
+                 failed: a condition of the transaction did not hold; deposed; error)",
+                &["result"],
             ),
         }
     }

@@ -644,6 +644,61 @@ fn listing_paginates_in_order_and_delete_removes() {
 }
 
 #[test]
+fn overwrites_deletes_and_new_files_of_one_directory_keep_the_latest() {
+    let grid = Grid::start(node_bin(), GridOptions::default());
+    let base = grid.leader_url(Duration::from_secs(20));
+    let failed_writes = || {
+        let text = http()
+            .get(format!("{base}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        metric_sum(
+            &text,
+            "filegrid_fenced_writes_total",
+            &[("result", "failed")],
+        )
+    };
+    assert_eq!(put(&base, "d/e/f", random(100)).status(), 201);
+    assert_eq!(put(&base, "d/e/g", random(10)).status(), 201);
+    // Overwrites of a file this leader stored: no transaction that fails first.
+    let failed = failed_writes();
+    let mut latest = Vec::new();
+    for size in [0, 1, 300, CHUNK + 1, 5] {
+        latest = random(size);
+        assert_eq!(put(&base, "d/e/f", latest.clone()).status(), 201);
+        assert_eq!(get(&base, "d/e/f"), (200, latest.clone()));
+    }
+    assert_eq!(failed_writes(), failed);
+    // A new file beside it, then the overwritten one deleted and stored again.
+    assert_eq!(put(&base, "d/e/h", random(20)).status(), 201);
+    let del = |path: &str| {
+        http()
+            .delete(format!("{base}/v1/files/{path}"))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(del("d/e/f"), 200);
+    assert_eq!(get(&base, "d/e/f").0, 404);
+    let again = random(700);
+    assert_eq!(put(&base, "d/e/f", again.clone()).status(), 201);
+    assert_eq!(get(&base, "d/e/f"), (200, again));
+    // Every file gone takes the directories with it; storing one brings them back.
+    for path in ["d/e/f", "d/e/g", "d/e/h"] {
+        assert_eq!(del(path), 200, "{path}");
+    }
+    let page: ListPage = get_json(&format!("{base}/v1/files")).unwrap();
+    assert!(paths(&page).is_empty(), "{:?}", paths(&page));
+    assert_eq!(put(&base, "d/e/f", latest.clone()).status(), 201);
+    assert_eq!(get(&base, "d/e/f"), (200, latest));
+    assert_eq!(put(&base, "d/e/f", random(3)).status(), 201);
+    let page: ListPage = get_json(&format!("{base}/v1/files")).unwrap();
+    assert_eq!(paths(&page), ["d/e/f"]);
+}
+
+#[test]
 fn decommission_drains_a_server_and_orphans_are_collected() {
     let grid = Grid::start(
         node_bin(),

@@ -259,6 +259,10 @@ impl Election {
             .client()
             .ok_or(FenceError::Zk(ZkClientError::ConnectionLoss))?;
         let result = fencing::write(&client, &self.layout, token, ops).await;
+        self.metrics
+            .fenced_writes
+            .with_label_values(&[fencing::write_result(&result)])
+            .inc();
         if let Err(FenceError::Deposed { epoch, .. }) = &result {
             self.metrics.fenced_rejections.inc();
             tracing::warn!(server_id = %self.me.server_id, epoch, "fenced write rejected: leadership has ended");

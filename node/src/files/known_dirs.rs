@@ -1,14 +1,16 @@
 //! Directories the leader knows exist, with their node versions, so that storing a new file
-//! under them is one ZooKeeper transaction instead of a read followed by a transaction.
+//! under them is one ZooKeeper transaction instead of a read followed by a transaction; and
+//! files it knows exist, so that overwriting one skips that transaction, which would fail.
 //!
 //! Only the leader changes the namespace, and only through fenced writes, so within one
 //! leadership epoch this map can only be outdated by this process's own removals, which
 //! forget what they delete. A commit learns only if nothing was forgotten since it read (the
 //! generation), so a slow commit cannot bring back a directory a removal just deleted. The
 //! transaction still checks every version it relies on: a wrong entry costs a retry through
-//! the read path.
+//! the read path. A file wrongly thought to exist costs nothing more than the read path
+//! either, which finds it absent and creates it, so files need no generation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Entries kept before the map starts over (a bound on memory, not a tuning knob).
@@ -26,6 +28,8 @@ struct Inner {
     /// Bumped by every forget and clear.
     generation: u64,
     versions: HashMap<String, i32>,
+    /// Files committed or found existing in `epoch`.
+    files: HashSet<String>,
 }
 
 impl KnownDirs {
@@ -57,11 +61,30 @@ impl KnownDirs {
         if inner.generation != generation {
             return;
         }
-        if inner.epoch != epoch || inner.versions.len() >= MAX_ENTRIES {
-            inner.epoch = epoch;
-            inner.versions.clear();
-        }
+        inner.start_over_unless(epoch);
         inner.versions.insert(dir.to_string(), version);
+    }
+
+    /// Whether `file` is known to exist in `epoch`: an overwrite then reads first.
+    pub fn holds_file(&self, epoch: u64, file: &str) -> bool {
+        self.inner
+            .lock()
+            .is_ok_and(|i| i.epoch == epoch && i.files.contains(file))
+    }
+
+    /// Records that `file` exists, committed (or found) by a transaction of `epoch`.
+    pub fn learn_file(&self, epoch: u64, file: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.start_over_unless(epoch);
+            inner.files.insert(file.to_string());
+        }
+    }
+
+    /// Forgets `file` (it was deleted).
+    pub fn forget_file(&self, file: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.files.remove(file);
+        }
     }
 
     /// Forgets `dir` (it was deleted).
@@ -72,11 +95,22 @@ impl KnownDirs {
         }
     }
 
-    /// Forgets everything (a transaction found the map wrong).
+    /// Forgets every directory (a transaction found the map wrong).
     pub fn clear(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.versions.clear();
             inner.generation += 1;
+        }
+    }
+}
+
+impl Inner {
+    /// Empties the maps when they were learned in another epoch or have grown to the bound.
+    fn start_over_unless(&mut self, epoch: u64) {
+        if self.epoch != epoch || self.versions.len() + self.files.len() >= MAX_ENTRIES {
+            self.epoch = epoch;
+            self.versions.clear();
+            self.files.clear();
         }
     }
 }
@@ -107,6 +141,40 @@ mod tests {
         k.learn(2, 1, "y", 0);
         k.clear();
         assert_eq!(k.versions(2, &["y"]), None);
+    }
+
+    #[test]
+    fn files_are_known_within_their_epoch_until_forgotten() {
+        let k = KnownDirs::default();
+        assert!(!k.holds_file(1, "a/f"));
+        k.learn(1, 0, "a", 0);
+        k.learn_file(1, "a/f");
+        assert!(k.holds_file(1, "a/f"));
+        assert!(!k.holds_file(1, "a/g"));
+        assert!(!k.holds_file(2, "a/f"), "another epoch knows nothing");
+        k.clear();
+        assert!(
+            k.holds_file(1, "a/f"),
+            "a wrong directory says nothing of files"
+        );
+        k.forget_file("a/f");
+        assert!(!k.holds_file(1, "a/f"));
+        k.learn_file(1, "a/f");
+        k.learn_file(2, "b/f");
+        assert!(!k.holds_file(2, "a/f"), "a new epoch starts over");
+        assert!(k.holds_file(2, "b/f"));
+    }
+
+    #[test]
+    fn the_bound_counts_files_and_directories() {
+        let k = KnownDirs::default();
+        for i in 0..MAX_ENTRIES {
+            k.learn_file(1, &format!("f{i}"));
+        }
+        assert!(k.holds_file(1, "f1"));
+        k.learn_file(1, "one more");
+        assert!(!k.holds_file(1, "f1"), "started over at the bound");
+        assert!(k.holds_file(1, "one more"));
     }
 
     #[test]

@@ -240,7 +240,7 @@ async fn commit_entry(
     // the condition needs a file there).
     if let Some(versions) = known
         .versions(epoch, &ancestors)
-        .filter(|_| pre.allows_absent())
+        .filter(|_| pre.allows_absent() && !known.holds_file(epoch, path.as_str()))
     {
         let mut ops: Vec<FencedOp> = ancestors
             .iter()
@@ -255,14 +255,26 @@ async fn commit_entry(
             data: data.clone(),
             options: layout.persistent(),
         });
+        let checks = ops.len() - 1;
         match lead.write(&ops).await {
-            Ok(_) => return Ok(None),
+            Ok(_) => {
+                known.learn_file(epoch, path.as_str());
+                return Ok(None);
+            }
             // The file exists already, or the map was wrong: take the read path.
             Err(FenceError::Operation {
+                index,
                 source:
-                    ZkClientError::NodeExists | ZkClientError::BadVersion | ZkClientError::NoNode,
-                ..
-            }) => known.clear(),
+                    source @ (ZkClientError::NodeExists
+                    | ZkClientError::BadVersion
+                    | ZkClientError::NoNode),
+            }) => {
+                if map_was_wrong(index, checks, &source) {
+                    known.clear();
+                } else {
+                    known.learn_file(epoch, path.as_str());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -336,6 +348,7 @@ async fn commit_entry(
                 for (dir, version) in dirs {
                     known.learn(epoch, generation, dir, version);
                 }
+                known.learn_file(epoch, path.as_str());
                 if let Some(prev) = &previous {
                     drop_parts(lead, prev).await;
                 }
@@ -352,6 +365,15 @@ async fn commit_entry(
         }
     }
     Err(NsError::Contended(path.to_string()))
+}
+
+/// Whether a new-file transaction that failed at op `index` with `source` proves the map of
+/// known directories wrong (pure). Its first `checks` ops check the parents' versions and
+/// the last creates the file; ZooKeeper names the first op that failed, so a `NodeExists` of
+/// the file means every parent check passed: the file is merely there already (an
+/// overwrite), and the map stays for the next new file.
+fn map_was_wrong(index: usize, checks: usize, source: &ZkClientError) -> bool {
+    !(index == checks && matches!(source, ZkClientError::NodeExists))
 }
 
 /// Deletes the file at `path` (and directories it leaves empty); returns what was deleted.
@@ -396,6 +418,7 @@ pub async fn remove(
         for dir in &deleted {
             known.forget(dir);
         }
+        known.forget_file(path.as_str());
         match lead.write(&ops).await {
             Ok(_) => {
                 // A sibling deleted at the same time saw this file still there and kept the
@@ -754,6 +777,19 @@ mod tests {
         let mut v = vec!["a.c", "a/b", "a/a/z", "b", "a"];
         v.sort_by(|a, b| path_cmp(a, b));
         assert_eq!(v, ["a", "a/a/z", "a/b", "a.c", "b"]);
+    }
+
+    #[test]
+    fn only_a_file_already_there_keeps_the_map_of_known_directories() {
+        // Two parent checks, then the create at index 2.
+        assert!(!map_was_wrong(2, 2, &ZkClientError::NodeExists));
+        // A parent's version moved, or a parent is gone.
+        assert!(map_was_wrong(0, 2, &ZkClientError::BadVersion));
+        assert!(map_was_wrong(1, 2, &ZkClientError::NoNode));
+        // The create failed because a parent is missing.
+        assert!(map_was_wrong(2, 2, &ZkClientError::NoNode));
+        // A file directly under the root: no checks.
+        assert!(!map_was_wrong(0, 0, &ZkClientError::NodeExists));
     }
 
     #[test]
