@@ -4,6 +4,7 @@
 pub mod peer;
 pub mod range;
 pub mod serve;
+pub mod tcp;
 pub mod tls;
 pub mod unread;
 

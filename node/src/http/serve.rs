@@ -96,6 +96,8 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        // Answers lost in a short network cut are sent again soon after it heals.
+        super::tcp::quick_retransmits(&stream);
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let router = router.clone();
