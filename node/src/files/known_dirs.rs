@@ -13,8 +13,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-/// Entries kept before the map starts over (a bound on memory, not a tuning knob).
+/// Entries kept before the maps start over (a bound on memory, not a tuning knob).
 const MAX_ENTRIES: usize = 100_000;
+
+/// Bytes of paths kept before the maps start over: paths may be 4 KiB long, so the count
+/// alone would let a writer make the leader hold 400 MiB of them.
+const MAX_PATH_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Default)]
 pub struct KnownDirs {
@@ -30,6 +34,8 @@ struct Inner {
     versions: HashMap<String, i32>,
     /// Files committed or found existing in `epoch`.
     files: HashSet<String>,
+    /// The length of every path in `versions` and `files`.
+    path_bytes: usize,
 }
 
 impl KnownDirs {
@@ -61,8 +67,15 @@ impl KnownDirs {
         if inner.generation != generation {
             return;
         }
-        inner.start_over_unless(epoch);
-        inner.versions.insert(dir.to_string(), version);
+        let adding = if inner.versions.contains_key(dir) {
+            0
+        } else {
+            dir.len()
+        };
+        inner.start_over_unless(epoch, adding);
+        if inner.versions.insert(dir.to_string(), version).is_none() {
+            inner.path_bytes += dir.len();
+        }
     }
 
     /// Whether `file` is known to exist in `epoch`: an overwrite then reads first.
@@ -75,22 +88,33 @@ impl KnownDirs {
     /// Records that `file` exists, committed (or found) by a transaction of `epoch`.
     pub fn learn_file(&self, epoch: u64, file: &str) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.start_over_unless(epoch);
-            inner.files.insert(file.to_string());
+            let adding = if inner.files.contains(file) {
+                0
+            } else {
+                file.len()
+            };
+            inner.start_over_unless(epoch, adding);
+            if inner.files.insert(file.to_string()) {
+                inner.path_bytes += file.len();
+            }
         }
     }
 
     /// Forgets `file` (it was deleted).
     pub fn forget_file(&self, file: &str) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.files.remove(file);
+        if let Ok(mut inner) = self.inner.lock()
+            && inner.files.remove(file)
+        {
+            inner.path_bytes = inner.path_bytes.saturating_sub(file.len());
         }
     }
 
     /// Forgets `dir` (it was deleted).
     pub fn forget(&self, dir: &str) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.versions.remove(dir);
+            if inner.versions.remove(dir).is_some() {
+                inner.path_bytes = inner.path_bytes.saturating_sub(dir.len());
+            }
             inner.generation += 1;
         }
     }
@@ -98,6 +122,8 @@ impl KnownDirs {
     /// Forgets every directory (a transaction found the map wrong).
     pub fn clear(&self) {
         if let Ok(mut inner) = self.inner.lock() {
+            let dir_bytes: usize = inner.versions.keys().map(String::len).sum();
+            inner.path_bytes = inner.path_bytes.saturating_sub(dir_bytes);
             inner.versions.clear();
             inner.generation += 1;
         }
@@ -105,12 +131,17 @@ impl KnownDirs {
 }
 
 impl Inner {
-    /// Empties the maps when they were learned in another epoch or have grown to the bound.
-    fn start_over_unless(&mut self, epoch: u64) {
-        if self.epoch != epoch || self.versions.len() + self.files.len() >= MAX_ENTRIES {
+    /// Empties the maps when they were learned in another epoch, or when a path of `adding`
+    /// bytes more would take them past a bound.
+    fn start_over_unless(&mut self, epoch: u64, adding: usize) {
+        if self.epoch != epoch
+            || self.versions.len() + self.files.len() >= MAX_ENTRIES
+            || self.path_bytes + adding > MAX_PATH_BYTES
+        {
             self.epoch = epoch;
             self.versions.clear();
             self.files.clear();
+            self.path_bytes = 0;
         }
     }
 }
@@ -163,6 +194,32 @@ mod tests {
         k.learn_file(2, "b/f");
         assert!(!k.holds_file(2, "a/f"), "a new epoch starts over");
         assert!(k.holds_file(2, "b/f"));
+    }
+
+    #[test]
+    fn long_paths_start_the_maps_over_by_their_bytes() {
+        let k = KnownDirs::default();
+        let long = |i: usize| format!("{i:04}/{}", "x".repeat(4000));
+        // `fit` files and one directory fill the bytes but for less than a long path.
+        let fit = MAX_PATH_BYTES / long(0).len() - 1;
+        for i in 0..fit {
+            k.learn_file(1, &long(i));
+        }
+        k.learn(1, 0, &long(fit), 0);
+        assert!(k.holds_file(1, &long(0)), "{fit} files and a directory fit");
+        assert_eq!(k.versions(1, &[&long(fit)]), Some(vec![0]));
+        // Forgetting and learning again the same paths keeps the count right.
+        k.forget_file(&long(0));
+        k.learn_file(1, &long(0));
+        k.forget(&long(fit));
+        k.learn(1, k.generation(), &long(fit), 1);
+        k.learn(1, k.generation(), &long(fit), 2);
+        assert!(k.holds_file(1, &long(1)));
+        k.learn_file(1, "one more");
+        assert!(k.holds_file(1, "one more"), "a short path still fits");
+        k.learn_file(1, &long(fit + 1));
+        assert!(!k.holds_file(1, &long(1)), "started over past the bytes");
+        assert!(k.holds_file(1, &long(fit + 1)));
     }
 
     #[test]
