@@ -50,6 +50,8 @@ impl Forwarder {
             .map_err(|_| ForwardError::Connect(format!("{host}:{port} timed out")))?
             .map_err(|e| ForwardError::Connect(format!("{host}:{port}: {e}")))?;
         let _ = tcp.set_nodelay(true);
+        // A call sent into a short cut of the leader goes again soon after it heals.
+        crate::http::tcp::quick_retransmits(&tcp);
         let (parts, body) = req.into_parts();
         let target = parts
             .uri
