@@ -516,9 +516,10 @@ fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallR
             .target(target()),
         );
     }
-    let small_rows: [(&str, SmallFigure); 2] = [
+    let small_rows: [(&str, SmallFigure); 3] = [
         ("4 KiB puts", |s| s.puts.per_second),
         ("4 KiB gets", |s| s.gets.per_second),
+        ("4 KiB overwrites", |s| s.overwrites.per_second),
     ];
     for (name, f) in small_rows {
         let (plain, secured): (Vec<f64>, Vec<f64>) = (
@@ -599,7 +600,8 @@ fn print_small(n: u32, runs: u32, s: &SmallRun) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "run {n}/{runs}: 4 KiB puts {:.0}/s (p50 {:.2} ms, p99 {:.2} ms; local {:.0}/s), \
-         gets {:.0}/s (p50 {:.2} ms, p99 {:.2} ms; local {:.0}/s)",
+         gets {:.0}/s (p50 {:.2} ms, p99 {:.2} ms; local {:.0}/s), \
+         overwrites {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
         s.puts.per_second,
         ms(s.puts.p50),
         ms(s.puts.p99),
@@ -608,10 +610,17 @@ fn print_small(n: u32, runs: u32, s: &SmallRun) {
         ms(s.gets.p50),
         ms(s.gets.p99),
         s.local_gets.per_second,
+        s.overwrites.per_second,
+        ms(s.overwrites.p50),
+        ms(s.overwrites.p99),
     );
     println!(
         "  CPU seconds per 1,000 puts: {}",
         rss::format_cpu(&s.put_cpu, 1.0)
+    );
+    println!(
+        "  CPU seconds per 1,000 overwrites: {}",
+        rss::format_cpu(&s.overwrite_cpu, 1.0)
     );
 }
 
@@ -725,6 +734,25 @@ fn report(setup: &Setup, larges: &[LargeRun], smalls: &[SmallRun]) -> Report {
             .higher_is_better(),
         );
     }
+    let overwrites = phase(|s| s.overwrites);
+    r.row(
+        Row::new(
+            format!("4 KiB overwrites, {clients} clients"),
+            Unit::PerSecond,
+            overwrites.iter().map(|p| p.per_second).collect(),
+        )
+        .higher_is_better(),
+    );
+    r.row(Row::new(
+        "  p50 latency",
+        Unit::Milliseconds,
+        overwrites.iter().map(|p| p.p50.as_secs_f64()).collect(),
+    ));
+    r.row(Row::new(
+        "  p99 latency",
+        Unit::Milliseconds,
+        overwrites.iter().map(|p| p.p99.as_secs_f64()).collect(),
+    ));
 
     let limit = || Target::below(RSS_LIMIT as f64, "< 64 MiB");
     for (phase, peaks) in [

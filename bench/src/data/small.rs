@@ -42,6 +42,10 @@ pub struct SmallRun {
     /// CPU seconds each process spent per 1,000 puts: where the time of a small put goes.
     pub put_cpu: Vec<(String, f64)>,
     pub gets: Phase,
+    /// The same files stored again with new contents.
+    pub overwrites: Phase,
+    /// CPU seconds each process spent per 1,000 overwrites.
+    pub overwrite_cpu: Vec<(String, f64)>,
     pub local_puts: Phase,
     pub local_gets: Phase,
 }
@@ -93,11 +97,7 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
         }
     })
     .await?;
-    let put_cpu = cpu
-        .used()
-        .into_iter()
-        .map(|(name, secs)| (name, secs * 1000.0 / n as f64))
-        .collect();
+    let put_cpu = per_thousand(cpu.used(), n);
     let gets = fan_out(n, clients, {
         let (setup, bodies, prefix) = (setup.clone(), bodies.clone(), prefix.clone());
         move |i| {
@@ -107,6 +107,18 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
         }
     })
     .await?;
+    // Each file again, with the contents of another: an overwrite reads the file it replaces.
+    let cpu = CpuMark::take(&setup.cpu_watch);
+    let overwrites = fan_out(n, clients, {
+        let (setup, prefix) = (setup.clone(), prefix.clone());
+        move |i| {
+            let setup = setup.clone();
+            let name = format!("{prefix}/{i:06}");
+            async move { put_small(&setup, &name, content(i + n)).await }
+        }
+    })
+    .await?;
+    let overwrite_cpu = per_thousand(cpu.used(), n);
     let dir = setup.work.join(format!("local_small_{run}"));
     let (local_puts, local_gets) = {
         let bodies = bodies.clone();
@@ -121,9 +133,18 @@ pub async fn run(setup: &Setup, run: u32) -> Result<SmallRun, BenchError> {
         puts,
         put_cpu,
         gets,
+        overwrites,
+        overwrite_cpu,
         local_puts,
         local_gets,
     })
+}
+
+/// CPU seconds per process over `n` operations, scaled to 1,000 operations.
+fn per_thousand(used: Vec<(String, f64)>, n: usize) -> Vec<(String, f64)> {
+    used.into_iter()
+        .map(|(name, secs)| (name, secs * 1000.0 / n.max(1) as f64))
+        .collect()
 }
 
 /// Runs `op(0..n)` on `clients` concurrent tasks; returns the throughput and latencies.
