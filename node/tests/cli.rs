@@ -13,7 +13,7 @@ use filegrid_proto::head::{Role, StatusView};
 use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 
 mod common;
-use common::{metric_sum, node_bin, random};
+use common::{node_bin, random, scraped_sum};
 
 fn http() -> reqwest::blocking::Client {
     common::admin_http_no_redirects()
@@ -79,14 +79,8 @@ fn assert_stored(url: &str, path: &str, data: &[u8]) {
 
 /// The `filegrid_http_requests_total` of PUTs a head answered with `code`.
 fn puts_answered(url: &str, code: u16) -> f64 {
-    let text = http()
-        .get(format!("{url}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    metric_sum(
-        &text,
+    scraped_sum(
+        url,
         "filegrid_http_requests_total",
         &[("method", "PUT"), ("code", &code.to_string())],
     )

@@ -13,7 +13,7 @@ use filegrid_testkit::{Grid, GridOptions, auth, wait_until_sync};
 use rand::RngCore;
 
 mod common;
-use common::{admin_http as http, metric_sum, node_bin, random};
+use common::{admin_http as http, metric_sum, node_bin, random, scraped_sum};
 use serde::de::DeserializeOwned;
 
 const CHUNK: usize = 256 * 1024;
@@ -648,14 +648,8 @@ fn overwrites_deletes_and_new_files_of_one_directory_keep_the_latest() {
     let grid = Grid::start(node_bin(), GridOptions::default());
     let base = grid.leader_url(Duration::from_secs(20));
     let failed_writes = || {
-        let text = http()
-            .get(format!("{base}/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        metric_sum(
-            &text,
+        scraped_sum(
+            &base,
             "filegrid_fenced_writes_total",
             &[("result", "failed")],
         )
@@ -758,13 +752,8 @@ fn decommission_drains_a_server_and_orphans_are_collected() {
         },
     );
     // They went in batches, and the leader counted them.
-    let text = |url: String| http().get(url).send().unwrap().text().unwrap();
     let copies: usize = old_chunks.iter().map(|(_, reps)| reps.len()).sum();
-    let counted = metric_sum(
-        &text(format!("{base}/metrics")),
-        "filegrid_orphans_deleted_total",
-        &[],
-    );
+    let counted = scraped_sum(&base, "filegrid_orphans_deleted_total", &[]);
     assert!(counted >= copies as f64, "{counted} < {copies}");
     let batches: f64 = (0..grid.cluster.len())
         .map(|i| {
@@ -987,14 +976,8 @@ fn a_standby_with_standby_proxy_serves_the_file_api_through_the_leader() {
     let st: StatusView = get_json(&format!("{standby}/v1/status")).unwrap();
     assert!(st.forwards_to_leader);
     let puts_via_standby = || {
-        let text = http()
-            .get(format!("{standby}/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        metric_sum(
-            &text,
+        scraped_sum(
+            &standby,
             "filegrid_http_requests_total",
             &[("method", "PUT"), ("code", "201")],
         )

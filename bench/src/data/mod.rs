@@ -550,6 +550,23 @@ fn security_ratios(setup: &Setup, larges: &[Vec<LargeRun>], smalls: &[Vec<SmallR
     r
 }
 
+/// The p50 and p99 latency rows of a small-file phase, one value per run.
+fn latency_rows(r: &mut Report, phases: &[small::Phase]) {
+    for (label, at) in [
+        (
+            "  p50 latency",
+            (|p| p.p50) as fn(&small::Phase) -> Duration,
+        ),
+        ("  p99 latency", |p| p.p99),
+    ] {
+        r.row(Row::new(
+            label,
+            Unit::Milliseconds,
+            phases.iter().map(|p| at(p).as_secs_f64()).collect(),
+        ));
+    }
+}
+
 /// `secured[i] / plain[i]` for each run.
 fn ratios(plain: &[f64], secured: &[f64]) -> Vec<f64> {
     plain.iter().zip(secured).map(|(p, s)| s / p).collect()
@@ -715,16 +732,7 @@ fn report(setup: &Setup, larges: &[LargeRun], smalls: &[SmallRun]) -> Report {
             )
             .target(floor(limit, &format!("≥ {limit:.0}/s"))),
         );
-        r.row(Row::new(
-            "  p50 latency",
-            Unit::Milliseconds,
-            ours.iter().map(|p| p.p50.as_secs_f64()).collect(),
-        ));
-        r.row(Row::new(
-            "  p99 latency",
-            Unit::Milliseconds,
-            ours.iter().map(|p| p.p99.as_secs_f64()).collect(),
-        ));
+        latency_rows(&mut r, &ours);
         r.row(
             Row::new(
                 format!("  local files, {clients} threads ({local_label})"),
@@ -743,16 +751,7 @@ fn report(setup: &Setup, larges: &[LargeRun], smalls: &[SmallRun]) -> Report {
         )
         .higher_is_better(),
     );
-    r.row(Row::new(
-        "  p50 latency",
-        Unit::Milliseconds,
-        overwrites.iter().map(|p| p.p50.as_secs_f64()).collect(),
-    ));
-    r.row(Row::new(
-        "  p99 latency",
-        Unit::Milliseconds,
-        overwrites.iter().map(|p| p.p99.as_secs_f64()).collect(),
-    ));
+    latency_rows(&mut r, &overwrites);
 
     let limit = || Target::below(RSS_LIMIT as f64, "< 64 MiB");
     for (phase, peaks) in [

@@ -58,6 +58,17 @@ pub fn put_ok(base: &str, path: &str, data: &[u8]) {
     assert_eq!(r.status(), 201, "{path}");
 }
 
+/// [`metric_sum`] of the `/metrics` page at `base`, read with the admin credential.
+pub fn scraped_sum(base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = admin_http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    metric_sum(&text, name, labels)
+}
+
 /// The value of an unlabelled metric in a Prometheus text exposition (a `/metrics` page).
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     samples(text)
